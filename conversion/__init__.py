@@ -1,0 +1,1 @@
+"""Conversion of foreign checkpoints and export of Hub-ready folders."""

@@ -1,0 +1,141 @@
+"""Export a model as a Hub-ready folder: weights, config with `auto_map`, code, tokenizer, model card.
+
+    python -m conversion.export_to_hub --preset memory-transformer-tiny --output hub/memory-tiny
+    python -m conversion.export_to_hub --model runs/clm/checkpoint-100 --output hub/clm --push-to-hub org/name
+
+The folder loads anywhere with `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`:
+only torch and transformers are needed on the loading side (checked by `lint_hub_folder`).
+"""
+
+import argparse
+import ast
+import os
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import transformers
+
+ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
+CODE_PACKAGE = "modeling_memory"
+
+
+def lint_hub_folder(folder) -> list[str]:
+    """Problems that would stop a torch + transformers user from loading the `.py` files of `folder`.
+
+    Absolute imports must be stdlib, torch or transformers (others only inside `try`); relative imports
+    must be single-dot imports of sibling files; no `from . import x`; no sub-folders of code.
+    """
+    folder = pathlib.Path(folder)
+    siblings = {p.stem for p in folder.glob("*.py")}
+    problems = [f"{sub}: sub-folders of code break Hub export" for sub in folder.iterdir()
+                if sub.is_dir() and any(sub.glob("*.py"))]
+    for path in sorted(folder.glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(), filename=str(path))
+        guarded = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Try) for inner in ast.walk(node)}
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', '?')}"
+            if isinstance(node, ast.ImportFrom) and node.level:
+                if node.level > 1 or node.module is None:
+                    problems.append(f"{where}: only 'from .sibling import name' survives Hub export")
+                elif "." in node.module or node.module not in siblings:
+                    problems.append(f"{where}: sibling module '{node.module}' is not a file of the folder")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in guarded:
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module]
+                problems += [f"{where}: imports '{name}' (stdlib, torch and transformers only, or guard it with try)"
+                             for name in names if name.split(".")[0] not in ALLOWED_ROOTS]
+    return problems
+
+
+def _model_card(model, repo_id: str | None) -> str:
+    config = model.config
+    name = repo_id or type(model).__name__
+    n_params = sum(p.numel() for p in model.parameters())
+    return f"""---
+library_name: transformers
+tags: [memory-models, custom_code]
+---
+# {name}
+
+A `{type(model).__name__}` (`model_type: {config.model_type}`, {n_params / 1e6:.2f}M parameters) from the
+memory-models package: an implementation of Badger (2026), *Language Model Memory and Memory Models
+for Language* (arXiv 2602.13466). Effective context: {getattr(config, "max_position_embeddings", "n/a")} tokens.
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("{name}", trust_remote_code=True)
+```
+
+The code in this folder needs only `torch` and `transformers` (tested with transformers
+{transformers.__version__}; supported range `>=5.0`).
+"""
+
+
+def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
+                 safe_serialization: bool = True) -> pathlib.Path:
+    """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
+
+    The folder is written next to `output_dir` under a temporary name and renamed into place only after
+    saving and linting succeeded, so a failed export never leaves a half-written checkpoint.
+    """
+    import modeling_memory  # noqa: F401  (registers the classes so that the code is copied)
+
+    output_dir = pathlib.Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=safe_serialization)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staging)
+        (staging / "README.md").write_text(_model_card(model, repo_id))
+        problems = lint_hub_folder(staging)
+        if problems:
+            raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
+        if output_dir.exists():
+            shutil.rmtree(output_dir)
+        os.replace(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if push:
+        if not repo_id:
+            raise ValueError("push=True needs repo_id='org/name'")
+        from huggingface_hub import HfApi
+
+        HfApi().upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="model")
+    return output_dir
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a saved model folder (loaded with trust_remote_code)")
+    source.add_argument("--preset", help="a preset name: export a randomly initialised model")
+    parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
+    args = parser.parse_args(argv)
+
+    import modeling_memory  # noqa: F401
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    if args.preset:
+        from configuration import build_model, get_preset
+
+        model = build_model(get_preset(args.preset))
+    else:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
+        except ValueError:
+            model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
+    tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub))
+    print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""Configuration of the recurrent memory baseline (Bulatov et al. 2022; Badger §4.8)."""
+
+from transformers import LlamaConfig, PretrainedConfig
+
+from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+
+RECURRENT_DECODER_TYPES = ("llama", "masked_mixer")
+MEMORY_INITS = ("ones", "zeros", "learned")
+WRITE_POSITIONS = ("append", "last_token")
+
+
+class RecurrentMemoryConfig(PretrainedConfig):
+    r"""
+    Configuration for [`RecurrentMemoryForCausalLM`], the recurrent memory transformer (RMT) baseline.
+
+    Segments of `chunk_size` tokens are processed one after the other by the same decoder; memory tokens
+    read at the start of a segment are written at its end and carried (with gradients) to the next one.
+
+    Args:
+        decoder_config (`dict` or `PretrainedConfig`, *optional*):
+            `llama` or `masked_mixer` decoder. Defaults to the paper's Fig. S5 size (Llama d=512, 16 layers).
+        chunk_size (`int`, *optional*, defaults to 256): tokens per segment.
+        max_segments (`int`, *optional*, defaults to 4): segments of the effective context
+            (`max_position_embeddings = max_segments * chunk_size`).
+        num_memory_tokens (`int`, *optional*, defaults to 1): memory tokens per segment (paper: 1).
+        memory_init (`str`, *optional*, defaults to `"ones"`): initial memory: `"ones"` (paper transformer),
+            `"zeros"` (paper mixer) or `"learned"`.
+        write_position (`str`, *optional*, defaults to `"append"`):
+            `"append"`: write slots follow the segment's tokens (Bulatov et al.);
+            `"last_token"`: the paper's variant, which overwrites the last token's embedding with the memory.
+        bptt_segments (`int`, *optional*): truncate backpropagation through memories to this many
+            segments; `None` = full BPTT (paper).
+        pad_token_id / bos_token_id / eos_token_id (`int`, *optional*): special tokens.
+        initializer_range (`float`, *optional*, defaults to 0.02): std of the normal init of new layers.
+    """
+
+    model_type = "recurrent_memory"
+
+    def __init__(
+        self,
+        decoder_config=None,
+        chunk_size: int = 256,
+        max_segments: int = 4,
+        num_memory_tokens: int = 1,
+        memory_init: str = "ones",
+        write_position: str = "append",
+        bptt_segments: int | None = None,
+        pad_token_id: int | None = 1,
+        bos_token_id: int | None = 0,
+        eos_token_id: int | None = 1,
+        initializer_range: float = 0.02,
+        use_cache: bool = False,
+        **kwargs,
+    ):
+        for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):
+            kwargs.pop(derived, None)
+        if decoder_config is None:
+            decoder_config = LlamaConfig(
+                vocab_size=8000, hidden_size=512, intermediate_size=2048, num_hidden_layers=16,
+                num_attention_heads=4, max_position_embeddings=2 * num_memory_tokens + chunk_size,
+                pad_token_id=1, bos_token_id=0, eos_token_id=1,
+            )
+        self.decoder_config = build_sub_config(decoder_config, "decoder_config", RECURRENT_DECODER_TYPES)
+        self.chunk_size = chunk_size
+        self.max_segments = max_segments
+        self.num_memory_tokens = num_memory_tokens
+        self.memory_init = memory_init
+        self.write_position = write_position
+        self.bptt_segments = bptt_segments
+        self.pad_token_id = pad_token_id
+        self.bos_token_id = bos_token_id
+        self.eos_token_id = eos_token_id
+        self.initializer_range = initializer_range
+        self.use_cache = use_cache
+        self.vocab_size = self.decoder_config.vocab_size
+        self.hidden_size = self.decoder_config.hidden_size
+        self.max_position_embeddings = max_segments * chunk_size if isinstance(chunk_size, int) else None
+        self._validate()
+        kwargs.setdefault("tie_word_embeddings", False)
+        super().__init__(**kwargs)
+
+    @property
+    def segment_length(self) -> int:
+        """Decoder positions per segment: read slots, tokens and (for `append`) write slots."""
+        write = self.num_memory_tokens if self.write_position == "append" else 0
+        return self.num_memory_tokens + self.chunk_size + write
+
+    def _validate(self):
+        owner = "RecurrentMemoryConfig"
+        for name in ("chunk_size", "max_segments", "num_memory_tokens"):
+            check_positive_int(owner, name, getattr(self, name))
+        check_choice(owner, "memory_init", self.memory_init, MEMORY_INITS)
+        check_choice(owner, "write_position", self.write_position, WRITE_POSITIONS)
+        if self.bptt_segments is not None:
+            check_positive_int(owner, "bptt_segments", self.bptt_segments)
+        if self.write_position == "last_token" and self.num_memory_tokens != 1:
+            raise ValueError(f"write_position='last_token' supports num_memory_tokens=1, got {self.num_memory_tokens}")
+        positions = context_length(self.decoder_config)
+        if positions is not None and positions < self.segment_length:
+            raise ValueError(
+                f"the decoder sees {self.segment_length} positions per segment, but decoder_config accepts {positions}"
+            )

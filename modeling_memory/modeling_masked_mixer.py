@@ -1,0 +1,240 @@
+"""Masked mixer language model (Badger, §1): attention replaced by causally masked token-mixing convolutions."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
+
+from .auto_map import AutoMapMixin
+from .configuration_masked_mixer import MaskedMixerConfig
+
+
+def _causal_weight(weight: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
+    """Leading `[length, length]` block of a `[..., L, L, k]` mixing weight, lower-triangular if causal.
+
+    The mask is applied functionally (never by writing `.data`), so masked entries get zero gradient
+    and the module stays safe under torch.compile and FSDP.
+    """
+    weight = weight[..., :length, :length, :]
+    if causal:
+        mask = torch.ones(length, length, dtype=torch.bool, device=weight.device).tril()
+        weight = weight * mask[:, :, None]
+    return weight
+
+
+class MaskedTokenMixing(nn.Module):
+    """`y[b, t] = bias[t] + sum_{t' <= t} W[t, t'] (*) x[b, t']`, a 1-D convolution along the hidden axis."""
+
+    def __init__(self, length: int, kernel_size: int, causal: bool = True):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.causal = causal
+        self.weight = nn.Parameter(torch.empty(length, length, kernel_size))  # (out token, in token, tap)
+        self.bias = nn.Parameter(torch.empty(length))
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        # PyTorch's Conv1d default (fan_in = L * k), as in the paper's models.
+        bound = 1.0 / math.sqrt(self.weight.shape[1] * self.kernel_size)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        length = hidden_states.shape[1]  # (B, T, D)
+        weight = _causal_weight(self.weight, length, self.causal)
+        if self.kernel_size == 1:
+            return torch.matmul(weight[..., 0], hidden_states) + self.bias[:length, None]
+        return F.conv1d(hidden_states, weight, self.bias[:length], padding="same")
+
+
+class MultiHeadTokenMixing(nn.Module):
+    """Multi-head mixer: per-head projection `d -> d/h`, per-head masked mixing, output projection `d -> d`.
+
+    All heads run as one grouped convolution; the per-head projections are one `Linear(d, d)`.
+    """
+
+    def __init__(self, hidden_size: int, length: int, kernel_size: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.kernel_size = kernel_size
+        self.head_proj = nn.Linear(hidden_size, hidden_size)
+        self.weight = nn.Parameter(torch.empty(num_heads, length, length, kernel_size))
+        self.bias = nn.Parameter(torch.empty(num_heads, length))
+        self.out_proj = nn.Linear(hidden_size, hidden_size)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / math.sqrt(self.weight.shape[2] * self.kernel_size)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        batch, length, hidden = hidden_states.shape
+        heads = self.num_heads
+        z = self.head_proj(hidden_states).view(batch, length, heads, hidden // heads).transpose(1, 2)  # (B, h, T, d/h)
+        weight = _causal_weight(self.weight, length, causal=True)  # (h, T, T, k)
+        bias = self.bias[:, :length]
+        if self.kernel_size == 1:
+            u = torch.matmul(weight[..., 0], z) + bias[..., None]
+        else:
+            u = F.conv1d(
+                z.reshape(batch, heads * length, -1),
+                weight.reshape(heads * length, length, self.kernel_size),
+                bias.reshape(-1),
+                padding="same",
+                groups=heads,
+            ).view(batch, heads, length, -1)
+        return self.out_proj(u.transpose(1, 2).reshape(batch, length, hidden))
+
+
+class MaskedMixerBlock(nn.Module):
+    """Pre-norm residual block: `x + mix(LN(x))`, then `x + FF(LN(x))` (GELU feed-forward)."""
+
+    def __init__(self, config: MaskedMixerConfig, length: int | None = None):
+        super().__init__()
+        length = length or config.max_position_embeddings
+        d = config.hidden_size
+        self.seq_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.patch_layernorm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        if config.num_heads:
+            self.token_mixing = MultiHeadTokenMixing(d, length, config.kernel_size, config.num_heads)
+        else:
+            self.token_mixing = MaskedTokenMixing(length, config.kernel_size, config.causal)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.intermediate_size), nn.GELU(), nn.Linear(config.intermediate_size, d)
+        )
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = hidden_states + self.token_mixing(self.seq_layernorm(hidden_states))
+        return hidden_states + self.mlp(self.patch_layernorm(hidden_states))
+
+
+class MaskedMixerPreTrainedModel(AutoMapMixin, PreTrainedModel):
+    config_class = MaskedMixerConfig
+    _auto_map_classes = {"AutoModel": "MaskedMixerModel", "AutoModelForCausalLM": "MaskedMixerForCausalLM"}
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MaskedMixerBlock"]
+
+    def _init_weights(self, module):
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, (MaskedTokenMixing, MultiHeadTokenMixing)):
+            module.reset_parameters()
+
+
+class MaskedMixerModel(MaskedMixerPreTrainedModel):
+    """Token embedding followed by `num_hidden_layers` masked mixer blocks (no final norm, as in the paper)."""
+
+    def __init__(self, config: MaskedMixerConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(MaskedMixerBlock(config) for _ in range(config.num_hidden_layers))
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        """
+        Args:
+            input_ids (`[batch, seq_len]`): token ids, `seq_len <= config.max_position_embeddings`.
+            attention_mask: accepted for API compatibility and ignored: a mixer treats pads as tokens.
+            inputs_embeds (`[batch, seq_len, hidden]`): used instead of `input_ids`.
+        Returns:
+            `BaseModelOutput` with `last_hidden_state` `[batch, seq_len, hidden]`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        length = hidden_states.shape[1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input length {length} exceeds the mixer length max_position_embeddings="
+                f"{self.config.max_position_embeddings}"
+            )
+        for layer in self.layers:
+            if self.gradient_checkpointing and self.training:
+                hidden_states = torch.utils.checkpoint.checkpoint(layer, hidden_states, use_reentrant=False)
+            else:
+                hidden_states = layer(hidden_states)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
+    """Masked mixer with a language-modelling head. `generate()` recomputes the prefix (no KV cache)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: MaskedMixerConfig):
+        super().__init__(config)
+        self.model = MaskedMixerModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> CausalLMOutput:
+        """
+        Args:
+            input_ids (`[batch, seq_len]`), attention_mask (ignored), inputs_embeds: see [`MaskedMixerModel`].
+            labels (`[batch, seq_len]`, *optional*): next-token targets aligned with `input_ids`
+                (the shift happens inside); `-100` is ignored.
+        Returns:
+            `CausalLMOutput` with `loss` (only when `labels` are given) and `logits` `[batch, seq_len, vocab]`.
+        """
+        hidden_states = self.model(input_ids, inputs_embeds=inputs_embeds).last_hidden_state
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+            )
+        return CausalLMOutput(loss=loss, logits=logits)
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
+        # No cache: every step re-runs the whole (causal) prefix.
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False
