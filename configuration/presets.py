@@ -15,6 +15,11 @@ LLAMA3_VOCAB = 128256
 SPECIAL = dict(pad_token_id=1, bos_token_id=0, eos_token_id=1)  # paper: pad = eos = 1, bos = 0
 
 
+def _build(cls, *sub_configs, overrides, **defaults):
+    """`cls(*sub_configs, **defaults)` where caller overrides replace defaults (never clash with them)."""
+    return cls(*sub_configs, **{**SPECIAL, **defaults, **overrides})
+
+
 def llama(hidden, layers, heads=4, vocab_size=PAPER_VOCAB, positions=2048, **kw) -> LlamaConfig:
     """A small Llama as the paper builds them: intermediate 4d, no GQA, untied, HF defaults otherwise."""
     return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
@@ -55,16 +60,16 @@ def transformer_clm_table1(vocab_size=PAPER_VOCAB, **kw):
 def mixer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
     # Table 1 "Autoencoder" mixer: AutoencodingMixer(d=1024, 8 layers, k=16, unroll, L=512).
     block = mixer(1024, 8, 512, kernel=16, vocab_size=vocab_size)
-    return MemoryAutoencoderConfig(block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   **{**SPECIAL, **kw})
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
+                                   overrides=kw)
 
 
 def transformer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
     # Table 1 "Autoencoder" transformer: UnrolledAutoencodingTransformer(d=512, 8 layers, 16 heads, L=512)
     # (drivers use 16 or 8 heads; the paper's caption says n_l=8).
     block = llama(512, 8, 16, vocab_size=vocab_size, positions=512)
-    return MemoryAutoencoderConfig(block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   **{**SPECIAL, **kw})
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
+                                   overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Table 2 (LLM probes)
@@ -75,51 +80,51 @@ def llm_retention_probe_table2(encoder_config=None, context=512, **kw):
     decoder = llama(512, 16, 4, vocab_size=encoder.vocab_size, positions=context)
     kw = {**dict(pad_token_id=encoder.pad_token_id, bos_token_id=encoder.bos_token_id,
                  eos_token_id=encoder.eos_token_id), **kw}
-    return MemoryAutoencoderConfig(encoder, decoder, max_position_embeddings=context, expansion="unroll",
-                                   freeze_encoder=True, pass_attention_mask_to_encoder=False, **kw)
+    return _build(MemoryAutoencoderConfig, encoder, decoder, max_position_embeddings=context, expansion="unroll",
+                                   freeze_encoder=True, pass_attention_mask_to_encoder=False, overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Fig. 2 (L=256, s=4)
 def memory_transformer_fig2(vocab_size=PAPER_VOCAB, **kw):
     # Fig. 2 transformer memory model: encoder d=256, 16 layers; decoder d=512, 16 layers; 256 x 4
     # (run fineweb_memorytrans_256x4_256c1_d512_n16_c256_b64x2), fixed layout, ones filler.
-    return MemoryConfig(llama(256, 16, vocab_size=vocab_size, positions=256),
+    return _build(MemoryConfig, llama(256, 16, vocab_size=vocab_size, positions=256),
                         llama(512, 16, vocab_size=vocab_size, positions=260),
-                        chunk_size=256, num_memory_slots=4, filler="ones", **{**SPECIAL, **kw})
+                        chunk_size=256, num_memory_slots=4, filler="ones", overrides=kw)
 
 
 def memory_mixer_fig2(vocab_size=PAPER_VOCAB, **kw):
     # Fig. 2 mixer memory model: encoder mixer d=512 (k=8), decoder mixer d=1024 (k=1) of length
     # L + s = 260, zeros filler, fixed layout. Layer counts are not printed; 8 as in Table 1's mixers.
-    return MemoryConfig(mixer(512, 8, 256, kernel=8, vocab_size=vocab_size),
+    return _build(MemoryConfig, mixer(512, 8, 256, kernel=8, vocab_size=vocab_size),
                         mixer(1024, 8, 260, kernel=1, vocab_size=vocab_size),
-                        chunk_size=256, num_memory_slots=4, filler="zeros", **{**SPECIAL, **kw})
+                        chunk_size=256, num_memory_slots=4, filler="zeros", overrides=kw)
 
 
 def memory_transformer_frozen_figs7(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S7: frozen transformer-autoencoder encoder d=1024, 8 layers
     # (fineweb_autotrans_unroll_1024c1_d1024_n8_c512); decoder d=512, 16 layers; 512 x 4.
-    return MemoryConfig(llama(1024, 8, vocab_size=vocab_size, positions=512),
+    return _build(MemoryConfig, llama(1024, 8, vocab_size=vocab_size, positions=512),
                         llama(512, 16, vocab_size=vocab_size, positions=516),
-                        chunk_size=512, num_memory_slots=4, freeze_encoder=True, **{**SPECIAL, **kw})
+                        chunk_size=512, num_memory_slots=4, freeze_encoder=True, overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Table 3 / Fig. 4
 def memory_transformer_table3(vocab_size=PAPER_VOCAB, **kw):
     # Table 3: d_e = d_dec = 512, 16 layers, 4 heads, L=256, s=4, fixed layout, lr 2e-4, batch 64.
-    return MemoryConfig(llama(512, 16, vocab_size=vocab_size, positions=256),
+    return _build(MemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=256),
                         llama(512, 16, vocab_size=vocab_size, positions=260),
                         chunk_size=256, num_memory_slots=4, filler="ones", copy_delimiter_token_id=100,
-                        copy_delimiter_length=3, **{**SPECIAL, **kw})
+                        copy_delimiter_length=3, overrides=kw)
 
 
 def memory_mixer_copy(vocab_size=PAPER_VOCAB, **kw):
     # Mixer copy runs: frozen mixer-autoencoder encoder d=512, 16 layers, k=4; mixer decoder d=512,
     # 16 layers, length L + s; 256 x 4, zeros filler.
-    return MemoryConfig(mixer(512, 16, 256, kernel=4, vocab_size=vocab_size),
+    return _build(MemoryConfig, mixer(512, 16, 256, kernel=4, vocab_size=vocab_size),
                         mixer(512, 16, 260, kernel=1, vocab_size=vocab_size),
                         chunk_size=256, num_memory_slots=4, filler="zeros", freeze_encoder=True,
-                        **{**SPECIAL, **kw})
+                        overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Llama-3.2-1B decoder
@@ -128,19 +133,19 @@ def llama_3_2_1b_memory(**kw):
     # 256 x 4, fixed layout. Filler "masked" (package decision: ones-vectors have norm ~45 against
     # Llama's embedding scale), so with no memories the decoder is exactly Llama-3.2-1B.
     decoder = llama_3_2_1b()
-    return MemoryConfig(llama(512, 16, vocab_size=LLAMA3_VOCAB, positions=256,
-                              pad_token_id=128001, bos_token_id=128000, eos_token_id=128001),
-                        decoder, chunk_size=256, num_memory_slots=4, filler="masked",
-                        copy_delimiter_token_id=128002, copy_delimiter_length=3,  # <|reserved_special_token_0|>
-                        **{**dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128001), **kw})
+    special = dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128001)  # <|end_of_text|> pads
+    encoder = llama(512, 16, vocab_size=LLAMA3_VOCAB, positions=256, **special)
+    return _build(MemoryConfig, encoder, decoder, chunk_size=256, num_memory_slots=4, filler="masked",
+                  copy_delimiter_token_id=128002, copy_delimiter_length=3,  # <|reserved_special_token_0|>
+                  overrides={**special, **kw})
 
 
 # ----------------------------------------------------------------------------- RMT baseline (Fig. S5)
 def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S5 recurrent memory transformer: decoder LlamaModel(d=512, 16 layers, 4 heads), one memory
     # token initialised to ones, 256 x 4, full BPTT.
-    return RecurrentMemoryConfig(llama(512, 16, vocab_size=vocab_size, positions=258), chunk_size=256,
-                                 max_segments=4, num_memory_tokens=1, memory_init="ones", **{**SPECIAL, **kw})
+    return _build(RecurrentMemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=258), chunk_size=256,
+                                 max_segments=4, num_memory_tokens=1, memory_init="ones", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- tiny (tests, demos)
@@ -156,31 +161,31 @@ def transformer_clm_tiny(vocab_size=99, **kw):
 
 
 def memory_transformer_tiny(vocab_size=99, **kw):
-    return MemoryConfig(llama(32, 2, 2, vocab_size=vocab_size, positions=8),
+    return _build(MemoryConfig, llama(32, 2, 2, vocab_size=vocab_size, positions=8),
                         llama(32, 2, 2, vocab_size=vocab_size, positions=12),
-                        chunk_size=8, num_memory_slots=4, copy_delimiter_token_id=3, **{**SPECIAL, **kw})
+                        chunk_size=8, num_memory_slots=4, copy_delimiter_token_id=3, overrides=kw)
 
 
 def memory_mixer_tiny(vocab_size=99, **kw):
-    return MemoryConfig(mixer(32, 2, 8, kernel=2, vocab_size=vocab_size),
+    return _build(MemoryConfig, mixer(32, 2, 8, kernel=2, vocab_size=vocab_size),
                         mixer(32, 2, 12, vocab_size=vocab_size),
                         chunk_size=8, num_memory_slots=4, filler="zeros", copy_delimiter_token_id=3,
-                        **{**SPECIAL, **kw})
+                        overrides=kw)
 
 
 def autoencoder_tiny(vocab_size=99, **kw):
     block = llama(32, 2, 2, vocab_size=vocab_size, positions=16)
-    return MemoryAutoencoderConfig(block, block.to_dict(), max_position_embeddings=16, **{**SPECIAL, **kw})
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
 
 
 def mixer_autoencoder_tiny(vocab_size=99, **kw):
     block = mixer(32, 2, 16, kernel=4, vocab_size=vocab_size)
-    return MemoryAutoencoderConfig(block, block.to_dict(), max_position_embeddings=16, **{**SPECIAL, **kw})
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
 
 
 def recurrent_memory_tiny(vocab_size=99, **kw):
-    return RecurrentMemoryConfig(llama(32, 2, 2, vocab_size=vocab_size, positions=10), chunk_size=8,
-                                 max_segments=4, **{**SPECIAL, **kw})
+    return _build(RecurrentMemoryConfig, llama(32, 2, 2, vocab_size=vocab_size, positions=10), chunk_size=8,
+                                 max_segments=4, overrides=kw)
 
 
 PRESETS = {

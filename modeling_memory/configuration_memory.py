@@ -69,7 +69,8 @@ class MemoryConfig(PretrainedConfig):
         clm_loss_weight / copy_loss_weight (`float`, *optional*, default 1.0):
             Weights of the causal and copy streams of the combined objective.
         blank_token_id (`int`, *optional*): token of the blank-copy objective; defaults to `pad_token_id`.
-        copy_delimiter_token_id (`int`, *optional*): delimiter token of the copy objectives (paper: 100).
+        copy_delimiter_token_id (`int`, *optional*): delimiter token of the copy objectives (paper: 100;
+            `None`: no delimiter).
         copy_delimiter_length (`int`, *optional*, defaults to 3): number of delimiter tokens (paper: 3).
         pad_token_id / bos_token_id / eos_token_id (`int`, *optional*): special tokens (paper: 1 / 0 / 1).
         initializer_range (`float`, *optional*, defaults to 0.02): std of the normal init of new layers.
@@ -95,7 +96,7 @@ class MemoryConfig(PretrainedConfig):
         clm_loss_weight: float = 1.0,
         copy_loss_weight: float = 1.0,
         blank_token_id: int | None = None,
-        copy_delimiter_token_id: int | None = 100,
+        copy_delimiter_token_id: int | None = None,
         copy_delimiter_length: int = 3,
         pad_token_id: int | None = 1,
         bos_token_id: int | None = 0,

@@ -1,0 +1,34 @@
+"""memory-models: memory models (Badger 2026) as Hugging Face models."""
+
+from setuptools import setup
+
+setup(
+    name="memory-models",
+    version="0.1.0",
+    description="Encoder-decoder memory models, masked mixers, autoencoders and information-retention "
+    "probes as Hugging Face models (Badger 2026, arXiv 2602.13466)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    # Explicit list: `configuration`, `conversion` and `eval` are generic names; never pick up `tests`.
+    packages=["modeling_memory", "configuration", "conversion", "eval", "training"],
+    package_data={"eval": ["tasks/*.yaml", "tasks/*.py"], "training": ["*.yaml"]},
+    install_requires=[
+        "torch>=2.4",
+        "transformers>=5.0,<6",
+        "tokenizers>=0.21",
+        "safetensors>=0.4",
+        "huggingface_hub>=1.0",
+        "datasets>=3.0",
+        "accelerate>=1.0",
+        "peft>=0.15",
+    ],
+    extras_require={
+        # lm-eval plus the metric packages of its LongBench tasks (lm_eval[longbench]).
+        "eval": ["lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge"],
+        "test": ["pytest>=8"],
+        "dev": ["pytest>=8", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge"],
+    },
+    entry_points={"console_scripts": ["memory-models=training.cli:main"]},
+    classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
+)

@@ -1,0 +1,116 @@
+"""Config classes and presets: validation, round trips, unique model types."""
+
+import pytest
+from transformers import BertConfig, LlamaConfig
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+from configuration import build_model, get_preset, list_presets
+from configuration.presets import llama
+from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
+
+CONFIG_CLASSES = [MaskedMixerConfig, MemoryConfig, MemoryAutoencoderConfig, RecurrentMemoryConfig]
+
+
+def test_model_types_are_unique_and_not_native():
+    """Our model_type strings cannot collide with a native transformers type or with each other."""
+    types = [cls.model_type for cls in CONFIG_CLASSES]
+    assert len(set(types)) == len(types)
+    assert not set(types) & set(CONFIG_MAPPING_NAMES)
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_round_trips(name):
+    """Each preset builds a config that survives to_dict/from_dict unchanged."""
+    config = get_preset(name)
+    again = type(config).from_dict(config.to_dict())
+    assert again.to_dict() == config.to_dict()
+    assert config.max_position_embeddings > 0
+
+
+def test_unknown_preset_names_the_choices():
+    """An unknown preset raises ValueError listing the available names."""
+    with pytest.raises(ValueError, match="memory-transformer-tiny"):
+        get_preset("no-such-preset")
+
+
+@pytest.mark.parametrize("name", [n for n in list_presets() if n.endswith("-tiny")])
+def test_tiny_presets_build_models(name):
+    """Every tiny preset instantiates a model of its family."""
+    model = build_model(get_preset(name))
+    assert model.config.model_type == get_preset(name).model_type
+    assert sum(p.numel() for p in model.parameters()) < 200_000
+
+
+def test_paper_presets_have_paper_shapes():
+    """Spot-check provenance: Table 3 memory transformer and the Llama-3.2-1B memory decoder."""
+    table3 = get_preset("memory-transformer-table3")
+    assert (table3.chunk_size, table3.num_memory_slots, table3.max_position_embeddings) == (256, 4, 1024)
+    assert table3.decoder_config.hidden_size == table3.encoder_config.hidden_size == 512
+    assert table3.decoder_config.num_hidden_layers == 16 and table3.filler == "ones"
+    llama_memory = get_preset("llama-3.2-1b-memory")
+    assert llama_memory.decoder_config.hidden_size == 2048 and llama_memory.vocab_size == 128256
+    assert llama_memory.filler == "masked" and llama_memory.decoder_config.tie_word_embeddings
+    fig2 = get_preset("memory-transformer-fig2")
+    assert fig2.encoder_config.hidden_size * 2 == fig2.decoder_config.hidden_size
+
+
+def test_effective_context_is_advertised():
+    """max_position_embeddings is the effective context: slots x chunk (memory), segments x chunk (RMT)."""
+    assert get_preset("memory-transformer-tiny", num_memory_slots=3).max_position_embeddings == 3 * 8
+    assert get_preset("recurrent-memory-tiny", max_segments=5).max_position_embeddings == 5 * 8
+
+
+def test_sub_configs_serialise_as_dicts_and_rebuild_without_registration():
+    """Sub-configs are dicts in JSON and come back as LlamaConfig / MaskedMixerConfig / native types."""
+    config = get_preset("memory-mixer-tiny")
+    data = config.to_dict()
+    assert isinstance(data["encoder_config"], dict) and data["encoder_config"]["model_type"] == "masked_mixer"
+    assert isinstance(MemoryConfig.from_dict(data).encoder_config, MaskedMixerConfig)
+    bert = BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=32)
+    ae = MemoryAutoencoderConfig(bert, llama(32, 1, 2, vocab_size=99, positions=16), max_position_embeddings=16)
+    assert isinstance(MemoryAutoencoderConfig.from_dict(ae.to_dict()).encoder_config, BertConfig)
+
+
+def tiny_llama(**kw):
+    return llama(32, 1, 2, vocab_size=99, positions=64, **kw)
+
+
+@pytest.mark.parametrize(
+    "factory, message",
+    [
+        (lambda: MaskedMixerConfig(hidden_size=0), "hidden_size.*0"),
+        (lambda: MaskedMixerConfig(hidden_size=30, num_heads=4), "30.*4"),
+        (lambda: MemoryConfig(tiny_llama(), tiny_llama(), chunk_size=8, memory_layout="diagonal"), "memory_layout.*diagonal"),
+        (lambda: MemoryConfig(tiny_llama(), tiny_llama(), chunk_size=8, filler="random"), "filler.*random"),
+        (lambda: MemoryConfig(tiny_llama(), tiny_llama(), chunk_size=8, compression=3), "compression 3.*32"),
+        (lambda: MemoryConfig(tiny_llama(), llama(32, 1, 2, vocab_size=99, positions=10), chunk_size=8), "12.*10"),
+        (lambda: MemoryConfig(llama(32, 1, 2, vocab_size=99, positions=4), tiny_llama(), chunk_size=8), "chunk_size 8"),
+        (lambda: MemoryConfig(tiny_llama(), llama(32, 1, 2, vocab_size=98, positions=64), chunk_size=8), "99 != .*98"),
+        (lambda: MemoryConfig(None, tiny_llama(), chunk_size=8, copy_delimiter_token_id=500), "copy_delimiter_token_id=500"),
+        (lambda: MemoryConfig(None, MaskedMixerConfig(vocab_size=99, hidden_size=32, max_position_embeddings=12),
+                              chunk_size=8, memory_layout="variable"), "fixed"),
+        (lambda: MemoryConfig(None, tiny_llama(), freeze_encoder=True, chunk_size=8), "need an encoder_config"),
+        (lambda: MemoryConfig(None, {"hidden_size": 4}, chunk_size=8), "model_type"),
+        (lambda: MemoryConfig(None, BertConfig(), chunk_size=8), "bert"),
+        (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=16, expansion="fold"), "expansion"),
+        (lambda: MemoryAutoencoderConfig(tiny_llama(), MaskedMixerConfig(vocab_size=99, hidden_size=31, max_position_embeddings=16),
+                                          max_position_embeddings=16), "even"),
+        (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=128), "64.*128"),
+        (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=16, fresh_encoder_embedding=True), "freeze_encoder"),
+        (lambda: RecurrentMemoryConfig(tiny_llama(), chunk_size=8, memory_init="gaussian"), "memory_init"),
+        (lambda: RecurrentMemoryConfig(llama(32, 1, 2, vocab_size=99, positions=9), chunk_size=8), "10 positions.*9"),
+    ],
+)
+def test_bad_configs_raise_value_errors_naming_values(factory, message):
+    """Invalid settings raise ValueError whose message names the offending values."""
+    with pytest.raises(ValueError, match=message):
+        factory()
+
+
+def test_memory_config_defaults_are_the_paper_table3_decoder():
+    """A bare MemoryConfig() is valid and uses the paper's decoder shape and special tokens."""
+    config = MemoryConfig()
+    assert isinstance(config.decoder_config, LlamaConfig)
+    assert (config.decoder_config.hidden_size, config.decoder_config.num_hidden_layers) == (512, 16)
+    assert (config.pad_token_id, config.bos_token_id, config.eos_token_id, config.blank_token_id) == (1, 0, 1, 1)

@@ -1,0 +1,161 @@
+"""Hub export proof: shipped code is lint-clean and every family reloads where our packages don't exist."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conversion.export_to_hub import export_model, lint_hub_folder
+from model_tester import all_cases, run
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUR_PACKAGES = ["modeling_memory", "configuration", "conversion", "eval", "training"]
+CASES = all_cases()
+
+# Runs in a fresh interpreter whose import system refuses our packages: what a Hub user has.
+LOADER = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    BLOCKED = set(json.loads(sys.argv[1]))
+
+    class Block(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError(f"{name} is not installed on a Hub user's machine")
+            return None
+
+    sys.meta_path.insert(0, Block())
+    sys.path = [p for p in sys.path if p not in ("", ".") and "work/main" not in p]
+    import torch, transformers
+    source, auto_class, output_key, io_path = sys.argv[2:6]
+    inputs = torch.load(io_path + "/inputs.pt")
+    config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=True)
+    model = getattr(transformers, auto_class).from_pretrained(source, trust_remote_code=True).eval()
+    with torch.no_grad():
+        out = getattr(model(**inputs), output_key)
+    torch.save(out, io_path + "/outputs.pt")
+    print(json.dumps({"config_module": type(config).__module__, "model_module": type(model).__module__}))
+    """
+)
+
+
+def load_elsewhere(source, case, inputs, tmp_path, env=None):
+    torch.save(inputs, tmp_path / "inputs.pt")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), **(env or {})}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADER, json.dumps(OUR_PACKAGES), str(source), case.auto_class, case.output_key,
+         str(tmp_path)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
+
+
+def test_shipped_source_is_lint_clean():
+    """modeling_memory/ imports only stdlib, torch, transformers and existing single-dot siblings."""
+    assert lint_hub_folder(ROOT / "modeling_memory") == []
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("import numpy\n", "imports 'numpy'"),
+        ("from configuration import presets\n", "imports 'configuration'"),
+        ("from . import helpers\n", "only 'from .sibling import name'"),
+        ("from .missing_module import thing\n", "is not a file of the folder"),
+        ("from .layers.norm import RMSNorm\n", "is not a file of the folder"),
+        ("from ..other import thing\n", "only 'from .sibling import name'"),
+    ],
+)
+def test_lint_catches_breaking_imports(tmp_path, source, message):
+    """The lint flags each import pattern that breaks a trust_remote_code load."""
+    (tmp_path / "modeling_bad.py").write_text(source)
+    problems = lint_hub_folder(tmp_path)
+    assert any(message in p for p in problems), problems
+
+
+def test_lint_allows_guarded_optional_imports(tmp_path):
+    """An optional dependency inside try/except ImportError is allowed."""
+    (tmp_path / "modeling_ok.py").write_text("try:\n    import flash_attn\nexcept ImportError:\n    flash_attn = None\n")
+    assert lint_hub_folder(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=repr)
+def test_export_and_reload_without_our_packages(case, tmp_path):
+    """Each family's exported folder loads with trust_remote_code where our packages can't be imported."""
+    torch.manual_seed(0)
+    model, inputs = case.build(), case.inputs(2)
+    expected = getattr(run(model, inputs), case.output_key)
+    folder = export_model(model, tmp_path / "export")
+    files = {p.name for p in folder.iterdir()}
+    config = json.loads((folder / "config.json").read_text())
+    assert case.auto_class in config["auto_map"] and "AutoConfig" in config["auto_map"], config["auto_map"]
+    for reference in config["auto_map"].values():
+        assert reference.split(".")[0] + ".py" in files
+    assert lint_hub_folder(folder) == []
+    modules, got = load_elsewhere(folder, case, inputs, tmp_path)
+    assert modules["model_module"].startswith("transformers_modules"), modules
+    assert modules["config_module"].startswith("transformers_modules"), modules
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def _fake_hub_cache(folder: pathlib.Path, cache: pathlib.Path, repo_id: str) -> None:
+    """Lay out `folder` as the Hugging Face cache holds a downloaded repo (blobs, snapshot, refs/main)."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for i, path in enumerate(sorted(folder.iterdir())):
+        blob = repo / "blobs" / f"blob{i:04d}"
+        blob.write_bytes(path.read_bytes())
+        (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
+
+
+@pytest.mark.parametrize("case", CASES[:1] + [c for c in CASES if c.name.startswith("memory_")][:1], ids=repr)
+def test_load_by_repo_id_from_offline_hub_cache(case, tmp_path):
+    """`from_pretrained("org/name")` resolves through a local Hub cache with HF_HUB_OFFLINE=1."""
+    torch.manual_seed(0)
+    model, inputs = case.build(), case.inputs(2)
+    expected = getattr(run(model, inputs), case.output_key)
+    folder = export_model(model, tmp_path / "export", repo_id="memory-models/tiny")
+    _fake_hub_cache(folder, tmp_path / "hub", "memory-models/tiny")
+    modules, got = load_elsewhere("memory-models/tiny", case, inputs, tmp_path,
+                                  env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "home")})
+    assert modules["model_module"].startswith("transformers_modules"), modules
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_failed_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    """An export that fails mid-way leaves neither the target folder nor a staging folder."""
+    case = CASES[0]
+    model = case.build()
+
+    def broken_save(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(model, "save_pretrained", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        export_model(model, tmp_path / "export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_export_keeps_previous_checkpoint(tmp_path, monkeypatch):
+    """Re-exporting over an existing folder and failing keeps the previous, complete folder intact."""
+    case = CASES[0]
+    model = case.build()
+    folder = export_model(model, tmp_path / "export")
+    before = sorted(p.name for p in folder.iterdir())
+    monkeypatch.setattr(model, "save_pretrained", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        export_model(model, tmp_path / "export")
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["export"]

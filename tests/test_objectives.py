@@ -1,0 +1,240 @@
+"""Tests of the training objectives (paper §5): exact positions on small hand-written batches."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from training.objectives import (
+    OBJECTIVES,
+    ObjectiveCollator,
+    build_objective_batch,
+    causal_batch,
+    combined_batch,
+    copy_batch,
+    full_length_mask,
+)
+
+IGNORE = -100
+DELIM = 3
+BLANK = 1
+
+
+def _row(*values):
+    return torch.tensor([values], dtype=torch.long)
+
+
+@pytest.fixture
+def tokens():
+    """One full-length row of n=12 tokens 10..21."""
+    return torch.arange(10, 22).unsqueeze(0)
+
+
+@pytest.fixture
+def padded():
+    """Two right-padded rows of n=12: 5 and 8 real tokens, pad id 1."""
+    ids = torch.ones(2, 12, dtype=torch.long)
+    ids[0, :5] = torch.arange(10, 15)
+    ids[1, :8] = torch.arange(30, 38)
+    mask = torch.zeros(2, 12, dtype=torch.long)
+    mask[0, :5] = 1
+    mask[1, :8] = 1
+    return ids, mask
+
+
+def test_causal_labels_mask_pads(padded):
+    """Causal labels equal the inputs, with -100 exactly where the attention mask is 0."""
+    ids, mask = padded
+    batch = causal_batch(ids, mask)
+    torch.testing.assert_close(batch["labels"], ids.masked_fill(mask == 0, IGNORE))
+    assert torch.equal(batch["stream_ids"], torch.zeros(2, dtype=torch.long))
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "stream_ids"}
+
+
+def test_causal_mask_rules():
+    """Without a mask, it is built from pad_token_id when given, else all ones."""
+    ids = _row(5, 6, 1, 1)
+    assert torch.equal(causal_batch(ids, pad_token_id=1)["attention_mask"], _row(1, 1, 0, 0))
+    assert torch.equal(causal_batch(ids)["attention_mask"], torch.ones_like(ids))
+    assert torch.equal(causal_batch(ids)["labels"], ids)
+
+
+def test_copy_with_delimiter_exact_layout(tokens):
+    """Copy input, labels and mask match the paper's layout for n=12 and a 3-token delimiter."""
+    batch = copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=3)
+    expected_ids = _row(10, 11, 12, 13, 14, 15, DELIM, DELIM, DELIM, 13, 14, 15)
+    # Positions 6 and 7 (targets 10, 11) are hidden; x_2 = 12 is the label at 8, predicted from position 7.
+    expected_labels = _row(*[IGNORE] * 8, 12, 13, 14, 15)
+    assert torch.equal(batch["input_ids"], expected_ids)
+    assert torch.equal(batch["labels"], expected_labels)
+    assert torch.equal(batch["attention_mask"], torch.ones_like(tokens))
+    assert torch.equal(batch["stream_ids"], torch.ones(1, dtype=torch.long))
+
+
+def test_copy_without_delimiter(tokens):
+    """delimiter_token_id=None: no overwrite and no extra label masking."""
+    batch = copy_batch(tokens, delimiter_token_id=None)
+    assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, 10, 11, 12, 13, 14, 15))
+    assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, 13, 14, 15))
+
+
+def test_blank_copy_exact_layout(tokens):
+    """Blank copy: the second half is blank tokens except the delimiters; labels as for copy."""
+    batch = copy_batch(tokens, blank=True, blank_token_id=BLANK, delimiter_token_id=DELIM, delimiter_length=3)
+    assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, DELIM, DELIM, DELIM, BLANK, BLANK, BLANK))
+    assert torch.equal(batch["labels"], _row(*[IGNORE] * 8, 12, 13, 14, 15))
+    no_delim = copy_batch(tokens, blank=True, blank_token_id=7, delimiter_token_id=None)
+    assert torch.equal(no_delim["input_ids"][:, 6:], torch.full((1, 6), 7))
+
+
+def test_copy_delimiter_length_one(tokens):
+    """A 1-token delimiter hides no target: x_0 is the label at the delimiter position."""
+    batch = copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=1)
+    assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, DELIM, 11, 12, 13, 14, 15))
+    assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, 13, 14, 15))
+
+
+def test_copy_right_padded_rows(padded):
+    """The copied half carries the first half's padding pattern; pad targets stay -100."""
+    ids, mask = padded
+    batch = copy_batch(ids, mask, delimiter_token_id=DELIM, delimiter_length=3)
+    expected_ids = torch.tensor(
+        [
+            [10, 11, 12, 13, 14, 1, DELIM, DELIM, DELIM, 13, 14, 1],
+            [30, 31, 32, 33, 34, 35, DELIM, DELIM, DELIM, 33, 34, 35],
+        ]
+    )
+    expected_mask = torch.tensor([[1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0], [1] * 12])
+    expected_labels = torch.tensor([[IGNORE] * 8 + [12, 13, 14, IGNORE], [IGNORE] * 8 + [32, 33, 34, 35]])
+    assert torch.equal(batch["input_ids"], expected_ids)
+    assert torch.equal(batch["attention_mask"], expected_mask)
+    assert torch.equal(batch["labels"], expected_labels)
+
+
+def test_copy_uses_given_labels(tokens):
+    """Explicit labels (e.g. a collator's) provide the copy targets."""
+    labels = tokens.clone()
+    labels[0, 3] = IGNORE
+    batch = copy_batch(tokens, labels=labels, delimiter_token_id=None)
+    assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, IGNORE, 14, 15))
+
+
+def test_combined_batch(padded):
+    """Combined: a 2b batch whose first half is the causal batch and second half the copy batch."""
+    ids, mask = padded
+    kwargs = {"delimiter_token_id": DELIM, "delimiter_length": 3}
+    batch = combined_batch(ids, mask, **kwargs)
+    causal, copy = causal_batch(ids, mask), copy_batch(ids, mask, **kwargs)
+    assert batch["input_ids"].shape == (4, 12)
+    assert torch.equal(batch["stream_ids"], torch.tensor([0, 0, 1, 1]))
+    for key in ("input_ids", "attention_mask", "labels"):
+        assert torch.equal(batch[key][:2], causal[key])
+        assert torch.equal(batch[key][2:], copy[key])
+    blank = combined_batch(ids, mask, blank=True, blank_token_id=BLANK, **kwargs)
+    assert torch.equal(blank["input_ids"][2:, 9:], torch.ones(2, 3, dtype=torch.long))
+
+
+def test_inputs_not_mutated(padded):
+    """No builder modifies its input tensors."""
+    ids, mask = padded
+    labels = ids.masked_fill(mask == 0, IGNORE)
+    originals = (ids.clone(), mask.clone(), labels.clone())
+    copy_batch(ids, mask, labels, delimiter_token_id=DELIM)
+    copy_batch(ids, mask, labels, blank=True, delimiter_token_id=DELIM)
+    combined_batch(ids, mask, labels, delimiter_token_id=DELIM)
+    causal_batch(ids, mask)
+    for before, after in zip(originals, (ids, mask, labels)):
+        assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("length", [11, 7])
+def test_odd_length_raises(length):
+    """An odd sequence length is rejected with a ValueError naming n."""
+    with pytest.raises(ValueError, match=f"n={length}"):
+        copy_batch(torch.zeros(2, length, dtype=torch.long))
+
+
+def test_bad_inputs_raise(tokens):
+    """Too-long delimiters, mismatched shapes and 1-D inputs raise ValueError."""
+    with pytest.raises(ValueError, match="delimiter_length=6"):
+        copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=6)
+    with pytest.raises(ValueError, match="attention_mask"):
+        copy_batch(tokens, torch.ones(1, 10))
+    with pytest.raises(ValueError, match="labels"):
+        combined_batch(tokens, labels=torch.ones(2, 12, dtype=torch.long))
+    with pytest.raises(ValueError, match="2-D"):
+        causal_batch(tokens[0])
+
+
+def test_build_objective_batch_dispatch(padded):
+    """Each objective name dispatches to its builder; unknown names list the choices."""
+    ids, mask = padded
+    kwargs = {"blank_token_id": None, "delimiter_token_id": DELIM, "delimiter_length": 3, "pad_token_id": 1}
+    assert torch.equal(build_objective_batch("clm", ids, mask, **kwargs)["labels"], causal_batch(ids, mask)["labels"])
+    blank = build_objective_batch("blank_copy", ids, mask, **kwargs)
+    assert torch.equal(blank["input_ids"], copy_batch(ids, mask, blank=True, delimiter_token_id=DELIM)["input_ids"])
+    assert build_objective_batch("combined", ids, mask, **kwargs)["input_ids"].shape == (4, 12)
+    autoencode = build_objective_batch("autoencode", ids, mask, **kwargs)
+    assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
+    assert torch.equal(autoencode["labels"], causal_batch(ids, mask)["labels"])
+    with pytest.raises(ValueError, match="blank_copy"):
+        build_objective_batch("mlm", ids, mask, **kwargs)
+    assert set(OBJECTIVES) == {"clm", "copy", "blank_copy", "combined", "autoencode"}
+
+
+def test_full_length_mask(padded):
+    """Only rows without padding are full length."""
+    _, mask = padded
+    full = torch.cat([mask, torch.ones(1, 12, dtype=torch.long)])
+    assert torch.equal(full_length_mask(full), torch.tensor([False, False, True]))
+
+
+def test_collator_right_padding_and_truncation():
+    """The collator right-pads to the longest row, or pads/truncates to max_length."""
+    features = [{"input_ids": [5, 6, 7]}, {"input_ids": torch.tensor([8, 9, 10, 11, 12])}]
+    batch = ObjectiveCollator("clm", pad_token_id=1)(features)
+    assert torch.equal(batch["input_ids"], torch.tensor([[5, 6, 7, 1, 1], [8, 9, 10, 11, 12]]))
+    assert torch.equal(batch["labels"], torch.tensor([[5, 6, 7, IGNORE, IGNORE], [8, 9, 10, 11, 12]]))
+    batch = ObjectiveCollator("clm", pad_token_id=1, max_length=4)(features)
+    assert torch.equal(batch["input_ids"], torch.tensor([[5, 6, 7, 1], [8, 9, 10, 11]]))
+    assert torch.equal(batch["attention_mask"], torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
+    batch = ObjectiveCollator("clm", pad_token_id=1, max_length=6)(features[:1])
+    assert torch.equal(batch["input_ids"], torch.tensor([[5, 6, 7, 1, 1, 1]]))
+
+
+def test_collator_left_padding_and_given_mask():
+    """Left padding puts pads first; a feature's own attention mask is kept (pad == eos rows)."""
+    features = [{"input_ids": [5, 1], "attention_mask": [1, 1]}, {"input_ids": [8, 9, 10, 11]}]
+    batch = ObjectiveCollator("autoencode", pad_token_id=1, padding_side="left")(features)
+    assert torch.equal(batch["input_ids"], torch.tensor([[1, 1, 5, 1], [8, 9, 10, 11]]))
+    assert torch.equal(batch["attention_mask"], torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]]))
+    assert torch.equal(batch["labels"], torch.tensor([[IGNORE, IGNORE, 5, 1], [8, 9, 10, 11]]))
+
+
+def test_collator_copy_objective():
+    """The collator builds the copy batch of the padded rows."""
+    collator = ObjectiveCollator("copy", pad_token_id=1, delimiter_token_id=DELIM, delimiter_length=1, max_length=6)
+    batch = collator([{"input_ids": [10, 11, 12, 13]}])
+    assert torch.equal(batch["input_ids"], _row(10, 11, 12, DELIM, 11, 12))
+    assert torch.equal(batch["labels"], _row(IGNORE, IGNORE, IGNORE, 10, 11, 12))
+
+
+def test_collator_validation():
+    """Unknown objectives, padding sides and empty batches raise ValueError."""
+    with pytest.raises(ValueError, match="objective"):
+        ObjectiveCollator("nope", pad_token_id=1)
+    with pytest.raises(ValueError, match="middle"):
+        ObjectiveCollator("clm", pad_token_id=1, padding_side="middle")
+    with pytest.raises(ValueError, match="empty"):
+        ObjectiveCollator("clm", pad_token_id=1)([])
+
+
+def test_collator_from_config():
+    """from_config reads the special-token fields of a model config, with defaults and overrides."""
+    config = SimpleNamespace(pad_token_id=2, blank_token_id=4, copy_delimiter_token_id=100, copy_delimiter_length=2)
+    collator = ObjectiveCollator.from_config("blank_copy", config, max_length=8)
+    assert (collator.pad_token_id, collator.blank_token_id) == (2, 4)
+    assert (collator.delimiter_token_id, collator.delimiter_length, collator.max_length) == (100, 2, 8)
+    defaults = ObjectiveCollator.from_config("copy", SimpleNamespace())
+    assert (defaults.pad_token_id, defaults.blank_token_id, defaults.delimiter_token_id) == (1, 1, None)
+    assert defaults.delimiter_length == 3

@@ -1,0 +1,1 @@
+"""Training utilities: objectives, data preparation and tokenizer training for the memory models."""
