@@ -30,5 +30,4 @@ setup(
         "dev": ["pytest>=8", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge"],
     },
     entry_points={"console_scripts": ["memory-models=training.cli:main"]},
-    classifiers=["License :: OSI Approved :: Apache Software License", "Programming Language :: Python :: 3"],
 )

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, information retention, lm-eval integration and benchmarks."""
