@@ -1,0 +1,198 @@
+"""Generation for memory models: a chunk-aware KV cache and the cached decoding step.
+
+The cache holds, for every row, the decoder keys/values of its CURRENT chunk: `S` memory-slot columns
+followed by token columns. Rows at different chunk phases share one rectangular cache: a row's unused
+token columns are masked (`kv_mask`), and positions are given per row, so each row sees exactly what the
+uncached forward shows it. When a row completes a chunk, that chunk is encoded into a new memory, the row's
+slot keys/values are recomputed for the new chunk and its old token columns are masked; columns that no
+row uses any more are dropped.
+"""
+
+import torch
+from transformers import DynamicCache, GenerationMixin
+
+
+def row_lengths(mask: torch.Tensor) -> torch.LongTensor:
+    """Per row of a `[b, T]` mask: index of the last real token + 1 (0 for rows without real tokens)."""
+    length = mask.shape[1]
+    last = length - mask.flip(1).long().argmax(1)
+    return torch.where(mask.any(1), last, 0)
+
+
+class MemoryCache(DynamicCache):
+    """`DynamicCache` of a memory model's decoder plus the per-row chunk state needed to continue decoding.
+
+    Per-row state (all `[batch, ...]`, reordered with the keys/values for beam search):
+        kv_mask `[b, S + W]` (bool): which cached columns a row attends to;
+        bank `[b, >=S, d_dec]`: the row's memories, front-aligned;
+        chunk_index `[b]`: global index `g` of the current chunk (= memories available to it);
+        chunk_ids / chunk_mask `[b, L]`: tokens of the current chunk; fill `[b]`: how many it has.
+    `num_fed` counts the `input_ids` columns consumed, so that `generate` feeds only new tokens.
+    """
+
+    state_names = ("kv_mask", "bank", "chunk_index", "chunk_ids", "chunk_mask", "fill")
+
+    def __init__(self, config=None, **kwargs):
+        super().__init__(config=config, **kwargs)
+        self.is_filled = False
+        self.num_fed = 0
+        for name in self.state_names:
+            setattr(self, name, None)
+
+    def _map_state(self, fn):
+        for name in self.state_names:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, fn(value))
+
+    def reorder_cache(self, beam_idx: torch.LongTensor):
+        super().reorder_cache(beam_idx)
+        self._map_state(lambda x: x.index_select(0, beam_idx.to(x.device)))
+
+    def batch_repeat_interleave(self, repeats: int):
+        super().batch_repeat_interleave(repeats)
+        self._map_state(lambda x: x.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor):
+        super().batch_select_indices(indices)
+        self._map_state(lambda x: x[indices])
+
+    def crop(self, tokens_to_remove: int):
+        raise NotImplementedError("MemoryCache cannot be cropped (chunk boundaries rebuild the decoder prefix)")
+
+    def trim(self, num_slots: int):
+        """Drop token columns that no row attends to any more (slot columns always stay)."""
+        keep = self.kv_mask[:, num_slots:].any(0)
+        if bool(keep.all()):
+            return
+        device = self.kv_mask.device
+        index = torch.cat([torch.arange(num_slots, device=device), num_slots + keep.nonzero()[:, 0]])
+        for layer in self.layers:
+            layer.keys = layer.keys[:, :, index]
+            layer.values = layer.values[:, :, index]
+        self.kv_mask = self.kv_mask[:, index]
+
+
+class MemoryGenerationMixin(GenerationMixin):
+    """`generate()` support for `MemoryForCausalLM`: a `MemoryCache` for Llama decoders (new tokens only per
+    step, chunk boundaries handled inside), full recomputation for masked-mixer decoders."""
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        if self.config.decoder_config.model_type == "masked_mixer":
+            return  # mixers have no KV cache: every step re-runs the prefix
+        if model_kwargs.get("past_key_values") is not None or generation_config.use_cache is False:
+            return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        if generation_config.cache_implementation not in (None, "dynamic"):
+            raise ValueError(
+                f"memory models generate with their own MemoryCache; cache_implementation="
+                f"{generation_config.cache_implementation!r} is not supported"
+            )
+        model_kwargs["past_key_values"] = MemoryCache(config=self.config.decoder_config)
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        past_key_values=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        memory_embeds=None,
+        memory_attention_mask=None,
+        use_cache=None,
+        logits_to_keep=None,
+        **kwargs,
+    ) -> dict:
+        """Only the tokens the cache has not seen (all of them without a filled cache); memories pass through."""
+        if inputs_embeds is not None:
+            raise ValueError("generate() with inputs_embeds is not supported by memory models: pass input_ids")
+        if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
+            input_ids = input_ids[:, past_key_values.num_fed :]
+        inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            memory_embeds=memory_embeds,
+            memory_attention_mask=memory_attention_mask,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        )
+        if logits_to_keep is not None:
+            inputs["logits_to_keep"] = logits_to_keep
+        return inputs
+
+    def _visible_memories(self, chunk_index: torch.LongTensor) -> torch.LongTensor:
+        return torch.zeros_like(chunk_index) if self.config.no_memory else chunk_index
+
+    def fill_cache(self, cache, extras: dict, num_input_tokens: int):
+        """After a full (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state."""
+        cache = MemoryCache(config=self.config.decoder_config) if cache is None else cache
+        chunk, num_chunks = self.config.chunk_size, extras["num_chunks"]
+        ids, mask = extras["ids"], extras["mask"]  # rolled, padded to k*L
+        batch = ids.shape[0]
+        rows = torch.arange(batch, device=ids.device)
+        lengths = row_lengths(mask)
+        last_chunk = torch.div((lengths - 1).clamp(min=0), chunk, rounding_mode="floor")  # (b,)
+        selected = rows * num_chunks + last_chunk  # decoder row of each row's last chunk
+        positions = extras["positions"]
+        positions = positions[selected] if positions.shape[0] > 1 else positions
+        dec_mask = extras["dec_mask"][selected]  # (b, S+L)
+        self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
+        cache.kv_mask = dec_mask.clone()
+        cache.bank = extras["bank"].clone()
+        cache.chunk_index = extras["counts"] + last_chunk
+        cache.chunk_ids = ids.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
+        cache.chunk_mask = mask.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
+        cache.fill = lengths - last_chunk * chunk
+        cache.num_fed = num_input_tokens
+        cache.is_filled = True
+        cache.trim(self.config.num_memory_slots)
+        return cache
+
+    def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
+        """Feed new tokens `[b, q]` (all real) through a filled cache; returns their logits `[b, q, vocab]`."""
+        logits = [self._cached_token(input_ids[:, t], cache) for t in range(input_ids.shape[1])]
+        cache.num_fed += input_ids.shape[1]
+        return torch.stack(logits, dim=1)
+
+    def _cached_token(self, token: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
+        batch = token.shape[0]
+        crossing = cache.fill >= self.config.chunk_size
+        if bool(crossing.any()):
+            self._start_new_chunks(crossing.nonzero()[:, 0], cache)
+        rows = torch.arange(batch, device=token.device)
+        cache.chunk_ids[rows, cache.fill] = token
+        cache.chunk_mask[rows, cache.fill] = True
+        positions = self.token_positions(self._visible_memories(cache.chunk_index), cache.fill)[:, None]  # (b, 1)
+        embeds = self.get_input_embeddings()(token[:, None])  # (b, 1, d)
+        mask = torch.cat([cache.kv_mask, cache.kv_mask.new_ones(batch, 1)], dim=1)
+        hidden = self.run_decoder(embeds, mask, positions, past_key_values=cache, use_cache=True)
+        cache.kv_mask = mask
+        cache.fill = cache.fill + 1
+        cache.trim(self.config.num_memory_slots)
+        return self.decoder.lm_head(hidden[:, -1])  # (b, vocab)
+
+    def _start_new_chunks(self, rows: torch.LongTensor, cache: MemoryCache):
+        """Rows whose chunk is full: encode it into a memory and rebuild their slot keys/values."""
+        config = self.config
+        slots_n = config.num_memory_slots
+        old_index = cache.chunk_index[rows]
+        if bool((old_index + 1 >= slots_n).any()):
+            raise ValueError(
+                f"generation would need chunk {int(old_index.max()) + 1} but the model holds {slots_n} chunks: "
+                f"max_position_embeddings={config.max_position_embeddings} tokens including given memories"
+            )
+        if not config.no_memory:
+            if self.encoder is None:
+                raise ValueError("this memory model has no encoder: generation cannot cross a chunk boundary")
+            memory = self._encode_chunks(cache.chunk_ids[rows], cache.chunk_mask[rows])  # (r, d)
+            cache.bank[rows, old_index] = memory.to(cache.bank.dtype)
+        cache.chunk_index[rows] = old_index + 1
+        cache.fill[rows] = 0
+        cache.chunk_mask[rows] = False
+        visible = self._visible_memories(old_index + 1)[:, None]  # (r, 1)
+        slots, slot_mask, slot_positions = self.slot_inputs(cache.bank[rows], visible)
+        fresh = DynamicCache(config=config.decoder_config)
+        self.run_decoder(slots[:, 0], slot_mask[:, 0], slot_positions[None], past_key_values=fresh, use_cache=True)
+        for layer, new in zip(cache.layers, fresh.layers):
+            layer.keys[rows, :, :slots_n] = new.keys
+            layer.values[rows, :, :slots_n] = new.values
+        cache.kv_mask[rows, :slots_n] = slot_mask[:, 0]
+        cache.kv_mask[rows, slots_n:] = False

@@ -1,0 +1,553 @@
+"""Parallel encoder-decoder memory model (Badger, "Language Model Memory and Memory Models for Language", §4-5).
+
+The input is cut into chunks of `L = chunk_size` tokens. The encoder turns every complete chunk into one
+embedding (a memory); the decoder reads chunk `g` with the memories `m_0 .. m_{g-1}` of the preceding chunks in
+`S = num_memory_slots` slots in front of its tokens. All chunks are encoded in ONE encoder call
+(`[b*(k-1), L]`) and decoded in ONE decoder call (`[b*k, S+L, d]`), which is exactly equivalent to the paper's
+sequential loop over chunks (spec §4.11).
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Cache, LlamaForCausalLM, LlamaModel, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .auto_map import AutoMapMixin
+from .configuration_memory import MemoryConfig
+from .memory_generation import MemoryCache, MemoryGenerationMixin, row_lengths
+from .modeling_masked_mixer import (
+    MaskedMixerForCausalLM,
+    MaskedMixerModel,
+    MaskedTokenMixing,
+    MultiHeadTokenMixing,
+)
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class MemoryModelOutput(ModelOutput):
+    """Output of [`MemoryModel`].
+
+    Args:
+        last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
+        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
+        past_key_values (`MemoryCache`, *optional*): generation cache.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    memory_embeds: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+
+
+@dataclass
+class MemoryCausalLMOutput(ModelOutput):
+    """Output of [`MemoryForCausalLM`].
+
+    Args:
+        loss (scalar, *optional*): returned when `labels` are given (see `MemoryConfig.loss_reduction`).
+        logits (`[batch, seq_len, vocab]`, *optional*): aligned with `input_ids` (position `p` predicts token
+            `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
+        past_key_values (`MemoryCache`, *optional*): generation cache.
+        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    past_key_values: Cache | None = None
+    memory_embeds: torch.FloatTensor | None = None
+
+
+def _build_sub_model(config, causal_lm: bool):
+    if config.model_type == "masked_mixer":
+        return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
+    return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
+
+
+def row_gather(x: torch.Tensor, index: torch.LongTensor) -> torch.Tensor:
+    """`out[r, t] = x[r, index[r, t]]` for `x` `[b, T, ...]` and `index` `[b, T']`."""
+    rows = torch.arange(x.shape[0], device=x.device)[:, None]
+    return x[rows, index]
+
+
+def left_pad_shift(mask: torch.Tensor) -> torch.LongTensor | None:
+    """Per-row index of the first real token (0 for rows without any), or `None` if no row is left-padded."""
+    shift = torch.where(mask.any(1), mask.long().argmax(1), 0)  # argmax returns the first maximum
+    return shift if bool(shift.any()) else None
+
+
+def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = False) -> torch.Tensor:
+    """Roll each row left by `shift[r]` (`out[r, t] = x[r, (t + shift[r]) % T]`), or back if `inverse`.
+
+    Left padding becomes right padding, so every row's chunk grid starts at its first real token (spec A.10).
+    """
+    if shift is None or x is None:
+        return x
+    length = x.shape[1]
+    sign = -1 if inverse else 1
+    index = (torch.arange(length, device=x.device)[None] + sign * shift[:, None]) % length  # (b, T)
+    return row_gather(x, index)
+
+
+class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
+    config_class = MemoryConfig
+    _auto_map_classes = {"AutoModel": "MemoryModel", "AutoModelForCausalLM": "MemoryForCausalLM"}
+    base_model_prefix = "memory_model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer", "MaskedMixerBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module):
+        # Sub-models (encoder, decoder) are dispatched to their own `_init_weights` by `initialize_weights`;
+        # this covers our own layers, and the same module kinds if they ever sit directly in this model.
+        super()._init_weights(module)  # Linear, Embedding, RMSNorm/LayerNorm, rotary `inv_freq` buffers
+        if isinstance(module, (MaskedTokenMixing, MultiHeadTokenMixing)):
+            module.reset_parameters()
+        if isinstance(module, MemoryModel) and isinstance(module.filler, nn.Parameter):
+            nn.init.normal_(module.filler, mean=0.0, std=self.config.initializer_range)
+
+
+class MemoryModel(MemoryPreTrainedModel):
+    """Memory model returning the decoder's hidden states of the token positions (no language-model head).
+
+    It has the same modules (and state-dict keys) as [`MemoryForCausalLM`], so either class loads the other's
+    checkpoints; `decoder.lm_head` is unused here.
+    """
+
+    def __init__(self, config: MemoryConfig):
+        super().__init__(config)
+        d_dec = config.decoder_config.hidden_size
+        self.encoder = None
+        self.memory_compress = self.memory_expand = self.memory_projection = None
+        if config.encoder_config is not None and not config.no_memory:
+            self.encoder = _build_sub_model(config.encoder_config, causal_lm=False)
+            d_enc = config.encoder_config.hidden_size
+            if config.compression > 1:
+                self.memory_compress = nn.Linear(d_enc, d_enc // config.compression)
+                self.memory_expand = nn.Linear(d_enc // config.compression, d_enc)
+            if d_enc != d_dec:
+                self.memory_projection = nn.Linear(d_enc, d_dec)
+        self.filler = nn.Parameter(torch.zeros(d_dec)) if config.filler == "learned" else None
+        self.decoder = _build_sub_model(config.decoder_config, causal_lm=True)
+        self.post_init()
+        self._freeze_encoder()
+
+    def post_init(self):
+        super().post_init()
+        self._freeze_encoder()
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        # Loading rebuilds parameters from the checkpoint and drops `requires_grad=False`: freeze again.
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
+        return loaded
+
+    def _freeze_encoder(self):
+        """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
+        encoder = getattr(self, "encoder", None)
+        if encoder is None or not (self.config.freeze_encoder or self.config.fresh_encoder_embedding):
+            return
+        encoder.requires_grad_(False)
+        if self.config.fresh_encoder_embedding:
+            encoder.get_input_embeddings().requires_grad_(True)
+
+    def get_input_embeddings(self):
+        return self.decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.decoder.set_input_embeddings(value)
+
+    # ------------------------------------------------------------------ encoder side
+    def _encode_chunks(self, chunk_ids: torch.LongTensor, chunk_mask: torch.Tensor) -> torch.Tensor:
+        """Memories of `[n, L]` chunks: pooled encoder state, optional bottleneck and projection -> `[n, d_dec]`."""
+        config = self.config
+        frozen = config.freeze_encoder and not config.fresh_encoder_embedding
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+            if config.encoder_config.model_type == "masked_mixer":
+                hidden = self.encoder(input_ids=chunk_ids).last_hidden_state  # mixers read pads as tokens
+            else:
+                hidden = self.encoder(input_ids=chunk_ids, attention_mask=chunk_mask, use_cache=False).last_hidden_state
+        # hidden: (n, L, d_enc)
+        if config.pooling == "last":
+            memory = hidden[:, -1]
+        elif config.pooling == "penultimate":
+            memory = hidden[:, -2]
+        else:  # last_nonpad; all-pad chunks fall back to the last position
+            length = chunk_mask.shape[1]
+            last = length - 1 - chunk_mask.flip(1).long().argmax(1)
+            last = torch.where(chunk_mask.any(1), last, length - 1)
+            memory = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.memory_compress is not None:
+            memory = self.memory_expand(self.memory_compress(memory))
+        if self.memory_projection is not None:
+            memory = self.memory_projection(memory)
+        return memory  # (n, d_dec)
+
+    def encode(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        return_attention_mask: bool = False,
+    ):
+        """Memories of the complete chunks of `input_ids`, ready to be passed as `memory_embeds=`.
+
+        A row's chunks start at its first real token (left padding is rolled away, as in `forward`); trailing
+        tokens that do not fill a chunk are not encoded. Rows with different numbers of complete chunks give
+        left-padded memories and need `return_attention_mask=True` (pass the mask as `memory_attention_mask`).
+
+        Args:
+            input_ids (`[batch, seq_len]`), attention_mask (`[batch, seq_len]`, *optional*).
+        Returns:
+            memory_embeds `[batch, n, d_dec]` with `n = seq_len // chunk_size` for unpadded input, and, if
+            `return_attention_mask`, the memory mask `[batch, n]` (1 = real memory).
+        """
+        if self.encoder is None:
+            raise ValueError("this memory model has no encoder (encoder_config is None or no_memory=True)")
+        batch, length = input_ids.shape
+        chunk = self.config.chunk_size
+        mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        shift = left_pad_shift(mask)
+        ids, mask = roll_rows(input_ids, shift), roll_rows(mask, shift)
+        n = length // chunk
+        if n == 0:
+            empty = self.get_input_embeddings().weight.new_zeros(batch, 0, self.config.decoder_config.hidden_size)
+            return (empty, mask.new_zeros(batch, 0, dtype=torch.long)) if return_attention_mask else empty
+        memories = self._encode_chunks(ids[:, : n * chunk].reshape(-1, chunk), mask[:, : n * chunk].reshape(-1, chunk))
+        memories = memories.view(batch, n, -1)  # (b, n, d_dec)
+        counts = torch.div(row_lengths(mask), chunk, rounding_mode="floor").clamp(max=n)  # complete chunks per row
+        memory_mask = torch.arange(n, device=ids.device)[None] >= (n - counts)[:, None]  # right-aligned
+        if bool(memory_mask.all()):
+            return (memories, memory_mask.long()) if return_attention_mask else memories
+        if not return_attention_mask:
+            raise ValueError(
+                f"the rows have different numbers of complete chunks ({counts.tolist()}): call encode(..., "
+                "return_attention_mask=True) and pass the mask as memory_attention_mask"
+            )
+        index = (torch.arange(n, device=ids.device)[None] - (n - counts)[:, None]).clamp(min=0)  # left-pad rows
+        memories = row_gather(memories, index) * memory_mask[..., None]
+        return memories, memory_mask.long()
+
+    def _memory_bank(self, ids, mask, num_chunks, memory_embeds, memory_attention_mask):
+        """All memories per row, front-aligned: given ones, then those of chunks `0..k-2`.
+
+        Returns:
+            bank `[b, max(S, n), d_dec]`, counts `[b]` (number of given memories per row), n_used (int).
+        """
+        config, batch = self.config, ids.shape[0]
+        d_dec = config.decoder_config.hidden_size
+        dtype = self.get_input_embeddings().weight.dtype
+        if memory_embeds is None:
+            memory_embeds = ids.new_zeros(batch, 0, d_dec, dtype=dtype)
+        given = memory_embeds.shape[1]
+        counts = torch.full((batch,), given, dtype=torch.long, device=ids.device)
+        memory_embeds = memory_embeds.to(dtype)
+        if memory_attention_mask is not None:
+            keep = memory_attention_mask.bool()
+            order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # real memories first
+            memory_embeds = row_gather(memory_embeds * keep[..., None], order)
+            counts = keep.sum(1)
+        encoded = num_chunks - 1 if self.encoder is not None and not config.no_memory else 0
+        if num_chunks > 1 and encoded == 0 and not config.no_memory:
+            raise ValueError(
+                f"input of {num_chunks} chunks needs an encoder, but this model has none: pass at most "
+                f"chunk_size={config.chunk_size} tokens per call, or set no_memory=True"
+            )
+        width = max(config.num_memory_slots, given + encoded)
+        bank = memory_embeds.new_zeros(batch, width, d_dec)
+        bank[:, :given] = memory_embeds
+        if encoded:
+            chunk = config.chunk_size
+            ids_c = ids[:, : encoded * chunk].reshape(-1, chunk)  # (b*(k-1), L)
+            mask_c = mask[:, : encoded * chunk].reshape(-1, chunk)
+            new = self._encode_chunks(ids_c, mask_c).view(batch, encoded, d_dec).to(dtype)
+            slots = counts[:, None] + torch.arange(encoded, device=ids.device)[None]  # (b, k-1)
+            bank = bank.scatter(1, slots[..., None].expand(-1, -1, d_dec), new)
+        return bank, counts, given + encoded
+
+    # ------------------------------------------------------------------ decoder side
+    def _filler(self, dtype, device) -> torch.Tensor:
+        d_dec = self.config.decoder_config.hidden_size
+        if self.config.filler == "learned":
+            return self.filler.to(dtype)
+        if self.config.filler == "ones":
+            return torch.ones(d_dec, dtype=dtype, device=device)
+        return torch.zeros(d_dec, dtype=dtype, device=device)  # zeros, or masked (content never read)
+
+    def slot_inputs(self, bank: torch.Tensor, num_memories: torch.LongTensor):
+        """Memory-slot embeddings, mask and positions for decoder rows that see `num_memories` memories.
+
+        Args:
+            bank (`[b, >=S, d]`): front-aligned memories; num_memories (`[b, k]`): memories per chunk (g).
+        Returns:
+            slots `[b, k, S, d]`, slot_mask `[b, k, S]` (bool), slot_positions `[S]`.
+        """
+        config = self.config
+        slots_n = config.num_memory_slots
+        j = torch.arange(slots_n, device=bank.device)
+        select = j[None, None] < num_memories[..., None]  # (b, k, S): slot j holds memory j iff j < g
+        filler = self._filler(bank.dtype, bank.device)
+        slots = torch.where(select[..., None], bank[:, None, :slots_n], filler)  # (b, k, S, d)
+        if config.memory_layout == "variable" or config.filler == "masked":
+            slot_mask = select
+        else:
+            slot_mask = torch.ones_like(select)
+        return slots, slot_mask, j
+
+    def token_positions(self, num_memories: torch.LongTensor, offsets: torch.LongTensor) -> torch.LongTensor:
+        """Decoder position of token `offsets` of a chunk: `S + i` (fixed layout) or `g + i` (variable)."""
+        if self.config.memory_layout == "variable":
+            return num_memories + offsets
+        return self.config.num_memory_slots + offsets
+
+    def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False) -> torch.Tensor:
+        """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions."""
+        if self.config.decoder_config.model_type == "masked_mixer":
+            return self.decoder.model(inputs_embeds=embeds).last_hidden_state  # fixed layout, no mask
+        return self.decoder.model(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+        ).last_hidden_state
+
+    def _chunk_decoder_inputs(self, tokens, token_mask, bank, counts):
+        """Decoder inputs for all chunks: `[b*k, S+L, d]` embeddings, `[b*k, S+L]` mask and positions."""
+        config = self.config
+        batch, num_chunks, chunk, d_dec = tokens.shape
+        chunk_index = torch.arange(num_chunks, device=tokens.device)
+        num_memories = counts[:, None] + chunk_index[None]  # (b, k): global chunk index g
+        if config.no_memory:
+            num_memories = torch.zeros_like(num_memories)
+        slots, slot_mask, slot_positions = self.slot_inputs(bank, num_memories)
+        embeds = torch.cat([slots, tokens], dim=2).view(batch * num_chunks, -1, d_dec)  # (b*k, S+L, d)
+        mask = torch.cat([slot_mask, token_mask], dim=2).view(batch * num_chunks, -1)  # (b*k, S+L)
+        offsets = torch.arange(chunk, device=tokens.device)
+        if config.memory_layout == "variable":
+            token_pos = self.token_positions(num_memories[..., None], offsets)  # (b, k, L)
+            slot_pos = slot_positions.expand(batch, num_chunks, -1)
+            positions = torch.cat([slot_pos, token_pos], dim=2).view(batch * num_chunks, -1)
+        else:
+            positions = torch.cat([slot_positions, self.token_positions(None, offsets)])[None]  # (1, S+L)
+        return embeds, mask, positions, num_memories
+
+    def _check_inputs(self, input_ids, inputs_embeds, memory_embeds, memory_attention_mask):
+        config = self.config
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        if length == 0:
+            raise ValueError("the input has no tokens (seq_len 0)")
+        given = 0
+        if memory_embeds is not None:
+            d_dec = config.decoder_config.hidden_size
+            if memory_embeds.ndim != 3 or memory_embeds.shape[-1] != d_dec:
+                raise ValueError(
+                    f"memory_embeds must be [batch, n_memories, {d_dec}] (decoder width), got {tuple(memory_embeds.shape)}"
+                )
+            given = memory_embeds.shape[1]
+            if given > config.num_memory_slots:
+                raise ValueError(
+                    f"{given} memories given, but the decoder has only num_memory_slots={config.num_memory_slots}"
+                )
+        if memory_attention_mask is not None and (memory_embeds is None or memory_attention_mask.shape != memory_embeds.shape[:2]):
+            raise ValueError("memory_attention_mask needs memory_embeds and must be [batch, n_memories]")
+        num_chunks = -(-length // config.chunk_size)
+        if given + num_chunks > config.num_memory_slots:
+            raise ValueError(
+                f"{length} tokens after {given} memories need {given} + {num_chunks} chunks of {config.chunk_size}, "
+                f"but the model holds {config.num_memory_slots} chunks: max_position_embeddings="
+                f"{config.max_position_embeddings} tokens in total"
+            )
+        return num_chunks
+
+    def decode(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        memory_embeds=None,
+        memory_attention_mask=None,
+        return_decoder_inputs: bool = False,
+    ):
+        """Shared forward body. Returns hidden `[b, T, d]` in ROLLED order, the row shift, memories used, and
+        (if asked) the chunked decoder inputs for building a generation cache."""
+        config = self.config
+        num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        batch, length = reference.shape[:2]
+        device = reference.device
+        mask = torch.ones(batch, length, dtype=torch.bool, device=device) if attention_mask is None else attention_mask.bool()
+        shift = left_pad_shift(mask)
+        mask = roll_rows(mask, shift)
+        if input_ids is not None:
+            ids = roll_rows(input_ids, shift)
+            tokens = self.get_input_embeddings()(ids)
+        else:
+            if num_chunks > 1 and self.encoder is not None and not config.no_memory:
+                raise ValueError(
+                    f"inputs_embeds cover {num_chunks} chunks, but the memory encoder reads token ids: pass input_ids"
+                )
+            ids, tokens = None, roll_rows(inputs_embeds, shift)
+        chunk, padded = config.chunk_size, num_chunks * config.chunk_size
+        pad = padded - length
+        mask = F.pad(mask, (0, pad), value=False)
+        if ids is not None:
+            ids = F.pad(ids, (0, pad), value=config.pad_token_id or 0)
+        tokens = F.pad(tokens, (0, 0, 0, pad))
+        if ids is None:
+            ids = torch.zeros(batch, padded, dtype=torch.long, device=device)  # never encoded (one chunk)
+        bank, counts, n_used = self._memory_bank(ids, mask, num_chunks, memory_embeds, memory_attention_mask)
+        embeds, dec_mask, positions, num_memories = self._chunk_decoder_inputs(
+            tokens.view(batch, num_chunks, chunk, -1), mask.view(batch, num_chunks, chunk), bank, counts
+        )
+        hidden = self.run_decoder(embeds, dec_mask, positions)  # (b*k, S+L, d)
+        hidden = hidden[:, config.num_memory_slots :].reshape(batch, padded, -1)[:, :length]  # (b, T, d)
+        memories = bank[:, :n_used] if not config.no_memory else bank[:, :0]
+        extras = None
+        if return_decoder_inputs:
+            extras = dict(ids=ids, mask=mask, bank=bank, counts=counts, embeds=embeds, dec_mask=dec_mask,
+                          positions=positions, num_memories=num_memories, num_chunks=num_chunks)
+        return hidden, shift, memories, extras
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        memory_embeds: torch.FloatTensor | None = None,
+        memory_attention_mask: torch.Tensor | None = None,
+        **kwargs,
+    ) -> MemoryModelOutput:
+        """
+        Args:
+            input_ids (`[batch, seq_len]`): tokens; `seq_len` plus the given memories' chunks must fit
+                `max_position_embeddings`.
+            attention_mask (`[batch, seq_len]`, *optional*): 1 = real token. Left and right padding are allowed.
+            inputs_embeds (`[batch, seq_len, d_dec]`, *optional*): decoder token embeddings instead of ids
+                (only for inputs that need no encoding: at most one chunk, or no encoder).
+            memory_embeds (`[batch, n_mem, d_dec]`, *optional*): memories of chunks preceding the input
+                (e.g. from `encode`).
+            memory_attention_mask (`[batch, n_mem]`, *optional*): 1 = real memory (left-padded memories).
+        Returns:
+            `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds`.
+        """
+        hidden, shift, memories, _ = self.decode(
+            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask
+        )
+        return MemoryModelOutput(last_hidden_state=roll_rows(hidden, shift, inverse=True), memory_embeds=memories)
+
+
+def shifted_targets(labels: torch.LongTensor, chunk_size: int, paper_chunk_targets: bool) -> torch.LongTensor:
+    """`targets[:, p] = labels[:, p+1]` (last position: none); paper mode drops targets that start a chunk."""
+    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    if paper_chunk_targets:
+        starts = (torch.arange(labels.shape[1], device=labels.device) + 1) % chunk_size == 0  # p+1 starts a chunk
+        targets = targets.masked_fill(starts[None], IGNORE_INDEX)
+    return targets
+
+
+class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
+    """Memory model with the decoder's language-modelling head: logits `[batch, seq_len, vocab]` aligned with
+    `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
+
+    def get_output_embeddings(self):
+        return self.decoder.get_output_embeddings()
+
+    def set_output_embeddings(self, value):
+        self.decoder.set_output_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        memory_embeds: torch.FloatTensor | None = None,
+        memory_attention_mask: torch.Tensor | None = None,
+        stream_ids: torch.LongTensor | None = None,
+        past_key_values: Cache | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        **kwargs,
+    ) -> MemoryCausalLMOutput:
+        """
+        Args:
+            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask: see [`MemoryModel`].
+            labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside); -100 ignored.
+            stream_ids (`[batch]`, *optional*): 0 = causal row, 1 = copy row (combined objective); weights the
+                streams' losses with `clm_loss_weight` / `copy_loss_weight`.
+            past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
+                new tokens. `use_cache=True` without a cache starts one.
+            logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
+        Returns:
+            `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds).
+        """
+        if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
+            logits = self.cached_step(input_ids, past_key_values)
+            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
+        want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
+        want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
+        hidden, shift, memories, extras = self.decode(
+            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, return_decoder_inputs=want_cache
+        )
+        if want_cache:
+            past_key_values = self.fill_cache(past_key_values, extras, input_ids.shape[1])
+        loss = logits = None
+        if labels is not None:
+            targets = shifted_targets(
+                roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets
+            )
+            loss, logits = self._loss(hidden, targets, stream_ids)
+        if logits is None and not (self.training and labels is not None):
+            hidden = roll_rows(hidden, shift, inverse=True)
+            logits = self.decoder.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        elif logits is not None:
+            logits = roll_rows(logits, shift, inverse=True)
+            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
+        return MemoryCausalLMOutput(
+            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories
+        )
+
+    def _loss(self, hidden, targets, stream_ids):
+        """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
+
+        Returns:
+            loss (scalar), logits `[b, T, V]` in rolled order, or `None` in training mode.
+        """
+        config = self.config
+        batch, length = targets.shape
+        valid = targets != IGNORE_INDEX  # (b, T)
+        logits = None
+        if self.training:
+            valid_logits = self.decoder.lm_head(hidden[valid])  # (N, V): head only where there are targets
+        else:
+            logits = self.decoder.lm_head(hidden)
+            valid_logits = logits[valid]
+        ce = F.cross_entropy(valid_logits.float(), targets[valid], reduction="none")  # (N,)
+        rows, positions = valid.nonzero(as_tuple=True)
+        weights = torch.ones(1, device=ce.device)
+        stream = torch.zeros_like(rows)
+        if stream_ids is not None:
+            stream_ids = stream_ids.to(rows.device).long()
+            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
+                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
+            stream = stream_ids[rows]
+            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=ce.device)
+        groups_per_stream, divisor = 1, 1
+        group = stream
+        if config.loss_reduction == "paper":
+            groups_per_stream = divisor = -(-length // config.chunk_size)  # chunks, by prediction position
+            group = stream * groups_per_stream + torch.div(positions, config.chunk_size, rounding_mode="floor")
+        num_groups = weights.numel() * groups_per_stream
+        sums = ce.new_zeros(num_groups).index_add(0, group, ce)
+        counts = torch.zeros(num_groups, device=ce.device).index_add(0, group, torch.ones_like(ce))
+        group_weights = weights.repeat_interleave(groups_per_stream)
+        loss = (group_weights * sums / counts.clamp(min=1)).sum() / divisor  # empty groups add 0
+        return loss, logits
