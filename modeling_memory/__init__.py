@@ -13,7 +13,10 @@ from .configuration_autoencoder import MemoryAutoencoderConfig
 from .configuration_masked_mixer import MaskedMixerConfig
 from .configuration_memory import MemoryConfig
 from .configuration_recurrent_memory import RecurrentMemoryConfig
+from .modeling_autoencoder import MemoryAutoencoder, MemoryAutoencoderOutput, MemoryAutoencoderPreTrainedModel
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedMixerModel, MaskedMixerPreTrainedModel
+from .modeling_memory import MemoryForCausalLM, MemoryModel, MemoryPreTrainedModel
+from .modeling_recurrent_memory import RecurrentMemoryForCausalLM, RecurrentMemoryPreTrainedModel
 
 
 def _register(config_class, model_class=None, causal_lm_class=None):
@@ -28,16 +31,24 @@ def _register(config_class, model_class=None, causal_lm_class=None):
 
 
 _register(MaskedMixerConfig, MaskedMixerModel, MaskedMixerForCausalLM)
-_register(MemoryConfig)
-_register(MemoryAutoencoderConfig)
-_register(RecurrentMemoryConfig)
+_register(MemoryConfig, MemoryModel, MemoryForCausalLM)
+_register(MemoryAutoencoderConfig, MemoryAutoencoder)
+_register(RecurrentMemoryConfig, causal_lm_class=RecurrentMemoryForCausalLM)
 
 __all__ = [
     "MaskedMixerConfig",
     "MaskedMixerForCausalLM",
     "MaskedMixerModel",
     "MaskedMixerPreTrainedModel",
+    "MemoryAutoencoder",
     "MemoryAutoencoderConfig",
+    "MemoryAutoencoderOutput",
+    "MemoryAutoencoderPreTrainedModel",
     "MemoryConfig",
+    "MemoryForCausalLM",
+    "MemoryModel",
+    "MemoryPreTrainedModel",
     "RecurrentMemoryConfig",
+    "RecurrentMemoryForCausalLM",
+    "RecurrentMemoryPreTrainedModel",
 ]

@@ -1,0 +1,292 @@
+"""Information retention (paper §3, Tables 1-2): how much of its input does an encoder's embedding keep?
+
+For each context length, the encoder (any of our checkpoints or any transformers base model: BERT,
+Llama 3.2, Qwen3, ...) is frozen, its last-position embedding feeds a fresh decoder through the unroll
+expansion, and the decoder is trained to reconstruct the input. The held-out loss, entropy ratio
+`H_r = 1 - CE / ln V` and token accuracy measure what the embedding retained.
+
+    python -m eval.information_retention --encoder bert-base-uncased --context 16 64 --steps 2000 \\
+        --dataset python-docs --output retention.json
+
+Differences from the paper's runs (Table 2: decoder 16 layers x 512, 40k-200k steps at global batch
+32768 / n_ctx on FineWeb-edu) are only in the defaults, which are sized for a CPU; every one is a flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
+
+from eval.metrics import StreamingMetrics
+from modeling_memory import MemoryAutoencoder
+
+logger = logging.getLogger(__name__)
+
+HELD_OUT_EVERY = 5  # texts given as a list: every 5th is held out for evaluation
+
+
+@dataclass(frozen=True)
+class RetentionResult:
+    """Held-out reconstruction metrics of one probe (one row of the paper's Tables 1-2)."""
+
+    context: int
+    loss: float
+    entropy_ratio: float
+    accuracy: float
+    encoder: str
+    steps: int
+    eval_targets: int = 0
+
+
+# ----------------------------------------------------------------------------- encoders
+def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
+    """The module whose `last_hidden_state` is the embedding: strip LM heads and wrappers.
+
+    Memory autoencoders give their `.encoder`, memory models their encoder, causal / masked LMs their base
+    model (`LlamaForCausalLM` -> `LlamaModel`, `MaskedMixerForCausalLM` -> `MaskedMixerModel`).
+    """
+    if not isinstance(model, PreTrainedModel):
+        raise ValueError(f"the encoder must be a transformers PreTrainedModel, got {type(model).__name__}")
+    model_type = getattr(model.config, "model_type", None)
+    if model_type == "memory_autoencoder":
+        return model.encoder
+    if model_type == "memory_model":
+        encoder = getattr(model, "encoder", None) or getattr(getattr(model, "model", None), "encoder", None)
+        if encoder is None:
+            raise ValueError("this memory model has no encoder (encoder_config=None)")
+        return encoder
+    return model.base_model
+
+
+def load_encoder(encoder, *, trust_remote_code: bool = True) -> tuple[PreTrainedModel, str]:
+    """`(base encoder module, name)` from a module, a local folder or a Hub id."""
+    if not isinstance(encoder, (str, os.PathLike)):
+        name = getattr(getattr(encoder, "config", None), "name_or_path", "") or type(encoder).__name__
+        return base_encoder(encoder), name
+    name = str(encoder)
+    try:
+        model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError):  # no AutoModel mapping for this type (e.g. a memory-model folder)
+        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
+    return base_encoder(model), name
+
+
+# ----------------------------------------------------------------------------- data
+def load_texts(dataset, split: str, num_documents: int, seed: int = 0) -> list[str]:
+    """Up to `num_documents` non-empty texts of `split` from a corpus name / path or a list of strings.
+
+    A list is split deterministically: every `HELD_OUT_EVERY`-th text is `"test"`, the rest `"train"`.
+    """
+    if isinstance(dataset, (str, os.PathLike)):
+        from training.data import load_corpus  # lazy: datasets is not needed for lists of texts
+
+        corpus = load_corpus(str(dataset), split, num_documents=num_documents, seed=seed)
+        texts = (row["text"] for row in corpus)
+    else:
+        texts = list(dataset)
+        held_out = texts[::HELD_OUT_EVERY]
+        texts = held_out if split == "test" else [t for i, t in enumerate(texts) if i % HELD_OUT_EVERY]
+    texts = [text for text in itertools.islice((t for t in texts if t and t.strip()), num_documents)]
+    if not texts:
+        raise ValueError(f"no {split!r} texts in dataset {dataset if isinstance(dataset, str) else 'list'}")
+    return texts
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: int) -> dict[str, torch.Tensor]:
+    """Tokenise (with the tokenizer's own special tokens), truncate / right-pad to `context`.
+
+    Returns `input_ids`, `attention_mask` and `labels` (-100 at pads), each `[num_texts, context]`.
+    """
+    rows = [ids[:context] for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"] if ids]
+    pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
+    input_ids = torch.full((len(rows), context), pad, dtype=torch.long)
+    attention_mask = torch.zeros(len(rows), context, dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        attention_mask[row, : len(ids)] = 1
+    if input_ids.numel() and int(input_ids.max()) >= vocab_size:
+        raise ValueError(f"token id {int(input_ids.max())} is outside the encoder vocabulary of {vocab_size}")
+    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+# ----------------------------------------------------------------------------- probe
+def decoder_config(vocab_size: int, context: int, hidden: int, layers: int, heads: int, tokenizer) -> LlamaConfig:
+    """The probe's fresh Llama decoder (Table 2 used 512 wide, 16 layers, 4 heads, intermediate 4d)."""
+    return LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
+        tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+
+
+def train_probe(model: MemoryAutoencoder, data: dict, *, steps: int, batch_size: int, lr: float, seed: int) -> None:
+    """AdamW with linear warmup (min(100, steps / 10)) and linear decay, reshuffling `data` every epoch."""
+    device = model.lm_head.weight.device
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    warmup = min(100, max(1, steps // 10))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
+    )
+    generator = torch.Generator().manual_seed(seed)
+    rows, order = data["input_ids"].shape[0], torch.empty(0, dtype=torch.long)
+    model.train()
+    for step in range(steps):
+        if order.numel() < batch_size:
+            order = torch.cat([order, torch.randperm(rows, generator=generator)])
+        index, order = order[:batch_size], order[batch_size:]
+        batch = {key: value[index].to(device) for key, value in data.items()}
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps - 1:
+            logger.info("step %d / %d: loss %.4f", step + 1, steps, loss.item())
+
+
+@torch.no_grad()
+def evaluate_probe(model: MemoryAutoencoder, data: dict, batch_size: int) -> dict:
+    """Streaming held-out CE (nats), `H_r` (ln V) and unshifted token accuracy over `data`."""
+    model.eval()
+    device = model.lm_head.weight.device
+    metrics = StreamingMetrics(shift=False, vocab_size=model.config.vocab_size)
+    for start in range(0, data["input_ids"].shape[0], batch_size):
+        batch = {key: value[start : start + batch_size].to(device) for key, value in data.items()}
+        metrics.update(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
+                       batch["labels"])
+    return metrics.compute()
+
+
+def measure_retention(
+    encoder,
+    tokenizer=None,
+    *,
+    contexts: Sequence[int] = (16, 64),
+    dataset="python-docs",
+    train_steps: int = 1000,
+    train_documents: int | None = None,
+    eval_documents: int = 200,
+    batch_size: int = 16,
+    lr: float = 2e-4,
+    decoder_layers: int = 4,
+    decoder_hidden: int = 256,
+    decoder_heads: int = 4,
+    pooling: str = "last",
+    fresh_embedding: bool = False,
+    pass_attention_mask: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+) -> list[RetentionResult]:
+    """Train a fresh decoder on a frozen copy of `encoder` per context length and report held-out retention.
+
+    Args:
+        encoder: a module (any transformers model; heads and wrappers are stripped by `base_encoder`), a
+            folder or a Hub id (loaded with `trust_remote_code=True`).
+        tokenizer: a tokenizer, a path, or `None` for the encoder's own folder. Special tokens are added as
+            the tokenizer does by default (BERT's [CLS]/[SEP], Llama's BOS), as in the paper.
+        contexts: input lengths `n_ctx` to probe (one probe each).
+        dataset: a corpus name / path for `training.data.load_corpus` (train and test splits), or a list of
+            texts (every 5th held out).
+        train_steps / batch_size / lr: decoder training budget (AdamW, warmup, linear decay).
+        train_documents: training texts to load (default `train_steps * batch_size`); eval_documents: held out.
+        decoder_layers / decoder_hidden / decoder_heads: the fresh Llama decoder.
+        pooling: `"last"` (paper), `"penultimate"` (causal mixers) or `"last_nonpad"`.
+        fresh_embedding: the paper's in-house variant: a new trainable token embedding feeds the frozen blocks.
+        pass_attention_mask: give the encoder the padding mask (the paper's LLM probes did not).
+    Returns:
+        One [`RetentionResult`] per context.
+    """
+    encoder_module, name = load_encoder(encoder)
+    if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
+        if tokenizer is None and not isinstance(encoder, (str, os.PathLike)):
+            raise ValueError("pass a tokenizer when the encoder is a module")
+        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or encoder), trust_remote_code=True)
+    vocab_size = encoder_module.config.vocab_size
+    train_texts = load_texts(dataset, "train", train_documents or train_steps * batch_size, seed)
+    eval_texts = load_texts(dataset, "test", eval_documents, seed)
+    results = []
+    for context in contexts:
+        torch.manual_seed(seed)
+        probe = MemoryAutoencoder.from_encoder(
+            encoder_module, decoder_config(vocab_size, context, decoder_hidden, decoder_layers, decoder_heads,
+                                           tokenizer),
+            max_position_embeddings=context, expansion="unroll", pooling=pooling, freeze_encoder=True,
+            fresh_encoder_embedding=fresh_embedding, pass_attention_mask_to_encoder=pass_attention_mask,
+        ).to(device)
+        train_probe(probe, tokenize_texts(tokenizer, train_texts, context, vocab_size),
+                    steps=train_steps, batch_size=batch_size, lr=lr, seed=seed)
+        metrics = evaluate_probe(probe, tokenize_texts(tokenizer, eval_texts, context, vocab_size), batch_size)
+        results.append(RetentionResult(context, metrics["loss"], metrics["entropy_ratio"], metrics["accuracy"],
+                                       name, train_steps, metrics["targets"]))
+        logger.info("n_ctx %d: %s", context, results[-1])
+        del probe
+    return results
+
+
+def format_table(results: Sequence[RetentionResult]) -> str:
+    """A Markdown table in the shape of the paper's Tables 1-2: `n_ctx | loss | H_r | accuracy`."""
+    lines = ["| n_ctx | loss | H_r | accuracy |", "|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r.context} | {r.loss:.3f} | {r.entropy_ratio:.3f} | {100 * r.accuracy:.2f}% |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="memory-models retention", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--encoder", required=True, help="folder or Hub id of the encoder (any model)")
+    parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the encoder's)")
+    parser.add_argument("--context", type=int, nargs="+", default=[16, 64], help="context lengths n_ctx")
+    parser.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data)")
+    parser.add_argument("--steps", type=int, default=1000, help="decoder training steps per context")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--train-documents", type=int, help="training texts (default steps x batch size)")
+    parser.add_argument("--eval-documents", type=int, default=200)
+    parser.add_argument("--decoder-layers", type=int, default=4)
+    parser.add_argument("--decoder-hidden", type=int, default=256)
+    parser.add_argument("--decoder-heads", type=int, default=4)
+    parser.add_argument("--pooling", default="last", choices=["last", "penultimate", "last_nonpad"])
+    parser.add_argument("--fresh-embedding", action="store_true", help="trainable new token embedding")
+    parser.add_argument("--pass-attention-mask", action="store_true", help="give the encoder the padding mask")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", help="write the results as JSON here")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> list[RetentionResult]:
+    """CLI: probe an encoder at several context lengths, print the table, optionally write JSON."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    results = measure_retention(
+        args.encoder, args.tokenizer, contexts=args.context, dataset=args.dataset, train_steps=args.steps,
+        train_documents=args.train_documents, eval_documents=args.eval_documents, batch_size=args.batch_size,
+        lr=args.lr, decoder_layers=args.decoder_layers, decoder_hidden=args.decoder_hidden,
+        decoder_heads=args.decoder_heads, pooling=args.pooling, fresh_embedding=args.fresh_embedding,
+        pass_attention_mask=args.pass_attention_mask, device=args.device, seed=args.seed,
+    )
+    print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")
+    print(format_table(results))
+    if args.output:
+        payload = {"settings": {k: v for k, v in vars(args).items() if k != "output"},
+                   "results": [asdict(r) for r in results]}
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w") as handle:
+            json.dump(payload, handle, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    main()

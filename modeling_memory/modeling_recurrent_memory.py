@@ -1,0 +1,208 @@
+"""Recurrent memory transformer baseline (Bulatov et al. 2022, "Recurrent Memory Transformer"; Badger §4.8).
+
+Segments of `chunk_size` tokens go one after the other through the same decoder. Each segment reads the
+memory written by the previous one (`num_memory_tokens` vectors in front of its tokens) and writes a new
+one. The recurrence is inherent: segment `c` needs the memory produced by segment `c - 1`.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .auto_map import AutoMapMixin
+from .configuration_recurrent_memory import RecurrentMemoryConfig
+from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
+
+DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
+
+
+@dataclass
+class RecurrentMemoryCausalLMOutput(ModelOutput):
+    """
+    Output of [`RecurrentMemoryForCausalLM`].
+
+    Args:
+        loss (`[]`, *optional*): token-mean next-token cross-entropy, returned when `labels` are given.
+        logits (`[batch, seq_len, vocab]`): aligned with `input_ids` over all segments.
+        memory_embeddings (`[batch, num_segments, num_memory_tokens, hidden]`): the memory written by each
+            segment (segments counted from each row's first non-pad token).
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    memory_embeddings: torch.FloatTensor | None = None
+
+
+def _leading_pads(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Number of pad positions before each row's first real token (`[batch]`; 0 for all-pad rows)."""
+    real = attention_mask.bool()
+    return torch.where(real.any(dim=1), real.int().argmax(dim=1), 0)
+
+
+def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
+    """`out[b, t] = x[b, (t + shifts[b]) % T]`: per-row rotation along dim 1 of a `[B, T, ...]` tensor."""
+    length = x.shape[1]
+    index = (torch.arange(length, device=x.device)[None] + shifts[:, None]) % length  # (B, T)
+    index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
+    return x.gather(1, index)
+
+
+class RecurrentMemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
+    config_class = RecurrentMemoryConfig
+    _auto_map_classes = {"AutoModelForCausalLM": "RecurrentMemoryForCausalLM"}
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["LlamaDecoderLayer", "MaskedMixerBlock"]
+    _supports_sdpa = True
+
+    def _init_weights(self, module):
+        # The base class covers Linear, Embedding, norms and the inner Llama's rotary `inv_freq` buffer
+        # (non-persistent, so it must be recomputed after a meta-device load).
+        if isinstance(module, (MaskedTokenMixing, MultiHeadTokenMixing)):
+            module.reset_parameters()
+        elif isinstance(module, RecurrentMemoryForCausalLM) and module.initial_memory is not None:
+            nn.init.normal_(module.initial_memory, mean=0.0, std=self.config.initializer_range)
+        else:
+            super()._init_weights(module)
+
+
+class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin):
+    """
+    Recurrent memory transformer with a language-modelling head.
+
+    `write_position="append"` (default, Bulatov et al.): each segment's decoder input is
+    `[read memory (m), segment tokens (L), write slots (m)]`, causal, where the write slots hold the read
+    memory vectors; the new memory is the decoder's final hidden state (after its final norm, so the
+    memory is on the scale the decoder produces for its head) at the write slots.
+    `write_position="last_token"` (the paper's variant): `[memory, tokens 0 .. L-2, memory]`, i.e. the last
+    token's embedding is overwritten by the memory; the new memory is the output at that position, which
+    also gives that position's logits (it has seen every token of the segment but the last one).
+    Segment padding is masked (read and write slots never are), unlike the paper's unmasked decoder.
+    `generate()` recomputes the whole prefix at each step (no KV cache).
+    """
+
+    def __init__(self, config: RecurrentMemoryConfig):
+        super().__init__(config)
+        self.decoder = DECODER_CLASSES[config.decoder_config.model_type](config.decoder_config)
+        hidden = config.decoder_config.hidden_size
+        if config.memory_init == "learned":
+            self.initial_memory = nn.Parameter(torch.empty(config.num_memory_tokens, hidden))
+        else:
+            self.initial_memory = None
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.decoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value):
+        self.decoder.set_input_embeddings(value)
+
+    def get_output_embeddings(self):
+        return self.decoder.lm_head
+
+    def set_output_embeddings(self, value):
+        self.decoder.lm_head = value
+
+    def _initial_memory_for(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        shape = (batch, self.config.num_memory_tokens, like.shape[-1])
+        if self.initial_memory is not None:
+            return self.initial_memory.to(like.dtype)[None].expand(shape)
+        fill = 1.0 if self.config.memory_init == "ones" else 0.0
+        return like.new_full(shape, fill)
+
+    def _segment(self, memory, embeds, mask, position_ids):
+        """One decoder call on one segment. Returns `(token hidden states [B, L, D], new memory [B, m, D])`."""
+        m, length = memory.shape[1], embeds.shape[1]
+        slots = mask.new_ones(mask.shape[0], m)
+        if self.config.write_position == "append":
+            inputs = torch.cat([memory, embeds, memory], dim=1)  # (B, m + L + m, D)
+            inputs_mask = torch.cat([slots, mask, slots], dim=1)
+        else:  # last_token: the memory replaces the last token's embedding
+            inputs = torch.cat([memory, embeds[:, :-1], memory], dim=1)  # (B, 1 + L, D)
+            inputs_mask = torch.cat([slots, mask[:, :-1], slots], dim=1)
+        hidden = self.decoder.model(
+            inputs_embeds=inputs, attention_mask=inputs_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state
+        if self.config.write_position == "append":
+            return hidden[:, m : m + length], hidden[:, m + length :]
+        return hidden[:, m:], hidden[:, -m:]
+
+    def _run_segments(self, embeds: torch.Tensor, mask: torch.Tensor):
+        """Runs all segments of right-aligned `[B, S*L, D]` embeddings; returns token states and memories."""
+        batch, length = mask.shape
+        chunk = self.config.chunk_size
+        position_ids = torch.arange(self.config.segment_length, device=embeds.device)[None].expand(batch, -1)
+        memory = self._initial_memory_for(batch, embeds)
+        states, memories = [], []
+        for index, start in enumerate(range(0, length, chunk)):
+            segment = slice(start, start + chunk)
+            tokens, memory = self._segment(memory, embeds[:, segment], mask[:, segment], position_ids)
+            states.append(tokens)
+            memories.append(memory)
+            bptt = self.config.bptt_segments
+            if bptt is not None and (index + 1) % bptt == 0:
+                memory = memory.detach()  # truncated backpropagation through time
+        return torch.cat(states, dim=1), torch.stack(memories, dim=1)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        **kwargs,
+    ) -> RecurrentMemoryCausalLMOutput:
+        """
+        Args:
+            input_ids (`[batch, seq_len]`): token ids, `seq_len <= config.max_position_embeddings`
+                (`max_segments * chunk_size`); a partial last segment is padded internally.
+            attention_mask (`[batch, seq_len]`, *optional*): 1 for tokens, 0 for padding (left or right).
+            labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside, across
+                segment boundaries too); `-100` is ignored.
+            inputs_embeds (`[batch, seq_len, hidden]`, *optional*): used instead of `input_ids`.
+        Returns:
+            [`RecurrentMemoryCausalLMOutput`] with `logits` `[batch, seq_len, vocab]`.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = embeds.shape[:2]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input length {length} exceeds max_position_embeddings={self.config.max_position_embeddings} "
+                f"(max_segments={self.config.max_segments} x chunk_size={self.config.chunk_size})"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
+        elif attention_mask.shape != (batch, length):
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input shape {(batch, length)}")
+        attention_mask = attention_mask.to(device=embeds.device, dtype=torch.long)
+        # Left-padded rows are rotated so that every row's real tokens start at position 0 of segment 0.
+        shifts = _leading_pads(attention_mask)
+        embeds, mask = _roll_rows(embeds, shifts), _roll_rows(attention_mask, shifts)
+        padded = -length % self.config.chunk_size
+        embeds = F.pad(embeds, (0, 0, 0, padded))  # (B, S * L, D)
+        mask = F.pad(mask, (0, padded))
+        hidden, memories = self._run_segments(embeds, mask)
+        hidden = _roll_rows(hidden[:, :length], -shifts)
+        logits = self.decoder.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+            )
+        return RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories)
+
+    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
+        # No cache: every step re-runs all segments of the prefix.
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False
+
