@@ -189,3 +189,17 @@ def test_format_table():
     table = format_table([RetentionResult(16, 1.0, 0.719, 0.402, "bert", 10)])
     assert table.splitlines()[0] == "| n_ctx | loss | H_r | accuracy |"
     assert table.splitlines()[2] == "| 16 | 1.000 | 0.719 | 40.20% |"
+
+
+def test_memory_model_checkpoint_works_as_encoder(tokenizer, tmp_path):
+    """A MemoryForCausalLM folder gives its chunk encoder; its memories are probed like any embedding."""
+    from configuration import build_model, get_preset
+
+    torch.manual_seed(0)
+    ids = special(tokenizer)
+    model = build_model(get_preset("memory-transformer-tiny", vocab_size=len(tokenizer), **ids))
+    folder = save_checkpoint(model, tokenizer, tmp_path / "memory")
+    module, _ = load_encoder(folder)
+    assert isinstance(module, LlamaModel)
+    torch.testing.assert_close(module.embed_tokens.weight, model.encoder.embed_tokens.weight)
+    check_results(measure_retention(folder, contexts=(8,), dataset=sentences(60), **FAST), contexts=(8,))
