@@ -1,0 +1,119 @@
+"""The benchmark CLI: quick runs produce complete JSON; the paper's sequential loop equals the batched model."""
+
+import json
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from eval import benchmark
+from modeling_memory import MemoryConfig, MemoryForCausalLM
+
+QUICK_ARGS = ["--quick", "--repeats", "1"]
+
+
+def run_quick(name: str, tmp_path, capsys) -> tuple[dict, str]:
+    output = tmp_path / f"{name}.json"
+    assert benchmark.main([name, *QUICK_ARGS, "--output", str(output)]) == 0
+    return json.loads(output.read_text()), capsys.readouterr().out
+
+
+def _positive_numbers(tree) -> list:
+    if isinstance(tree, dict):
+        return [x for value in tree.values() for x in _positive_numbers(value)]
+    return [tree] if isinstance(tree, (int, float)) and not isinstance(tree, bool) else []
+
+
+def test_memory_quick_run_writes_complete_json(tmp_path, capsys):
+    """`memory --quick` prints the table and writes every measurement as a positive number."""
+    result, stdout = run_quick("memory", tmp_path, capsys)
+    assert result["benchmark"] == "memory" and result["settings"]["quick"] is True
+    sizes = benchmark.QUICK
+    assert [row["context"] for row in result["training"]] == list(sizes.train_contexts)
+    first = result["training"][0]["tokens_per_s"]
+    assert set(first) == {"memory_batched", "memory_sequential", "llama_full_context", "recurrent_memory"}
+    for row in result["training"]:
+        assert {"memory_batched", "llama_full_context"} <= set(row["tokens_per_s"])
+        assert all(x > 0 for x in _positive_numbers(row["tokens_per_s"]) + _positive_numbers(row["speedup_of_batched"]))
+    assert [row["context"] for row in result["inference"]] == list(sizes.inference_contexts)
+    for row in result["inference"]:
+        for model in ("memory", "llama_full_context"):
+            assert set(row[model]) == {"prefill_s", "decode_tokens_per_s", "kv_cache_bytes"}
+            assert all(x > 0 for x in _positive_numbers(row[model]))
+        assert row["memory"]["kv_cache_bytes"] < row["llama_full_context"]["kv_cache_bytes"]
+    assert result["targets"] and all({"target", "measured", "threshold", "met"} <= set(t) for t in result["targets"])
+    assert "(a) training step" in stdout and "(b) inference" in stdout and "targets" in stdout
+
+
+def _tiny_memory_model(compression: int = 1) -> MemoryForCausalLM:
+    def llama(hidden, positions):
+        return LlamaConfig(vocab_size=99, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                           num_attention_heads=2, max_position_embeddings=positions, pad_token_id=1,
+                           bos_token_id=0, eos_token_id=1)
+
+    config = MemoryConfig(llama(16, 8), llama(32, 12), chunk_size=8, num_memory_slots=4, compression=compression,
+                          paper_chunk_targets=True, loss_reduction="paper")
+    return MemoryForCausalLM(config)
+
+
+@pytest.mark.parametrize("compression", [1, 2])
+def test_sequential_reference_equals_batched_paper_loss(compression):
+    """The paper's per-chunk loop (s-1 encoder, s decoder calls) gives the batched model's paper-mode loss and grads."""
+    torch.manual_seed(0)
+    model = _tiny_memory_model(compression)
+    ids = torch.randint(2, 99, (3, 32))
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(benchmark.sequential_paper_loss(model, ids), model(ids, labels=ids).loss)
+    model.train()
+    model(ids, labels=ids).loss.backward()
+    batched = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    benchmark.sequential_paper_loss(model, ids).backward()
+    sequential = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert batched.keys() == sequential.keys()
+    for name, grad in batched.items():
+        torch.testing.assert_close(sequential[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_cache_bytes_counts_keys_and_values():
+    """KV bytes of a Llama generate cache = 2 x layers x batch x kv heads x cached tokens x head dim x 4."""
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=99, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=64, pad_token_id=1)
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(2, 99, (2, 10))
+    out = model.generate(ids, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=1,
+                         return_dict_in_generate=True)
+    assert benchmark.cache_bytes(out.past_key_values) == 2 * 2 * 2 * 2 * 14 * 16 * 4
+    assert benchmark.cache_bytes(None) == 0
+
+
+def test_subcommand_registry_is_extensible(tmp_path, capsys):
+    """A registered sub-command gets the common options and its JSON written by `main`."""
+    seen = {}
+
+    def run(args):
+        seen.update(quick=args.quick, device=args.device, dtype=args.dtype)
+        return {"benchmark": "dummy", "value": 1.5}
+
+    benchmark.add_subcommand("dummy", benchmark.Subcommand(run, lambda r: f"value {r['value']}"))
+    try:
+        result, stdout = run_quick("dummy", tmp_path, capsys)
+    finally:
+        benchmark.SUBCOMMANDS.pop("dummy")
+    assert result == {"benchmark": "dummy", "value": 1.5} and "value 1.5" in stdout
+    assert seen == {"quick": True, "device": "cpu", "dtype": "fp32"}
+
+
+def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):
+    """`autoencoder --quick` (wired from eval/benchmark_autoencoder.py) reports positive timings."""
+    if "autoencoder" not in benchmark.SUBCOMMANDS:
+        pytest.skip("eval/benchmark_autoencoder.py is not available")
+    result, stdout = run_quick("autoencoder", tmp_path, capsys)
+    assert result["benchmark"] == "autoencoder"
+    for key in ("gather_ms", "loop_ms", "speedup"):
+        assert result["unroll"][key] > 0
+    for key in ("mixer_tokens_per_s", "llama_tokens_per_s", "mixer_over_llama"):
+        assert result["mixer_vs_llama"][key] > 0
+    assert "unroll" in stdout and "mixer" in stdout
