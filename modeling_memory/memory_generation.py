@@ -122,7 +122,11 @@ class MemoryGenerationMixin(GenerationMixin):
         return torch.zeros_like(chunk_index) if self.config.no_memory else chunk_index
 
     def fill_cache(self, cache, extras: dict, num_input_tokens: int):
-        """After a full (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state."""
+        """After a (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state.
+
+        Returns:
+            the filled `MemoryCache`, and the decoder's hidden state `[b, d]` at each row's last real token.
+        """
         cache = MemoryCache(config=self.config.decoder_config) if cache is None else cache
         chunk, num_chunks = self.config.chunk_size, extras["num_chunks"]
         ids, mask = extras["ids"], extras["mask"]  # rolled, padded to k*L
@@ -134,7 +138,7 @@ class MemoryGenerationMixin(GenerationMixin):
         positions = extras["positions"]
         positions = positions[selected] if positions.shape[0] > 1 else positions
         dec_mask = extras["dec_mask"][selected]  # (b, S+L)
-        self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
+        hidden = self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
         cache.kv_mask = dec_mask.clone()
         cache.bank = extras["bank"].clone()
         cache.chunk_index = extras["counts"] + last_chunk
@@ -144,7 +148,8 @@ class MemoryGenerationMixin(GenerationMixin):
         cache.num_fed = num_input_tokens
         cache.is_filled = True
         cache.trim(self.config.num_memory_slots)
-        return cache
+        last = self.config.num_memory_slots + cache.fill - 1  # (b,) column of the last real token
+        return cache, hidden[rows, last]
 
     def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
         """Feed new tokens `[b, q]` (all real) through a filled cache; returns their logits `[b, q, vocab]`."""

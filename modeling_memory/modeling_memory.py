@@ -375,9 +375,10 @@ class MemoryModel(MemoryPreTrainedModel):
         memory_embeds=None,
         memory_attention_mask=None,
         return_decoder_inputs: bool = False,
+        run_decoder: bool = True,
     ):
-        """Shared forward body. Returns hidden `[b, T, d]` in ROLLED order, the row shift, memories used, and
-        (if asked) the chunked decoder inputs for building a generation cache."""
+        """Shared forward body. Returns hidden `[b, T, d]` in ROLLED order (`None` if not `run_decoder`), the
+        row shift, memories used, and (if asked) the chunked decoder inputs for building a generation cache."""
         config = self.config
         num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
         reference = input_ids if input_ids is not None else inputs_embeds
@@ -407,8 +408,10 @@ class MemoryModel(MemoryPreTrainedModel):
         embeds, dec_mask, positions, num_memories = self._chunk_decoder_inputs(
             tokens.view(batch, num_chunks, chunk, -1), mask.view(batch, num_chunks, chunk), bank, counts
         )
-        hidden = self.run_decoder(embeds, dec_mask, positions)  # (b*k, S+L, d)
-        hidden = hidden[:, config.num_memory_slots :].reshape(batch, padded, -1)[:, :length]  # (b, T, d)
+        hidden = None
+        if run_decoder:
+            hidden = self.run_decoder(embeds, dec_mask, positions)  # (b*k, S+L, d)
+            hidden = hidden[:, config.num_memory_slots :].reshape(batch, padded, -1)[:, :length]  # (b, T, d)
         memories = bank[:, :n_used] if not config.no_memory else bank[:, :0]
         extras = None
         if return_decoder_inputs:
@@ -494,11 +497,19 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
         want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
         want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
+        if want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask):
+            # Prefill for generate(): the first new token needs only the memories of the complete chunks and
+            # ONE decoder pass over each row's last chunk (the pass that fills the cache), not all chunks.
+            _, shift, memories, extras = self.decode(input_ids, attention_mask, None, memory_embeds,
+                                                     memory_attention_mask, return_decoder_inputs=True, run_decoder=False)
+            past_key_values, last_hidden = self.fill_cache(past_key_values, extras, input_ids.shape[1])
+            logits = self.decoder.lm_head(last_hidden[:, None])  # (b, 1, V)
+            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values, memory_embeds=memories)
         hidden, shift, memories, extras = self.decode(
             input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, return_decoder_inputs=want_cache
         )
         if want_cache:
-            past_key_values = self.fill_cache(past_key_values, extras, input_ids.shape[1])
+            past_key_values, _ = self.fill_cache(past_key_values, extras, input_ids.shape[1])
         loss = logits = None
         if labels is not None:
             targets = shifted_targets(
@@ -514,6 +525,11 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         return MemoryCausalLMOutput(
             loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories
         )
+
+    @staticmethod
+    def _ends_on_real_tokens(attention_mask) -> bool:
+        """True if every row's last position is a real token (no right padding), as in `generate`'s inputs."""
+        return attention_mask is None or bool(attention_mask[:, -1].bool().all())
 
     def _loss(self, hidden, targets, stream_ids):
         """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.

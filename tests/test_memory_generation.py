@@ -128,3 +128,20 @@ def test_mixer_decoder_greedy_equals_argmax(encoder):
             next_token = model(sequence).logits[:, -1].argmax(-1)
         sequence = torch.cat([sequence, next_token[:, None]], dim=1)
     assert torch.equal(generated, sequence)
+
+
+def test_prefill_decodes_only_the_last_chunk():
+    """generate()'s prefill runs the decoder on one chunk per row (not all chunks), with exact first logits."""
+    model = build()
+    ids = ids_of(2, 3 * CHUNK + 2)  # four chunks
+    calls = []
+    hook = model.decoder.model.register_forward_hook(lambda module, args, kwargs, out: calls.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
+    try:
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=1, do_sample=False,
+                             output_logits=True, return_dict_in_generate=True)
+    finally:
+        hook.remove()
+    assert calls == [2], calls  # one decoder call over the batch's 2 last chunks
+    with torch.no_grad():
+        full = model(ids).logits[:, -1]
+    torch.testing.assert_close(out.logits[0], full)
