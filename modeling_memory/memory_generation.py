@@ -11,12 +11,7 @@ row uses any more are dropped.
 import torch
 from transformers import DynamicCache, GenerationMixin
 
-
-def row_lengths(mask: torch.Tensor) -> torch.LongTensor:
-    """Per row of a `[b, T]` mask: index of the last real token + 1 (0 for rows without real tokens)."""
-    length = mask.shape[1]
-    last = length - mask.flip(1).long().argmax(1)
-    return torch.where(mask.any(1), last, 0)
+from .sequence_ops import row_lengths
 
 
 class MemoryCache(DynamicCache):

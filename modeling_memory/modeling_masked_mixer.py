@@ -10,6 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_masked_mixer import MaskedMixerConfig
+from .sequence_ops import causal_lm_loss
 
 
 def _causal_weight(weight: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
@@ -226,9 +227,7 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
-            )
+            loss = causal_lm_loss(logits, labels)
         return CausalLMOutput(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):

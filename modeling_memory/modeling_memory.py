@@ -17,15 +17,15 @@ from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
-from .memory_generation import MemoryCache, MemoryGenerationMixin, row_lengths
+from .memory_generation import MemoryCache, MemoryGenerationMixin
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
     MaskedTokenMixing,
     MultiHeadTokenMixing,
 )
+from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows, row_gather, row_lengths
 
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -65,31 +65,6 @@ def _build_sub_model(config, causal_lm: bool):
     if config.model_type == "masked_mixer":
         return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
-
-
-def row_gather(x: torch.Tensor, index: torch.LongTensor) -> torch.Tensor:
-    """`out[r, t] = x[r, index[r, t]]` for `x` `[b, T, ...]` and `index` `[b, T']`."""
-    rows = torch.arange(x.shape[0], device=x.device)[:, None]
-    return x[rows, index]
-
-
-def left_pad_shift(mask: torch.Tensor) -> torch.LongTensor | None:
-    """Per-row index of the first real token (0 for rows without any), or `None` if no row is left-padded."""
-    shift = torch.where(mask.any(1), mask.long().argmax(1), 0)  # argmax returns the first maximum
-    return shift if bool(shift.any()) else None
-
-
-def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = False) -> torch.Tensor:
-    """Roll each row left by `shift[r]` (`out[r, t] = x[r, (t + shift[r]) % T]`), or back if `inverse`.
-
-    Left padding becomes right padding, so every row's chunk grid starts at its first real token (spec A.10).
-    """
-    if shift is None or x is None:
-        return x
-    length = x.shape[1]
-    sign = -1 if inverse else 1
-    index = (torch.arange(length, device=x.device)[None] + sign * shift[:, None]) % length  # (b, T)
-    return row_gather(x, index)
 
 
 class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):

@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
+from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
 DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
 
@@ -35,20 +36,6 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     memory_embeddings: torch.FloatTensor | None = None
-
-
-def _leading_pads(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Number of pad positions before each row's first real token (`[batch]`; 0 for all-pad rows)."""
-    real = attention_mask.bool()
-    return torch.where(real.any(dim=1), real.int().argmax(dim=1), 0)
-
-
-def _roll_rows(x: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
-    """`out[b, t] = x[b, (t + shifts[b]) % T]`: per-row rotation along dim 1 of a `[B, T, ...]` tensor."""
-    length = x.shape[1]
-    index = (torch.arange(length, device=x.device)[None] + shifts[:, None]) % length  # (B, T)
-    index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)
-    return x.gather(1, index)
 
 
 class RecurrentMemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -183,19 +170,17 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
             raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input shape {(batch, length)}")
         attention_mask = attention_mask.to(device=embeds.device, dtype=torch.long)
         # Left-padded rows are rotated so that every row's real tokens start at position 0 of segment 0.
-        shifts = _leading_pads(attention_mask)
-        embeds, mask = _roll_rows(embeds, shifts), _roll_rows(attention_mask, shifts)
+        shift = left_pad_shift(attention_mask)
+        embeds, mask = roll_rows(embeds, shift), roll_rows(attention_mask, shift)
         padded = -length % self.config.chunk_size
         embeds = F.pad(embeds, (0, 0, 0, padded))  # (B, S * L, D)
         mask = F.pad(mask, (0, padded))
         hidden, memories = self._run_segments(embeds, mask)
-        hidden = _roll_rows(hidden[:, :length], -shifts)
+        hidden = roll_rows(hidden[:, :length], shift, inverse=True)
         logits = self.decoder.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
-            )
+            loss = causal_lm_loss(logits, labels)
         return RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):

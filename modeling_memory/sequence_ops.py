@@ -1,0 +1,51 @@
+"""Sequence helpers shared by the model families: per-row padding rolls and the shifted causal-LM loss."""
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+
+
+def row_gather(x: torch.Tensor, index: torch.LongTensor) -> torch.Tensor:
+    """`out[r, t] = x[r, index[r, t]]` for `x` `[b, T, ...]` and `index` `[b, T']`."""
+    rows = torch.arange(x.shape[0], device=x.device)[:, None]
+    return x[rows, index]
+
+
+def row_lengths(mask: torch.Tensor) -> torch.LongTensor:
+    """Per row of a `[b, T]` mask: index of the last real token + 1 (0 for rows without real tokens)."""
+    length = mask.shape[1]
+    last = length - mask.flip(1).long().argmax(1)
+    return torch.where(mask.any(1), last, 0)
+
+
+def left_pad_shift(mask: torch.Tensor) -> torch.LongTensor | None:
+    """Per-row index of the first real token (0 for rows without any), or `None` if no row is left-padded."""
+    mask = mask.bool()
+    shift = torch.where(mask.any(1), mask.long().argmax(1), 0)  # argmax returns the first maximum
+    return shift if bool(shift.any()) else None
+
+
+def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = False) -> torch.Tensor:
+    """Roll each row left by `shift[r]` (`out[r, t] = x[r, (t + shift[r]) % T]`), or back if `inverse`.
+
+    Left padding becomes right padding, so every row's chunk (segment) grid starts at its first real token
+    and a row in a padded batch computes exactly what it computes alone.
+    """
+    if shift is None or x is None:
+        return x
+    length = x.shape[1]
+    sign = -1 if inverse else 1
+    index = (torch.arange(length, device=x.device)[None] + sign * shift[:, None]) % length  # (b, T)
+    return row_gather(x, index)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
+    """Token-mean cross-entropy of `logits[:, p]` against `labels[:, p + 1]`, ignoring -100.
+
+    A batch without any target gives a zero loss that still has a grad_fn (never NaN).
+    """
+    logits = logits[:, :-1].flatten(0, 1).float()  # (b*(T-1), V)
+    labels = labels[:, 1:].flatten().to(logits.device)
+    total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
