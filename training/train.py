@@ -1,0 +1,445 @@
+"""`memory-models train`: train any preset with any objective on the Hugging Face `Trainer`.
+
+    memory-models train --preset memory-transformer-tiny --objective combined --max-steps 200 --output-dir runs/mt
+    memory-models train --preset autoencoder-tiny --objective autoencode --context 8 --output-dir runs/ae
+    memory-models train --preset memory-transformer-tiny --encoder-from runs/ae/final --freeze-encoder \\
+        --objective blank_copy --output-dir runs/blank                        # curriculum stage 2 (spec §5.6)
+    memory-models train --init-from runs/blank/final --objective copy --output-dir runs/copy
+    memory-models train ... --resume                                         # continue the last complete checkpoint
+    torchrun --nproc_per_node 2 -m training.train --preset ...               # DDP (gloo on CPU, nccl on GPU)
+
+Unknown `--key value` options go to `TrainingArguments` (`--warmup_steps 10 --gradient_accumulation_steps 2`).
+The output folder gets Hub-ready `checkpoint-N/` folders (weights, config with `auto_map`, code, tokenizer),
+`final/` (exported with `conversion.export_to_hub.export_model`), `metrics.json` and `loss_curve.png`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from training.objectives import OBJECTIVES, ObjectiveCollator
+
+AUTOENCODER_TYPE = "memory_autoencoder"
+MEMORY_TYPES = ("memory_model", "recurrent_memory")
+MIXER_TYPE = "masked_mixer"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options of `memory-models train` (TrainingArguments pass through as extras)."""
+    parser = argparse.ArgumentParser(prog="memory-models train", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False, epilog="Any other `--key value` is a transformers "
+                                     "TrainingArguments option, e.g. --warmup_steps 10 --gradient_accumulation_steps 2.")
+    model = parser.add_argument_group("model")
+    source = model.add_mutually_exclusive_group()
+    source.add_argument("--preset", help="preset name (`memory-models presets` lists them)")
+    source.add_argument("--init-from", metavar="DIR", help="start from the weights of a checkpoint/Hub folder")
+    model.add_argument("--vocab-size", type=int, help="default: len(tokenizer)")
+    model.add_argument("--encoder-from", metavar="DIR", help="copy the encoder of an autoencoder/memory model")
+    model.add_argument("--freeze-encoder", action="store_true", help="freeze the (copied) encoder")
+    model.add_argument("--no-memory", action="store_true", help="the paper's no-memory control")
+    data = parser.add_argument_group("data")
+    data.add_argument("--objective", choices=OBJECTIVES, default="clm")
+    data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data)")
+    data.add_argument("--tokenizer", metavar="DIR", help="default: the python-docs BPE tokenizer (8192)")
+    data.add_argument("--context", type=int, help="tokens per row; default: the model's context")
+    data.add_argument("--pack", action="store_true", help="pack documents into full rows (default: truncate)")
+    data.add_argument("--train-documents", type=int, help="use only the first N training documents")
+    data.add_argument("--eval-documents", type=int, default=200, help="held-out documents (and at most as many rows) to evaluate on")
+    run = parser.add_argument_group("run")
+    run.add_argument("--output-dir", required=True)
+    run.add_argument("--max-steps", type=int, default=1000)
+    run.add_argument("--batch-size", type=int, default=8, help="per-device batch size")
+    run.add_argument("--learning-rate", type=float, help="default: spec §5.8 (2e-4 transformers, 5e-4 mixers)")
+    run.add_argument("--eval-steps", type=int, help="default: max_steps / 5")
+    run.add_argument("--save-steps", type=int, help="default: the eval steps")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
+    """Parse our options; the rest must be `--key value` TrainingArguments options."""
+    args, extras = build_parser().parse_known_args(argv)
+    if args.preset is None and args.init_from is None:
+        raise ValueError("Pass --preset NAME or --init-from DIR.")
+    if args.freeze_encoder and args.encoder_from is None and args.init_from is None:
+        raise ValueError("--freeze-encoder needs --encoder-from DIR (or --init-from a model with an encoder).")
+    for name in ("max_steps", "batch_size", "eval_steps", "save_steps", "context", "eval_documents"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
+    return args, extras
+
+
+# ---------------------------------------------------------------------------------------------- model
+def load_tokenizer(path: str | None):
+    """`--tokenizer DIR`, or the package's default python-docs tokenizer; a missing pad token becomes eos."""
+    if path is None:
+        from training.tokenizer import load_default_tokenizer
+
+        return load_default_tokenizer()
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def token_ids(tokenizer) -> dict[str, int]:
+    """Special ids for the model config: pad/bos/eos always, blank and copy delimiter when the tokenizer has them."""
+    try:
+        from training.tokenizer import special_token_ids
+
+        return special_token_ids(tokenizer)
+    except ValueError:  # a foreign tokenizer without our reserved delimiter token
+        ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+               "eos_token_id": tokenizer.eos_token_id, "blank_token_id": tokenizer.pad_token_id}
+        return {key: value for key, value in ids.items() if value is not None}
+
+
+def _set_config_flags(config, args) -> None:
+    """Apply --no-memory / --freeze-encoder to a config, with a clear error for configs without them."""
+    for flag, field_name in (("no_memory", "no_memory"), ("freeze_encoder", "freeze_encoder")):
+        if getattr(args, flag):
+            if not hasattr(config, field_name):
+                raise ValueError(f"--{flag.replace('_', '-')} needs a memory model; {config.model_type!r} has no "
+                                 f"`{field_name}`.")
+            setattr(config, field_name, True)
+
+
+def preset_config(args, tokenizer):
+    """The preset's config with the tokenizer's vocabulary size and special token ids."""
+    from configuration import get_preset
+
+    vocab_size = args.vocab_size or len(tokenizer)
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"--vocab-size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
+    ids = token_ids(tokenizer)
+    base = {k: v for k, v in ids.items() if k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    config = get_preset(args.preset, vocab_size=vocab_size, **base)
+    extra = {k: v for k, v in ids.items() if k not in base and hasattr(config, k)}
+    config = get_preset(args.preset, vocab_size=vocab_size, **base, **extra) if extra else config
+    _set_config_flags(config, args)
+    return config
+
+
+def load_pretrained(path: str, config=None):
+    """A saved model (our classes or any transformers model): the causal-LM class where there is one."""
+    import modeling_memory  # noqa: F401  (registers our Auto classes)
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    kwargs = {"config": config} if config is not None else {}
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ValueError:
+        return AutoModel.from_pretrained(path, **kwargs)
+
+
+def find_encoder(model) -> torch.nn.Module:
+    """The encoder sub-module of an autoencoder or memory model (the shortest module path named `encoder`)."""
+    names = [name for name, _ in model.named_modules() if name.split(".")[-1] == "encoder"]
+    if not names:
+        raise ValueError(f"{type(model).__name__} has no `encoder` sub-module to copy.")
+    return model.get_submodule(min(names, key=len))
+
+
+def copy_encoder(model, source_dir: str) -> None:
+    """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
+    source = find_encoder(load_pretrained(source_dir)).state_dict()
+    target = find_encoder(model)
+    missing, unexpected = target.load_state_dict(source, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
+                         f"unexpected {unexpected}. Use a preset whose encoder config matches.")
+    if getattr(model.config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+        model.apply_freezing()
+
+
+def build_model(args, tokenizer):
+    """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
+    from configuration import build_model as build_from_config
+    from transformers import AutoConfig, set_seed
+
+    set_seed(args.seed)
+    if args.init_from:
+        import modeling_memory  # noqa: F401
+
+        config = AutoConfig.from_pretrained(args.init_from)
+        _set_config_flags(config, args)
+        model = load_pretrained(args.init_from, config)
+        if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+            model.apply_freezing()
+    else:
+        model = build_from_config(preset_config(args, tokenizer))
+    if args.encoder_from:
+        copy_encoder(model, args.encoder_from)
+    if model.config.vocab_size < len(tokenizer):
+        raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
+    check_objective(model, args.objective)
+    return model
+
+
+def check_objective(model, objective: str) -> None:
+    """`autoencode` needs an autoencoder; every other objective needs a causal LM."""
+    is_autoencoder = model.config.model_type == AUTOENCODER_TYPE
+    if objective == "autoencode" and not is_autoencoder:
+        raise ValueError(f"objective 'autoencode' needs an autoencoder preset, got model_type "
+                         f"{model.config.model_type!r}.")
+    if objective != "autoencode" and is_autoencoder:
+        raise ValueError(f"objective {objective!r} needs a causal model, got the autoencoder "
+                         f"{type(model).__name__}; use --objective autoencode.")
+
+
+def default_learning_rate(config) -> float:
+    """Spec §5.8: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
+    decoder = getattr(config, "decoder_config", None) or config
+    if decoder.model_type == MIXER_TYPE:
+        return 5e-4
+    return 5e-5 if decoder.hidden_size >= 2048 else 2e-4
+
+
+def model_context(config) -> int:
+    """The model's context (`max_position_embeddings`)."""
+    context = getattr(config, "max_position_embeddings", None)
+    if not context:
+        raise ValueError(f"{config.model_type!r} config has no max_position_embeddings: pass --context.")
+    return int(context)
+
+
+def is_memory_model(config) -> bool:
+    """Chunked memory models get a copy-accuracy evaluation (spec §6.3)."""
+    return config.model_type in MEMORY_TYPES
+
+
+# ---------------------------------------------------------------------------------------------- data
+def _with_objective(dataset, objective: str):
+    """Tag every row with the objective its eval batches are built with (see `RoutingCollator`)."""
+    return dataset.map(lambda row: {"objective": objective})
+
+
+def build_datasets(args, tokenizer, context: int, config):
+    """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus full-length `copy` rows for
+    memory models (paper §6.3: copy accuracy on held-out documents without padding)."""
+    from training.data import filter_full_length, load_corpus, tokenize_corpus
+
+    mode = "pack" if args.pack else "truncate"
+    train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
+    train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
+    test_text = load_corpus(args.dataset, "test", num_documents=args.eval_documents, seed=args.seed)
+    test = tokenize_corpus(test_text, tokenizer, context, mode=mode)
+    if hasattr(test, "select") and len(test) > args.eval_documents:  # packed long documents make many rows
+        test = test.select(range(args.eval_documents))
+    primary = "autoencode" if args.objective == "autoencode" else "clm"
+    eval_sets = {primary: _with_objective(test, primary)}
+    if is_memory_model(config):
+        if context % 2:
+            raise ValueError(f"copy evaluation needs an even --context, got {context}.")
+        full = filter_full_length(test)
+        if hasattr(full, "__len__") and len(full) == 0:
+            print(f"warning: no full-length held-out rows at context {context}: no copy evaluation", file=sys.stderr)
+        else:
+            eval_sets["copy"] = _with_objective(full, "copy")
+    return train, eval_sets
+
+
+def build_collator(model, objective: str, eval_objectives, context: int):
+    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch."""
+    from training.trainer import RoutingCollator, forward_arguments
+
+    names = {objective, *eval_objectives}
+    collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
+    return RoutingCollator(collators, objective, keep=forward_arguments(model))
+
+
+def metric_functions(config, eval_objectives) -> dict:
+    """Per eval set: a streaming token-accuracy `compute_metrics` and the argmax `preprocess_logits_for_metrics`."""
+    from eval.metrics import preprocess_logits_for_metrics
+    from training.trainer import StreamingAccuracy
+
+    boundaries = config.chunk_size if getattr(config, "paper_chunk_targets", False) else None
+    return {name: (StreamingAccuracy(shift=name != "autoencode", exclude_chunk_boundaries=boundaries),
+                   preprocess_logits_for_metrics) for name in eval_objectives}
+
+
+# ---------------------------------------------------------------------------------------------- trainer
+def _distributed_cpu() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def training_arguments(args, extras: Sequence[str], config):
+    """`TrainingArguments` from our options (spec §8.1 defaults), then the pass-through `--key value` extras."""
+    from transformers import HfArgumentParser, TrainingArguments
+
+    eval_steps = args.eval_steps or max(1, args.max_steps // 5)
+    defaults = {
+        "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,
+        "per_device_train_batch_size": args.batch_size, "per_device_eval_batch_size": args.batch_size,
+        "learning_rate": args.learning_rate or default_learning_rate(config), "weight_decay": 0.0,
+        "warmup_steps": min(500, args.max_steps // 10), "lr_scheduler_type": "linear", "max_grad_norm": 1.0,
+        "eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "steps",
+        "save_steps": args.save_steps or eval_steps, "logging_steps": max(1, min(eval_steps, args.max_steps // 50)),
+        "remove_unused_columns": False, "batch_eval_metrics": True, "report_to": "none",
+        "disable_tqdm": not sys.stderr.isatty(), "ddp_find_unused_parameters": False, "bf16": args.bf16,
+        "use_cpu": not torch.cuda.is_available(), "dataloader_num_workers": 0,
+    }
+    if _distributed_cpu():
+        defaults["ddp_backend"] = "gloo"
+    argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
+    (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    return training_args
+
+
+def prune_fsdp_wrap_classes(model) -> None:
+    """Keep only the layer classes present in `model` in accelerate's `FSDP_TRANSFORMER_CLS_TO_WRAP`
+    (set by `accelerate launch --config_file training/fsdp_config.yaml`), which otherwise fails on a name
+    the model lacks (`MaskedMixerBlock` in a Llama-only memory model)."""
+    names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP")
+    if not names:
+        return
+    present = {type(module).__name__ for module in model.modules()}
+    kept = [name for name in names.split(",") if name.strip() in present]
+    if not kept:
+        raise ValueError(f"none of the FSDP wrap classes {names!r} occurs in {type(model).__name__}.")
+    os.environ["FSDP_TRANSFORMER_CLS_TO_WRAP"] = ",".join(kept)
+
+
+def build_trainer(args, extras, tokenizer, model, callbacks=()):
+    """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
+    from training.trainer import MemoryTrainer
+
+    prune_fsdp_wrap_classes(model)
+    context = args.context or model_context(model.config)
+    if context > model_context(model.config):
+        raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
+    train, eval_sets = build_datasets(args, tokenizer, context, model.config)
+    functions = metric_functions(model.config, eval_sets)
+    compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
+    return MemoryTrainer(
+        model=model,
+        args=training_arguments(args, extras, model.config),
+        train_dataset=train,
+        eval_dataset=eval_sets,
+        data_collator=build_collator(model, args.objective, eval_sets, context),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        vocab_size=model.config.vocab_size,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess,
+        metric_functions=functions,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- outputs
+def last_evaluation(trainer) -> dict | None:
+    """The metrics of an evaluation already run at the final step (for every eval set), else `None`."""
+    step, names = trainer.state.global_step, list(trainer.eval_dataset)
+    logged = [h for h in trainer.state.log_history if h.get("step") == step]
+    metrics = {k: v for h in logged for k, v in h.items() if k.startswith("eval_") or k == "epoch"}
+    return metrics if all(f"eval_{name}_loss" in metrics for name in names) else None
+
+
+def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) -> dict:
+    """The `metrics.json` content: final eval metrics, the run's configuration, steps and time."""
+    model, targs, state = trainer.model, trainer.args, trainer.state
+    history = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h]
+    evals = {key: [(h["step"], h[key]) for h in state.log_history if key in h]
+             for key in sorted({k for h in state.log_history for k in h if k.startswith("eval_") and
+                                k.endswith(("_loss", "_accuracy"))})}
+    return {
+        "final": final_metrics,
+        "steps": state.global_step,
+        "train_seconds": round(seconds, 2),
+        "resumed_from": resumed_from,
+        "config": {
+            "preset": args.preset, "init_from": args.init_from, "encoder_from": args.encoder_from,
+            "objective": args.objective, "dataset": args.dataset, "model_type": model.config.model_type,
+            "model_class": type(model).__name__, "no_memory": getattr(model.config, "no_memory", None),
+            "freeze_encoder": getattr(model.config, "freeze_encoder", None),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "context": args.context or model_context(model.config), "vocab_size": model.config.vocab_size,
+            "learning_rate": targs.learning_rate, "per_device_batch_size": targs.per_device_train_batch_size,
+            "world_size": targs.world_size, "gradient_accumulation_steps": targs.gradient_accumulation_steps,
+            "max_steps": targs.max_steps, "seed": targs.seed, "bf16": targs.bf16,
+        },
+        "train_loss_history": history,
+        "eval_history": evals,
+    }
+
+
+def write_outputs(output_dir, trainer, tokenizer, summary: dict) -> None:
+    """`final/` (Hub-ready export), `metrics.json` and `loss_curve.png` in `output_dir` (main process only)."""
+    from conversion.export_to_hub import export_model
+    from training.plot import write_line_plot
+
+    output_dir = Path(output_dir)
+    if trainer.is_fsdp_enabled:
+        trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
+    elif trainer.is_world_process_zero():
+        export_model(trainer.model, output_dir / "final", tokenizer)
+    if not trainer.is_world_process_zero():
+        return
+    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    series = {"train loss": summary["train_loss_history"]}
+    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
+    if any(series.values()):
+        write_line_plot(output_dir / "loss_curve.png", series)
+
+
+def format_metrics(metrics: dict) -> str:
+    """A two-column table of the (rounded) eval metrics."""
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in sorted(metrics.items())
+            if not k.endswith(("_runtime", "_per_second"))]
+    width = max((len(k) for k, _ in rows), default=10)
+    return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
+
+
+def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), model=None) -> dict:
+    """Train per `args` and return the `metrics.json` summary (also written to the output folder).
+
+    `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
+    """
+    from training.trainer import last_complete_checkpoint
+
+    tokenizer = load_tokenizer(args.tokenizer)
+    if model is None:
+        model = build_model(args, tokenizer)
+    else:
+        check_objective(model, args.objective)
+    trainer = build_trainer(args, extras, tokenizer, model, callbacks)
+    resume = last_complete_checkpoint(args.output_dir) if args.resume else None
+    if args.resume and resume is None and trainer.is_world_process_zero():
+        print(f"--resume: no complete checkpoint in {args.output_dir}; starting from step 0", file=sys.stderr)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    seconds = time.perf_counter() - start
+    final_metrics = last_evaluation(trainer) or trainer.evaluate()
+    summary = summarise(args, trainer, final_metrics, seconds, resume)
+    write_outputs(args.output_dir, trainer, tokenizer, summary)
+    if trainer.is_world_process_zero():
+        print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
+        print(format_metrics(final_metrics))
+        print(f"outputs: {args.output_dir}/final (Hub-ready), metrics.json, loss_curve.png")
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line entry point (`memory-models train`, `python -m training.train`, `torchrun -m training.train`)."""
+    args, extras = parse_args(argv)
+    run(args, extras)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
