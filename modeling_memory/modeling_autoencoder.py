@@ -86,7 +86,8 @@ class MemoryAutoencoderPreTrainedModel(AutoMapMixin, PreTrainedModel):
     base_model_prefix = "autoencoder"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["LlamaDecoderLayer", "MaskedMixerBlock"]
+    # No `_no_split_modules` here: transformers gathers it from the sub-models actually built (e.g. only
+    # LlamaDecoderLayer for a Llama encoder and decoder), which is what FSDP wrapping and device_map need.
 
     def _init_weights(self, module):
         # The encoder and decoder are PreTrainedModels: transformers dispatches their own `_init_weights`

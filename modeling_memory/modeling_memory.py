@@ -73,7 +73,8 @@ class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
     base_model_prefix = "memory_model"
     main_input_name = "input_ids"
     supports_gradient_checkpointing = True
-    _no_split_modules = ["LlamaDecoderLayer", "MaskedMixerBlock"]
+    # No `_no_split_modules` here: transformers gathers it from the sub-models actually built (e.g. only
+    # LlamaDecoderLayer for a Llama encoder and decoder), which is what FSDP wrapping and device_map need.
     _supports_sdpa = True
     _supports_flash_attn = True
 

@@ -114,3 +114,20 @@ def test_memory_config_defaults_are_the_paper_table3_decoder():
     assert isinstance(config.decoder_config, LlamaConfig)
     assert (config.decoder_config.hidden_size, config.decoder_config.num_hidden_layers) == (512, 16)
     assert (config.pad_token_id, config.bos_token_id, config.eos_token_id, config.blank_token_id) == (1, 0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("memory-transformer-tiny", {"LlamaDecoderLayer"}),
+        ("memory-mixer-tiny", {"MaskedMixerBlock"}),
+        ("mixer-autoencoder-tiny", {"MaskedMixerBlock"}),
+        ("recurrent-memory-tiny", {"LlamaDecoderLayer"}),
+    ],
+)
+def test_no_split_modules_are_the_blocks_present(name, expected):
+    """FSDP / device_map see exactly the block classes the model contains (accelerate rejects absent ones)."""
+    model = build_model(get_preset(name))
+    assert set(model._no_split_modules) == expected
+    present = {type(m).__name__ for m in model.modules()}
+    assert expected <= present

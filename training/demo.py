@@ -77,11 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def demo_tokenizer(output_dir: Path, vocab_size: int):
     """Train (or reuse) the demo's BPE tokenizer on the python-docs train split; returns its folder."""
-    from training.tokenizer import _corpus_texts, save_tokenizer, train_tokenizer
+    from training.tokenizer import corpus_texts, save_tokenizer, train_tokenizer
 
     folder = output_dir / f"tokenizer-{vocab_size}"
     if not (folder / "tokenizer.json").is_file():
-        save_tokenizer(train_tokenizer(_corpus_texts("python-docs", "text", None), vocab_size), folder)
+        save_tokenizer(train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size), folder)
     return folder
 
 

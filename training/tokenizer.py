@@ -96,7 +96,7 @@ def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
     }
 
 
-def _corpus_texts(corpus: str, text_column: str, num_documents: int | None) -> Iterable[str]:
+def corpus_texts(corpus: str, text_column: str, num_documents: int | None) -> Iterable[str]:
     from training.data import load_corpus
 
     dataset = load_corpus(corpus, "train", text_column=text_column, num_documents=num_documents)
@@ -126,7 +126,7 @@ def load_default_tokenizer(
     folder = parent / f"tokenizer-python-docs-{vocab_size}"
     if not (folder / "tokenizer.json").is_file():
         parent.mkdir(parents=True, exist_ok=True)
-        tokenizer = train_tokenizer(_corpus_texts("python-docs", "text", None), vocab_size)
+        tokenizer = train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size)
         staging = tempfile.mkdtemp(prefix=f".{folder.name}-", dir=parent)
         try:
             save_tokenizer(tokenizer, staging)
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    texts = _corpus_texts(args.corpus, args.text_column, args.num_documents)
+    texts = corpus_texts(args.corpus, args.text_column, args.num_documents)
     tokenizer = train_tokenizer(texts, args.vocab_size, num_reserved_tokens=args.num_reserved_tokens)
     save_tokenizer(tokenizer, args.output)
     ids = " ".join(f"{key}={value}" for key, value in special_token_ids(tokenizer).items())
