@@ -165,3 +165,18 @@ def test_line_plot_png(tmp_path):
     assert read_png_size(tmp_path / "p.png") == (64, 48)
     with pytest.raises(ValueError, match="Nothing to plot"):
         write_line_plot(tmp_path / "q.png", {"a": []})
+
+
+def test_line_plot_draws_labels_and_legend(tmp_path):
+    """A full-size plot inks axis labels and a legend in each series' colour (not only the curves)."""
+    import zlib
+
+    write_line_plot(tmp_path / "p.png", {"train": [(0, 2.0), (10, 1.0)], "eval": [(10, 1.5)]})
+    data = (tmp_path / "p.png").read_bytes()
+    start = data.index(b"IDAT") + 4
+    raw = zlib.decompress(data[start : start + int.from_bytes(data[start - 8 : start - 4], "big")])
+    rows = [raw[i * (1 + 3 * 480) + 1 : (i + 1) * (1 + 3 * 480)] for i in range(320)]
+    left_strip = b"".join(row[: 3 * 40] for row in rows)  # the y-label column left of the axis
+    assert bytes((60, 60, 60)) in left_strip
+    legend = b"".join(row[3 * 380 :] for row in rows[8:40])
+    assert bytes((31, 119, 180)) in legend and bytes((214, 39, 40)) in legend
