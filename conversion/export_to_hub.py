@@ -9,16 +9,39 @@ only torch and transformers are needed on the loading side (checked by `lint_hub
 
 import argparse
 import ast
+import json
 import os
 import pathlib
 import shutil
+import subprocess
 import sys
 import tempfile
+import textwrap
 
 import transformers
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
 CODE_PACKAGE = "modeling_memory"
+OUR_PACKAGES = ("modeling_memory", "configuration", "conversion", "eval", "training")
+
+# Prepended to scripts run by `run_without_our_packages`: the import system refuses our packages, as on the
+# machine of a Hub user who has only torch and transformers (an in-process reload would prove nothing:
+# transformers 5 prefers locally registered classes over the shipped code).
+BLOCK_OUR_PACKAGES = textwrap.dedent(
+    """
+    import importlib.abc, sys
+    _BLOCKED = set(%r)
+
+    class _BlockOurPackages(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in _BLOCKED:
+                raise ImportError(f"{name} is not installed on a Hub user's machine")
+            return None
+
+    sys.meta_path.insert(0, _BlockOurPackages())
+    sys.path = [p for p in sys.path if p not in ("", ".")]
+    """
+) % (OUR_PACKAGES,)
 
 
 def lint_hub_folder(folder) -> list[str]:
@@ -48,6 +71,24 @@ def lint_hub_folder(folder) -> list[str]:
                 problems += [f"{where}: imports '{name}' (stdlib, torch and transformers only, or guard it with try)"
                              for name in names if name.split(".")[0] not in ALLOWED_ROOTS]
     return problems
+
+
+def run_without_our_packages(script: str, *args: str, env: dict | None = None, timeout: int = 600) -> dict:
+    """Run `script` in a fresh interpreter that cannot import this repository's packages.
+
+    The script gets `args` as `sys.argv[1:]`, runs offline (`HF_HUB_OFFLINE=1`) with a private module cache,
+    and must print a JSON object as its last line, which is returned. Raises `RuntimeError` with the
+    subprocess's stderr if it fails.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(pathlib.Path(scratch) / "modules"),
+                    **(env or {})}
+        full_env.pop("PYTHONPATH", None)
+        proc = subprocess.run([sys.executable, "-c", BLOCK_OUR_PACKAGES + textwrap.dedent(script), *map(str, args)],
+                              cwd=scratch, env=full_env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the isolated run failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _model_card(model, repo_id: str | None) -> str:

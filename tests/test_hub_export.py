@@ -3,36 +3,21 @@
 import json
 import os
 import pathlib
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
 
-from conversion.export_to_hub import export_model, lint_hub_folder
+from conversion.export_to_hub import OUR_PACKAGES, export_model, lint_hub_folder, run_without_our_packages
 from model_tester import all_cases, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OUR_PACKAGES = ["modeling_memory", "configuration", "conversion", "eval", "training"]
 CASES = all_cases()
 
-# Runs in a fresh interpreter whose import system refuses our packages: what a Hub user has.
-LOADER = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    BLOCKED = set(json.loads(sys.argv[1]))
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{name} is not installed on a Hub user's machine")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".") and "work/main" not in p]
+# Runs where our packages cannot be imported: loads `source` with an Auto class, saves the outputs.
+LOADER = """
+    import json, sys
     import torch, transformers
-    source, auto_class, output_key, io_path = sys.argv[2:6]
+    source, auto_class, output_key, io_path = sys.argv[1:5]
     inputs = torch.load(io_path + "/inputs.pt")
     config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=True)
     model = getattr(transformers, auto_class).from_pretrained(source, trust_remote_code=True).eval()
@@ -40,21 +25,28 @@ LOADER = textwrap.dedent(
         out = getattr(model(**inputs), output_key)
     torch.save(out, io_path + "/outputs.pt")
     print(json.dumps({"config_module": type(config).__module__, "model_module": type(model).__module__}))
-    """
-)
+"""
 
 
 def load_elsewhere(source, case, inputs, tmp_path, env=None):
     torch.save(inputs, tmp_path / "inputs.pt")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), **(env or {})}
-    env.pop("PYTHONPATH", None)
-    proc = subprocess.run(
-        [sys.executable, "-c", LOADER, json.dumps(OUR_PACKAGES), str(source), case.auto_class, case.output_key,
-         str(tmp_path)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), torch.load(tmp_path / "outputs.pt")
+    modules = run_without_our_packages(LOADER, source, case.auto_class, case.output_key, tmp_path, env=env, timeout=300)
+    return modules, torch.load(tmp_path / "outputs.pt")
+
+
+def test_isolated_runs_cannot_import_our_packages():
+    """The isolation used below really blocks every package of this repository."""
+    script = """
+        import importlib, json
+        blocked = []
+        for name in ("modeling_memory", "configuration", "conversion", "eval", "training"):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                blocked.append(name)
+        print(json.dumps({"blocked": blocked}))
+    """
+    assert run_without_our_packages(script)["blocked"] == list(OUR_PACKAGES)
 
 
 def test_shipped_source_is_lint_clean():

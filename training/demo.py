@@ -18,32 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
-import tempfile
-import textwrap
 from pathlib import Path
 
-OUR_PACKAGES = ["modeling_memory", "configuration", "conversion", "eval", "training"]
 DEFAULT_PROMPT = "The import statement"
 
-# A fresh interpreter whose import system refuses our packages; loads the folder with trust_remote_code.
-LOADER = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
-    BLOCKED = set(json.loads(sys.argv[1]))
-
-    class Block(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError(f"{name} is not installed on a Hub user's machine")
-            return None
-
-    sys.meta_path.insert(0, Block())
-    sys.path = [p for p in sys.path if p not in ("", ".")]
+# Runs where our packages cannot be imported (see conversion.export_to_hub.run_without_our_packages).
+LOADER = """
+    import json
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    folder, prompt, max_new_tokens = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    folder, prompt, max_new_tokens = sys.argv[1], sys.argv[2], int(sys.argv[3])
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -54,7 +38,6 @@ LOADER = textwrap.dedent(
     print(json.dumps({"model_class": type(model).__name__, "model_module": type(model).__module__,
                       "completion": text}))
     """
-)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,17 +123,12 @@ def results_table(summaries: dict) -> str:
 
 def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
     """Load `folder` with trust_remote_code in a subprocess that cannot import our packages; generate greedily."""
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(Path(scratch) / "modules")}
-        env.pop("PYTHONPATH", None)
-        proc = subprocess.run(
-            [sys.executable, "-c", LOADER, json.dumps(OUR_PACKAGES), str(folder.resolve()), prompt,
-             str(max_new_tokens)],
-            cwd=scratch, env=env, capture_output=True, text=True, timeout=600,
-        )
-    if proc.returncode != 0:
-        raise RuntimeError(f"reloading {folder} without our packages failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from conversion.export_to_hub import run_without_our_packages
+
+    try:
+        return run_without_our_packages(LOADER, folder.resolve(), prompt, max_new_tokens)
+    except RuntimeError as error:
+        raise RuntimeError(f"reloading {folder} without our packages failed: {error}") from None
 
 
 def main(argv=None) -> dict:
