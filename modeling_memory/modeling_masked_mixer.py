@@ -13,6 +13,12 @@ from .configuration_masked_mixer import MaskedMixerConfig
 from .sequence_ops import causal_lm_loss
 
 
+def _same_padding(hidden_states: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """Zero-pad the hidden (last) axis as PyTorch's `padding="same"` does: `(k-1)//2` left, the rest right."""
+    left = (kernel_size - 1) // 2
+    return F.pad(hidden_states, (left, kernel_size - 1 - left))
+
+
 def _causal_weight(weight: torch.Tensor, length: int, causal: bool) -> torch.Tensor:
     """Leading `[length, length]` block of a `[..., L, L, k]` mixing weight, lower-triangular if causal.
 
@@ -48,7 +54,7 @@ class MaskedTokenMixing(nn.Module):
         weight = _causal_weight(self.weight, length, self.causal)
         if self.kernel_size == 1:
             return torch.matmul(weight[..., 0], hidden_states) + self.bias[:length, None]
-        return F.conv1d(hidden_states, weight, self.bias[:length], padding="same")
+        return F.conv1d(_same_padding(hidden_states, self.kernel_size), weight, self.bias[:length])
 
 
 class MultiHeadTokenMixing(nn.Module):
@@ -82,10 +88,9 @@ class MultiHeadTokenMixing(nn.Module):
             u = torch.matmul(weight[..., 0], z) + bias[..., None]
         else:
             u = F.conv1d(
-                z.reshape(batch, heads * length, -1),
+                _same_padding(z.reshape(batch, heads * length, -1), self.kernel_size),
                 weight.reshape(heads * length, length, self.kernel_size),
                 bias.reshape(-1),
-                padding="same",
                 groups=heads,
             ).view(batch, heads, length, -1)
         return self.out_proj(u.transpose(1, 2).reshape(batch, length, hidden))
