@@ -180,3 +180,24 @@ def test_line_plot_draws_labels_and_legend(tmp_path):
     assert bytes((60, 60, 60)) in left_strip
     legend = b"".join(row[3 * 380 :] for row in rows[8:40])
     assert bytes((31, 119, 180)) in legend and bytes((214, 39, 40)) in legend
+
+
+@pytest.mark.parametrize("preset", ["memory-transformer-tiny", "memory-mixer-tiny", "autoencoder-tiny"])
+def test_fsdp_config_wraps_the_blocks_the_model_has(preset):
+    """training/fsdp_config.yaml names no layer classes: accelerate builds the wrap policy from the model."""
+    import functools
+    import pathlib
+
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from configuration import build_model, get_preset
+
+    yaml_text = (pathlib.Path(__file__).parents[1] / "training" / "fsdp_config.yaml").read_text()
+    assert "fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP" in yaml_text
+    assert "fsdp_transformer_layer_cls_to_wrap" not in yaml_text
+    model = build_model(get_preset(preset))
+    plugin = FullyShardedDataParallelPlugin(auto_wrap_policy="transformer_based_wrap")
+    plugin.set_auto_wrap_policy(model)
+    assert isinstance(plugin.auto_wrap_policy, functools.partial)
+    wrapped = {cls.__name__ for cls in plugin.auto_wrap_policy.keywords["transformer_layer_cls"]}
+    assert wrapped == set(model._no_split_modules) and wrapped <= {"LlamaDecoderLayer", "MaskedMixerBlock"}

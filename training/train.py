@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -300,25 +299,10 @@ def training_arguments(args, extras: Sequence[str], config):
     return training_args
 
 
-def prune_fsdp_wrap_classes(model) -> None:
-    """Keep only the layer classes present in `model` in accelerate's `FSDP_TRANSFORMER_CLS_TO_WRAP`
-    (set by `accelerate launch --config_file training/fsdp_config.yaml`), which otherwise fails on a name
-    the model lacks (`MaskedMixerBlock` in a Llama-only memory model)."""
-    names = os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP")
-    if not names:
-        return
-    present = {type(module).__name__ for module in model.modules()}
-    kept = [name for name in names.split(",") if name.strip() in present]
-    if not kept:
-        raise ValueError(f"none of the FSDP wrap classes {names!r} occurs in {type(model).__name__}.")
-    os.environ["FSDP_TRANSFORMER_CLS_TO_WRAP"] = ",".join(kept)
-
-
 def build_trainer(args, extras, tokenizer, model, callbacks=()):
     """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
     from training.trainer import MemoryTrainer
 
-    prune_fsdp_wrap_classes(model)
     context = args.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
