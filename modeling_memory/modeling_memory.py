@@ -116,10 +116,6 @@ class MemoryModel(MemoryPreTrainedModel):
         self.post_init()
         self._freeze_encoder()
 
-    def post_init(self):
-        super().post_init()
-        self._freeze_encoder()
-
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
         # Loading rebuilds parameters from the checkpoint and drops `requires_grad=False`: freeze again.
