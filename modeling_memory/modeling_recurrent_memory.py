@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
+from .input_checks import check_inputs
 from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
 DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
@@ -156,8 +157,8 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         Returns:
             [`RecurrentMemoryCausalLMOutput`] with `logits` `[batch, seq_len, vocab]`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
+                     inputs_embeds, labels)
         embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         batch, length = embeds.shape[:2]
         if length > self.config.max_position_embeddings:

@@ -13,6 +13,7 @@ evaluation with streaming metrics and the entropy ratio, and resumption from the
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -41,6 +42,12 @@ def last_complete_checkpoint(output_dir) -> str | None:
         if match and complete and os.path.isfile(os.path.join(folder, "trainer_state.json")):
             steps.append((int(match.group(1)), folder))
     return max(steps)[1] if steps else None
+
+
+def checkpoint_step(checkpoint) -> int:
+    """The global step of a complete checkpoint (its `trainer_state.json`)."""
+    with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as handle:
+        return int(json.load(handle)["global_step"])
 
 
 def forward_arguments(model) -> set[str]:
@@ -133,6 +140,7 @@ class MemoryTrainer(Trainer):
         finally:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        self._fix_best_checkpoint(run_dir, staged)
         if self.args.should_save:
             publish_checkpoint(staged, os.path.join(run_dir, name))
             try:
@@ -142,25 +150,50 @@ class MemoryTrainer(Trainer):
             self._rotate(run_dir)
         self.accelerator.wait_for_everyone()
 
+    def _fix_best_checkpoint(self, run_dir: str, staged: str) -> None:
+        """The Trainer records the best checkpoint under the staging folder (or not at all, once it is renamed
+        away): point it at the published `checkpoint-N` and rewrite the staged `trainer_state.json`."""
+        best_step = self.state.best_global_step
+        if not best_step:
+            return
+        self.state.best_model_checkpoint = os.path.join(run_dir, f"checkpoint-{best_step}")
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
+
     def _rotate(self, run_dir: str) -> None:
-        """Keep the newest `save_total_limit` complete checkpoints (the Trainer's own rotation saw staging)."""
+        """Keep the newest `save_total_limit` complete checkpoints and the best one (the Trainer's own rotation
+        saw staging); folders without the `COMPLETE` marker are not ours and stay."""
         limit = self.args.save_total_limit
         if not limit:
             return
         complete = sorted(
-            (int(m.group(1)), n) for n in os.listdir(run_dir) if (m := CHECKPOINT_PATTERN.match(n))
+            (int(m.group(1)), n) for n in os.listdir(run_dir)
+            if (m := CHECKPOINT_PATTERN.match(n)) and os.path.isfile(os.path.join(run_dir, n, COMPLETE_MARKER))
         )
+        best = self.state.best_model_checkpoint
         for _, old in complete[:-limit]:
-            shutil.rmtree(os.path.join(run_dir, old), ignore_errors=True)
+            folder = os.path.join(run_dir, old)
+            if best is None or os.path.abspath(folder) != os.path.abspath(best):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def restore_finished_run(self, checkpoint: str) -> None:
+        """Take state and weights from `checkpoint` of a run that already reached `max_steps` (no extra step):
+        with `load_best_model_at_end`, the weights of the best checkpoint, as at the end of `train()`."""
+        from transformers import TrainerState
+
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+        best = self.state.best_model_checkpoint
+        use_best = self.args.load_best_model_at_end and best and os.path.isdir(best)
+        self._load_from_checkpoint(best if use_best else checkpoint)
 
 
 def publish_checkpoint(staged: str, final: str) -> None:
     """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
+    from conversion.safe_io import replace_folder
+
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(staged, final)
+    replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
 
 
 class StreamingAccuracy:
