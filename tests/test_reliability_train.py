@@ -4,6 +4,7 @@ checkpoint's completion marker and its rename never leaves a checkpoint in use."
 
 import errno
 import json
+import shutil
 
 import pytest
 import torch
@@ -36,83 +37,82 @@ def checkpoints(output):
     return sorted(p.name for p in output.iterdir() if p.name.startswith("checkpoint-"))
 
 
-def test_a_run_folder_belongs_to_one_run(tmp_path):
+RUN_A = [*CLM, "--max-steps", "2", "--save-steps", "1", "--lr_scheduler_type", "constant"]  # an extra step shows
+
+
+@pytest.fixture(scope="module")
+def run_a(tmp_path_factory):
+    """One uninterrupted reference run (seed 0), shared by the tests below."""
+    out = tmp_path_factory.mktemp("reference") / "run"
+    train.run(*args_for(out, *RUN_A, "--seed", "0"))
+    return out
+
+
+def test_a_run_folder_belongs_to_one_run(tmp_path, run_a):
     """Run B (another seed) in run A's folder: --resume refuses naming the difference, a new run refuses
-    without --overwrite; with --overwrite A's outputs go, and a later --resume continues B, not A."""
+    without --overwrite; with --overwrite A's outputs go, and a later --resume continues B, not A. That resume
+    finds B finished at max_steps and does no extra step (constant LR: one would change the weights)."""
     out = tmp_path / "run"
-    train.run(*args_for(out, *CLM, "--max-steps", "2", "--save-steps", "2", "--seed", "0"))
+    shutil.copytree(run_a, out)
     a_final = final_weights(out)
     with pytest.raises(ValueError, match=r"another run's checkpoints.*seed: 0 \(recorded\) != 1 \(this run\)"):
-        train.run(*args_for(out, *CLM, "--max-steps", "2", "--seed", "1", "--resume"))
+        train.run(*args_for(out, *RUN_A, "--seed", "1", "--resume"))
     with pytest.raises(ValueError, match=r"preset: 'transformer-clm-tiny' \(recorded\) != 'masked-mixer-tiny'"):
         train.run(*args_for(out, "--preset", "masked-mixer-tiny", *TINY, "--max-steps", "2", "--resume"))
-    with pytest.raises(ValueError, match="another run's outputs .*checkpoint-2"):
-        train.run(*args_for(out, *CLM, "--max-steps", "2", "--seed", "1"))
+    with pytest.raises(ValueError, match="another run's outputs .*checkpoint-1"):
+        train.run(*args_for(out, *RUN_A, "--seed", "1"))
     assert_same(final_weights(out), a_final)  # nothing of run A changed
-    summary = train.run(*args_for(out, *CLM, "--max-steps", "2", "--save-steps", "2", "--seed", "1", "--overwrite"))
-    assert summary["config"]["seed"] == 1
+    summary = train.run(*args_for(out, *RUN_A, "--seed", "1", "--overwrite"))
+    assert summary["config"]["seed"] == 1 and checkpoints(out) == ["checkpoint-1", "checkpoint-2"]
     assert json.loads((out / "run.json").read_text())["identity"]["seed"] == 1
-    resumed = train.run(*args_for(out, *CLM, "--max-steps", "2", "--save-steps", "2", "--seed", "1", "--resume"))
-    assert resumed["resumed_from"] == str(out / "checkpoint-2")
-    assert_same(final_weights(out), load_file(str(out / "checkpoint-2" / "model.safetensors")))
-    assert any((a_final[k] != v).any() for k, v in final_weights(out).items())  # B's weights, not A's
-
-
-def test_resume_at_max_steps_does_no_extra_step(tmp_path):
-    """--resume of a finished run (constant LR, where an extra step would change the weights) keeps the final
-    state bit for bit and writes no checkpoint beyond max_steps."""
-    out = tmp_path / "run"
-    common = [*CLM, "--max-steps", "3", "--save-steps", "3", "--lr_scheduler_type", "constant"]
-    train.run(*args_for(out, *common))
-    first = final_weights(out)
-    summary = train.run(*args_for(out, *common, "--resume"))
-    assert summary["steps"] == 3 and checkpoints(out) == ["checkpoint-3"]
-    assert_same(final_weights(out), first)
+    b_final = final_weights(out)
+    assert any((a_final[k] != v).any() for k, v in b_final.items())  # B's weights, not A's
+    resumed = train.run(*args_for(out, *RUN_A, "--seed", "1", "--resume"))
+    assert resumed["resumed_from"] == str(out / "checkpoint-2") and resumed["steps"] == 2
+    assert checkpoints(out) == ["checkpoint-1", "checkpoint-2"]
+    assert_same(final_weights(out), b_final)
 
 
 def test_best_model_at_end_survives_rotation_and_resume(tmp_path):
     """--load_best_model_at_end with save_total_limit 1: the best checkpoint is published (not a staging path),
-    kept by the rotation, and exported as final/ (also when a finished run is resumed)."""
+    is the one checkpoint kept, and is exported as final/ (also after a --resume)."""
     out = tmp_path / "run"
-    common = [*CLM[:-2], "--max-steps", "4", "--save-steps", "2", "--eval-steps", "2", "--save_total_limit", "1",
+    common = [*CLM[:-2], "--max-steps", "2", "--save-steps", "1", "--eval-steps", "1", "--save_total_limit", "1",
               "--load_best_model_at_end", "true", "--metric_for_best_model", "eval_clm_loss",
               "--greater_is_better", "true"]  # "best" = highest loss: the first checkpoint, not the last
     train.run(*args_for(out, *common))
-    state = json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())
-    best = state["best_model_checkpoint"]
-    assert best == str(out / "checkpoint-2") and STAGING_DIR not in best
-    assert checkpoints(out) == ["checkpoint-2", "checkpoint-4"]
-    best_weights = load_file(str(out / "checkpoint-2" / "model.safetensors"))
+    assert checkpoints(out) == ["checkpoint-1"]
+    state = json.loads((out / "checkpoint-1" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"] == str(out / "checkpoint-1")
+    best_weights = load_file(str(out / "checkpoint-1" / "model.safetensors"))
     assert_same(final_weights(out), best_weights)
-    train.run(*args_for(out, *common, "--resume"))
-    assert checkpoints(out) == ["checkpoint-2", "checkpoint-4"]
+    summary = train.run(*args_for(out, *common, "--resume"))
+    assert summary["resumed_from"] == str(out / "checkpoint-1") and summary["steps"] == 2
+    assert checkpoints(out) == ["checkpoint-1"]
     assert_same(final_weights(out), best_weights)
 
 
-def test_kill_after_the_completion_marker_resumes_exactly(tmp_path, monkeypatch):
-    """Killed after checkpoint-4 got its COMPLETE marker but before its rename: resume picks checkpoint-2
+def test_kill_after_the_completion_marker_resumes_exactly(tmp_path, monkeypatch, run_a):
+    """Killed after checkpoint-2 got its COMPLETE marker but before its rename: resume picks checkpoint-1
     (the staged one is removed, never used), and the final weights equal an uninterrupted run's bit for bit."""
-    common = [*CLM, "--max-steps", "4", "--save-steps", "2"]
-    straight = tmp_path / "straight"
-    train.run(*args_for(straight, *common))
     killed = tmp_path / "killed"
     real = safe_io.replace_folder
 
-    def kill_at_checkpoint_4(staged, final):
-        if str(final).endswith("checkpoint-4"):
+    def kill_at_checkpoint_2(staged, final):
+        if str(final).endswith("checkpoint-2"):
             raise KeyboardInterrupt("killed between the marker and the rename")
         return real(staged, final)
 
-    monkeypatch.setattr(safe_io, "replace_folder", kill_at_checkpoint_4)
+    monkeypatch.setattr(safe_io, "replace_folder", kill_at_checkpoint_2)
     with pytest.raises(KeyboardInterrupt):
-        train.run(*args_for(killed, *common))
+        train.run(*args_for(killed, *RUN_A, "--seed", "0"))
     monkeypatch.setattr(safe_io, "replace_folder", real)
-    assert (killed / STAGING_DIR / "checkpoint-4" / COMPLETE_MARKER).exists()
-    assert last_complete_checkpoint(killed) == str(killed / "checkpoint-2")
-    summary = train.run(*args_for(killed, *common, "--resume"))
-    assert summary["resumed_from"] == str(killed / "checkpoint-2")
+    assert (killed / STAGING_DIR / "checkpoint-2" / COMPLETE_MARKER).exists()
+    assert last_complete_checkpoint(killed) == str(killed / "checkpoint-1")
+    summary = train.run(*args_for(killed, *RUN_A, "--seed", "0", "--resume"))
+    assert summary["resumed_from"] == str(killed / "checkpoint-1")
     assert not (killed / STAGING_DIR).exists()
-    assert_same(final_weights(killed), final_weights(straight))
+    assert_same(final_weights(killed), final_weights(run_a))
 
 
 @pytest.mark.parametrize("content, message", [
