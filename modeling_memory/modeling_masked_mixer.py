@@ -198,6 +198,7 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
     """Masked mixer with a language-modelling head. `generate()` recomputes the prefix (no KV cache)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__(config)
@@ -223,6 +224,7 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> CausalLMOutput:
         """
@@ -241,7 +243,7 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels)
+            loss = causal_lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):

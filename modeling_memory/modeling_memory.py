@@ -54,12 +54,15 @@ class MemoryCausalLMOutput(ModelOutput):
             `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
         past_key_values (`MemoryCache`, *optional*): generation cache.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
+        stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
+            so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     past_key_values: Cache | None = None
     memory_embeds: torch.FloatTensor | None = None
+    stream_losses: torch.FloatTensor | None = None
 
 
 def _build_sub_model(config, causal_lm: bool):
@@ -452,6 +455,8 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
     """Memory model with the decoder's language-modelling head: logits `[batch, seq_len, vocab]` aligned with
     `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
 
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
+
     def get_output_embeddings(self):
         return self.decoder.get_output_embeddings()
 
@@ -470,6 +475,7 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MemoryCausalLMOutput:
         """
@@ -481,8 +487,13 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
                 new tokens. `use_cache=True` without a cache starts one.
             logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
+            num_items_in_batch (`int` or `Tensor`, *optional*): target counts of the whole optimizer step (all
+                gradient-accumulation micro-batches and processes; passed by the `Trainer`): a scalar total, or
+                per loss group as from `loss_target_counts`. The loss then sums this batch's cross-entropy over
+                those counts, so that the step's loss and gradient do not depend on how its batch is split.
         Returns:
-            `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds).
+            `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds,
+            stream_losses).
         """
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
             logits = self.cached_step(input_ids, past_key_values)
@@ -506,12 +517,12 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         )
         if want_cache:
             past_key_values, _ = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-        loss = logits = None
+        loss = logits = stream_losses = None
         if labels is not None:
             targets = shifted_targets(
                 roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets
             )
-            loss, logits = self._loss(hidden, targets, stream_ids)
+            loss, logits, stream_losses = self._loss(hidden, targets, stream_ids, num_items_in_batch)
         if logits is None and not (self.training and labels is not None):
             hidden = roll_rows(hidden, shift, inverse=True)
             logits = self.decoder.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
@@ -519,7 +530,8 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             logits = roll_rows(logits, shift, inverse=True)
             logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
         return MemoryCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories
+            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories,
+            stream_losses=stream_losses,
         )
 
     @staticmethod
@@ -527,14 +539,44 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         """True if every row's last position is a real token (no right padding), as in `generate`'s inputs."""
         return attention_mask is None or bool(attention_mask[:, -1].bool().all())
 
-    def _loss(self, hidden, targets, stream_ids):
+    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None) -> torch.LongTensor:
+        """Targets per loss group of a batch (`[groups]`): streams (causal, copy), and chunks under `paper`
+        reduction. Summed over a step's micro-batches and processes, they are the `num_items_in_batch` that
+        makes the step's loss the same token mean (per group) however the batch is split."""
+        mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        targets = shifted_targets(
+            roll_rows(labels, left_pad_shift(mask)), self.config.chunk_size, self.config.paper_chunk_targets
+        )
+        group, num_groups, _, _ = self._loss_groups(targets, stream_ids)
+        return torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add(0, group, torch.ones_like(group))
+
+    def _loss_groups(self, targets, stream_ids):
+        """Group index of every valid target (row-major order), the number of groups, the stream weights and the
+        divisor (chunks under `paper` reduction, else 1)."""
+        config = self.config
+        batch, length = targets.shape
+        rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
+        weights = torch.ones(1, device=targets.device)
+        group = torch.zeros_like(rows)
+        if stream_ids is not None:
+            stream_ids = stream_ids.to(rows.device).long()
+            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
+                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
+            group = stream_ids[rows]
+            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=targets.device)
+        divisor = 1
+        if config.loss_reduction == "paper":
+            divisor = -(-length // config.chunk_size)  # chunks, by prediction position
+            group = group * divisor + torch.div(positions, config.chunk_size, rounding_mode="floor")
+        return group, weights.numel() * divisor, weights, divisor
+
+    def _loss(self, hidden, targets, stream_ids, num_items_in_batch=None):
         """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
 
         Returns:
-            loss (scalar), logits `[b, T, V]` in rolled order, or `None` in training mode.
+            loss (scalar), logits `[b, T, V]` in rolled order (`None` in training mode), and the unweighted
+            per-stream parts of the loss `[2]` (detached; `None` without `stream_ids`).
         """
-        config = self.config
-        batch, length = targets.shape
         valid = targets != IGNORE_INDEX  # (b, T)
         logits = None
         if self.training:  # head only where there are targets
@@ -548,23 +590,24 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             F.cross_entropy(head(rows).float(), row_targets, reduction="none")
             for rows, row_targets in zip(head_inputs.split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
         ])  # (N,); an empty batch of targets still gives a (zero) loss with a grad_fn
-        rows, positions = valid.nonzero(as_tuple=True)
-        weights = torch.ones(1, device=ce.device)
-        stream = torch.zeros_like(rows)
-        if stream_ids is not None:
-            stream_ids = stream_ids.to(rows.device).long()
-            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
-                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
-            stream = stream_ids[rows]
-            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=ce.device)
-        groups_per_stream, divisor = 1, 1
-        group = stream
-        if config.loss_reduction == "paper":
-            groups_per_stream = divisor = -(-length // config.chunk_size)  # chunks, by prediction position
-            group = stream * groups_per_stream + torch.div(positions, config.chunk_size, rounding_mode="floor")
-        num_groups = weights.numel() * groups_per_stream
+        group, num_groups, weights, divisor = self._loss_groups(targets, stream_ids)
         sums = ce.new_zeros(num_groups).index_add(0, group, ce)
         counts = torch.zeros(num_groups, device=ce.device).index_add(0, group, torch.ones_like(ce))
-        group_weights = weights.repeat_interleave(groups_per_stream)
-        loss = (group_weights * sums / counts.clamp(min=1)).sum() / divisor  # empty groups add 0
-        return loss, logits
+        means = group_means(sums, counts, num_items_in_batch)  # empty groups give 0
+        per_stream = means.view(weights.numel(), -1).sum(1) / divisor  # (streams,)
+        loss = (weights * per_stream).sum()
+        return loss, logits, per_stream.detach() if stream_ids is not None else None
+
+
+def group_means(sums: torch.Tensor, counts: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """`sums / counts` per loss group, or the batch's share of a whole step's means given the step's counts
+    `num_items_in_batch` (per group; or a scalar total, which weights this batch by its share of all targets)."""
+    if num_items_in_batch is None:
+        return sums / counts.clamp(min=1)
+    total = torch.as_tensor(num_items_in_batch, dtype=sums.dtype, device=sums.device).reshape(-1)
+    if total.numel() == sums.numel():
+        return sums / total.clamp(min=1)
+    if total.numel() == 1:
+        return sums / counts.clamp(min=1) * (counts.sum() / total.clamp(min=1))
+    raise ValueError(f"num_items_in_batch must be a scalar or have one count per loss group ({sums.numel()}), "
+                     f"got shape {tuple(total.shape)}")

@@ -75,6 +75,8 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
     `generate()` recomputes the whole prefix at each step (no KV cache).
     """
 
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
+
     def __init__(self, config: RecurrentMemoryConfig):
         super().__init__(config)
         self.decoder = DECODER_CLASSES[config.decoder_config.model_type](config.decoder_config)
@@ -144,6 +146,7 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> RecurrentMemoryCausalLMOutput:
         """
@@ -182,7 +185,7 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         logits = self.decoder.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels)
+            loss = causal_lm_loss(logits, labels, num_items_in_batch)
         return RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):

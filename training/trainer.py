@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import Trainer
 
 from training.objectives import ObjectiveCollator
@@ -28,6 +29,7 @@ from training.objectives import ObjectiveCollator
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STREAM_LOSS_NAMES = ("loss_clm", "loss_copy")  # logged parts of the combined objective (stream 0, stream 1)
 
 
 def last_complete_checkpoint(output_dir) -> str | None:
@@ -48,6 +50,12 @@ def checkpoint_step(checkpoint) -> int:
     """The global step of a complete checkpoint (its `trainer_state.json`)."""
     with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as handle:
         return int(json.load(handle)["global_step"])
+
+
+def _base_model(model):
+    """The model under a PEFT wrapper (or `model` itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
 
 
 def forward_arguments(model) -> set[str]:
@@ -100,6 +108,68 @@ class MemoryTrainer(Trainer):
         self.vocab_size = vocab_size
         self.metric_functions = dict(metric_functions or {})
         self._staging = False
+        self._stream_losses = None  # per-stream loss parts accumulated since the last log (combined objective)
+        self._stream_logged_step = None
+
+    # ------------------------------------------------------------------ loss scaling and per-stream logs
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """The step's target counts: per loss group (summed over micro-batches, gathered over processes) for a
+        model with `loss_target_counts` (the memory model's streams and chunks), else the Trainer's count."""
+        counter = getattr(_base_model(self.accelerator.unwrap_model(self.model)), "loss_target_counts", None)
+        if counter is None or not self.model_accepts_loss_kwargs or not batch_samples or "labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids")).cpu() for b in batch_samples)
+        counts = counts.to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            counts = self.accelerator.gather(counts[None]).sum(0)
+        return counts
+
+    def _loss_scale(self, num_items_in_batch) -> float:
+        """The factor `Trainer.compute_loss` applies to a loss normalised by a count over all processes."""
+        if (self.args.average_tokens_across_devices and (self.model_accepts_loss_kwargs or self.compute_loss_func)
+                and num_items_in_batch is not None):
+            return self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu
+        return 1
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The Trainer's loss; with `stream_losses` (combined objective) also accumulate each stream's part for
+        the `loss_clm` / `loss_copy` logs, and evaluate the unweighted per-stream loss (eval sets hold one stream)."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        streams = outputs.get("stream_losses") if isinstance(outputs, Mapping) else None
+        if streams is not None:
+            scale = self._loss_scale(num_items_in_batch)
+            if not model.training:
+                loss = streams.sum() * scale
+            else:
+                scaled_for_ga = self.loss_is_scaled_for_ga
+                if scaled_for_ga is None:
+                    scaled_for_ga = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or \
+                        self.compute_loss_func is not None
+                if not scaled_for_ga:
+                    scale = scale / self.current_gradient_accumulation_steps
+                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=2).cpu() > 0
+                parts = torch.stack([streams.detach().float() * scale, present.to(streams.device).float()])
+                if self._stream_losses is None:
+                    self._stream_losses = torch.zeros_like(parts)
+                    if self._stream_logged_step is None:
+                        self._stream_logged_step = self.state.global_step
+                self._stream_losses[0] += parts[0]
+                self._stream_losses[1] = torch.maximum(self._stream_losses[1], parts[1])
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        """Add `loss_clm` / `loss_copy` (the mean unweighted stream losses since the last log, over all processes)
+        next to the Trainer's `loss`, which is `clm_loss_weight * loss_clm + copy_loss_weight * loss_copy`."""
+        if "loss" in logs and self._stream_losses is not None:
+            steps = max(1, self.state.global_step - self._stream_logged_step)
+            gathered = self.accelerator.gather(self._stream_losses[None]).view(-1, *self._stream_losses.shape)
+            mean, present = gathered[:, 0].mean(0) / steps, gathered[:, 1].amax(0) > 0
+            for name, value, seen in zip(STREAM_LOSS_NAMES, mean.tolist(), present.tolist()):
+                if seen:
+                    logs[name] = round(value, 4)
+            self._stream_losses = None
+            self._stream_logged_step = self.state.global_step
+        super().log(logs, *args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
