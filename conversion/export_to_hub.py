@@ -116,7 +116,7 @@ The code in this folder needs only `torch` and `transformers` (tested with trans
 
 
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
-                 safe_serialization: bool = True) -> pathlib.Path:
+                 safe_serialization: bool = True, model_card: str | None = None) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
@@ -131,7 +131,7 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
         model.save_pretrained(staging, safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        (staging / "README.md").write_text(_model_card(model, repo_id))
+        (staging / "README.md").write_text(model_card or _model_card(model, repo_id))
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
@@ -158,6 +158,10 @@ def main(argv=None):
     parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
+    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
+                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
+    parser.add_argument("--base-model", metavar="DIR", help="base model of a LoRA adapter --model folder (default: "
+                        "the one recorded in adapter_config.json); the export holds the merged model")
     args = parser.parse_args(argv)
 
     import modeling_memory  # noqa: F401
@@ -167,6 +171,10 @@ def main(argv=None):
         from configuration import build_model, get_preset
 
         model = build_model(get_preset(args.preset))
+    elif (pathlib.Path(args.model) / "adapter_config.json").exists():
+        from training.lora import load_adapter
+
+        model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
         try:
             model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
@@ -174,7 +182,13 @@ def main(argv=None):
             model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
     tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
-    folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub))
+    card = None
+    if args.decoder_only:
+        from conversion.extract_decoder import decoder_model_card, extract_decoder
+
+        model, card = extract_decoder(model), decoder_model_card(extract_decoder(model), args.model or args.preset)
+    folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
+                          model_card=card)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 

@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    lora = parser.add_argument_group("LoRA (training.lora): adapters on the decoder; final/ holds the merged model")
+    lora.add_argument("--lora-r", type=int, help="LoRA rank (enables LoRA; paper's helper: 64)")
+    lora.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank; paper's helper: 32)")
+    lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
+    lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
+                      help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
     return parser
 
 
@@ -365,10 +371,13 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
 def write_outputs(output_dir, trainer, tokenizer, summary: dict) -> None:
     """`final/` (Hub-ready export), `metrics.json` and `loss_curve.png` in `output_dir` (main process only)."""
     from conversion.export_to_hub import export_model
+    from training.lora import is_peft_model
     from training.plot import write_line_plot
 
     output_dir = Path(output_dir)
-    if trainer.is_fsdp_enabled:
+    if is_peft_model(trainer.model):
+        _write_lora_outputs(output_dir, trainer, tokenizer)
+    elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
         export_model(trainer.model, output_dir / "final", tokenizer)
@@ -379,6 +388,20 @@ def write_outputs(output_dir, trainer, tokenizer, summary: dict) -> None:
     series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
     if any(series.values()):
         write_line_plot(output_dir / "loss_curve.png", series)
+
+
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
+    """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
+    from conversion.export_to_hub import export_model
+    from training.lora import merge_adapter, save_extras
+
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(output_dir / "adapter")
+    save_extras(model, output_dir / "adapter")
+    tokenizer.save_pretrained(output_dir / "adapter")
+    export_model(merge_adapter(model), output_dir / "final", tokenizer)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -401,6 +424,10 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
         model = build_model(args, tokenizer)
     else:
         check_objective(model, args.objective)
+    if getattr(args, "lora_r", None):
+        from training.lora import apply_lora
+
+        model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
     resume = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume is None and trainer.is_world_process_zero():
