@@ -115,7 +115,8 @@ The code in this folder needs only `torch` and `transformers` (tested with trans
 
 
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
-                 safe_serialization: bool = True, overwrite: bool = False) -> pathlib.Path:
+                 safe_serialization: bool = True, overwrite: bool = False,
+                 model_card: str | None = None) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
@@ -130,7 +131,7 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
         model.save_pretrained(staging, safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        (staging / "README.md").write_text(_model_card(model, repo_id))
+        (staging / "README.md").write_text(model_card or _model_card(model, repo_id))
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
@@ -160,6 +161,10 @@ def main(argv=None):
                         help="replace an existing non-empty --output folder that memory-models did not create")
     parser.add_argument("--allow-missing-weights", action="store_true",
                         help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
+    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
+                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
+    parser.add_argument("--base-model", metavar="DIR", help="base model of a LoRA adapter --model folder (default: "
+                        "the one recorded in adapter_config.json); the export holds the merged model")
     args = parser.parse_args(argv)
 
     import modeling_memory  # noqa: F401
@@ -175,12 +180,22 @@ def main(argv=None):
         from configuration import build_model, get_preset
 
         model = build_model(get_preset(args.preset))
+    elif (pathlib.Path(args.model) / "adapter_config.json").exists():
+        from training.lora import load_adapter
+
+        model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
         model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
     tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    card = None
+    if args.decoder_only:
+        from conversion.extract_decoder import decoder_model_card, extract_decoder
+
+        model = extract_decoder(model)
+        card = decoder_model_card(model, args.model or args.preset)
     folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, model_card=card)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 

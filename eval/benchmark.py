@@ -519,6 +519,16 @@ def _register_autoencoder() -> None:
 _register_autoencoder()
 
 
+def _register_convert() -> None:
+    from eval import benchmark_convert
+
+    add_subcommand("convert", Subcommand(benchmark_convert.run, benchmark_convert.format_result,
+                                         help="convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training"))
+
+
+_register_convert()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="benchmark", required=True)

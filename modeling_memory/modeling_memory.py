@@ -19,6 +19,7 @@ from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
 from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
 from .memory_generation import MemoryCache, MemoryGenerationMixin
+from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
@@ -68,6 +69,8 @@ class MemoryCausalLMOutput(ModelOutput):
 def _build_sub_model(config, causal_lm: bool):
     if config.model_type == "masked_mixer":
         return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
+    if config.model_type != "llama" and causal_lm:
+        return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
 
 
@@ -126,6 +129,30 @@ class MemoryModel(MemoryPreTrainedModel):
         loaded = super().from_pretrained(*args, **kwargs)
         (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
         return loaded
+
+    @classmethod
+    def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
+        """A memory model whose decoder is a pretrained causal LM (paper §5.4, Fig. S6; e.g. Llama-3.2-1B).
+
+        Args:
+            decoder (`str`, `os.PathLike` or `PreTrainedModel`): a native decoder-only causal LM or its folder /
+                Hub id (loaded in `dtype`, by default the checkpoint's, with transformers' low-memory loading).
+            encoder (`nn.Module`, *optional*): a (trained) encoder to use as is; its config must match
+                `encoder_config`, which defaults to `encoder.config`.
+            encoder_config (`PretrainedConfig`, *optional*): encoder of a fresh, randomly initialised encoder.
+            dtype: dtype of a decoder loaded from a folder (`"auto"`: the checkpoint's).
+            **config_kwargs: other `MemoryConfig` fields (`chunk_size`, `num_memory_slots`, `filler`, ...).
+        Returns:
+            the memory model; no random decoder is materialised (built on the meta device, then attached).
+        """
+        if not isinstance(decoder, nn.Module):
+            from transformers import AutoModelForCausalLM
+
+            decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
+        if encoder_config is None and encoder is not None:
+            encoder_config = encoder.config
+        config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
+        return attach_pretrained_decoder(cls, decoder, config, encoder)
 
     def _freeze_encoder(self):
         """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""

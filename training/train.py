@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "(or write into a non-empty folder memory-models did not create)")
     model.add_argument("--allow-missing-weights", action="store_true", help="load --init-from / --encoder-from "
                        "checkpoints with missing or unused tensors (missing ones stay random)")
+    lora = parser.add_argument_group("LoRA (training.lora): adapters on the decoder; final/ holds the merged model")
+    lora.add_argument("--lora-r", type=int, help="LoRA rank (enables LoRA; paper's helper: 64)")
+    lora.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank; paper's helper: 32)")
+    lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
+    lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
+                      help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
     return parser
 
 
@@ -395,10 +401,13 @@ def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool
     (main process only)."""
     from conversion.export_to_hub import export_model
     from conversion.safe_io import write_text_atomic
+    from training.lora import is_peft_model
     from training.plot import write_line_plot
 
     output_dir = Path(output_dir)
-    if trainer.is_fsdp_enabled:
+    if is_peft_model(trainer.model):
+        _write_lora_outputs(output_dir, trainer, tokenizer)
+    elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
         export_model(trainer.model, output_dir / "final", tokenizer, overwrite=overwrite)
@@ -409,6 +418,20 @@ def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool
     series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
     if any(series.values()):
         write_line_plot(output_dir / "loss_curve.png", series)
+
+
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
+    """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
+    from conversion.export_to_hub import export_model
+    from training.lora import merge_adapter, save_extras
+
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(output_dir / "adapter")
+    save_extras(model, output_dir / "adapter")
+    tokenizer.save_pretrained(output_dir / "adapter")
+    export_model(merge_adapter(model), output_dir / "final", tokenizer)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -435,6 +458,10 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
         check_objective(model, args.objective)
     identity = run_identity(args, model.config, tokenizer)
     prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False)
+    if getattr(args, "lora_r", None):
+        from training.lora import apply_lora
+
+        model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
     if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
         prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite)

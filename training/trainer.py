@@ -61,6 +61,8 @@ def _base_model(model):
 def forward_arguments(model) -> set[str]:
     """The named arguments of `model.forward` (a `**kwargs` catch-all does not count: `LlamaForCausalLM`
     would forward an unknown `stream_ids` to its attention layers)."""
+    if hasattr(model, "get_base_model"):  # a PeftModel passes every keyword on to the model it wraps
+        model = model.get_base_model()
     parameters = inspect.signature(model.forward).parameters.values()
     return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
 
@@ -105,6 +107,8 @@ class MemoryTrainer(Trainer):
 
     def __init__(self, *args, vocab_size: int, metric_functions: Mapping[str, tuple] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.label_names is None and "labels" in forward_arguments(self.model):
+            self.label_names = ["labels"]  # a PeftModel's own forward(*args, **kwargs) names no labels
         self.vocab_size = vocab_size
         self.metric_functions = dict(metric_functions or {})
         self._staging = False
@@ -190,6 +194,22 @@ class MemoryTrainer(Trainer):
         if loss is not None:
             output.metrics[f"{metric_key_prefix}_entropy_ratio"] = float(entropy_ratio(loss, self.vocab_size))
         return output
+
+    # ------------------------------------------------------------------ LoRA extras
+    def _save(self, output_dir=None, state_dict=None):
+        """Also write the trainable parameters a PEFT adapter does not hold (a learned filler)."""
+        super()._save(output_dir, state_dict)
+        from training.lora import is_peft_model, save_extras
+
+        if is_peft_model(self.model):
+            save_extras(self.model, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from training.lora import is_peft_model, load_extras
+
+        if is_peft_model(model or self.model):
+            load_extras(model or self.model, resume_from_checkpoint)
 
     # ------------------------------------------------------------------ atomic checkpoints
     def _get_output_dir(self, trial) -> str:
