@@ -169,7 +169,7 @@ def test_loss_is_token_mean_across_segment_boundaries():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_greedy_generate_equals_argmax_of_full_forwards(variant):
-    """generate() (no cache) crosses segment boundaries and equals argmax of full-sequence forwards."""
+    """generate() (segment cache) crosses segment boundaries and equals argmax of full-sequence forwards."""
     model = build(variant)
     prompt = ids_of(1, 3)
     generated = model.generate(prompt, max_new_tokens=10, min_new_tokens=10, do_sample=False, pad_token_id=1)
