@@ -12,7 +12,6 @@ import ast
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,37 +115,37 @@ The code in this folder needs only `torch` and `transformers` (tested with trans
 
 
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
-                 safe_serialization: bool = True) -> pathlib.Path:
+                 safe_serialization: bool = True, overwrite: bool = False,
+                 model_card: str | None = None) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
-    saving and linting succeeded, so a failed export never leaves a half-written checkpoint.
+    saving and linting succeeded (`conversion.safe_io.write_folder`): a failed export never leaves a
+    half-written folder, and an existing export is replaced atomically. An existing non-empty folder that
+    memory-models did not create is refused unless `overwrite=True`.
     """
     import modeling_memory  # noqa: F401  (registers the classes so that the code is copied)
+    from conversion.safe_io import write_folder
 
-    output_dir = pathlib.Path(output_dir)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", dir=output_dir.parent))
-    try:
+    def write(staging):
         model.save_pretrained(staging, safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        (staging / "README.md").write_text(_model_card(model, repo_id))
+        (staging / "README.md").write_text(model_card or _model_card(model, repo_id))
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    output_dir = write_folder(output_dir, write, kind="export", overwrite=overwrite)
     if push:
         if not repo_id:
             raise ValueError("push=True needs repo_id='org/name'")
         from huggingface_hub import HfApi
 
-        HfApi().upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="model")
+        from conversion.safe_io import MARKER
+
+        HfApi().upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="model",
+                              ignore_patterns=[MARKER])
     return output_dir
 
 
@@ -158,23 +157,45 @@ def main(argv=None):
     parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty --output folder that memory-models did not create")
+    parser.add_argument("--allow-missing-weights", action="store_true",
+                        help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
+    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
+                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
+    parser.add_argument("--base-model", metavar="DIR", help="base model of a LoRA adapter --model folder (default: "
+                        "the one recorded in adapter_config.json); the export holds the merged model")
     args = parser.parse_args(argv)
 
     import modeling_memory  # noqa: F401
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
+    from conversion.loading import check_model_path, load_model
+    from conversion.safe_io import check_target
+
+    check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
+    if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
+        check_model_path(args.tokenizer, "--tokenizer")
     if args.preset:
         from configuration import build_model, get_preset
 
         model = build_model(get_preset(args.preset))
+    elif (pathlib.Path(args.model) / "adapter_config.json").exists():
+        from training.lora import load_adapter
+
+        model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
-        except ValueError:
-            model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
+        model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
     tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
-    folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub))
+    card = None
+    if args.decoder_only:
+        from conversion.extract_decoder import decoder_model_card, extract_decoder
+
+        model = extract_decoder(model)
+        card = decoder_model_card(model, args.model or args.preset)
+    folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
+                          overwrite=args.overwrite, model_card=card)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 

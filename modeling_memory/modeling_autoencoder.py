@@ -16,6 +16,7 @@ from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_autoencoder import MemoryAutoencoderConfig
+from .input_checks import check_inputs
 from .modeling_masked_mixer import MaskedMixerModel
 from .sequence_ops import loss_divisor
 
@@ -264,9 +265,8 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         Returns:
             [`MemoryAutoencoderOutput`] with `logits` `[batch, seq_len, vocab]`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        _, length = check_inputs(self.config.vocab_size, self.config.encoder_hidden_size, input_ids, attention_mask,
+                                 inputs_embeds, labels)
         if length > self.config.max_position_embeddings:
             raise ValueError(
                 f"input length {length} exceeds the autoencoder length max_position_embeddings="

@@ -17,7 +17,9 @@ from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
+from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
 from .memory_generation import MemoryCache, MemoryGenerationMixin
+from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
@@ -67,6 +69,8 @@ class MemoryCausalLMOutput(ModelOutput):
 def _build_sub_model(config, causal_lm: bool):
     if config.model_type == "masked_mixer":
         return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
+    if config.model_type != "llama" and causal_lm:
+        return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
 
 
@@ -125,6 +129,30 @@ class MemoryModel(MemoryPreTrainedModel):
         loaded = super().from_pretrained(*args, **kwargs)
         (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
         return loaded
+
+    @classmethod
+    def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
+        """A memory model whose decoder is a pretrained causal LM (paper §5.4, Fig. S6; e.g. Llama-3.2-1B).
+
+        Args:
+            decoder (`str`, `os.PathLike` or `PreTrainedModel`): a native decoder-only causal LM or its folder /
+                Hub id (loaded in `dtype`, by default the checkpoint's, with transformers' low-memory loading).
+            encoder (`nn.Module`, *optional*): a (trained) encoder to use as is; its config must match
+                `encoder_config`, which defaults to `encoder.config`.
+            encoder_config (`PretrainedConfig`, *optional*): encoder of a fresh, randomly initialised encoder.
+            dtype: dtype of a decoder loaded from a folder (`"auto"`: the checkpoint's).
+            **config_kwargs: other `MemoryConfig` fields (`chunk_size`, `num_memory_slots`, `filler`, ...).
+        Returns:
+            the memory model; no random decoder is materialised (built on the meta device, then attached).
+        """
+        if not isinstance(decoder, nn.Module):
+            from transformers import AutoModelForCausalLM
+
+            decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
+        if encoder_config is None and encoder is not None:
+            encoder_config = encoder.config
+        config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
+        return attach_pretrained_decoder(cls, decoder, config, encoder)
 
     def _freeze_encoder(self):
         """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
@@ -187,7 +215,10 @@ class MemoryModel(MemoryPreTrainedModel):
         """
         if self.encoder is None:
             raise ValueError("this memory model has no encoder (encoder_config is None or no_memory=True)")
+        check_inputs(self.get_input_embeddings().num_embeddings, 0, input_ids, attention_mask)
         batch, length = input_ids.shape
+        if length == 0:
+            raise ValueError("encode() got an input without tokens (seq_len 0)")
         chunk = self.config.chunk_size
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         shift = left_pad_shift(mask)
@@ -335,7 +366,9 @@ class MemoryModel(MemoryPreTrainedModel):
                     f"{given} memories given, but the decoder has only num_memory_slots={config.num_memory_slots}"
                 )
         if memory_attention_mask is not None and (memory_embeds is None or memory_attention_mask.shape != memory_embeds.shape[:2]):
-            raise ValueError("memory_attention_mask needs memory_embeds and must be [batch, n_memories]")
+            raise ValueError("memory_attention_mask needs memory_embeds and must be [batch, n_memories]: got "
+                             f"{tuple(memory_attention_mask.shape)} for memory_embeds "
+                             f"{None if memory_embeds is None else tuple(memory_embeds.shape)}")
         num_chunks = -(-length // config.chunk_size)
         if given + num_chunks > config.num_memory_slots:
             raise ValueError(
@@ -344,6 +377,16 @@ class MemoryModel(MemoryPreTrainedModel):
                 f"{config.max_position_embeddings} tokens in total"
             )
         return num_chunks
+
+    def _check_values(self, input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask):
+        """Token range, exact batch sizes (no broadcasting), finite floating-point memories."""
+        d_dec = self.config.decoder_config.hidden_size
+        batch, _ = check_inputs(self.get_input_embeddings().num_embeddings, d_dec, input_ids, attention_mask,
+                                inputs_embeds)
+        if memory_embeds is not None:
+            check_embeds("memory_embeds", memory_embeds, d_dec, batch)
+            check_matches("memory_attention_mask", memory_attention_mask, memory_embeds.shape[:2],
+                          "memory_embeds [batch, n_memories]")
 
     def decode(
         self,
@@ -359,6 +402,7 @@ class MemoryModel(MemoryPreTrainedModel):
         row shift, memories used, and (if asked) the chunked decoder inputs for building a generation cache."""
         config = self.config
         num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
+        self._check_values(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
         reference = input_ids if input_ids is not None else inputs_embeds
         batch, length = reference.shape[:2]
         device = reference.device
@@ -481,6 +525,10 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
             logits = self.cached_step(input_ids, past_key_values)
             return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
+        if labels is not None:
+            reference = input_ids if input_ids is not None else inputs_embeds
+            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
+            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
         want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
         want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
         if want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask):

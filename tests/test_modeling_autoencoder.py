@@ -1,7 +1,5 @@
 """Model-specific tests of the memory autoencoder / information-retention probe."""
 
-import time
-
 import pytest
 import torch
 from transformers import LlamaModel, Qwen3Config
@@ -39,16 +37,16 @@ def train_steps(model, ids, steps, lr=3e-3):
 
 @pytest.mark.parametrize("kind", ["llama", "mixer"])
 def test_learns_to_reconstruct_a_fixed_batch(kind):
-    """A tiny autoencoder reconstructs a fixed 8 x 16 batch (>= 99% accuracy, CE < 0.05) in <= 300 Adam steps.
+    """A tiny autoencoder reconstructs a fixed 8 x 16 batch (>= 99% accuracy, CE < 0.05) within 300 Adam steps.
 
-    Normally < 1 s; the time bound uses CPU time (15 s) so that a loaded shared machine cannot fail it.
+    The budget is a step count, not a time: a loaded shared machine is slower, never less converged.
     """
     torch.manual_seed(0)
     block = llama_block(64, num_attention_heads=4) if kind == "llama" else mixer_block(hidden_size=64)
     model = autoencoder(block)
     ids = torch.randint(2, VOCAB, (8, 16))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    start, accuracy, loss = time.process_time(), 0.0, float("inf")
+    accuracy, loss = 0.0, float("inf")
     for _ in range(300):
         out = model(ids, labels=ids)
         accuracy, loss = (out.logits.argmax(-1) == ids).float().mean().item(), out.loss.item()
@@ -58,7 +56,6 @@ def test_learns_to_reconstruct_a_fixed_batch(kind):
         optimizer.step()
         optimizer.zero_grad()
     assert accuracy >= 0.99 and loss < 0.05, (accuracy, loss)
-    assert time.process_time() - start < 15
 
 
 def test_frozen_encoder_is_bit_identical_after_training():

@@ -63,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace another run's outputs in --output-dir "
+                     "(or write into a non-empty folder memory-models did not create)")
+    model.add_argument("--allow-missing-weights", action="store_true", help="load --init-from / --encoder-from "
+                       "checkpoints with missing or unused tensors (missing ones stay random)")
+    lora = parser.add_argument_group("LoRA (training.lora): adapters on the decoder; final/ holds the merged model")
+    lora.add_argument("--lora-r", type=int, help="LoRA rank (enables LoRA; paper's helper: 64)")
+    lora.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank; paper's helper: 32)")
+    lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
+    lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
+                      help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
     return parser
 
 
@@ -89,6 +99,10 @@ def load_tokenizer(path: str | None):
         return load_default_tokenizer()
     from transformers import AutoTokenizer
 
+    from conversion.loading import check_model_path
+
+    if not Path(path).expanduser().is_dir():
+        check_model_path(path, "--tokenizer")  # a clear error for a missing local folder
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -133,16 +147,15 @@ def preset_config(args, tokenizer):
     return config
 
 
-def load_pretrained(path: str, config=None):
-    """A saved model (our classes or any transformers model): the causal-LM class where there is one."""
-    import modeling_memory  # noqa: F401  (registers our Auto classes)
-    from transformers import AutoModel, AutoModelForCausalLM
+def load_pretrained(path: str, config=None, *, allow_missing: bool = False, option: str = "--init-from"):
+    """A saved model (our classes or any transformers model): the causal-LM class where there is one.
 
-    kwargs = {"config": config} if config is not None else {}
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except ValueError:
-        return AutoModel.from_pretrained(path, **kwargs)
+    Missing or unused checkpoint tensors, NaN/inf weights, a truncated weights file and a missing folder
+    are `ValueError`s (`conversion.loading.load_model`) unless `allow_missing` (`--allow-missing-weights`).
+    """
+    from conversion.loading import load_model
+
+    return load_model(path, config=config, allow_missing=allow_missing, option=option)
 
 
 def find_encoder(model) -> torch.nn.Module:
@@ -153,9 +166,9 @@ def find_encoder(model) -> torch.nn.Module:
     return model.get_submodule(min(names, key=len))
 
 
-def copy_encoder(model, source_dir: str) -> None:
+def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
     """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
-    source = find_encoder(load_pretrained(source_dir)).state_dict()
+    source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from")).state_dict()
     target = find_encoder(model)
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
@@ -174,15 +187,18 @@ def build_model(args, tokenizer):
     if args.init_from:
         import modeling_memory  # noqa: F401
 
+        from conversion.loading import check_model_path
+
+        check_model_path(args.init_from, "--init-from")
         config = AutoConfig.from_pretrained(args.init_from)
         _set_config_flags(config, args)
-        model = load_pretrained(args.init_from, config)
+        model = load_pretrained(args.init_from, config, allow_missing=getattr(args, "allow_missing_weights", False))
         if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
             model.apply_freezing()
     else:
         model = build_from_config(preset_config(args, tokenizer))
     if args.encoder_from:
-        copy_encoder(model, args.encoder_from)
+        copy_encoder(model, args.encoder_from, getattr(args, "allow_missing_weights", False))
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
     check_objective(model, args.objective)
@@ -235,6 +251,7 @@ def build_datasets(args, tokenizer, context: int, config):
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
+    check_corpus(train_text, train, args)
     test_text = load_corpus(args.dataset, "test", num_documents=args.eval_documents, seed=args.seed)
     test = tokenize_corpus(test_text, tokenizer, context, mode=mode)
     if hasattr(test, "select") and len(test) > args.eval_documents:  # packed long documents make many rows
@@ -250,6 +267,23 @@ def build_datasets(args, tokenizer, context: int, config):
         else:
             eval_sets["copy"] = _with_objective(full, "copy")
     return train, eval_sets
+
+
+def check_corpus(text, rows, args) -> None:
+    """Stop before training if the training corpus gives no targets (`training.data.check_training_targets`);
+    whitespace-only documents count as empty."""
+    import datasets
+
+    from training.data import check_training_targets, count_blank_documents
+
+    if not isinstance(text, datasets.Dataset):
+        return  # streaming: counting would consume the stream
+    documents, blank = len(text), count_blank_documents(text)
+    source = f"{args.dataset} (train split)"
+    if blank == documents:
+        raise ValueError(f"the corpus {source!r} gives no training targets: all {documents} documents are empty "
+                         "or whitespace-only.")
+    check_training_targets(rows, source, documents, min_tokens=1 if args.objective == "autoencode" else 2)
 
 
 def build_collator(model, objective: str, eval_objectives, context: int):
@@ -367,25 +401,44 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
-def write_outputs(output_dir, trainer, tokenizer, summary: dict) -> None:
-    """`final/` (Hub-ready export), `metrics.json` and `loss_curve.png` in `output_dir` (main process only)."""
+def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False) -> None:
+    """`final/` (Hub-ready export, replaced atomically), `metrics.json` and `loss_curve.png` in `output_dir`
+    (main process only)."""
     from conversion.export_to_hub import export_model
+    from conversion.safe_io import write_text_atomic
+    from training.lora import is_peft_model
     from training.plot import write_line_plot
 
     output_dir = Path(output_dir)
-    if trainer.is_fsdp_enabled:
+    if is_peft_model(trainer.model):
+        _write_lora_outputs(output_dir, trainer, tokenizer)
+    elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
-        export_model(trainer.model, output_dir / "final", tokenizer)
+        export_model(trainer.model, output_dir / "final", tokenizer, overwrite=overwrite)
     if not trainer.is_world_process_zero():
         return
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
     streams = summary.get("train_stream_loss_history") or {}
     series = {"train loss (weighted sum)" if streams else "train loss": summary["train_loss_history"]}
     series.update({f"train {key}": value for key, value in streams.items()})
     series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
     if any(series.values()):
         write_line_plot(output_dir / "loss_curve.png", series)
+
+
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
+    """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
+    from conversion.export_to_hub import export_model
+    from training.lora import merge_adapter, save_extras
+
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(output_dir / "adapter")
+    save_extras(model, output_dir / "adapter")
+    tokenizer.save_pretrained(output_dir / "adapter")
+    export_model(merge_adapter(model), output_dir / "final", tokenizer)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -401,25 +454,39 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
 
     `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
     """
-    from training.trainer import last_complete_checkpoint
+    from training.run_folder import prepare_run_folder, run_identity
+    from training.trainer import checkpoint_step, last_complete_checkpoint
 
+    overwrite = getattr(args, "overwrite", False)
     tokenizer = load_tokenizer(args.tokenizer)
     if model is None:
         model = build_model(args, tokenizer)
     else:
         check_objective(model, args.objective)
+    identity = run_identity(args, model.config, tokenizer)
+    prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False)
+    if getattr(args, "lora_r", None):
+        from training.lora import apply_lora
+
+        model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
+    if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
+        prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite)
+    trainer.accelerator.wait_for_everyone()
     resume = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume is None and trainer.is_world_process_zero():
         print(f"--resume: no complete checkpoint in {args.output_dir}; starting from step 0", file=sys.stderr)
     if resume is not None and trainer.is_world_process_zero():
         print(f"--resume: resuming from {resume}")
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and checkpoint_step(resume) >= trainer.args.max_steps:
+        trainer.restore_finished_run(resume)  # nothing left to train: no extra step
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary)
+    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite)
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))

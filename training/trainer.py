@@ -13,6 +13,7 @@ evaluation with streaming metrics and the entropy ratio, and resumption from the
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -45,6 +46,12 @@ def last_complete_checkpoint(output_dir) -> str | None:
     return max(steps)[1] if steps else None
 
 
+def checkpoint_step(checkpoint) -> int:
+    """The global step of a complete checkpoint (its `trainer_state.json`)."""
+    with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as handle:
+        return int(json.load(handle)["global_step"])
+
+
 def _base_model(model):
     """The model under a PEFT wrapper (or `model` itself)."""
     get_base = getattr(model, "get_base_model", None)
@@ -54,6 +61,8 @@ def _base_model(model):
 def forward_arguments(model) -> set[str]:
     """The named arguments of `model.forward` (a `**kwargs` catch-all does not count: `LlamaForCausalLM`
     would forward an unknown `stream_ids` to its attention layers)."""
+    if hasattr(model, "get_base_model"):  # a PeftModel passes every keyword on to the model it wraps
+        model = model.get_base_model()
     parameters = inspect.signature(model.forward).parameters.values()
     return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
 
@@ -98,6 +107,8 @@ class MemoryTrainer(Trainer):
 
     def __init__(self, *args, vocab_size: int, metric_functions: Mapping[str, tuple] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.label_names is None and "labels" in forward_arguments(self.model):
+            self.label_names = ["labels"]  # a PeftModel's own forward(*args, **kwargs) names no labels
         self.vocab_size = vocab_size
         self.metric_functions = dict(metric_functions or {})
         self._staging = False
@@ -184,6 +195,22 @@ class MemoryTrainer(Trainer):
             output.metrics[f"{metric_key_prefix}_entropy_ratio"] = float(entropy_ratio(loss, self.vocab_size))
         return output
 
+    # ------------------------------------------------------------------ LoRA extras
+    def _save(self, output_dir=None, state_dict=None):
+        """Also write the trainable parameters a PEFT adapter does not hold (a learned filler)."""
+        super()._save(output_dir, state_dict)
+        from training.lora import is_peft_model, save_extras
+
+        if is_peft_model(self.model):
+            save_extras(self.model, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from training.lora import is_peft_model, load_extras
+
+        if is_peft_model(model or self.model):
+            load_extras(model or self.model, resume_from_checkpoint)
+
     # ------------------------------------------------------------------ atomic checkpoints
     def _get_output_dir(self, trial) -> str:
         run_dir = super()._get_output_dir(trial)
@@ -203,6 +230,7 @@ class MemoryTrainer(Trainer):
         finally:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        self._fix_best_checkpoint(run_dir, staged)
         if self.args.should_save:
             publish_checkpoint(staged, os.path.join(run_dir, name))
             try:
@@ -212,25 +240,50 @@ class MemoryTrainer(Trainer):
             self._rotate(run_dir)
         self.accelerator.wait_for_everyone()
 
+    def _fix_best_checkpoint(self, run_dir: str, staged: str) -> None:
+        """The Trainer records the best checkpoint under the staging folder (or not at all, once it is renamed
+        away): point it at the published `checkpoint-N` and rewrite the staged `trainer_state.json`."""
+        best_step = self.state.best_global_step
+        if not best_step:
+            return
+        self.state.best_model_checkpoint = os.path.join(run_dir, f"checkpoint-{best_step}")
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
+
     def _rotate(self, run_dir: str) -> None:
-        """Keep the newest `save_total_limit` complete checkpoints (the Trainer's own rotation saw staging)."""
+        """Keep the newest `save_total_limit` complete checkpoints and the best one (the Trainer's own rotation
+        saw staging); folders without the `COMPLETE` marker are not ours and stay."""
         limit = self.args.save_total_limit
         if not limit:
             return
         complete = sorted(
-            (int(m.group(1)), n) for n in os.listdir(run_dir) if (m := CHECKPOINT_PATTERN.match(n))
+            (int(m.group(1)), n) for n in os.listdir(run_dir)
+            if (m := CHECKPOINT_PATTERN.match(n)) and os.path.isfile(os.path.join(run_dir, n, COMPLETE_MARKER))
         )
+        best = self.state.best_model_checkpoint
         for _, old in complete[:-limit]:
-            shutil.rmtree(os.path.join(run_dir, old), ignore_errors=True)
+            folder = os.path.join(run_dir, old)
+            if best is None or os.path.abspath(folder) != os.path.abspath(best):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def restore_finished_run(self, checkpoint: str) -> None:
+        """Take state and weights from `checkpoint` of a run that already reached `max_steps` (no extra step):
+        with `load_best_model_at_end`, the weights of the best checkpoint, as at the end of `train()`."""
+        from transformers import TrainerState
+
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+        best = self.state.best_model_checkpoint
+        use_best = self.args.load_best_model_at_end and best and os.path.isdir(best)
+        self._load_from_checkpoint(best if use_best else checkpoint)
 
 
 def publish_checkpoint(staged: str, final: str) -> None:
     """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
+    from conversion.safe_io import replace_folder
+
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(staged, final)
+    replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
 
 
 class StreamingAccuracy:
