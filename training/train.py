@@ -401,6 +401,16 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
+def loss_curve_series(summary: dict) -> dict:
+    """The loss curve's lines: the training loss (for the combined objective its weighted sum and each stream's
+    `loss_clm` / `loss_copy`, on the eval losses' scale) and the eval losses."""
+    streams = summary.get("train_stream_loss_history") or {}
+    series = {"train loss (weighted sum)" if streams else "train loss": summary["train_loss_history"]}
+    series.update({f"train {key}": value for key, value in streams.items()})
+    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
+    return series
+
+
 def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False) -> None:
     """`final/` (Hub-ready export, replaced atomically), `metrics.json` and `loss_curve.png` in `output_dir`
     (main process only)."""
@@ -419,10 +429,7 @@ def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool
     if not trainer.is_world_process_zero():
         return
     write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
-    streams = summary.get("train_stream_loss_history") or {}
-    series = {"train loss (weighted sum)" if streams else "train loss": summary["train_loss_history"]}
-    series.update({f"train {key}": value for key, value in streams.items()})
-    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
+    series = loss_curve_series(summary)
     if any(series.values()):
         write_line_plot(output_dir / "loss_curve.png", series)
 
