@@ -21,11 +21,11 @@ import torch
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
-# 2 steps of the combined objective (both streams, so every loss group is exercised); the eval set (4 rows)
-# is one global eval batch of 4 in every launcher.
+# 2 steps of the combined objective (both streams, so every loss group is exercised; a high learning rate so
+# that eval accuracy is already above 0); the eval set (4 rows) is one global eval batch of 4 in every launcher.
 COMMON = ["--preset", "memory-transformer-tiny", "--objective", "combined", "--dataset", "records",
           "--train-documents", "32", "--eval-documents", "4", "--max-steps", "2", "--eval-steps", "2",
-          "--save-steps", "2", "--learning-rate", "1e-3", "--logging_steps", "1"]
+          "--save-steps", "2", "--learning-rate", "1e-2", "--logging_steps", "1"]
 ONE_BATCH = ["--batch-size", "4"]
 ACCUMULATED = ["--batch-size", "2", "--gradient_accumulation_steps", "2", "--per_device_eval_batch_size", "4"]
 TWO_PROCESSES = ["--batch-size", "1", "--gradient_accumulation_steps", "2", "--per_device_eval_batch_size", "2"]
@@ -71,7 +71,7 @@ def _assert_same_numbers(got: tuple, expected: tuple) -> None:
     expected_weights = load_file(expected_dir / "final" / "model.safetensors")
     assert got_weights.keys() == expected_weights.keys()
     for key in got_weights:
-        torch.testing.assert_close(got_weights[key], expected_weights[key], rtol=1e-4, atol=2e-5, msg=key)
+        torch.testing.assert_close(got_weights[key], expected_weights[key], rtol=1e-4, atol=1e-4, msg=key)
 
 
 def _flat(history) -> list[float]:
@@ -92,6 +92,7 @@ def test_logged_losses_are_the_weighted_stream_losses(one_batch):
         assert math.isclose(total, clm + copy, rel_tol=1e-4), (total, clm, copy)
         assert math.log(8192) * 0.8 < clm < math.log(8192) * 1.2  # ~ln V after 2 steps, not 2 ln V
     assert summary["final"]["eval_clm_loss"] < math.log(8192) * 1.2
+    assert summary["final"]["eval_clm_accuracy"] > 0 and summary["final"]["eval_copy_accuracy"] > 0
     series = train.loss_curve_series(summary)  # the loss curve shows the logged quantities
     assert series["train loss_clm"] == streams["loss_clm"] and series["train loss_copy"] == streams["loss_copy"]
     assert series["train loss (weighted sum)"] == summary["train_loss_history"]

@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     common = ["--preset", args.preset, "--objective", args.objective, "--dataset", "records", "--train-documents",
               "32", "--eval-documents", "4", "--max-steps", str(args.steps), "--eval-steps", str(args.steps),
-              "--save-steps", str(args.steps), "--learning-rate", "1e-3", "--logging_steps", "1"]
+              "--save-steps", str(args.steps), "--learning-rate", "1e-2", "--logging_steps", "1"]
     common += ["--context", str(args.context)] if args.context else []
     output = Path(args.output_dir)
     rows, reference = [], None
