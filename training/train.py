@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
+                     "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
     return parser
 
 
@@ -296,6 +298,11 @@ def training_arguments(args, extras: Sequence[str], config):
         defaults["ddp_backend"] = "gloo"
     argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
     (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    if training_args.push_to_hub:  # publish final/ through our export (lint, model card) instead of the Trainer
+        if not (args.push_to_hub or training_args.hub_model_id):
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
+        args.push_to_hub = args.push_to_hub or training_args.hub_model_id
+        training_args.push_to_hub = False
     return training_args
 
 
@@ -362,23 +369,25 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
-def write_outputs(output_dir, trainer, tokenizer, summary: dict) -> None:
-    """`final/` (Hub-ready export), `metrics.json` and `loss_curve.png` in `output_dir` (main process only)."""
+def write_outputs(output_dir, trainer, tokenizer, summary: dict, push_to_hub: str | None = None) -> None:
+    """`final/` (Hub-ready export, pushed to `push_to_hub` if given), `metrics.json` and `loss_curve.png`
+    (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
     from conversion.export_to_hub import export_model
-    from training.plot import write_line_plot
+    from training.plot import plot_beside, plot_training
 
     output_dir = Path(output_dir)
+    message = (f"memory-models train {output_dir.name}: {summary['config']['objective']}, "
+               f"{summary['steps']} steps")
     if trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
-        export_model(trainer.model, output_dir / "final", tokenizer)
+        export_model(trainer.model, output_dir / "final", tokenizer, training=summary, repo_id=push_to_hub,
+                     push=bool(push_to_hub), commit_message=message)
     if not trainer.is_world_process_zero():
         return
     (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
-    series = {"train loss": summary["train_loss_history"]}
-    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
-    if any(series.values()):
-        write_line_plot(output_dir / "loss_curve.png", series)
+    if summary["train_loss_history"] or any(summary["eval_history"].values()):
+        plot_beside(output_dir / "loss_curve.json", lambda stem: plot_training(summary, stem))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -410,7 +419,7 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary)
+    write_outputs(args.output_dir, trainer, tokenizer, summary, getattr(args, "push_to_hub", None))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))
