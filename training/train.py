@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
     lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
                       help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
+    run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
+                     "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
     return parser
 
 
@@ -330,6 +332,11 @@ def training_arguments(args, extras: Sequence[str], config):
         defaults["ddp_backend"] = "gloo"
     argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
     (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    if training_args.push_to_hub:  # publish final/ through our export (lint, model card) instead of the Trainer
+        if not (args.push_to_hub or training_args.hub_model_id):
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
+        args.push_to_hub = args.push_to_hub or training_args.hub_model_id
+        training_args.push_to_hub = False
     return training_args
 
 
@@ -396,31 +403,34 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
-def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False) -> None:
-    """`final/` (Hub-ready export, replaced atomically), `metrics.json` and `loss_curve.png` in `output_dir`
-    (main process only)."""
+def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False,
+                  push_to_hub: str | None = None) -> None:
+    """`final/` (Hub-ready export, replaced atomically, pushed to `push_to_hub` if given), `metrics.json` and
+    `loss_curve.png` (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
     from conversion.export_to_hub import export_model
     from conversion.safe_io import write_text_atomic
     from training.lora import is_peft_model
-    from training.plot import write_line_plot
+    from training.plot import plot_beside, plot_training
 
     output_dir = Path(output_dir)
+    message = (f"memory-models train {output_dir.name}: {summary['config']['objective']}, "
+               f"{summary['steps']} steps")
+    export = dict(training=summary, repo_id=push_to_hub, push=bool(push_to_hub), commit_message=message,
+                  overwrite=overwrite)
     if is_peft_model(trainer.model):
-        _write_lora_outputs(output_dir, trainer, tokenizer)
+        _write_lora_outputs(output_dir, trainer, tokenizer, export)
     elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
-        export_model(trainer.model, output_dir / "final", tokenizer, overwrite=overwrite)
+        export_model(trainer.model, output_dir / "final", tokenizer, **export)
     if not trainer.is_world_process_zero():
         return
     write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
-    series = {"train loss": summary["train_loss_history"]}
-    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
-    if any(series.values()):
-        write_line_plot(output_dir / "loss_curve.png", series)
+    if summary["train_loss_history"] or any(summary["eval_history"].values()):
+        plot_beside(output_dir / "loss_curve.json", lambda stem: plot_training(summary, stem))
 
 
-def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer, export: dict) -> None:
     """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
     from conversion.export_to_hub import export_model
     from training.lora import merge_adapter, save_extras
@@ -431,7 +441,7 @@ def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
     model.save_pretrained(output_dir / "adapter")
     save_extras(model, output_dir / "adapter")
     tokenizer.save_pretrained(output_dir / "adapter")
-    export_model(merge_adapter(model), output_dir / "final", tokenizer)
+    export_model(merge_adapter(model), output_dir / "final", tokenizer, **export)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -477,7 +487,8 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite)
+    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite,
+                  push_to_hub=getattr(args, "push_to_hub", None))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))
