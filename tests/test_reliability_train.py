@@ -61,6 +61,8 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, run_a):
         train.run(*args_for(out, "--preset", "masked-mixer-tiny", *TINY, "--max-steps", "2", "--resume"))
     with pytest.raises(ValueError, match="another run's outputs .*checkpoint-1"):
         train.run(*args_for(out, *RUN_A, "--seed", "1"))
+    with pytest.raises(ValueError, match="checkpoints of this run from an earlier start; pass --resume"):
+        train.run(*args_for(out, *RUN_A, "--seed", "0"))  # a forgotten --resume never retrains over them
     assert_same(final_weights(out), a_final)  # nothing of run A changed
     summary = train.run(*args_for(out, *RUN_A, "--seed", "1", "--overwrite"))
     assert summary["config"]["seed"] == 1 and checkpoints(out) == ["checkpoint-1", "checkpoint-2"]

@@ -5,9 +5,10 @@
 
 * `--resume` refuses a folder whose recorded identity differs from this run's (naming the differences),
   or whose checkpoints have no recorded identity at all.
-* A new run (no `--resume`) refuses a folder holding another run's checkpoints or `final/` unless
-  `--overwrite`, which removes those outputs of ours (complete `checkpoint-N/`, `final/`, `metrics.json`,
-  `loss_curve.png`, `.staging/`) first. The same run started again without `--resume` restarts from step 0.
+* A new run (no `--resume`) refuses a folder holding checkpoints or `final/` (of another run, or of an
+  earlier start of this one) unless `--overwrite`, which removes those outputs of ours (complete
+  `checkpoint-N/`, `final/`, `metrics.json`, `loss_curve.png`, `.staging/`) first: a forgotten `--resume`
+  never silently retrains over a run's checkpoints, and no stale checkpoint is ever resumed later.
 * A non-empty folder that memory-models did not create is refused unless `--overwrite` (nothing of the
   user's is removed then either); `.`, its parents, the home folder and `/` are never run folders.
 * The folder is made writable-checked here, before any training step: writing `run.json` fails first.
@@ -104,7 +105,10 @@ def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: b
             raise ValueError(f"--resume: {folder} holds another run's checkpoints; differences: "
                              + "; ".join(differences) + ". Use a new --output-dir, or drop --resume and pass "
                              "--overwrite to replace that run.")
-        stale = bool(differences and outputs)
+        if outputs and not differences and not resume and not overwrite:
+            raise ValueError(f"--output-dir {folder} holds checkpoints of this run from an earlier start; pass "
+                             "--resume to continue it, or --overwrite to start it over.")
+        stale = bool(outputs and (differences or not resume))
     elif outputs:
         if resume:
             raise ValueError(f"--resume: {folder} holds checkpoints without a recorded run identity "
