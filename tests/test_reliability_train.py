@@ -75,6 +75,19 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, run_a):
     assert_same(final_weights(out), b_final)
 
 
+def test_a_copied_checkpoint_carries_its_run(tmp_path, run_a):
+    """A checkpoint copied into a new folder resumes only the run it belongs to (each checkpoint carries the
+    run's identity), and then exactly: final weights equal the uninterrupted run's bit for bit."""
+    out = tmp_path / "copy"
+    out.mkdir()
+    shutil.copytree(run_a / "checkpoint-1", out / "checkpoint-1")
+    with pytest.raises(ValueError, match=r"seed: 0 \(recorded\) != 1 \(this run\)"):
+        train.run(*args_for(out, *RUN_A, "--seed", "1", "--resume"))
+    summary = train.run(*args_for(out, *RUN_A, "--seed", "0", "--resume"))
+    assert summary["resumed_from"] == str(out / "checkpoint-1")
+    assert_same(final_weights(out), final_weights(run_a))
+
+
 def test_best_model_at_end_survives_rotation_and_resume(tmp_path):
     """--load_best_model_at_end with save_total_limit 1: the best checkpoint is published (not a staging path),
     is the one checkpoint kept, and is exported as final/ (also after a --resume)."""
