@@ -99,7 +99,8 @@ def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
         options = ["--output-dir", str(folder), "--objective", "combined", "--pack", "--tokenizer", str(tokenizer_dir),
                    "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
                    "--learning-rate", "1e-3", "--eval-steps", str(args.steps), "--save-steps", str(args.steps),
-                   "--warmup_steps", str(max(1, args.steps // 20)), "--logging_steps", str(max(1, args.steps // 10))]
+                   "--warmup_steps", str(max(1, args.steps // 20)), "--logging_steps", str(max(1, args.steps // 10)),
+                   "--overwrite"]  # the demo starts its runs over each time
         if args.quick:
             options += ["--train-documents", "64", "--eval-documents", "12"]
         parsed, extras = train.parse_args(["--preset", "memory-transformer-tiny", *options])

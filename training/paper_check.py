@@ -50,7 +50,8 @@ def _train(args, name: str, objective: str, model, tokenizer_dir: Path, context:
                "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
                "--learning-rate", str(args.learning_rate), "--eval-steps", str(args.steps),
                "--save-steps", str(args.steps), "--warmup_steps", str(max(1, args.steps // 20)),
-               "--logging_steps", str(max(1, args.steps // 10)), "--eval-documents", "100"]
+               "--logging_steps", str(max(1, args.steps // 10)), "--eval-documents", "100",
+               "--overwrite"]  # each check starts its run over
     parsed, extras = train.parse_args(options)
     return train.run(parsed, extras, model=model)["final"]
 

@@ -232,6 +232,9 @@ class MemoryTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         self._fix_best_checkpoint(run_dir, staged)
         if self.args.should_save:
+            identity = os.path.join(run_dir, "run.json")  # the run's identity travels with the checkpoint
+            if os.path.isfile(identity):
+                shutil.copyfile(identity, os.path.join(staged, "run.json"))
             publish_checkpoint(staged, os.path.join(run_dir, name))
             try:
                 os.rmdir(os.path.dirname(staged))  # only when empty
