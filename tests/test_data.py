@@ -165,3 +165,21 @@ def test_tokenize_streaming_truncate(words, word_tokenizer):
     assert [row["input_ids"] for row in filter_full_length(stream)] == [[6, 7, 8, 9]]
     with pytest.raises(ValueError, match="IterableDataset"):
         tokenize_corpus(words.to_iterable_dataset(), word_tokenizer, 4, mode="pack")
+
+
+def test_unknown_corpus_name_lists_the_known_ones(monkeypatch):
+    """A name that is no corpus, no path and no reachable Hub dataset is one ValueError naming the known corpora
+    and the Hub error (not the Hub client's traceback); the tokenizer command gets the same message."""
+    from training.tokenizer import main as tokenizer_main
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'NAME' on the Hub (LocalEntryNotFoundError)\nmore lines")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    expected = r"Unknown corpus 'NAME': not one of the known corpora \('python-docs', 'records', 'fineweb-edu', " \
+               r"'finemath'\).*ConnectionError: Couldn't reach 'NAME' on the Hub \(LocalEntryNotFoundError\)\)\.$"
+    with pytest.raises(ValueError, match=expected) as error:
+        load_corpus("NAME", "train")
+    assert error.value.__suppress_context__ and "more lines" not in str(error.value)
+    with pytest.raises(ValueError, match="Unknown corpus 'NAME'"):
+        tokenizer_main(["--corpus", "NAME", "--vocab-size", "300", "--output", "unused-tokenizer-dir"])

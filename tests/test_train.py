@@ -105,8 +105,9 @@ def _losses_after(output, step):
     return [(h["step"], h["loss"]) for h in state["log_history"] if "loss" in h and h["step"] > step]
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    """Killed after checkpoint-4 and resumed with --resume: same final weights and losses as one run."""
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
+    """Killed after checkpoint-4 and resumed with --resume: same final weights and losses as one run; the
+    resumed run says which checkpoint it continues."""
     common = ["--preset", "memory-transformer-tiny", "--objective", "combined", "--max-steps", "6",
               "--save-steps", "2", "--eval-steps", "100", "--logging_steps", "1"]
     straight, args, extras = run_cli(tmp_path, *common, name="straight")
@@ -116,8 +117,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
         train.run(args, extras, callbacks=[Crash(5)])
     assert last_complete_checkpoint(killed) == str(killed / "checkpoint-4")
     _, args, extras = run_cli(tmp_path, *common, "--resume", name="killed")
+    capsys.readouterr()
     summary = train.run(args, extras)
     assert summary["resumed_from"] == str(killed / "checkpoint-4") and summary["steps"] == 6
+    assert f"--resume: resuming from {killed / 'checkpoint-4'}\n" in capsys.readouterr().out
     expected, got = load_file(straight / "final" / "model.safetensors"), load_file(killed / "final" / "model.safetensors")
     assert expected.keys() == got.keys()
     for key in expected:

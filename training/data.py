@@ -208,6 +208,24 @@ def _load_local(path: Path, split: str) -> datasets.Dataset:
     return dataset.select(indices[keep])
 
 
+def _load_hub_dataset(name: str, split: str) -> datasets.Dataset:
+    """`datasets.load_dataset(name)`; a failure (offline, no such dataset) is a `ValueError` listing the known names."""
+    try:
+        return datasets.load_dataset(name, split=split)
+    except Exception as error:  # noqa: BLE001 (offline, missing repo, bad split: all mean "not a corpus")
+        known = ", ".join(repr(n) for n in known_corpora())
+        first_line = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"Unknown corpus {name!r}: not one of the known corpora ({known}), not an existing local file or "
+            f"folder, and loading it as a Hub dataset failed ({type(error).__name__}: {first_line})."
+        ) from None
+
+
+def known_corpora() -> tuple[str, ...]:
+    """The corpus names `load_corpus` knows without a path or Hub id."""
+    return ("python-docs", "records", *HUB_CORPORA)
+
+
 def load_corpus(
     name_or_path: str = "python-docs",
     split: str = "train",
@@ -246,7 +264,7 @@ def load_corpus(
         _check_split(split, SPLITS + ("all",))
         dataset = _select_text_column(_load_local(Path(name_or_path), split), text_column)
     else:
-        dataset = _select_text_column(datasets.load_dataset(name_or_path, split=split), text_column)
+        dataset = _select_text_column(_load_hub_dataset(name_or_path, split), text_column)
     if num_documents is not None:
         dataset = dataset.select(range(min(num_documents, len(dataset))))
     return dataset

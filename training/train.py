@@ -376,8 +376,11 @@ def last_evaluation(trainer) -> dict | None:
 
 def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) -> dict:
     """The `metrics.json` content: final eval metrics, the run's configuration, steps and time."""
+    from training.trainer import STREAM_LOSS_NAMES
+
     model, targs, state = trainer.model, trainer.args, trainer.state
     history = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h]
+    streams = {key: [(h["step"], h[key]) for h in state.log_history if key in h] for key in STREAM_LOSS_NAMES}
     evals = {key: [(h["step"], h[key]) for h in state.log_history if key in h]
              for key in sorted({k for h in state.log_history for k in h if k.startswith("eval_") and
                                 k.endswith(("_loss", "_accuracy"))})}
@@ -399,6 +402,8 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
             "max_steps": targs.max_steps, "seed": targs.seed, "bf16": targs.bf16,
         },
         "train_loss_history": history,
+        # combined objective: loss = clm_loss_weight * loss_clm + copy_loss_weight * loss_copy (per-stream token means)
+        "train_stream_loss_history": {key: value for key, value in streams.items() if value},
         "eval_history": evals,
     }
 
@@ -479,6 +484,8 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     resume = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume is None and trainer.is_world_process_zero():
         print(f"--resume: no complete checkpoint in {args.output_dir}; starting from step 0", file=sys.stderr)
+    if resume is not None and trainer.is_world_process_zero():
+        print(f"--resume: resuming from {resume}")
     start = time.perf_counter()
     if resume is not None and checkpoint_step(resume) >= trainer.args.max_steps:
         trainer.restore_finished_run(resume)  # nothing left to train: no extra step

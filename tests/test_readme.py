@@ -1,0 +1,103 @@
+"""The README's shell commands run as written after the set-up command.
+
+Every ```bash block is checked statically: no `...` placeholders, programs called through `.venv/bin/`, and
+each example writes into its own output folder (a `--resume` line continues its own run). The blocks marked
+`<!-- readme-test: quick -->` (short first tries) are run with bash in an empty temporary folder that holds
+only a `.venv` link to this environment; blocks without the mark (long runs, Hub or GPU ones) are not run.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_MARK = "<!-- readme-test: quick -->"
+PROGRAMS = ("memory-models", "python", "python3", "torchrun", "accelerate", "pip", "pytest", "lm_eval")
+SETUP = "python3 -m venv .venv"  # the set-up command creates .venv, so it cannot use it
+OUTPUT_OPTIONS = ("--output-dir", "--output")
+
+
+def shell_blocks(text: str) -> list[tuple[bool, str]]:
+    """`(quick, body)` of every ```bash block; `quick` when the QUICK_MARK line precedes the block."""
+    blocks = []
+    for match in re.finditer(r"^```bash\n(.*?)^```", text, flags=re.S | re.M):
+        before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        blocks.append((before.strip() == QUICK_MARK, match.group(1)))
+    return blocks
+
+
+def commands(block: str) -> list[str]:
+    """The block's command lines, continuation lines joined, comments and blank lines dropped."""
+    joined = re.sub(r"[ \t]*\\\n\s*", " ", block)
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.strip().startswith("#")]
+
+
+def words(command: str) -> list[str]:
+    """The words of a command without its leading `VAR=value` assignments."""
+    parts = shlex.split(command, comments=True)
+    while parts and re.match(r"^[A-Za-z_][A-Za-z0-9_]*=", parts[0]):
+        parts.pop(0)
+    return parts
+
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+BLOCKS = shell_blocks(README)
+
+
+def test_readme_shell_blocks_run_as_written():
+    """No placeholders, `.venv/bin/` programs (after the set-up command), one output folder per example."""
+    assert BLOCKS and any(quick for quick, _ in BLOCKS)
+    problems, outputs = [], {}
+    for _, block in BLOCKS:
+        for command in commands(block):
+            if "..." in command.split("#")[0] or re.search(r"\[--[a-z]", command):
+                problems.append(f"placeholder in: {command}")
+            for part in command.split("&&"):
+                part = part.strip()
+                program = (words(part) or [""])[0]
+                if part.startswith(SETUP) or program.startswith(".venv/bin/"):
+                    continue
+                if program in PROGRAMS:
+                    problems.append(f"{program!r} without .venv/bin/ in: {command}")
+            parts = words(command)
+            for option, value in zip(parts, parts[1:]):
+                if option in OUTPUT_OPTIONS and "--resume" not in parts:
+                    if value in outputs:
+                        problems.append(f"{option} {value} used by two examples: {outputs[value]!r} and {command!r}")
+                    outputs[value] = command
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("index", [i for i, (quick, _) in enumerate(BLOCKS) if quick])
+def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index):
+    """A marked block runs with bash in an empty folder (only `.venv` linked) and creates every output it names."""
+    venv = Path(sys.prefix)
+    if not (venv / "bin" / "memory-models").exists():
+        pytest.skip(f"{venv} has no memory-models script (run the tests with the set-up .venv's python)")
+    (tmp_path / ".venv").symlink_to(venv, target_is_directory=True)
+    block = BLOCKS[index][1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 0, f"{block}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    for command in commands(block):
+        parts = words(command)
+        for option, value in zip(parts, parts[1:]):
+            if option in OUTPUT_OPTIONS:
+                assert (tmp_path / value).exists(), f"{command} did not create {value}"
+    assert list(tmp_path.iterdir()) != [tmp_path / ".venv"]
+
+
+def test_shell_block_parser():
+    """The parser finds marked blocks, joins continuation lines and drops comments and VAR=value prefixes."""
+    text = f"x\n{QUICK_MARK}\n```bash\n# c\na --b \\\n    c\n```\n\n```bash\nA=1 .venv/bin/python -m x\n```\n"
+    blocks = shell_blocks(text)
+    assert [quick for quick, _ in blocks] == [True, False]
+    assert commands(blocks[0][1]) == ["a --b c"]
+    assert words(commands(blocks[1][1])[0]) == [".venv/bin/python", "-m", "x"]
