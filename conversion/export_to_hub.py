@@ -21,7 +21,10 @@ import textwrap
 import uuid
 
 from huggingface_hub import HfApi
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
+import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
+from configuration import build_model, get_preset
 from conversion.model_card import model_card
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
@@ -145,8 +148,6 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
     `metrics.json` summary), `base_model` and `license` go into the model card (`conversion.model_card`);
     `push=True` creates the repo `repo_id` if needed and uploads the folder with `commit_message`.
     """
-    import modeling_memory  # noqa: F401  (registers the classes so that the code is copied)
-
     if push and not repo_id:
         raise ValueError("push=True needs repo_id='org/name'")
     output_dir = pathlib.Path(output_dir)
@@ -187,12 +188,7 @@ def main(argv=None):
     parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
     args = parser.parse_args(argv)
 
-    import modeling_memory  # noqa: F401
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
-
     if args.preset:
-        from configuration import build_model, get_preset
-
         model = build_model(get_preset(args.preset))
     else:
         try:

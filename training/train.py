@@ -24,8 +24,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser,
+                          TrainingArguments, set_seed)
 
+import modeling_memory  # noqa: F401  (registers our Auto classes)
+from configuration import build_model as build_from_config
+from configuration import get_preset
+from conversion.export_to_hub import export_model
+from eval.metrics import preprocess_logits_for_metrics
+from training.data import filter_full_length, load_corpus, tokenize_corpus
 from training.objectives import OBJECTIVES, ObjectiveCollator
+from training.plot import plot_beside, plot_training
+from training.tokenizer import load_default_tokenizer, special_token_ids
+from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, forward_arguments,
+                              last_complete_checkpoint)
 
 AUTOENCODER_TYPE = "memory_autoencoder"
 MEMORY_TYPES = ("memory_model", "recurrent_memory")
@@ -86,11 +98,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 def load_tokenizer(path: str | None):
     """`--tokenizer DIR`, or the package's default python-docs tokenizer; a missing pad token becomes eos."""
     if path is None:
-        from training.tokenizer import load_default_tokenizer
-
         return load_default_tokenizer()
-    from transformers import AutoTokenizer
-
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -100,8 +108,6 @@ def load_tokenizer(path: str | None):
 def token_ids(tokenizer) -> dict[str, int]:
     """Special ids for the model config: pad/bos/eos always, blank and copy delimiter when the tokenizer has them."""
     try:
-        from training.tokenizer import special_token_ids
-
         return special_token_ids(tokenizer)
     except ValueError:  # a foreign tokenizer without our reserved delimiter token
         ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
@@ -121,8 +127,6 @@ def _set_config_flags(config, args) -> None:
 
 def preset_config(args, tokenizer):
     """The preset's config with the tokenizer's vocabulary size and special token ids."""
-    from configuration import get_preset
-
     vocab_size = args.vocab_size or len(tokenizer)
     if vocab_size < len(tokenizer):
         raise ValueError(f"--vocab-size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
@@ -137,9 +141,6 @@ def preset_config(args, tokenizer):
 
 def load_pretrained(path: str, config=None):
     """A saved model (our classes or any transformers model): the causal-LM class where there is one."""
-    import modeling_memory  # noqa: F401  (registers our Auto classes)
-    from transformers import AutoModel, AutoModelForCausalLM
-
     kwargs = {"config": config} if config is not None else {}
     try:
         return AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -169,13 +170,8 @@ def copy_encoder(model, source_dir: str) -> None:
 
 def build_model(args, tokenizer):
     """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
-    from configuration import build_model as build_from_config
-    from transformers import AutoConfig, set_seed
-
     set_seed(args.seed)
     if args.init_from:
-        import modeling_memory  # noqa: F401
-
         config = AutoConfig.from_pretrained(args.init_from)
         _set_config_flags(config, args)
         model = load_pretrained(args.init_from, config)
@@ -232,8 +228,6 @@ def _with_objective(dataset, objective: str):
 def build_datasets(args, tokenizer, context: int, config):
     """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus full-length `copy` rows for
     memory models (paper §6.3: copy accuracy on held-out documents without padding)."""
-    from training.data import filter_full_length, load_corpus, tokenize_corpus
-
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
@@ -256,8 +250,6 @@ def build_datasets(args, tokenizer, context: int, config):
 
 def build_collator(model, objective: str, eval_objectives, context: int):
     """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch."""
-    from training.trainer import RoutingCollator, forward_arguments
-
     names = {objective, *eval_objectives}
     collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
     return RoutingCollator(collators, objective, keep=forward_arguments(model))
@@ -265,9 +257,6 @@ def build_collator(model, objective: str, eval_objectives, context: int):
 
 def metric_functions(config, eval_objectives) -> dict:
     """Per eval set: a streaming token-accuracy `compute_metrics` and the argmax `preprocess_logits_for_metrics`."""
-    from eval.metrics import preprocess_logits_for_metrics
-    from training.trainer import StreamingAccuracy
-
     boundaries = config.chunk_size if getattr(config, "paper_chunk_targets", False) else None
     return {name: (StreamingAccuracy(shift=name != "autoencode", exclude_chunk_boundaries=boundaries),
                    preprocess_logits_for_metrics) for name in eval_objectives}
@@ -280,8 +269,6 @@ def _distributed_cpu() -> bool:
 
 def training_arguments(args, extras: Sequence[str], config):
     """`TrainingArguments` from our options (spec §8.1 defaults), then the pass-through `--key value` extras."""
-    from transformers import HfArgumentParser, TrainingArguments
-
     eval_steps = args.eval_steps or max(1, args.max_steps // 5)
     defaults = {
         "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,
@@ -308,8 +295,6 @@ def training_arguments(args, extras: Sequence[str], config):
 
 def build_trainer(args, extras, tokenizer, model, callbacks=()):
     """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
-    from training.trainer import MemoryTrainer
-
     context = args.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
@@ -372,9 +357,6 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
 def write_outputs(output_dir, trainer, tokenizer, summary: dict, push_to_hub: str | None = None) -> None:
     """`final/` (Hub-ready export, pushed to `push_to_hub` if given), `metrics.json` and `loss_curve.png`
     (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
-    from conversion.export_to_hub import export_model
-    from training.plot import plot_beside, plot_training
-
     output_dir = Path(output_dir)
     message = (f"memory-models train {output_dir.name}: {summary['config']['objective']}, "
                f"{summary['steps']} steps")
@@ -403,8 +385,6 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
 
     `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
     """
-    from training.trainer import last_complete_checkpoint
-
     tokenizer = load_tokenizer(args.tokenizer)
     if model is None:
         model = build_model(args, tokenizer)

@@ -22,6 +22,7 @@ from typing import Any
 
 from transformers import Trainer
 
+from eval.metrics import StreamingMetrics, entropy_ratio
 from training.objectives import ObjectiveCollator
 
 STAGING_DIR = ".staging"
@@ -98,8 +99,6 @@ class MemoryTrainer(Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         """Select this dataset's metric functions, run the loop, add `<prefix>_entropy_ratio`."""
-        from eval.metrics import entropy_ratio
-
         name = metric_key_prefix.split("_", 1)[-1]
         saved = self.compute_metrics, self.preprocess_logits_for_metrics
         if name in self.metric_functions:
@@ -173,8 +172,6 @@ class StreamingAccuracy:
     """
 
     def __init__(self, shift: bool, exclude_chunk_boundaries: int | None = None):
-        from eval.metrics import StreamingMetrics
-
         self.metrics = StreamingMetrics(shift=shift, exclude_chunk_boundaries=exclude_chunk_boundaries)
 
     def __call__(self, eval_prediction, compute_result: bool = False) -> dict:
