@@ -16,10 +16,24 @@ def list_presets() -> list[str]:
 
 
 def get_preset(name: str, **overrides):
-    """The config object of preset `name`; `overrides` go to the preset function (e.g. `vocab_size=`)."""
+    """The config object of preset `name`; `overrides` go to the preset function (e.g. `vocab_size=`).
+
+    Every override must be a parameter of the preset function or a field of its config (a typo raises a
+    `ValueError` instead of being stored silently).
+    """
+    import inspect
+
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
-    return PRESETS[name](**overrides)
+    function = PRESETS[name]
+    named = {p for p in inspect.signature(function).parameters if p != "kw"}
+    if overrides.keys() - named:
+        default = function()
+        unknown = sorted(key for key in overrides.keys() - named if key == "vocab_size" or not hasattr(default, key))
+        if unknown:
+            raise ValueError(f"preset {name!r} ({default.model_type}) has no field(s) {unknown}; it takes "
+                             f"{sorted(named)} and the fields of its {type(default).__name__}")
+    return function(**overrides)
 
 
 def build_model(config):

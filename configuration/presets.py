@@ -128,16 +128,36 @@ def memory_mixer_copy(vocab_size=PAPER_VOCAB, **kw):
 
 
 # ----------------------------------------------------------------------------- Llama-3.2-1B decoder
-def llama_3_2_1b_memory(**kw):
+LLAMA3_SPECIAL = dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128001)  # <|end_of_text|> pads
+
+
+def llama3_encoder(vocab_size=LLAMA3_VOCAB, **special):
+    # Fig. S6 encoder: the transformer autoencoder's encoder trained on the Llama 3 tokenizer, d=512, 16 layers,
+    # 4 heads, L=256 (fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256_b64x2; spec Part B §5.7).
+    return llama(512, 16, vocab_size=vocab_size, positions=256, **{**LLAMA3_SPECIAL, **special})
+
+
+def llama_3_2_1b_memory(vocab_size=LLAMA3_VOCAB, **kw):
     # Fig. S6 / Tables S1-S2: encoder d=512, 16 layers, Llama-3 tokenizer; decoder Llama-3.2-1B;
     # 256 x 4, fixed layout. Filler "masked" (package decision: ones-vectors have norm ~45 against
-    # Llama's embedding scale), so with no memories the decoder is exactly Llama-3.2-1B.
+    # Llama's embedding scale), so with no memories the decoder is exactly Llama-3.2-1B. Build it with
+    # pretrained weights with `memory-models convert` (conversion/pretrained_decoder.py), not from this preset.
     decoder = llama_3_2_1b()
-    special = dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128001)  # <|end_of_text|> pads
-    encoder = llama(512, 16, vocab_size=LLAMA3_VOCAB, positions=256, **special)
+    decoder.vocab_size = vocab_size
+    encoder = llama3_encoder(vocab_size)
     return _build(MemoryConfig, encoder, decoder, chunk_size=256, num_memory_slots=4, filler="masked",
                   copy_delimiter_token_id=128002, copy_delimiter_length=3,  # <|reserved_special_token_0|>
-                  overrides={**special, **kw})
+                  overrides={**LLAMA3_SPECIAL, **kw})
+
+
+def autoencoder_llama3_figs6(vocab_size=LLAMA3_VOCAB, **kw):
+    # The Fig. S6 encoder's autoencoder: unrolled transformer autoencoder on the Llama 3 tokenizer, encoder =
+    # decoder = Llama d=512, 16 layers, L=256 (run fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256;
+    # the research code configures 16 layers but runs 8, spec Part B §5.7: we build the 16 of the config).
+    # Its encoder has exactly the shapes of llama-3.2-1b-memory's encoder (train --encoder-from fits it).
+    block = llama3_encoder(vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=256, expansion="unroll",
+                  overrides={**LLAMA3_SPECIAL, **kw})
 
 
 # ----------------------------------------------------------------------------- RMT baseline (Fig. S5)
@@ -200,6 +220,7 @@ PRESETS = {
     "memory-transformer-table3": memory_transformer_table3,
     "memory-mixer-copy": memory_mixer_copy,
     "llama-3.2-1b-memory": llama_3_2_1b_memory,
+    "autoencoder-llama3-figs6": autoencoder_llama3_figs6,
     "recurrent-memory-figs5": recurrent_memory_figs5,
     "masked-mixer-tiny": masked_mixer_tiny,
     "transformer-clm-tiny": transformer_clm_tiny,

@@ -21,11 +21,15 @@ import textwrap
 import uuid
 
 from huggingface_hub import HfApi
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
 from configuration import build_model, get_preset
+from conversion.extract_decoder import decoder_model_card, extract_decoder
+from conversion.loading import check_model_path, load_model
 from conversion.model_card import model_card
+from conversion.safe_io import MARKER, check_target, write_folder
+from training.lora import load_adapter
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
 CODE_PACKAGE = "modeling_memory"
@@ -133,42 +137,43 @@ def push_folder(folder, repo_id: str, commit_message: str | None = None, private
         raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
     api = HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[MARKER],
                              commit_message=commit_message or f"Upload {folder.name} with memory-models")
     return getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}"
 
 
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
-                 safe_serialization: bool = True, training: dict | None = None, base_model: str | None = None,
-                 license: str | None = None, commit_message: str | None = None) -> pathlib.Path:
+                 safe_serialization: bool = True, overwrite: bool = False, training: dict | None = None,
+                 base_model: str | None = None, license: str | None = None, commit_message: str | None = None,
+                 card_text: str | None = None) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
-    saving and linting succeeded, so a failed export never leaves a half-written checkpoint. `training` (a
-    `metrics.json` summary), `base_model` and `license` go into the model card (`conversion.model_card`);
+    saving and linting succeeded (`conversion.safe_io.write_folder`): a failed export never leaves a
+    half-written folder, and an existing export is replaced atomically. An existing non-empty folder that
+    memory-models did not create is refused unless `overwrite=True`. `training` (a `metrics.json` summary),
+    `base_model` and `license` go into the model card (`conversion.model_card`; `card_text` replaces it);
     `push=True` creates the repo `repo_id` if needed and uploads the folder with `commit_message`.
     """
     if push and not repo_id:
         raise ValueError("push=True needs repo_id='org/name'")
-    output_dir = pathlib.Path(output_dir)
-    staging = staging_folder(output_dir.parent, output_dir.name)
-    try:
+
+    def write(staging):
         model.save_pretrained(staging, safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        card = model_card(model, repo_id or str(output_dir), training=training, base_model=base_model,
-                          license=license)
-        card.save(staging / "README.md")
+        if card_text is not None:
+            (staging / "README.md").write_text(card_text, encoding="utf-8")
+        else:
+            card = model_card(model, repo_id or str(output_dir), training=training, base_model=base_model,
+                              license=license)
+            card.save(staging / "README.md")
         match_folder_modes(staging)
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
-        if output_dir.exists():
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    output_dir = write_folder(output_dir, write, kind="export", overwrite=overwrite)
     if push:
         push_folder(output_dir, repo_id, commit_message)
     return output_dir
@@ -182,28 +187,44 @@ def main(argv=None):
     parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty --output folder that memory-models did not create")
+    parser.add_argument("--allow-missing-weights", action="store_true",
+                        help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
+    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
+                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
+    parser.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="base model of a LoRA adapter --model folder "
+                        "(default: the one recorded in adapter_config.json; the export holds the merged model); "
+                        "otherwise the model card's base_model, the checkpoint this was converted from")
     parser.add_argument("--metrics", metavar="JSON", help="a training run's metrics.json for the model card "
                         "(default: for RUN/final, RUN/metrics.json if present)")
-    parser.add_argument("--base-model", metavar="HUB_ID", help="model card: the checkpoint this was converted from")
     parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
     args = parser.parse_args(argv)
 
+    check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
+    if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
+        check_model_path(args.tokenizer, "--tokenizer")
     if args.preset:
         model = build_model(get_preset(args.preset))
+    elif (pathlib.Path(args.model) / "adapter_config.json").exists():
+        model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
-        try:
-            model = AutoModelForCausalLM.from_pretrained(args.model, trust_remote_code=True)
-        except ValueError:
-            model = AutoModel.from_pretrained(args.model, trust_remote_code=True)
+        model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
     tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    card = None
+    if args.decoder_only:
+        model = extract_decoder(model)
+        card = decoder_model_card(model, args.model or args.preset)
     beside = args.model and pathlib.Path(args.model).name == "final"  # `memory-models train` writes run/metrics.json
     metrics = args.metrics or (beside and pathlib.Path(args.model).parent / "metrics.json")
     training = json.loads(pathlib.Path(metrics).read_text()) if metrics and pathlib.Path(metrics).is_file() else None
     if args.metrics and training is None:
         raise ValueError(f"--metrics {args.metrics}: no such file")
     folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
-                          training=training, base_model=args.base_model, license=args.license)
+                          overwrite=args.overwrite, training=training, card_text=card,
+                          base_model=None if args.model and (pathlib.Path(args.model) / "adapter_config.json").exists()
+                          else args.base_model, license=args.license)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 

@@ -252,6 +252,40 @@ add_subcommand("autoencoder", Subcommand(_run_autoencoder, format_autoencoder,
                                          help="gather vs loop unroll; masked mixer vs Llama training"))
 
 
+def _register_convert() -> None:
+    from eval import benchmark_convert
+
+    add_subcommand("convert", Subcommand(benchmark_convert.run, benchmark_convert.format_result,
+                                         help="convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training"))
+
+
+_register_convert()
+
+
+def _run_rmt_generation(args) -> dict:
+    """RMT greedy decoding with the segment cache vs recomputing the prefix (eval/benchmark_rmt_generation.py)."""
+    from eval.benchmark_rmt_generation import bench_rmt_generation
+
+    sizes = dict(vocab_size=128, hidden=32, layers=2, chunk_size=8, prompt=24, new_tokens=8, repeats=1) if args.quick else {}
+    if args.repeats is not None:
+        sizes["repeats"] = args.repeats
+    with autocast(args.device, args.dtype):
+        result = bench_rmt_generation(device=args.device, **sizes)
+    settings = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
+                "torch": torch.__version__, "transformers": transformers.__version__}
+    return {"benchmark": "rmt-generation", "settings": settings, "rmt_generation": result}
+
+
+def _register_rmt_generation() -> None:
+    from eval.benchmark_rmt_generation import format_rmt_generation
+
+    add_subcommand("rmt-generation", Subcommand(_run_rmt_generation, format_rmt_generation,
+                                                help="RMT generate(): segment cache vs whole-prefix recompute"))
+
+
+_register_rmt_generation()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="benchmark", required=True)

@@ -68,17 +68,38 @@ def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
     return model.base_model
 
 
-def load_encoder(encoder, *, trust_remote_code: bool = True) -> tuple[PreTrainedModel, str]:
-    """`(base encoder module, name)` from a module, a local folder or a Hub id."""
+def load_encoder(encoder, *, trust_remote_code: bool = True,
+                 allow_missing_weights: bool = False) -> tuple[PreTrainedModel, str]:
+    """`(base encoder module, name)` from a module, a local folder or a Hub id.
+
+    A folder that does not exist, an unreadable weights file, encoder tensors missing from the checkpoint
+    (they would be random; unless `allow_missing_weights`) and NaN/inf encoder weights are `ValueError`s;
+    unused checkpoint tensors (heads the probe drops) are fine.
+    """
+    from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
+
     if not isinstance(encoder, (str, os.PathLike)):
         name = getattr(getattr(encoder, "config", None), "name_or_path", "") or type(encoder).__name__
         return base_encoder(encoder), name
     name = str(encoder)
+    check_model_path(name, "--encoder")
+    if os.path.isdir(name):
+        check_weight_files(name)
     try:
-        model = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code)
+        model, info = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code, output_loading_info=True)
     except (ValueError, KeyError):  # no AutoModel mapping for this type (e.g. a memory-model folder)
-        model = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code)
-    return base_encoder(model), name
+        model, info = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code,
+                                                           output_loading_info=True)
+    module = base_encoder(model)
+    prefix = next((f"{path}." if path else "" for path, sub in model.named_modules() if sub is module), "")
+    missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith(prefix))
+    if missing and not allow_missing_weights:
+        raise ValueError(f"--encoder {name!r}: encoder tensors missing from the checkpoint (they would be random): "
+                         f"{missing}. Pass --allow-missing-weights to probe it anyway.")
+    bad = nonfinite_tensors(module)
+    if bad:
+        raise ValueError(f"--encoder {name!r} holds NaN or inf in the tensors {bad[:10]}.")
+    return module, name
 
 
 # ----------------------------------------------------------------------------- data
@@ -188,6 +209,7 @@ def measure_retention(
     pass_attention_mask: bool = False,
     device: str = "cpu",
     seed: int = 0,
+    allow_missing_weights: bool = False,
 ) -> list[RetentionResult]:
     """Train a fresh decoder on a frozen copy of `encoder` per context length and report held-out retention.
 
@@ -205,10 +227,11 @@ def measure_retention(
         pooling: `"last"` (paper), `"penultimate"` (causal mixers) or `"last_nonpad"`.
         fresh_embedding: the paper's in-house variant: a new trainable token embedding feeds the frozen blocks.
         pass_attention_mask: give the encoder the padding mask (the paper's LLM probes did not).
+        allow_missing_weights: probe a checkpoint whose encoder tensors are incomplete (see `load_encoder`).
     Returns:
         One [`RetentionResult`] per context.
     """
-    encoder_module, name = load_encoder(encoder)
+    encoder_module, name = load_encoder(encoder, allow_missing_weights=allow_missing_weights)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         if tokenizer is None and not isinstance(encoder, (str, os.PathLike)):
             raise ValueError("pass a tokenizer when the encoder is a module")
@@ -262,6 +285,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pass-attention-mask", action="store_true", help="give the encoder the padding mask")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--allow-missing-weights", action="store_true",
+                        help="probe a checkpoint whose encoder tensors are incomplete (they stay random)")
     parser.add_argument("--output", help="write the results as JSON here")
     return parser.parse_args(argv)
 
@@ -276,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> list[RetentionResult]:
         lr=args.lr, decoder_layers=args.decoder_layers, decoder_hidden=args.decoder_hidden,
         decoder_heads=args.decoder_heads, pooling=args.pooling, fresh_embedding=args.fresh_embedding,
         pass_attention_mask=args.pass_attention_mask, device=args.device, seed=args.seed,
+        allow_missing_weights=args.allow_missing_weights,
     )
     print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")
     print(format_table(results))

@@ -1,6 +1,10 @@
 """Helpers shared by the composite configs: rebuilding sub-configs and validating choices."""
 
+import inspect
+
+import transformers
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_MAPPING_NAMES
 
 from .configuration_masked_mixer import MaskedMixerConfig
 
@@ -46,3 +50,42 @@ def context_length(config: PretrainedConfig) -> int | None:
         if value is not None:
             return value
     return None
+
+
+OWN_DECODER_TYPES = ("llama", "masked_mixer")  # built by explicit dispatch (the paper's sub-models)
+DECODER_INPUTS = ("inputs_embeds", "position_ids", "attention_mask")  # what the memory model passes its decoder
+
+
+def _transformers_class(names):
+    name = names[0] if isinstance(names, (tuple, list)) else names
+    return getattr(transformers, name, None) if isinstance(name, str) else None
+
+
+def check_decoder_config(config: PretrainedConfig) -> None:
+    """Raise a `ValueError` naming `config.model_type` unless it is a native decoder-only causal LM that a memory
+    model can drive: `XForCausalLM` with the base model in `.model` (the Llama layout) whose forward accepts
+    `inputs_embeds`, `position_ids` and `attention_mask`. Checked on the classes, before anything is built."""
+    model_type = config.model_type
+    if model_type in OWN_DECODER_TYPES:
+        return
+    causal = _transformers_class(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type))
+    base = _transformers_class(MODEL_MAPPING_NAMES.get(model_type))
+    fits = (causal is not None and base is not None and not getattr(config, "is_encoder_decoder", False)
+            and getattr(causal, "base_model_prefix", None) == "model")
+    if fits:
+        accepted = inspect.signature(base.forward).parameters
+        fits = all(name in accepted for name in DECODER_INPUTS)
+    if not fits:
+        raise ValueError(
+            f"decoder_config has model_type {model_type!r}, which is not a native decoder-only causal LM whose base "
+            f"model takes {list(DECODER_INPUTS)}; supported: 'llama', 'masked_mixer' and models such as 'qwen2', "
+            "'qwen3', 'mistral', 'gemma', 'gemma3_text'"
+        )
+    for field in ("vocab_size", "hidden_size"):
+        if getattr(config, field, None) is None:
+            raise ValueError(f"decoder_config of model_type {model_type!r} has no top-level {field} (multimodal "
+                             "configs are not supported: pass the text sub-config)")
+    if getattr(config, "final_logit_softcapping", None) is not None:
+        # The memory model applies `lm_head` itself; a soft-capped head would silently give other logits.
+        raise ValueError(f"decoder model_type {model_type!r} uses final_logit_softcapping="
+                         f"{config.final_logit_softcapping}, which memory models do not support")

@@ -2,7 +2,7 @@
 
 from transformers import LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import build_sub_config, check_choice, check_decoder_config, check_positive_int, context_length
 
 MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
@@ -42,8 +42,9 @@ class MemoryConfig(PretrainedConfig):
             Encoder sub-config (`llama` or `masked_mixer`). May be `None` when memories are always
             supplied (`memory_embeds=`) or for the no-memory control.
         decoder_config (`dict` or `PretrainedConfig`, *optional*):
-            Decoder sub-config (`llama` or `masked_mixer`). Defaults to the paper's Table 3 decoder
-            (Llama, d=512, 16 layers, 4 heads, vocabulary 8000).
+            Decoder sub-config: `llama`, `masked_mixer` or any native transformers decoder-only model type
+            (`qwen2`, `qwen3`, `mistral`, `gemma`, ...; see `native_decoders.py`). Defaults to the paper's
+            Table 3 decoder (Llama, d=512, 16 layers, 4 heads, vocabulary 8000).
         chunk_size (`int`, *optional*, defaults to 256): tokens per chunk (the paper's `L`).
         num_memory_slots (`int`, *optional*, defaults to 4): memory slots in the decoder (the paper's `s`).
         memory_layout (`str`, *optional*, defaults to `"fixed"`):
@@ -110,7 +111,8 @@ class MemoryConfig(PretrainedConfig):
         if decoder_config is None:
             decoder_config = _paper_llama(512, 16, 8000, num_memory_slots + chunk_size)
         self.encoder_config = build_sub_config(encoder_config, "encoder_config", MEMORY_SUB_MODEL_TYPES)
-        self.decoder_config = build_sub_config(decoder_config, "decoder_config", MEMORY_SUB_MODEL_TYPES)
+        self.decoder_config = build_sub_config(decoder_config, "decoder_config")  # any native decoder-only type
+        check_decoder_config(self.decoder_config)
         self.chunk_size = chunk_size
         self.num_memory_slots = num_memory_slots
         self.memory_layout = memory_layout
@@ -168,6 +170,10 @@ class MemoryConfig(PretrainedConfig):
                 f"the decoder sees num_memory_slots + chunk_size = {self.num_memory_slots} + {self.chunk_size} = "
                 f"{self.decoder_length} positions, but decoder_config.max_position_embeddings is {decoder_positions}"
             )
+        window = getattr(decoder, "sliding_window", None)
+        if window is not None and getattr(decoder, "use_sliding_window", True) and window < self.decoder_length:
+            raise ValueError(f"the decoder's sliding_window {window} is shorter than num_memory_slots + chunk_size = "
+                             f"{self.decoder_length}: memory models need the whole chunk in the window")
         if decoder.model_type == "masked_mixer":
             if self.memory_layout != "fixed":
                 raise ValueError(f"a masked_mixer decoder supports memory_layout='fixed' only, got {self.memory_layout!r}")

@@ -28,7 +28,9 @@ class MemoryCache(DynamicCache):
     state_names = ("kv_mask", "bank", "chunk_index", "chunk_ids", "chunk_mask", "fill")
 
     def __init__(self, config=None, **kwargs):
-        super().__init__(config=config, **kwargs)
+        # Full (DynamicLayer) layers only: this cache slices its keys/values directly, which the bookkeeping of
+        # sliding-window layers (Mistral, Gemma 3) would not follow; windows >= S + L never bind in a chunk.
+        super().__init__(**kwargs)
         self.is_filled = False
         self.num_fed = 0
         for name in self.state_names:

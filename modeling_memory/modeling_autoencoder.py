@@ -16,7 +16,9 @@ from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_autoencoder import MemoryAutoencoderConfig
+from .input_checks import check_inputs
 from .modeling_masked_mixer import MaskedMixerModel
+from .sequence_ops import loss_divisor
 
 
 @dataclass
@@ -117,6 +119,8 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
     >>> model(torch.randint(0, 99, (2, 16))).logits.shape
     torch.Size([2, 16, 99])
     """
+
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
 
     def __init__(self, config: MemoryAutoencoderConfig):
         super().__init__(config)
@@ -247,6 +251,7 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MemoryAutoencoderOutput:
         """
@@ -260,9 +265,8 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         Returns:
             [`MemoryAutoencoderOutput`] with `logits` `[batch, seq_len, vocab]`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+        _, length = check_inputs(self.config.vocab_size, self.config.encoder_hidden_size, input_ids, attention_mask,
+                                 inputs_embeds, labels)
         if length > self.config.max_position_embeddings:
             raise ValueError(
                 f"input length {length} exceeds the autoencoder length max_position_embeddings="
@@ -279,17 +283,18 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         logits = self.lm_head(hidden)  # (B, L, V)
         loss = None
         if labels is not None:
-            loss = reconstruction_loss(logits, labels)
+            loss = reconstruction_loss(logits, labels, num_items_in_batch)
         return MemoryAutoencoderOutput(loss=loss, logits=logits, memory_embeds=memory)
 
 
-def reconstruction_loss(logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
+def reconstruction_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
     """Unshifted token-mean cross-entropy of `logits` `[b, L, V]` against `labels` `[b, L]` (-100 ignored).
 
-    A batch without any target gives 0 (not NaN), so that fully padded batches cannot poison training.
+    `num_items_in_batch` (a whole optimizer step's target count, from the `Trainer`) replaces this batch's count
+    as the divisor. A batch without any target gives 0 (not NaN), so that fully padded batches cannot poison training.
     """
     if labels.shape != logits.shape[:2]:
         raise ValueError(f"labels shape {tuple(labels.shape)} does not match logits {tuple(logits.shape[:2])}")
     labels = labels.to(logits.device)
     total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
-    return total / (labels != -100).sum().clamp(min=1)
+    return total / loss_divisor(labels, num_items_in_batch)

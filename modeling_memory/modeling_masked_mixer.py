@@ -10,7 +10,8 @@ from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_masked_mixer import MaskedMixerConfig
-from .sequence_ops import causal_lm_loss
+from .input_checks import check_inputs, check_matches, check_token_ids
+from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
 
 def _same_padding(hidden_states: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -167,14 +168,18 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         """
         Args:
             input_ids (`[batch, seq_len]`): token ids, `seq_len <= config.max_position_embeddings`.
-            attention_mask: accepted for API compatibility and ignored: a mixer treats pads as tokens.
+            attention_mask (`[batch, seq_len]`, *optional*): 1 = real token. Left-padded rows of a causal mixer are
+                rolled so that their tokens start at position 0 (the mixer's weights depend on the position), which gives
+                every row exactly its unpadded result; right padding never affects real tokens (causal).
             inputs_embeds (`[batch, seq_len, hidden]`): used instead of `input_ids`.
         Returns:
             `BaseModelOutput` with `last_hidden_state` `[batch, seq_len, hidden]`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        check_inputs(self.embed_tokens.num_embeddings, self.config.hidden_size, input_ids, attention_mask,
+                     inputs_embeds)
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        shift = left_pad_shift(attention_mask) if attention_mask is not None and self.config.causal else None
+        hidden_states = roll_rows(hidden_states, shift)
         length = hidden_states.shape[1]
         if length > self.config.max_position_embeddings:
             raise ValueError(
@@ -186,13 +191,14 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
                 hidden_states = torch.utils.checkpoint.checkpoint(layer, hidden_states, use_reentrant=False)
             else:
                 hidden_states = layer(hidden_states)
-        return BaseModelOutput(last_hidden_state=hidden_states)
+        return BaseModelOutput(last_hidden_state=roll_rows(hidden_states, shift, inverse=True))
 
 
 class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
     """Masked mixer with a language-modelling head. `generate()` recomputes the prefix (no KV cache)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
 
     def __init__(self, config: MaskedMixerConfig):
         super().__init__(config)
@@ -218,21 +224,26 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> CausalLMOutput:
         """
         Args:
-            input_ids (`[batch, seq_len]`), attention_mask (ignored), inputs_embeds: see [`MaskedMixerModel`].
+            input_ids (`[batch, seq_len]`), attention_mask, inputs_embeds: see [`MaskedMixerModel`].
             labels (`[batch, seq_len]`, *optional*): next-token targets aligned with `input_ids`
                 (the shift happens inside); `-100` is ignored.
         Returns:
             `CausalLMOutput` with `loss` (only when `labels` are given) and `logits` `[batch, seq_len, vocab]`.
         """
-        hidden_states = self.model(input_ids, inputs_embeds=inputs_embeds).last_hidden_state
+        if labels is not None:
+            reference = input_ids if input_ids is not None else inputs_embeds
+            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
+            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+        hidden_states = self.model(input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds).last_hidden_state
         logits = self.lm_head(hidden_states)
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels)
+            loss = causal_lm_loss(logits, labels, num_items_in_batch)
         return CausalLMOutput(loss=loss, logits=logits)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):

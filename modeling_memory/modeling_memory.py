@@ -17,7 +17,9 @@ from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
+from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
 from .memory_generation import MemoryCache, MemoryGenerationMixin
+from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
@@ -53,17 +55,22 @@ class MemoryCausalLMOutput(ModelOutput):
             `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
         past_key_values (`MemoryCache`, *optional*): generation cache.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
+        stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
+            so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     past_key_values: Cache | None = None
     memory_embeds: torch.FloatTensor | None = None
+    stream_losses: torch.FloatTensor | None = None
 
 
 def _build_sub_model(config, causal_lm: bool):
     if config.model_type == "masked_mixer":
         return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
+    if config.model_type != "llama" and causal_lm:
+        return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
 
 
@@ -122,6 +129,30 @@ class MemoryModel(MemoryPreTrainedModel):
         loaded = super().from_pretrained(*args, **kwargs)
         (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
         return loaded
+
+    @classmethod
+    def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
+        """A memory model whose decoder is a pretrained causal LM (paper §5.4, Fig. S6; e.g. Llama-3.2-1B).
+
+        Args:
+            decoder (`str`, `os.PathLike` or `PreTrainedModel`): a native decoder-only causal LM or its folder /
+                Hub id (loaded in `dtype`, by default the checkpoint's, with transformers' low-memory loading).
+            encoder (`nn.Module`, *optional*): a (trained) encoder to use as is; its config must match
+                `encoder_config`, which defaults to `encoder.config`.
+            encoder_config (`PretrainedConfig`, *optional*): encoder of a fresh, randomly initialised encoder.
+            dtype: dtype of a decoder loaded from a folder (`"auto"`: the checkpoint's).
+            **config_kwargs: other `MemoryConfig` fields (`chunk_size`, `num_memory_slots`, `filler`, ...).
+        Returns:
+            the memory model; no random decoder is materialised (built on the meta device, then attached).
+        """
+        if not isinstance(decoder, nn.Module):
+            from transformers import AutoModelForCausalLM
+
+            decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
+        if encoder_config is None and encoder is not None:
+            encoder_config = encoder.config
+        config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
+        return attach_pretrained_decoder(cls, decoder, config, encoder)
 
     def _freeze_encoder(self):
         """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
@@ -184,7 +215,10 @@ class MemoryModel(MemoryPreTrainedModel):
         """
         if self.encoder is None:
             raise ValueError("this memory model has no encoder (encoder_config is None or no_memory=True)")
+        check_inputs(self.get_input_embeddings().num_embeddings, 0, input_ids, attention_mask)
         batch, length = input_ids.shape
+        if length == 0:
+            raise ValueError("encode() got an input without tokens (seq_len 0)")
         chunk = self.config.chunk_size
         mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         shift = left_pad_shift(mask)
@@ -332,7 +366,9 @@ class MemoryModel(MemoryPreTrainedModel):
                     f"{given} memories given, but the decoder has only num_memory_slots={config.num_memory_slots}"
                 )
         if memory_attention_mask is not None and (memory_embeds is None or memory_attention_mask.shape != memory_embeds.shape[:2]):
-            raise ValueError("memory_attention_mask needs memory_embeds and must be [batch, n_memories]")
+            raise ValueError("memory_attention_mask needs memory_embeds and must be [batch, n_memories]: got "
+                             f"{tuple(memory_attention_mask.shape)} for memory_embeds "
+                             f"{None if memory_embeds is None else tuple(memory_embeds.shape)}")
         num_chunks = -(-length // config.chunk_size)
         if given + num_chunks > config.num_memory_slots:
             raise ValueError(
@@ -341,6 +377,16 @@ class MemoryModel(MemoryPreTrainedModel):
                 f"{config.max_position_embeddings} tokens in total"
             )
         return num_chunks
+
+    def _check_values(self, input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask):
+        """Token range, exact batch sizes (no broadcasting), finite floating-point memories."""
+        d_dec = self.config.decoder_config.hidden_size
+        batch, _ = check_inputs(self.get_input_embeddings().num_embeddings, d_dec, input_ids, attention_mask,
+                                inputs_embeds)
+        if memory_embeds is not None:
+            check_embeds("memory_embeds", memory_embeds, d_dec, batch)
+            check_matches("memory_attention_mask", memory_attention_mask, memory_embeds.shape[:2],
+                          "memory_embeds [batch, n_memories]")
 
     def decode(
         self,
@@ -356,6 +402,7 @@ class MemoryModel(MemoryPreTrainedModel):
         row shift, memories used, and (if asked) the chunked decoder inputs for building a generation cache."""
         config = self.config
         num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
+        self._check_values(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
         reference = input_ids if input_ids is not None else inputs_embeds
         batch, length = reference.shape[:2]
         device = reference.device
@@ -435,6 +482,8 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
     """Memory model with the decoder's language-modelling head: logits `[batch, seq_len, vocab]` aligned with
     `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
 
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
+
     def get_output_embeddings(self):
         return self.decoder.get_output_embeddings()
 
@@ -453,6 +502,7 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
+        num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs,
     ) -> MemoryCausalLMOutput:
         """
@@ -464,12 +514,21 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
                 new tokens. `use_cache=True` without a cache starts one.
             logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
+            num_items_in_batch (`int` or `Tensor`, *optional*): target counts of the whole optimizer step (all
+                gradient-accumulation micro-batches and processes; passed by the `Trainer`): a scalar total, or
+                per loss group as from `loss_target_counts`. The loss then sums this batch's cross-entropy over
+                those counts, so that the step's loss and gradient do not depend on how its batch is split.
         Returns:
-            `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds).
+            `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds,
+            stream_losses).
         """
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
             logits = self.cached_step(input_ids, past_key_values)
             return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
+        if labels is not None:
+            reference = input_ids if input_ids is not None else inputs_embeds
+            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
+            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
         want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
         want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
         if want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask):
@@ -485,12 +544,12 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         )
         if want_cache:
             past_key_values, _ = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-        loss = logits = None
+        loss = logits = stream_losses = None
         if labels is not None:
             targets = shifted_targets(
                 roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets
             )
-            loss, logits = self._loss(hidden, targets, stream_ids)
+            loss, logits, stream_losses = self._loss(hidden, targets, stream_ids, num_items_in_batch)
         if logits is None and not (self.training and labels is not None):
             hidden = roll_rows(hidden, shift, inverse=True)
             logits = self.decoder.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
@@ -498,7 +557,8 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             logits = roll_rows(logits, shift, inverse=True)
             logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
         return MemoryCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories
+            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories,
+            stream_losses=stream_losses,
         )
 
     @staticmethod
@@ -506,14 +566,44 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         """True if every row's last position is a real token (no right padding), as in `generate`'s inputs."""
         return attention_mask is None or bool(attention_mask[:, -1].bool().all())
 
-    def _loss(self, hidden, targets, stream_ids):
+    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None) -> torch.LongTensor:
+        """Targets per loss group of a batch (`[groups]`): streams (causal, copy), and chunks under `paper`
+        reduction. Summed over a step's micro-batches and processes, they are the `num_items_in_batch` that
+        makes the step's loss the same token mean (per group) however the batch is split."""
+        mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        targets = shifted_targets(
+            roll_rows(labels, left_pad_shift(mask)), self.config.chunk_size, self.config.paper_chunk_targets
+        )
+        group, num_groups, _, _ = self._loss_groups(targets, stream_ids)
+        return torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add(0, group, torch.ones_like(group))
+
+    def _loss_groups(self, targets, stream_ids):
+        """Group index of every valid target (row-major order), the number of groups, the stream weights and the
+        divisor (chunks under `paper` reduction, else 1)."""
+        config = self.config
+        batch, length = targets.shape
+        rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
+        weights = torch.ones(1, device=targets.device)
+        group = torch.zeros_like(rows)
+        if stream_ids is not None:
+            stream_ids = stream_ids.to(rows.device).long()
+            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
+                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
+            group = stream_ids[rows]
+            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=targets.device)
+        divisor = 1
+        if config.loss_reduction == "paper":
+            divisor = -(-length // config.chunk_size)  # chunks, by prediction position
+            group = group * divisor + torch.div(positions, config.chunk_size, rounding_mode="floor")
+        return group, weights.numel() * divisor, weights, divisor
+
+    def _loss(self, hidden, targets, stream_ids, num_items_in_batch=None):
         """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
 
         Returns:
-            loss (scalar), logits `[b, T, V]` in rolled order, or `None` in training mode.
+            loss (scalar), logits `[b, T, V]` in rolled order (`None` in training mode), and the unweighted
+            per-stream parts of the loss `[2]` (detached; `None` without `stream_ids`).
         """
-        config = self.config
-        batch, length = targets.shape
         valid = targets != IGNORE_INDEX  # (b, T)
         logits = None
         if self.training:  # head only where there are targets
@@ -527,23 +617,24 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
             F.cross_entropy(head(rows).float(), row_targets, reduction="none")
             for rows, row_targets in zip(head_inputs.split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
         ])  # (N,); an empty batch of targets still gives a (zero) loss with a grad_fn
-        rows, positions = valid.nonzero(as_tuple=True)
-        weights = torch.ones(1, device=ce.device)
-        stream = torch.zeros_like(rows)
-        if stream_ids is not None:
-            stream_ids = stream_ids.to(rows.device).long()
-            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
-                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
-            stream = stream_ids[rows]
-            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=ce.device)
-        groups_per_stream, divisor = 1, 1
-        group = stream
-        if config.loss_reduction == "paper":
-            groups_per_stream = divisor = -(-length // config.chunk_size)  # chunks, by prediction position
-            group = stream * groups_per_stream + torch.div(positions, config.chunk_size, rounding_mode="floor")
-        num_groups = weights.numel() * groups_per_stream
+        group, num_groups, weights, divisor = self._loss_groups(targets, stream_ids)
         sums = ce.new_zeros(num_groups).index_add(0, group, ce)
         counts = torch.zeros(num_groups, device=ce.device).index_add(0, group, torch.ones_like(ce))
-        group_weights = weights.repeat_interleave(groups_per_stream)
-        loss = (group_weights * sums / counts.clamp(min=1)).sum() / divisor  # empty groups add 0
-        return loss, logits
+        means = group_means(sums, counts, num_items_in_batch)  # empty groups give 0
+        per_stream = means.view(weights.numel(), -1).sum(1) / divisor  # (streams,)
+        loss = (weights * per_stream).sum()
+        return loss, logits, per_stream.detach() if stream_ids is not None else None
+
+
+def group_means(sums: torch.Tensor, counts: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """`sums / counts` per loss group, or the batch's share of a whole step's means given the step's counts
+    `num_items_in_batch` (per group; or a scalar total, which weights this batch by its share of all targets)."""
+    if num_items_in_batch is None:
+        return sums / counts.clamp(min=1)
+    total = torch.as_tensor(num_items_in_batch, dtype=sums.dtype, device=sums.device).reshape(-1)
+    if total.numel() == sums.numel():
+        return sums / total.clamp(min=1)
+    if total.numel() == 1:
+        return sums / counts.clamp(min=1) * (counts.sum() / total.clamp(min=1))
+    raise ValueError(f"num_items_in_batch must be a scalar or have one count per loss group ({sums.numel()}), "
+                     f"got shape {tuple(total.shape)}")

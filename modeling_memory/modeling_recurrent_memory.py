@@ -10,12 +10,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, LlamaForCausalLM, PreTrainedModel
+from transformers import DynamicCache, GenerationMixin, LlamaForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
+from .input_checks import check_inputs
 from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
 DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
@@ -30,12 +31,58 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
         loss (`[]`, *optional*): token-mean next-token cross-entropy, returned when `labels` are given.
         logits (`[batch, seq_len, vocab]`): aligned with `input_ids` over all segments.
         memory_embeddings (`[batch, num_segments, num_memory_tokens, hidden]`): the memory written by each
-            segment (segments counted from each row's first non-pad token).
+            segment (segments counted from each row's first non-pad token); `None` for a cached step.
+        past_key_values (`RecurrentMemoryCache`, *optional*): the generation cache, when one is used.
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     memory_embeddings: torch.FloatTensor | None = None
+    past_key_values: DynamicCache | None = None
+
+
+class RecurrentMemoryCache(DynamicCache):
+    """Generation state of an RMT: per row, the memory its current segment reads and that segment's tokens.
+
+    A decoding step recomputes only the current segment (at most `chunk_size` tokens plus the memory slots);
+    when a row's segment is full, the memory it writes becomes the row's new read memory. No keys/values
+    are stored (the `DynamicCache` base is only what `generate()` expects to carry).
+
+    State (all `[batch, ...]`): memory `[b, m, d]`, segment_ids `[b, L]`, fill `[b]` (tokens in the segment);
+    `num_fed` counts the `input_ids` columns consumed so that `generate` feeds only new tokens.
+    """
+
+    state_names = ("memory", "segment_ids", "fill")
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.num_fed = 0
+        self.memory = self.segment_ids = self.fill = None
+
+    @property
+    def is_filled(self) -> bool:
+        return self.memory is not None
+
+    def _map_state(self, fn):
+        for name in self.state_names:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, fn(value))
+
+    def reorder_cache(self, beam_idx: torch.LongTensor):
+        self._map_state(lambda x: x.index_select(0, beam_idx.to(x.device)))
+
+    def batch_repeat_interleave(self, repeats: int):
+        self._map_state(lambda x: x.repeat_interleave(repeats, dim=0))
+
+    def batch_select_indices(self, indices: torch.Tensor):
+        self._map_state(lambda x: x[indices])
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.num_fed
+
+    def crop(self, max_length: int):
+        raise NotImplementedError("RecurrentMemoryCache cannot be cropped (segment memories are not reversible)")
 
 
 class RecurrentMemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -71,8 +118,11 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
     token's embedding is overwritten by the memory; the new memory is the output at that position, which
     also gives that position's logits (it has seen every token of the segment but the last one).
     Segment padding is masked (read and write slots never are), unlike the paper's unmasked decoder.
-    `generate()` recomputes the whole prefix at each step (no KV cache).
+    `generate()` keeps a [`RecurrentMemoryCache`]: each new token recomputes only its own segment, reading the
+    memory carried from the previous one (`use_cache=False` recomputes the whole prefix at each step).
     """
+
+    accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
 
     def __init__(self, config: RecurrentMemoryConfig):
         super().__init__(config)
@@ -143,6 +193,9 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        past_key_values: RecurrentMemoryCache | None = None,
+        use_cache: bool | None = None,
         **kwargs,
     ) -> RecurrentMemoryCausalLMOutput:
         """
@@ -153,11 +206,21 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
             labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside, across
                 segment boundaries too); `-100` is ignored.
             inputs_embeds (`[batch, seq_len, hidden]`, *optional*): used instead of `input_ids`.
+            past_key_values (`RecurrentMemoryCache`, *optional*): generation cache; once filled, `input_ids`
+                holds only the new tokens (all real). `use_cache=True` without a cache starts one.
         Returns:
             [`RecurrentMemoryCausalLMOutput`] with `logits` `[batch, seq_len, vocab]`.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        if isinstance(past_key_values, RecurrentMemoryCache) and past_key_values.is_filled:
+            # decoding step: the prompt was checked at prefill; no per-token device sync here
+            if input_ids is None:
+                raise ValueError("a filled RecurrentMemoryCache continues from input_ids, not inputs_embeds")
+            logits = self.cached_step(input_ids, past_key_values)
+            return RecurrentMemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
+        check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
+                     inputs_embeds, labels)
         embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         batch, length = embeds.shape[:2]
         if length > self.config.max_position_embeddings:
@@ -177,16 +240,83 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         embeds = F.pad(embeds, (0, 0, 0, padded))  # (B, S * L, D)
         mask = F.pad(mask, (0, padded))
         hidden, memories = self._run_segments(embeds, mask)
+        if isinstance(past_key_values, RecurrentMemoryCache) or (use_cache is True and past_key_values is None):
+            if input_ids is None:
+                raise ValueError("generation with a RecurrentMemoryCache needs input_ids")
+            ids = F.pad(roll_rows(input_ids, shift), (0, padded), value=0)
+            past_key_values = self.fill_cache(past_key_values, ids, mask, memories, length)
         hidden = roll_rows(hidden[:, :length], shift, inverse=True)
         logits = self.decoder.lm_head(hidden)
         loss = None
         if labels is not None:
-            loss = causal_lm_loss(logits, labels)
-        return RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories)
+            loss = causal_lm_loss(logits, labels, num_items_in_batch)
+        return RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories,
+                                             past_key_values=past_key_values)
 
-    def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
-        # No cache: every step re-runs all segments of the prefix.
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+    def fill_cache(self, cache, ids, mask, memories, num_input_tokens: int) -> RecurrentMemoryCache:
+        """After a prefill forward over right-aligned `ids`/`mask` `[b, S*L]`: each row's current segment state.
+
+        A row with `n` real tokens has `n // L` complete segments; its current segment holds the `n % L`
+        tokens after them and reads the memory written by the last complete one (the initial memory if none).
+        """
+        cache = RecurrentMemoryCache() if cache is None else cache
+        chunk, batch = self.config.chunk_size, ids.shape[0]
+        rows = torch.arange(batch, device=ids.device)
+        lengths = mask.long().sum(1)  # (b,) real tokens start at 0 after the roll
+        complete = torch.div(lengths, chunk, rounding_mode="floor")
+        initial = self._initial_memory_for(batch, memories)
+        read = memories[rows, (complete - 1).clamp(min=0)]  # (b, m, d)
+        cache.memory = torch.where((complete > 0)[:, None, None], read, initial)
+        starts = (complete * chunk)[:, None] + torch.arange(chunk, device=ids.device)[None]  # (b, L)
+        ids = F.pad(ids, (0, chunk))  # a row ending on a segment boundary reads an empty segment
+        cache.segment_ids = ids[rows[:, None], starts]
+        cache.fill = lengths - complete * chunk
+        cache.num_fed = num_input_tokens
+        return cache
+
+    def cached_step(self, input_ids: torch.LongTensor, cache: RecurrentMemoryCache) -> torch.Tensor:
+        """Feed new tokens `[b, q]` (all real) through a filled cache; returns their logits `[b, q, vocab]`."""
+        total = cache.num_fed + input_ids.shape[1]
+        if total > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input length {total} exceeds max_position_embeddings={self.config.max_position_embeddings} "
+                f"(max_segments={self.config.max_segments} x chunk_size={self.config.chunk_size})"
+            )
+        logits = [self._cached_token(input_ids[:, t], cache) for t in range(input_ids.shape[1])]
+        cache.num_fed = total
+        return torch.stack(logits, dim=1)
+
+    def _cached_token(self, token: torch.LongTensor, cache: RecurrentMemoryCache) -> torch.Tensor:
+        """One token per row: recompute the row's current segment, roll the memory of rows that complete it."""
+        chunk, batch = self.config.chunk_size, token.shape[0]
+        rows = torch.arange(batch, device=token.device)
+        cache.segment_ids[rows, cache.fill] = token
+        cache.fill = cache.fill + 1
+        mask = (torch.arange(chunk, device=token.device)[None] < cache.fill[:, None]).long()  # (b, L)
+        position_ids = torch.arange(self.config.segment_length, device=token.device)[None].expand(batch, -1)
+        embeds = self.get_input_embeddings()(cache.segment_ids)
+        states, memory = self._segment(cache.memory.to(embeds.dtype), embeds, mask, position_ids)
+        full = cache.fill >= chunk
+        if bool(full.any()):
+            cache.memory = torch.where(full[:, None, None], memory, cache.memory)
+            cache.segment_ids = cache.segment_ids.masked_fill(full[:, None], 0)
+            cache.fill = cache.fill.masked_fill(full, 0)
+        return self.decoder.lm_head(states[rows, torch.where(full, chunk, cache.fill) - 1])  # (b, vocab)
+
+    def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
+        if model_kwargs.get("past_key_values") is not None or generation_config.use_cache is False:
+            return
+        model_kwargs["past_key_values"] = RecurrentMemoryCache()
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
+                                      inputs_embeds=None, use_cache=None, **kwargs):
+        """Only the tokens the cache has not seen (all of them without a filled cache, or with use_cache=False)."""
+        if inputs_embeds is not None:
+            raise ValueError("generate() with inputs_embeds is not supported by the RMT: pass input_ids")
+        if isinstance(past_key_values, RecurrentMemoryCache) and past_key_values.is_filled:
+            input_ids = input_ids[:, past_key_values.num_fed :]
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": past_key_values,
+                "use_cache": use_cache}
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:

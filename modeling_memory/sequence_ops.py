@@ -40,12 +40,25 @@ def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = F
     return row_gather(x, index)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
     """Token-mean cross-entropy of `logits[:, p]` against `labels[:, p + 1]`, ignoring -100.
 
-    A batch without any target gives a zero loss that still has a grad_fn (never NaN).
+    With `num_items_in_batch` (the targets of a whole optimizer step, over its gradient-accumulation micro-batches
+    and processes, as the `Trainer` counts them) the sum is divided by that count instead, so that the step's
+    loss is one token mean however the batch is split. A batch without any target gives a zero loss that still
+    has a grad_fn (never NaN).
     """
     logits = logits[:, :-1].flatten(0, 1).float()  # (b*(T-1), V)
     labels = labels[:, 1:].flatten().to(logits.device)
     total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return total / loss_divisor(labels, num_items_in_batch)
+
+
+def loss_divisor(labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """The number of targets (labels != -100) of `labels`, or `num_items_in_batch` when given; at least 1."""
+    if num_items_in_batch is None:
+        return (labels != IGNORE_INDEX).sum().clamp(min=1)
+    count = torch.as_tensor(num_items_in_batch, device=labels.device)
+    if count.numel() != 1:
+        raise ValueError(f"num_items_in_batch must be a single count for this model, got shape {tuple(count.shape)}")
+    return count.reshape(()).clamp(min=1)

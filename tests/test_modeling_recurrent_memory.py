@@ -169,7 +169,7 @@ def test_loss_is_token_mean_across_segment_boundaries():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_greedy_generate_equals_argmax_of_full_forwards(variant):
-    """generate() (no cache) crosses segment boundaries and equals argmax of full-sequence forwards."""
+    """generate() (segment cache) crosses segment boundaries and equals argmax of full-sequence forwards."""
     model = build(variant)
     prompt = ids_of(1, 3)
     generated = model.generate(prompt, max_new_tokens=10, min_new_tokens=10, do_sample=False, pad_token_id=1)
@@ -202,7 +202,7 @@ def test_bad_inputs_raise_value_errors():
     ids = ids_of(1, 5)
     with pytest.raises(ValueError, match="exactly one"):
         model(ids, inputs_embeds=model.get_input_embeddings()(ids))
-    with pytest.raises(ValueError, match=r"attention_mask shape \(1, 4\)"):
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\)"):
         model(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))
 
 

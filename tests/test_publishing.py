@@ -1,6 +1,7 @@
 """Publishing: model cards the Hub parses, pushes that create the repo first and upload only the export,
 logging integrations through the TrainingArguments pass-through, and folders other users can read."""
 
+import fnmatch
 import json
 import os
 import pathlib
@@ -13,6 +14,7 @@ from huggingface_hub import ModelCard
 
 from conversion import export_to_hub
 from conversion.export_to_hub import export_model, push_folder
+from conversion.safe_io import MARKER
 from model_tester import all_cases
 from training import train
 from training.cli import main as cli_main
@@ -34,8 +36,9 @@ class FakeHfApi:
                            **kwargs})
 
     def upload_folder(self, *, folder_path, repo_id, repo_type=None, commit_message=None, **kwargs):
-        root = pathlib.Path(folder_path)
-        files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+        root, ignored = pathlib.Path(folder_path), kwargs.get("ignore_patterns") or []
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*")
+                       if p.is_file() and not any(fnmatch.fnmatch(p.name, pattern) for pattern in ignored))
         self.calls.append({"call": "upload_folder", "folder_path": str(folder_path), "repo_id": repo_id,
                            "repo_type": repo_type, "commit_message": commit_message, "files": files, **kwargs})
         return SimpleNamespace(commit_url=f"https://huggingface.co/{repo_id}/commit/0")
@@ -74,7 +77,7 @@ def test_train_push_card_plot_and_tensorboard(tmp_path, fake_hub, umask_022):
     assert create == {"call": "create_repo", "repo_id": "org/tiny-memory", "repo_type": "model", "exist_ok": True}
     assert upload["call"] == "upload_folder" and upload["repo_id"] == "org/tiny-memory"
     assert pathlib.Path(upload["folder_path"]) == final
-    assert upload["files"] == sorted(p.name for p in final.iterdir())
+    assert upload["files"] == sorted(p.name for p in final.iterdir() if p.name != MARKER)  # not our own marker
     assert "README.md" in upload["files"] and "metrics.json" not in upload["files"]
     assert not {"path_in_repo", "allow_patterns", "delete_patterns"} & set(upload)  # the folder, nothing else
     assert "run" in upload["commit_message"] and "4 steps" in upload["commit_message"]

@@ -5,6 +5,7 @@
     memory-models tokenizer --corpus python-docs --vocab-size 8192 --output tok/
     memory-models retention --encoder PATH_OR_HUB_ID --context 16 64 ...
     memory-models export --model DIR --output hub/name [--push-to-hub org/name]
+    memory-models convert --decoder unsloth/Llama-3.2-1B --output runs/llama-memory
     memory-models benchmark memory [--quick]
     memory-models plot training runs/mt/metrics.json --output docs/training
     memory-models presets
@@ -21,6 +22,7 @@ COMMANDS = {
     "tokenizer": ("training.tokenizer", "train a byte-level BPE tokenizer on a corpus"),
     "retention": ("eval.information_retention", "measure how much of its input a model's embedding retains"),
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
+    "convert": ("conversion.pretrained_decoder", "make a pretrained causal LM (Llama 3.2, Qwen, ...) a memory model's decoder"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
     "plot": ("training.plot", "PNG/SVG plots of training, retention and benchmark JSON (matplotlib)"),
     "presets": (None, "list the named model configurations"),

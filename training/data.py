@@ -154,10 +154,41 @@ def _load_hub_corpus(name: str, split: str) -> datasets.IterableDataset:
     return stream.take(FINEWEB_TEST_ROWS) if split == "test" else stream.skip(FINEWEB_TEST_ROWS)
 
 
+TEXT_SUFFIXES = (".txt", ".json", ".jsonl", ".csv")
+
+
+def check_text_files(files: list[Path]) -> None:
+    """Every text data file must be non-empty, valid UTF-8: a `ValueError` names the file (and the byte offset)
+    instead of the `DatasetGenerationError` that hides the cause."""
+    import codecs
+
+    for file in files:
+        if file.suffix not in TEXT_SUFFIXES:
+            continue
+        if file.stat().st_size == 0:
+            raise ValueError(f"the corpus file {str(file)!r} is empty (0 bytes).")
+        decoder, offset = codecs.getincrementaldecoder("utf-8")(), 0
+        with open(file, "rb") as handle:
+            while block := handle.read(1 << 20):
+                try:
+                    decoder.decode(block)
+                    offset += len(block)
+                except UnicodeDecodeError as error:
+                    raise ValueError(f"the corpus file {str(file)!r} is not valid UTF-8: byte "
+                                     f"{offset + error.start} ({block[error.start:error.start + 1]!r}) cannot be "
+                                     "decoded; convert it to UTF-8 first.") from None
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            raise ValueError(f"the corpus file {str(file)!r} is not valid UTF-8: it ends inside a multi-byte "
+                             "character.") from None
+
+
 def _load_local(path: Path, split: str) -> datasets.Dataset:
     """A local file, or a folder of files of one kind; a folder of `.txt` files gives one document per file."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     suffixes = sorted({p.suffix for p in files if p.suffix in LOCAL_BUILDERS})
+    check_text_files([p for p in files if p.suffix in suffixes])
     if path.is_dir() and ".txt" in suffixes:
         texts = [p.read_text(encoding="utf-8") for p in files if p.suffix == ".txt"]
         dataset = datasets.Dataset.from_dict({"text": texts})
@@ -306,6 +337,29 @@ def tokenize_corpus(
 
     map_kwargs = {} if num_proc is None else {"num_proc": num_proc}
     return dataset.map(encode, batched=True, remove_columns=dataset.column_names, **map_kwargs)
+
+
+def check_training_targets(dataset, source: str, documents: int | None = None, min_tokens: int = 2) -> int:
+    """Stop before training when tokenised rows give no training target: a `ValueError` names the corpus and
+    the counts. A row needs `min_tokens` real tokens (2 for next-token targets). Returns the usable rows.
+    Streaming datasets are not counted (that would consume them)."""
+    if not isinstance(dataset, datasets.Dataset):
+        return -1
+    rows = len(dataset)
+    usable = 0
+    for batch in dataset.select_columns(["attention_mask"]).iter(batch_size=1024):
+        usable += sum(sum(mask) >= min_tokens for mask in batch["attention_mask"])
+    if usable == 0:
+        counted = f"{documents} documents -> " if documents is not None else ""
+        raise ValueError(f"the corpus {source!r} gives no training targets: {counted}{rows} rows, none with at "
+                         f"least {min_tokens} tokens (empty, whitespace-only or too-short documents, or all "
+                         "filtered out).")
+    return usable
+
+
+def count_blank_documents(dataset) -> int:
+    """The documents of a map-style `"text"` dataset that are empty or whitespace-only."""
+    return sum(not text.strip() for batch in dataset.iter(batch_size=1024) for text in batch["text"])
 
 
 def filter_full_length(dataset: datasets.Dataset | datasets.IterableDataset):

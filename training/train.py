@@ -23,21 +23,26 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import torch
-from transformers import (AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, HfArgumentParser,
-                          TrainingArguments, set_seed)
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
 import modeling_memory  # noqa: F401  (registers our Auto classes)
 from configuration import build_model as build_from_config
 from configuration import get_preset
 from conversion.export_to_hub import export_model
+from conversion.loading import check_model_path, load_model
+from conversion.safe_io import write_text_atomic
 from eval.metrics import preprocess_logits_for_metrics
-from training.data import filter_full_length, load_corpus, tokenize_corpus
+from training.data import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
+                           tokenize_corpus)
+from training.lora import apply_lora, is_peft_model, merge_adapter, save_extras
 from training.objectives import OBJECTIVES, ObjectiveCollator
 from training.plot import plot_beside, plot_training
+from training.run_folder import prepare_run_folder, run_identity
 from training.tokenizer import load_default_tokenizer, special_token_ids
-from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, forward_arguments,
-                              last_complete_checkpoint)
+from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
+                              forward_arguments, last_complete_checkpoint)
 
 AUTOENCODER_TYPE = "memory_autoencoder"
 MEMORY_TYPES = ("memory_model", "recurrent_memory")
@@ -75,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace another run's outputs in --output-dir "
+                     "(or write into a non-empty folder memory-models did not create)")
+    model.add_argument("--allow-missing-weights", action="store_true", help="load --init-from / --encoder-from "
+                       "checkpoints with missing or unused tensors (missing ones stay random)")
+    lora = parser.add_argument_group("LoRA (training.lora): adapters on the decoder; final/ holds the merged model")
+    lora.add_argument("--lora-r", type=int, help="LoRA rank (enables LoRA; paper's helper: 64)")
+    lora.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank; paper's helper: 32)")
+    lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
+    lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
+                      help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
     run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
                      "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
     return parser
@@ -99,6 +114,8 @@ def load_tokenizer(path: str | None):
     """`--tokenizer DIR`, or the package's default python-docs tokenizer; a missing pad token becomes eos."""
     if path is None:
         return load_default_tokenizer()
+    if not Path(path).expanduser().is_dir():
+        check_model_path(path, "--tokenizer")  # a clear error for a missing local folder
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -139,13 +156,13 @@ def preset_config(args, tokenizer):
     return config
 
 
-def load_pretrained(path: str, config=None):
-    """A saved model (our classes or any transformers model): the causal-LM class where there is one."""
-    kwargs = {"config": config} if config is not None else {}
-    try:
-        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except ValueError:
-        return AutoModel.from_pretrained(path, **kwargs)
+def load_pretrained(path: str, config=None, *, allow_missing: bool = False, option: str = "--init-from"):
+    """A saved model (our classes or any transformers model): the causal-LM class where there is one.
+
+    Missing or unused checkpoint tensors, NaN/inf weights, a truncated weights file and a missing folder
+    are `ValueError`s (`conversion.loading.load_model`) unless `allow_missing` (`--allow-missing-weights`).
+    """
+    return load_model(path, config=config, allow_missing=allow_missing, option=option)
 
 
 def find_encoder(model) -> torch.nn.Module:
@@ -156,9 +173,9 @@ def find_encoder(model) -> torch.nn.Module:
     return model.get_submodule(min(names, key=len))
 
 
-def copy_encoder(model, source_dir: str) -> None:
+def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
     """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
-    source = find_encoder(load_pretrained(source_dir)).state_dict()
+    source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from")).state_dict()
     target = find_encoder(model)
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
@@ -172,15 +189,16 @@ def build_model(args, tokenizer):
     """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
     set_seed(args.seed)
     if args.init_from:
+        check_model_path(args.init_from, "--init-from")
         config = AutoConfig.from_pretrained(args.init_from)
         _set_config_flags(config, args)
-        model = load_pretrained(args.init_from, config)
+        model = load_pretrained(args.init_from, config, allow_missing=getattr(args, "allow_missing_weights", False))
         if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
             model.apply_freezing()
     else:
         model = build_from_config(preset_config(args, tokenizer))
     if args.encoder_from:
-        copy_encoder(model, args.encoder_from)
+        copy_encoder(model, args.encoder_from, getattr(args, "allow_missing_weights", False))
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
     check_objective(model, args.objective)
@@ -231,6 +249,7 @@ def build_datasets(args, tokenizer, context: int, config):
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
+    check_corpus(train_text, train, args)
     test_text = load_corpus(args.dataset, "test", num_documents=args.eval_documents, seed=args.seed)
     test = tokenize_corpus(test_text, tokenizer, context, mode=mode)
     if hasattr(test, "select") and len(test) > args.eval_documents:  # packed long documents make many rows
@@ -246,6 +265,19 @@ def build_datasets(args, tokenizer, context: int, config):
         else:
             eval_sets["copy"] = _with_objective(full, "copy")
     return train, eval_sets
+
+
+def check_corpus(text, rows, args) -> None:
+    """Stop before training if the training corpus gives no targets (`training.data.check_training_targets`);
+    whitespace-only documents count as empty."""
+    if not isinstance(text, datasets.Dataset):
+        return  # streaming: counting would consume the stream
+    documents, blank = len(text), count_blank_documents(text)
+    source = f"{args.dataset} (train split)"
+    if blank == documents:
+        raise ValueError(f"the corpus {source!r} gives no training targets: all {documents} documents are empty "
+                         "or whitespace-only.")
+    check_training_targets(rows, source, documents, min_tokens=1 if args.objective == "autoencode" else 2)
 
 
 def build_collator(model, objective: str, eval_objectives, context: int):
@@ -354,22 +386,37 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
-def write_outputs(output_dir, trainer, tokenizer, summary: dict, push_to_hub: str | None = None) -> None:
-    """`final/` (Hub-ready export, pushed to `push_to_hub` if given), `metrics.json` and `loss_curve.png`
-    (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
+def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False,
+                  push_to_hub: str | None = None) -> None:
+    """`final/` (Hub-ready export, replaced atomically, pushed to `push_to_hub` if given), `metrics.json` and
+    `loss_curve.png` (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
     output_dir = Path(output_dir)
     message = (f"memory-models train {output_dir.name}: {summary['config']['objective']}, "
                f"{summary['steps']} steps")
-    if trainer.is_fsdp_enabled:
+    export = dict(training=summary, repo_id=push_to_hub, push=bool(push_to_hub), commit_message=message,
+                  overwrite=overwrite)
+    if is_peft_model(trainer.model):
+        _write_lora_outputs(output_dir, trainer, tokenizer, export)
+    elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
-        export_model(trainer.model, output_dir / "final", tokenizer, training=summary, repo_id=push_to_hub,
-                     push=bool(push_to_hub), commit_message=message)
+        export_model(trainer.model, output_dir / "final", tokenizer, **export)
     if not trainer.is_world_process_zero():
         return
-    (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
     if summary["train_loss_history"] or any(summary["eval_history"].values()):
         plot_beside(output_dir / "loss_curve.json", lambda stem: plot_training(summary, stem))
+
+
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer, export: dict) -> None:
+    """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
+    if not trainer.is_world_process_zero():
+        return
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.save_pretrained(output_dir / "adapter")
+    save_extras(model, output_dir / "adapter")
+    tokenizer.save_pretrained(output_dir / "adapter")
+    export_model(merge_adapter(model), output_dir / "final", tokenizer, **export)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -385,21 +432,33 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
 
     `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
     """
+    overwrite = getattr(args, "overwrite", False)
     tokenizer = load_tokenizer(args.tokenizer)
     if model is None:
         model = build_model(args, tokenizer)
     else:
         check_objective(model, args.objective)
+    identity = run_identity(args, model.config, tokenizer)
+    prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False)
+    if getattr(args, "lora_r", None):
+        model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
+    if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
+        prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite)
+    trainer.accelerator.wait_for_everyone()
     resume = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume is None and trainer.is_world_process_zero():
         print(f"--resume: no complete checkpoint in {args.output_dir}; starting from step 0", file=sys.stderr)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    if resume is not None and checkpoint_step(resume) >= trainer.args.max_steps:
+        trainer.restore_finished_run(resume)  # nothing left to train: no extra step
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary, getattr(args, "push_to_hub", None))
+    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite,
+                  push_to_hub=getattr(args, "push_to_hub", None))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))

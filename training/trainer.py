@@ -13,6 +13,7 @@ evaluation with streaming metrics and the entropy ratio, and resumption from the
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import Trainer
 
 from eval.metrics import StreamingMetrics, entropy_ratio
@@ -28,6 +30,7 @@ from training.objectives import ObjectiveCollator
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+STREAM_LOSS_NAMES = ("loss_clm", "loss_copy")  # logged parts of the combined objective (stream 0, stream 1)
 
 
 def last_complete_checkpoint(output_dir) -> str | None:
@@ -44,9 +47,23 @@ def last_complete_checkpoint(output_dir) -> str | None:
     return max(steps)[1] if steps else None
 
 
+def checkpoint_step(checkpoint) -> int:
+    """The global step of a complete checkpoint (its `trainer_state.json`)."""
+    with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as handle:
+        return int(json.load(handle)["global_step"])
+
+
+def _base_model(model):
+    """The model under a PEFT wrapper (or `model` itself)."""
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
 def forward_arguments(model) -> set[str]:
     """The named arguments of `model.forward` (a `**kwargs` catch-all does not count: `LlamaForCausalLM`
     would forward an unknown `stream_ids` to its attention layers)."""
+    if hasattr(model, "get_base_model"):  # a PeftModel passes every keyword on to the model it wraps
+        model = model.get_base_model()
     parameters = inspect.signature(model.forward).parameters.values()
     return {p.name for p in parameters if p.kind is not inspect.Parameter.VAR_KEYWORD}
 
@@ -91,9 +108,73 @@ class MemoryTrainer(Trainer):
 
     def __init__(self, *args, vocab_size: int, metric_functions: Mapping[str, tuple] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.args.label_names is None and "labels" in forward_arguments(self.model):
+            self.label_names = ["labels"]  # a PeftModel's own forward(*args, **kwargs) names no labels
         self.vocab_size = vocab_size
         self.metric_functions = dict(metric_functions or {})
         self._staging = False
+        self._stream_losses = None  # per-stream loss parts accumulated since the last log (combined objective)
+        self._stream_logged_step = None
+
+    # ------------------------------------------------------------------ loss scaling and per-stream logs
+    def _get_num_items_in_batch(self, batch_samples, device):
+        """The step's target counts: per loss group (summed over micro-batches, gathered over processes) for a
+        model with `loss_target_counts` (the memory model's streams and chunks), else the Trainer's count."""
+        counter = getattr(_base_model(self.accelerator.unwrap_model(self.model)), "loss_target_counts", None)
+        if counter is None or not self.model_accepts_loss_kwargs or not batch_samples or "labels" not in batch_samples[0]:
+            return super()._get_num_items_in_batch(batch_samples, device)
+        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids")).cpu() for b in batch_samples)
+        counts = counts.to(device)
+        if self.args.average_tokens_across_devices and self.args.world_size > 1:
+            counts = self.accelerator.gather(counts[None]).sum(0)
+        return counts
+
+    def _loss_scale(self, num_items_in_batch) -> float:
+        """The factor `Trainer.compute_loss` applies to a loss normalised by a count over all processes."""
+        if (self.args.average_tokens_across_devices and (self.model_accepts_loss_kwargs or self.compute_loss_func)
+                and num_items_in_batch is not None):
+            return self.accelerator.num_processes // self.get_tp_size() if self.args.n_gpu <= 1 else self.args.n_gpu
+        return 1
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The Trainer's loss; with `stream_losses` (combined objective) also accumulate each stream's part for
+        the `loss_clm` / `loss_copy` logs, and evaluate the unweighted per-stream loss (eval sets hold one stream)."""
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        streams = outputs.get("stream_losses") if isinstance(outputs, Mapping) else None
+        if streams is not None:
+            scale = self._loss_scale(num_items_in_batch)
+            if not model.training:
+                loss = streams.sum() * scale
+            else:
+                scaled_for_ga = self.loss_is_scaled_for_ga
+                if scaled_for_ga is None:
+                    scaled_for_ga = (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or \
+                        self.compute_loss_func is not None
+                if not scaled_for_ga:
+                    scale = scale / self.current_gradient_accumulation_steps
+                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=2).cpu() > 0
+                parts = torch.stack([streams.detach().float() * scale, present.to(streams.device).float()])
+                if self._stream_losses is None:
+                    self._stream_losses = torch.zeros_like(parts)
+                    if self._stream_logged_step is None:
+                        self._stream_logged_step = self.state.global_step
+                self._stream_losses[0] += parts[0]
+                self._stream_losses[1] = torch.maximum(self._stream_losses[1], parts[1])
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs, *args, **kwargs):
+        """Add `loss_clm` / `loss_copy` (the mean unweighted stream losses since the last log, over all processes)
+        next to the Trainer's `loss`, which is `clm_loss_weight * loss_clm + copy_loss_weight * loss_copy`."""
+        if "loss" in logs and self._stream_losses is not None:
+            steps = max(1, self.state.global_step - self._stream_logged_step)
+            gathered = self.accelerator.gather(self._stream_losses[None]).view(-1, *self._stream_losses.shape)
+            mean, present = gathered[:, 0].mean(0) / steps, gathered[:, 1].amax(0) > 0
+            for name, value, seen in zip(STREAM_LOSS_NAMES, mean.tolist(), present.tolist()):
+                if seen:
+                    logs[name] = round(value, 4)
+            self._stream_losses = None
+            self._stream_logged_step = self.state.global_step
+        super().log(logs, *args, **kwargs)
 
     # ------------------------------------------------------------------ evaluation
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
@@ -112,6 +193,22 @@ class MemoryTrainer(Trainer):
         if loss is not None:
             output.metrics[f"{metric_key_prefix}_entropy_ratio"] = float(entropy_ratio(loss, self.vocab_size))
         return output
+
+    # ------------------------------------------------------------------ LoRA extras
+    def _save(self, output_dir=None, state_dict=None):
+        """Also write the trainable parameters a PEFT adapter does not hold (a learned filler)."""
+        super()._save(output_dir, state_dict)
+        from training.lora import is_peft_model, save_extras
+
+        if is_peft_model(self.model):
+            save_extras(self.model, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        from training.lora import is_peft_model, load_extras
+
+        if is_peft_model(model or self.model):
+            load_extras(model or self.model, resume_from_checkpoint)
 
     # ------------------------------------------------------------------ atomic checkpoints
     def _get_output_dir(self, trial) -> str:
@@ -132,6 +229,7 @@ class MemoryTrainer(Trainer):
         finally:
             self._staging = False
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
+        self._fix_best_checkpoint(run_dir, staged)
         if self.args.should_save:
             publish_checkpoint(staged, os.path.join(run_dir, name))
             try:
@@ -141,25 +239,50 @@ class MemoryTrainer(Trainer):
             self._rotate(run_dir)
         self.accelerator.wait_for_everyone()
 
+    def _fix_best_checkpoint(self, run_dir: str, staged: str) -> None:
+        """The Trainer records the best checkpoint under the staging folder (or not at all, once it is renamed
+        away): point it at the published `checkpoint-N` and rewrite the staged `trainer_state.json`."""
+        best_step = self.state.best_global_step
+        if not best_step:
+            return
+        self.state.best_model_checkpoint = os.path.join(run_dir, f"checkpoint-{best_step}")
+        if self.args.should_save:
+            self.state.save_to_json(os.path.join(staged, "trainer_state.json"))
+
     def _rotate(self, run_dir: str) -> None:
-        """Keep the newest `save_total_limit` complete checkpoints (the Trainer's own rotation saw staging)."""
+        """Keep the newest `save_total_limit` complete checkpoints and the best one (the Trainer's own rotation
+        saw staging); folders without the `COMPLETE` marker are not ours and stay."""
         limit = self.args.save_total_limit
         if not limit:
             return
         complete = sorted(
-            (int(m.group(1)), n) for n in os.listdir(run_dir) if (m := CHECKPOINT_PATTERN.match(n))
+            (int(m.group(1)), n) for n in os.listdir(run_dir)
+            if (m := CHECKPOINT_PATTERN.match(n)) and os.path.isfile(os.path.join(run_dir, n, COMPLETE_MARKER))
         )
+        best = self.state.best_model_checkpoint
         for _, old in complete[:-limit]:
-            shutil.rmtree(os.path.join(run_dir, old), ignore_errors=True)
+            folder = os.path.join(run_dir, old)
+            if best is None or os.path.abspath(folder) != os.path.abspath(best):
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def restore_finished_run(self, checkpoint: str) -> None:
+        """Take state and weights from `checkpoint` of a run that already reached `max_steps` (no extra step):
+        with `load_best_model_at_end`, the weights of the best checkpoint, as at the end of `train()`."""
+        from transformers import TrainerState
+
+        self.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+        best = self.state.best_model_checkpoint
+        use_best = self.args.load_best_model_at_end and best and os.path.isdir(best)
+        self._load_from_checkpoint(best if use_best else checkpoint)
 
 
 def publish_checkpoint(staged: str, final: str) -> None:
     """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
+    from conversion.safe_io import replace_folder
+
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(staged, final)
+    replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
 
 
 class StreamingAccuracy:

@@ -1,0 +1,186 @@
+"""`memory-models convert`: make a pretrained causal LM (Llama 3.2, Qwen, Mistral, Gemma, ...) the decoder of
+a memory model (paper §5.4, Fig. S6, Tables S1-S2; spec Part B §5.7) and write it as a Hub folder.
+
+    memory-models convert --decoder unsloth/Llama-3.2-1B --encoder-preset llama-3.2-1b-memory \\
+        --chunk-size 256 --memory-slots 4 --output runs/llama-memory
+    memory-models convert --decoder LLAMA_DIR --encoder-from runs/ae/final --freeze-encoder --output runs/lm
+
+Every shape is checked on the configs before any weight is read (encoder vocabulary vs tokenizer, encoder
+widths/layers vs the preset, decoder vocabulary vs tokenizer). The decoder is loaded once, in the checkpoint's
+dtype, with transformers' low-memory loading, and attached to a memory model built on the meta device, so
+converting needs about one copy of the checkpoint in memory. The tokenizer is copied and its special ids go
+into the config; the `masked` filler makes the model with no memories exactly the pretrained decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from collections.abc import Sequence
+
+DEFAULT_ENCODER_PRESET = "llama-3.2-1b-memory"  # Fig. S6: encoder d=512, 16 layers, on the decoder's vocabulary
+LLAMA3_DELIMITER = "<|reserved_special_token_0|>"  # the paper's copy delimiter on the Llama 3 tokenizer
+
+
+def tokenizer_special_ids(tokenizer, delimiter: str | None = None) -> dict:
+    """pad/bos/eos ids of `tokenizer` (pad = eos when it has none, as in the paper) and the copy delimiter.
+
+    `delimiter` (a token string) defaults to `<|reserved_special_token_0|>` when the tokenizer has it; a
+    tokenizer without it gets no delimiter (`None`).
+    """
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    ids = {"pad_token_id": pad, "bos_token_id": tokenizer.bos_token_id, "eos_token_id": eos}
+    vocab = tokenizer.get_vocab()
+    if delimiter is not None and delimiter not in vocab:
+        raise ValueError(f"copy delimiter {delimiter!r} is not a token of the tokenizer")
+    name = delimiter if delimiter is not None else (LLAMA3_DELIMITER if LLAMA3_DELIMITER in vocab else None)
+    ids["copy_delimiter_token_id"] = vocab[name] if name is not None else None
+    return ids
+
+
+def _saved_config(folder):
+    import modeling_memory  # noqa: F401  (our config classes)
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(folder)
+
+
+def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=None, encoder_preset=None):
+    """The encoder config: the preset's (on the decoder's vocabulary) and/or the saved model's, checked to agree."""
+    from configuration import get_preset
+    from modeling_memory.native_decoders import same_architecture
+
+    vocab = decoder_config.vocab_size
+    expected = None
+    if encoder_preset is not None or encoder_from is None:
+        name = encoder_preset or DEFAULT_ENCODER_PRESET
+        ids = {k: v for k, v in special.items() if hasattr(get_preset(name), k)}  # the tokenizer's, not Llama 3's
+        preset = get_preset(name, vocab_size=vocab, **ids)
+        expected = getattr(preset, "encoder_config", None)
+        if expected is None:
+            raise ValueError(f"preset {name!r} ({preset.model_type}) has no encoder_config")
+    if encoder_from is not None:
+        saved = getattr(_saved_config(encoder_from), "encoder_config", None)
+        if saved is None:
+            raise ValueError(f"{encoder_from} holds no model with an encoder (no encoder_config in config.json)")
+        if expected is not None:
+            problems = same_architecture(expected, saved)
+            if problems:
+                raise ValueError(f"the encoder of {encoder_from} does not match preset {encoder_preset!r} "
+                                 f"(preset != saved): {'; '.join(problems)}")
+        expected = saved
+    if expected.vocab_size != vocab or expected.vocab_size < len(tokenizer):
+        raise ValueError(f"encoder vocabulary {expected.vocab_size} does not fit the decoder vocabulary {vocab} "
+                         f"and the tokenizer ({len(tokenizer)} tokens)")
+    for name in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(expected, name, special[name])
+    return expected
+
+
+def load_encoder_weights(encoder, folder) -> None:
+    """Load the `encoder.*` tensors of the safetensors checkpoint in `folder` into `encoder` (strict)."""
+    from safetensors import safe_open
+
+    folder = pathlib.Path(folder)
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        files = sorted({folder / name for key, name in weight_map.items() if key.startswith("encoder.")})
+    else:
+        files = [folder / "model.safetensors"]
+    state = {}
+    for path in files:
+        with safe_open(str(path), framework="pt") as handle:
+            state.update({key[len("encoder."):]: handle.get_tensor(key) for key in handle.keys()
+                          if key.startswith("encoder.")})
+    if not state:
+        raise ValueError(f"{folder} has no encoder.* weights")
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("inv_freq")]
+    if missing or unexpected:
+        raise ValueError(f"the encoder weights of {folder} do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, chunk_size: int = 256,
+            num_memory_slots: int = 4, filler: str = "masked", freeze_encoder: bool = False, dtype="auto",
+            copy_delimiter: str | None = None, **config_kwargs):
+    """Build the memory model of a pretrained decoder (folder or Hub id). Returns `(model, tokenizer)`.
+
+    Args:
+        decoder: folder or Hub id of a native decoder-only causal LM (`LlamaForCausalLM`, `Qwen3ForCausalLM`, ...).
+        encoder_from: folder of a trained autoencoder / memory model whose encoder is copied.
+        encoder_preset: preset whose encoder config defines a fresh encoder (default `llama-3.2-1b-memory`'s,
+            on the decoder's vocabulary); with `encoder_from`, the saved encoder must match it.
+        tokenizer: tokenizer folder (default: the decoder's).
+        chunk_size, num_memory_slots, filler, freeze_encoder, **config_kwargs: `MemoryConfig` fields.
+        dtype: `"auto"` (the checkpoint's) or a torch dtype / its name.
+        copy_delimiter: token string of the copy delimiter (default `<|reserved_special_token_0|>` if present).
+    """
+    import modeling_memory  # noqa: F401
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from modeling_memory import MemoryConfig, MemoryForCausalLM
+    from modeling_memory.config_utils import check_decoder_config
+
+    decoder_config = AutoConfig.from_pretrained(decoder)
+    check_decoder_config(decoder_config)  # a ValueError naming the model_type before any weight is read
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer or decoder)
+    if decoder_config.vocab_size < len(tokenizer):
+        raise ValueError(f"decoder vocabulary {decoder_config.vocab_size} is smaller than the tokenizer "
+                         f"({len(tokenizer)} tokens)")
+    special = tokenizer_special_ids(tokenizer, copy_delimiter)
+    encoder_config = encoder_config_for(decoder_config, tokenizer, special, encoder_from, encoder_preset)
+    fields = dict(chunk_size=chunk_size, num_memory_slots=num_memory_slots, filler=filler,
+                  freeze_encoder=freeze_encoder, **{**special, **config_kwargs})
+    MemoryConfig(encoder_config=encoder_config, decoder_config=decoder_config, **fields)  # validate before loading
+    if isinstance(dtype, str) and dtype != "auto":
+        dtype = getattr(torch, dtype)
+    model_decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
+    model = MemoryForCausalLM.from_pretrained_decoder(model_decoder, encoder_config=encoder_config, **fields)
+    if encoder_from is not None:
+        load_encoder_weights(model.encoder, encoder_from)
+    return model, tokenizer
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memory-models convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--decoder", required=True, metavar="PATH_OR_HUB_ID", help="pretrained causal LM")
+    encoder = parser.add_argument_group("encoder (default: a fresh encoder of preset llama-3.2-1b-memory)")
+    encoder.add_argument("--encoder-from", metavar="DIR", help="copy the encoder of this autoencoder/memory model")
+    encoder.add_argument("--encoder-preset", metavar="NAME", help="preset whose encoder config to use")
+    encoder.add_argument("--freeze-encoder", action="store_true", help="freeze the encoder (paper: frozen AE encoder)")
+    parser.add_argument("--tokenizer", metavar="DIR", help="default: the decoder's tokenizer")
+    parser.add_argument("--chunk-size", type=int, default=256, help="tokens per chunk L (paper: 256)")
+    parser.add_argument("--memory-slots", type=int, default=4, help="memory slots S (paper: 4)")
+    parser.add_argument("--filler", default="masked", help="empty-slot filler (default masked: no memories = "
+                        "the pretrained decoder exactly)")
+    parser.add_argument("--dtype", default="auto", help="auto (the checkpoint's), bfloat16, float32, ...")
+    parser.add_argument("--copy-delimiter", metavar="TOKEN", help="copy delimiter token "
+                        f"(default {LLAMA3_DELIMITER} if the tokenizer has it)")
+    parser.add_argument("--output", required=True, help="output folder (Hub-ready)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: convert and export (`memory-models convert`, `python -m conversion.pretrained_decoder`)."""
+    from conversion.export_to_hub import export_model
+
+    args = build_parser().parse_args(argv)
+    model, tokenizer = convert(args.decoder, encoder_from=args.encoder_from, encoder_preset=args.encoder_preset,
+                               tokenizer=args.tokenizer, chunk_size=args.chunk_size,
+                               num_memory_slots=args.memory_slots, filler=args.filler,
+                               freeze_encoder=args.freeze_encoder, dtype=args.dtype,
+                               copy_delimiter=args.copy_delimiter)
+    folder = export_model(model, args.output, tokenizer)
+    n = sum(p.numel() for p in model.parameters())
+    print(f"converted {args.decoder} ({model.config.decoder_config.model_type}, {model.dtype}) into a memory model "
+          f"of {n / 1e6:.1f}M parameters: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

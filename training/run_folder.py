@@ -1,0 +1,129 @@
+"""A run folder belongs to one run: its identity is recorded when the folder is first used, and checked on reuse.
+
+`run.json` (written before training starts) records what makes two runs "the same run": preset or
+`--init-from` folder, a hash of the model config, seed, objective, dataset, tokenizer and the data options.
+
+* `--resume` refuses a folder whose recorded identity differs from this run's (naming the differences),
+  or whose checkpoints have no recorded identity at all.
+* A new run (no `--resume`) refuses a folder holding another run's checkpoints or `final/` unless
+  `--overwrite`, which removes those outputs of ours (complete `checkpoint-N/`, `final/`, `metrics.json`,
+  `loss_curve.png`, `.staging/`) first. The same run started again without `--resume` restarts from step 0.
+* A non-empty folder that memory-models did not create is refused unless `--overwrite` (nothing of the
+  user's is removed then either); `.`, its parents, the home folder and `/` are never run folders.
+* The folder is made writable-checked here, before any training step: writing `run.json` fails first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from conversion.safe_io import MARKER, check_target, is_ours, mark, recover_all, write_text_atomic
+
+IDENTITY_FILE = "run.json"
+OUR_FILES = ("metrics.json", "loss_curve.png")
+# config.json entries that say where or with which version a config was saved, not what the model is
+VOLATILE_KEYS = {"_name_or_path", "transformers_version", "architectures", "auto_map", "dtype", "torch_dtype",
+                 "_attn_implementation_autoset"}
+
+
+def _stable(value):
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in sorted(value.items()) if k not in VOLATILE_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_stable(v) for v in value]
+    return value
+
+
+def config_hash(config) -> str:
+    """A short sha256 of the model config (without paths, versions and dtype)."""
+    text = json.dumps(_stable(config.to_dict()), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_identity(args, config, tokenizer) -> dict:
+    """What makes two runs the same run (see the module doc)."""
+    return {
+        "preset": args.preset, "init_from": args.init_from, "encoder_from": args.encoder_from,
+        "config_hash": config_hash(config), "seed": args.seed, "objective": args.objective,
+        "dataset": args.dataset, "tokenizer": args.tokenizer or "default", "tokenizer_size": len(tokenizer),
+        "context": args.context, "pack": args.pack, "train_documents": args.train_documents,
+        "batch_size": args.batch_size,
+    }
+
+
+def identity_differences(recorded: dict, current: dict) -> list[str]:
+    """`key: recorded -> this run` for every entry that differs."""
+    keys = sorted(set(recorded) | set(current))
+    return [f"{k}: {recorded.get(k)!r} (recorded) != {current.get(k)!r} (this run)" for k in keys
+            if recorded.get(k) != current.get(k)]
+
+
+def complete_checkpoints(folder: Path) -> list[Path]:
+    from training.trainer import CHECKPOINT_PATTERN, COMPLETE_MARKER
+
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_PATTERN.match(p.name) and (p / COMPLETE_MARKER).is_file())
+
+
+def _outputs(folder: Path) -> list[Path]:
+    """This package's outputs in a run folder: complete checkpoints and (if ours) `final/`."""
+    final = folder / "final"
+    return complete_checkpoints(folder) + ([final] if is_ours(final) else [])
+
+
+def _remove_our_outputs(folder: Path) -> None:
+    for path in _outputs(folder) + [folder / ".staging"]:
+        if path.is_dir():
+            shutil.rmtree(path)
+    for name in OUR_FILES:
+        (folder / name).unlink(missing_ok=True)
+
+
+def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: bool, write: bool = True) -> None:
+    """Check `output_dir` against this run (see the module doc) and record `identity` in it.
+
+    `write=False` (processes other than the main one) only checks. Raises `ValueError` naming the folder and
+    the reason; `PermissionError`/`OSError` of a folder that cannot be written become a `ValueError` too.
+    """
+    folder = Path(output_dir)
+    check_target(folder, overwrite=overwrite, option="--output-dir")
+    check_target(folder / "final", overwrite=overwrite, option="--output-dir's final/")
+    if write and is_ours(folder):
+        recover_all(folder)  # final/ or a checkpoint whose replacement was killed between its two renames
+    recorded_file = folder / IDENTITY_FILE
+    recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() and is_ours(folder) else None
+    outputs = _outputs(folder)
+    stale = False
+    if recorded is not None:
+        differences = identity_differences(recorded.get("identity", {}), identity)
+        if differences and resume:
+            raise ValueError(f"--resume: {folder} holds another run's checkpoints; differences: "
+                             + "; ".join(differences) + ". Use a new --output-dir, or drop --resume and pass "
+                             "--overwrite to replace that run.")
+        stale = bool(differences and outputs)
+    elif outputs:
+        if resume:
+            raise ValueError(f"--resume: {folder} holds checkpoints without a recorded run identity "
+                             f"({IDENTITY_FILE}); cannot tell whether they belong to this run.")
+        stale = True
+    if stale and not overwrite:
+        names = ", ".join(p.name for p in outputs[:5]) + (" ..." if len(outputs) > 5 else "")
+        raise ValueError(f"--output-dir {folder} holds another run's outputs ({names}); use a new --output-dir, "
+                         "--resume for the same run, or --overwrite to replace them.")
+    if not write:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if stale:
+            _remove_our_outputs(folder)
+        if (folder / ".staging").is_dir():
+            shutil.rmtree(folder / ".staging")  # saves of a killed run: never picked up, removed here
+        if not (folder / MARKER).exists():
+            mark(folder, "run")
+        write_text_atomic(recorded_file, json.dumps({"identity": identity}, indent=2) + "\n")
+    except OSError as error:
+        raise ValueError(f"--output-dir {folder} is not writable: {error}") from error
