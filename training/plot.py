@@ -155,9 +155,11 @@ def plot_benchmark(result: dict, output) -> list[Path]:
         axis.legend(fontsize=8)
     settings = result.get("settings", {})
     sizes = settings.get("sizes", {})
+    loads = [v for row in inference + training for v in row.get("load_average", []) if v is not None]
+    load = f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""  # noisy timings when > threads
     figure.suptitle(f"memory-models benchmark memory{' --quick' if settings.get('quick') else ''}: "
                     f"{settings.get('device')} {settings.get('dtype')}, {settings.get('threads')} threads; decoder "
-                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}",
+                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}{load}",
                     fontsize=10)
     figure.tight_layout()
     return save_figure(figure, output)
