@@ -21,9 +21,15 @@ import textwrap
 import uuid
 
 from huggingface_hub import HfApi
+from transformers import AutoTokenizer
 
+import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
+from configuration import build_model, get_preset
+from conversion.extract_decoder import decoder_model_card, extract_decoder
+from conversion.loading import check_model_path, load_model
 from conversion.model_card import model_card
-from conversion.safe_io import MARKER
+from conversion.safe_io import MARKER, check_target, write_folder
+from training.lora import load_adapter
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
 CODE_PACKAGE = "modeling_memory"
@@ -149,9 +155,6 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
     `base_model` and `license` go into the model card (`conversion.model_card`; `card_text` replaces it);
     `push=True` creates the repo `repo_id` if needed and uploads the folder with `commit_message`.
     """
-    import modeling_memory  # noqa: F401  (registers the classes so that the code is copied)
-    from conversion.safe_io import write_folder
-
     if push and not repo_id:
         raise ValueError("push=True needs repo_id='org/name'")
 
@@ -198,22 +201,12 @@ def main(argv=None):
     parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
     args = parser.parse_args(argv)
 
-    import modeling_memory  # noqa: F401
-    from transformers import AutoTokenizer
-
-    from conversion.loading import check_model_path, load_model
-    from conversion.safe_io import check_target
-
     check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
     if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
         check_model_path(args.tokenizer, "--tokenizer")
     if args.preset:
-        from configuration import build_model, get_preset
-
         model = build_model(get_preset(args.preset))
     elif (pathlib.Path(args.model) / "adapter_config.json").exists():
-        from training.lora import load_adapter
-
         model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
         model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
@@ -221,8 +214,6 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
     card = None
     if args.decoder_only:
-        from conversion.extract_decoder import decoder_model_card, extract_decoder
-
         model = extract_decoder(model)
         card = decoder_model_card(model, args.model or args.preset)
     beside = args.model and pathlib.Path(args.model).name == "final"  # `memory-models train` writes run/metrics.json

@@ -49,14 +49,16 @@ def eval_results(model_name: str, metrics: dict, dataset: str) -> list[EvalResul
         metric_type, metric_name = METRICS[parts[2]]
         results.append(EvalResult(
             task_type="text-generation", task_name=EVAL_SETS[parts[1]], dataset_type=dataset,
-            dataset_name=f"{dataset} (held out)", dataset_split="test", metric_type=metric_type,
+            dataset_name=f"{dataset} (held out, {parts[1]} rows)", dataset_config=parts[1], dataset_split="test",
+            metric_type=metric_type,
             metric_name=f"{parts[1]} {metric_name}", metric_value=round(float(value), 6),
         ))
     return results
 
 
 def _settings_table(config: dict) -> str:
-    rows = [f"| `{key}` | {config[key]} |" for key in TRAINING_SETTINGS if config.get(key) not in (None, False)]
+    rows = [f"| `{key}` | {config[key]} |" for key in TRAINING_SETTINGS
+            if config.get(key) is not None and config.get(key) is not False]
     return "\n".join(["| setting | value |", "|---|---|", *rows])
 
 

@@ -34,6 +34,7 @@ import torch
 import transformers
 
 # The harness, builders and reports are re-exported here: sub-commands and tests import them from `eval.benchmark`.
+from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll
 from eval.benchmark_harness import autocast, cache_bytes, load_average, median_seconds, progress
 from eval.benchmark_models import (build_memory_model, llama_config, llama_with_decoder_weights,
                                    rmt_with_decoder_weights, sequential_paper_loss)
@@ -235,8 +236,6 @@ add_subcommand("memory", Subcommand(run_memory, format_memory_table, _memory_arg
 
 def _run_autoencoder(args) -> dict:
     """Gather-unroll vs the reference loop, and masked-mixer vs Llama training throughput."""
-    from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll
-
     unroll = dict(batch=2, length=16, hidden=16) if args.quick else {}
     mixer = dict(steps=1, batch=2, length=16, hidden=32, layers=2, vocab_size=128) if args.quick else {}
     if args.repeats is not None:
@@ -249,17 +248,8 @@ def _run_autoencoder(args) -> dict:
     return {"benchmark": "autoencoder", "settings": settings, **result}
 
 
-def _register_autoencoder() -> None:
-    """`autoencoder` sub-command, when eval/benchmark_autoencoder.py (written separately) is importable."""
-    try:
-        from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll  # noqa: F401
-    except ImportError:
-        return
-    add_subcommand("autoencoder", Subcommand(_run_autoencoder, format_autoencoder,
-                                             help="gather vs loop unroll; masked mixer vs Llama training"))
-
-
-_register_autoencoder()
+add_subcommand("autoencoder", Subcommand(_run_autoencoder, format_autoencoder,
+                                         help="gather vs loop unroll; masked mixer vs Llama training"))
 
 
 def _register_convert() -> None:

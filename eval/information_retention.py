@@ -27,6 +27,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaCo
 
 from eval.metrics import StreamingMetrics
 from modeling_memory import MemoryAutoencoder
+from training.data import load_corpus
 from training.plot import plot_beside, plot_retention, retention_title
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,6 @@ def load_texts(dataset, split: str, num_documents: int, seed: int = 0) -> list[s
     A list is split deterministically: every `HELD_OUT_EVERY`-th text is `"test"`, the rest `"train"`.
     """
     if isinstance(dataset, (str, os.PathLike)):
-        from training.data import load_corpus  # lazy: datasets is not needed for lists of texts
-
         corpus = load_corpus(str(dataset), split, num_documents=num_documents, seed=seed)
         texts = (row["text"] for row in corpus)
     else:

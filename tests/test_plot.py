@@ -35,7 +35,7 @@ def test_training_plot_names_axes_series_and_command(tmp_path):
     height, width, _ = png_size(png)
     assert width > height > 200
     text = svg_text(svg)
-    for label in ("train loss", "clm loss", "clm accuracy", "copy accuracy", "optimizer step",
+    for label in ("train loss (combined objective)", "clm loss", "clm accuracy", "copy accuracy", "optimizer step",
                   "cross-entropy (nats)", "--preset memory-transformer-tiny --objective combined (4 steps"):
         assert label in text, label
 

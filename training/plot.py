@@ -61,7 +61,8 @@ def _finite(points) -> list:
 # ---------------------------------------------------------------------------------------------- training
 def plot_training(summary: dict, output) -> list[Path]:
     """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
-    losses = {"train loss": summary.get("train_loss_history", [])}
+    objective = summary.get("config", {}).get("objective")
+    losses = {f"train loss ({objective} objective)" if objective else "train loss": summary.get("train_loss_history", [])}
     history = summary.get("eval_history", {})
     losses.update({key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_loss")})
     accuracies = {key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_accuracy")}
@@ -70,8 +71,9 @@ def plot_training(summary: dict, output) -> list[Path]:
         raise ValueError(f"nothing to plot: no finite loss in {sorted(summary)}")
     plt = pyplot()
     figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False)
-    for name, points in losses.items():
-        axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name)
+    for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
+        axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name,
+                        linestyle="-" if index == 0 else (0, (4, 2 + 2 * index)))
     axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
     for name, points in accuracies.items():
         axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name)
@@ -153,9 +155,11 @@ def plot_benchmark(result: dict, output) -> list[Path]:
         axis.legend(fontsize=8)
     settings = result.get("settings", {})
     sizes = settings.get("sizes", {})
+    loads = [v for row in inference + training for v in row.get("load_average", []) if v is not None]
+    load = f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""  # noisy timings when > threads
     figure.suptitle(f"memory-models benchmark memory{' --quick' if settings.get('quick') else ''}: "
                     f"{settings.get('device')} {settings.get('dtype')}, {settings.get('threads')} threads; decoder "
-                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}",
+                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}{load}",
                     fontsize=10)
     figure.tight_layout()
     return save_figure(figure, output)

@@ -25,6 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from conversion.export_to_hub import staging_folder
+from training.data import load_corpus
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -98,8 +99,6 @@ def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
 
 
 def corpus_texts(corpus: str, text_column: str, num_documents: int | None) -> Iterable[str]:
-    from training.data import load_corpus
-
     dataset = load_corpus(corpus, "train", text_column=text_column, num_documents=num_documents)
     return (row["text"] for row in dataset)
 
