@@ -302,6 +302,9 @@ def training_arguments(args, extras: Sequence[str], config):
         defaults["ddp_backend"] = "gloo"
     argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
     (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    if training_args.fsdp and not torch.cuda.is_available():
+        raise ValueError(f"--fsdp {training_args.fsdp!r} on CPU: accelerate ignores FSDP there and would train "
+                         "replicated copies; shard on CPU with training.fsdp_cpu (torch fully_shard) or use GPUs")
     return training_args
 
 
