@@ -322,6 +322,9 @@ def training_arguments(args, extras: Sequence[str], config):
             raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
         args.push_to_hub = args.push_to_hub or training_args.hub_model_id
         training_args.push_to_hub = False
+    if training_args.fsdp and not torch.cuda.is_available():
+        raise ValueError(f"--fsdp {training_args.fsdp!r} on CPU: accelerate ignores FSDP there and would train "
+                         "replicated copies; shard on CPU with training.fsdp_cpu (torch fully_shard) or use GPUs")
     return training_args
 
 
