@@ -21,6 +21,8 @@ COMMANDS = {
     "retention": ("eval.information_retention", "measure how much of its input a model's embedding retains"),
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
+    "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
+    "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
     "presets": (None, "list the named model configurations"),
 }
 
