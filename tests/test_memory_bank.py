@@ -180,3 +180,32 @@ def test_interrupted_encoding_resumes(saved, tmp_path, monkeypatch):
     resumed, reference = load_memory_bank(tmp_path / "bank"), load_memory_bank(root / "bank")
     for doc_id in ids:
         torch.testing.assert_close(resumed.memories(doc_id), reference.memories(doc_id))
+
+
+def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
+    """The bank read-out (stored memories) equals evaluating the blank-copy objective on the document's tokens
+    (memories recomputed by a full forward), span by span; the command prints the per-document table."""
+    from eval.bank_retention import bank_retention, copy_readout_batch
+    from training.objectives import copy_batch
+
+    root, model, tokenizer = saved
+    bank = load_memory_bank(root / "bank", model, tokenizer)
+    result = bank_retention(model, bank)
+    doc = torch.tensor(documents()[3][: 5 * 2 * CHUNK]).view(5, 2 * CHUNK)  # 10 memories: 5 spans of 2 chunks
+    full = copy_batch(torch.cat([doc, doc], 1), blank=True, blank_token_id=1, delimiter_token_id=3)
+    with torch.no_grad():
+        scores = model(input_ids=full["input_ids"]).logits[:, 2 * CHUNK : -1]
+    targets = full["labels"][:, 2 * CHUNK + 1 :]
+    valid = targets != -100
+    assert torch.equal(copy_readout_batch(model, doc)["labels"][:, 1:], targets)
+    row = result["documents"]["doc-3"]
+    assert row["targets"] == int(valid.sum()) and row["coverage"] == 40 / 41
+    accuracy = (scores[valid].argmax(-1) == targets[valid]).float().mean().item()
+    ce = torch.nn.functional.cross_entropy(scores[valid], targets[valid]).item()
+    torch.testing.assert_close(row["token_accuracy"], accuracy)
+    torch.testing.assert_close(row["entropy_ratio"], 1 - ce / torch.log(torch.tensor(float(VOCAB))).item())
+    assert result["documents"]["doc-0"]["targets"] == 0  # 3 tokens: no memory to read back
+    from eval import bank_retention as command
+
+    assert command.main(["--model", str(root / "model"), "--memories", str(root / "bank")]) == 0
+    assert "| doc-3 |" in capsys.readouterr().out

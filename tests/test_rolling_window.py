@@ -144,3 +144,22 @@ def test_bounded_window_still_refuses_long_inputs():
     model = build(window="bounded")
     with pytest.raises(ValueError, match="17 tokens .*memory_window='rolling'"):
         logits(model, ids_of(1, 17))
+
+
+def test_long_context_benchmark_quick(tmp_path, capsys):
+    """`python -m eval.benchmark long-context --quick` writes every row; the memory model's KV cache is the same
+    size at every length (the full-context Llama's grows) and answering from a bank equals encoding on the fly."""
+    import json
+
+    from eval import benchmark
+
+    output = tmp_path / "long.json"
+    assert benchmark.main(["long-context", "--quick", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    rows = result["rows"]
+    assert [row["context"] for row in rows] == [64, 128] and "| 128 |" in capsys.readouterr().out
+    assert rows[0]["kv_cache_bytes"]["memory"] == rows[1]["kv_cache_bytes"]["memory"] > 0
+    assert rows[1]["kv_cache_bytes"]["full_context"] > rows[0]["kv_cache_bytes"]["full_context"]
+    assert all(row["bank_equals_on_the_fly"] for row in rows)
+    assert all(value > 0 for row in rows for value in [*row["ttft_s"].values(), row["encode_tokens_per_s"]])
+    assert {check["name"].split(" at ")[0] for check in result["targets"]} >= {"ttft_bank_over_full"}

@@ -23,6 +23,7 @@ COMMANDS = {
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
     "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
     "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
+    "bank-retention": ("eval.bank_retention", "how much of its text a memory bank can read back (blank copy)"),
     "presets": (None, "list the named model configurations"),
 }
 
