@@ -365,12 +365,16 @@ def encode_bank(model, tokenizer, texts: Sequence[str], ids: Sequence[str], outp
 
 
 # ----------------------------------------------------------------------------- CLI
-def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32"):
-    """A memory model (`AutoModelForCausalLM`, remote code allowed) and its tokenizer (model folder by default)."""
+def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32",
+                             memory_window: str | None = None, max_context: int | None = None):
+    """A memory model (`AutoModelForCausalLM`, remote code allowed) and its tokenizer (model folder by default);
+    `memory_window` / `max_context` override the saved config's (e.g. `"rolling"` for long documents)."""
     import modeling_memory  # noqa: F401  (registers the memory model classes)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), trust_remote_code=True)
+    overrides = {k: v for k, v in (("memory_window", memory_window), ("max_context", max_context)) if v is not None}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), trust_remote_code=True,
+                                                 **overrides)
     if model.config.model_type != "memory_model":
         raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model; memory banks need a memory_model")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)

@@ -1,7 +1,7 @@
 """`memory-models generate`: continue a prompt with a memory model, optionally reading a document from a bank.
 
     memory-models generate --model DIR --prompt "Question: ..."
-    memory-models generate --model DIR --memories BANK --document ID --prompt "Question: ..."
+    memory-models generate --model DIR --memories BANK --document ID --prompt "Question: ..." [--memory-window rolling]
 
 With `--memories`, the document's memories come from the bank (checked against the model first) and only its
 tail tokens (after the last complete chunk) and the prompt are fed: the result equals generating from the
@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--memories", default=None, help="memory bank folder (from `memory-models encode`)")
     parser.add_argument("--document", default=None, help="document id in the bank (needs --memories)")
+    parser.add_argument("--memory-window", choices=["bounded", "rolling"], default=None,
+                        help="override the model's memory window ('rolling' reads documents of any length)")
+    parser.add_argument("--max-context", type=int, default=None, help="context advertised under --memory-window rolling")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--seed", type=int, default=0)
@@ -46,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
-    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, memory_window=args.memory_window,
+                                                max_context=args.max_context)
     bank = load_memory_bank(args.memories, model, tokenizer) if args.memories else None
     inputs = generation_inputs(model, tokenizer, args.prompt, bank, args.document)
     torch.manual_seed(args.seed)

@@ -157,6 +157,20 @@ class MemoryConfig(PretrainedConfig):
         kwargs.setdefault("tie_word_embeddings", False)  # tying, if any, lives in the decoder sub-config
         super().__init__(**kwargs)
 
+    def __setattr__(self, key, value):
+        super().__setattr__(key, value)
+        # Switching the window of a built or loaded config (`config.memory_window = "rolling"`, or
+        # `from_pretrained(..., memory_window="rolling")`, which sets attributes after __init__) keeps
+        # the advertised context in step.
+        if key in ("memory_window", "max_context") and all(
+            name in self.__dict__ for name in ("memory_window", "max_context", "max_position_embeddings")
+        ):
+            check_choice("MemoryConfig", "memory_window", self.memory_window, MEMORY_WINDOWS)
+            if self.memory_window == "rolling":
+                self.max_position_embeddings = self.max_context or DEFAULT_ROLLING_CONTEXT
+            elif isinstance(self.chunk_size, int):
+                self.max_position_embeddings = self.num_memory_slots * self.chunk_size
+
     @property
     def decoder_length(self) -> int:
         """Positions the decoder sees per chunk: memory slots plus the chunk's tokens."""

@@ -49,6 +49,15 @@ def test_config_fields_and_context():
     assert MemoryConfig.from_dict(old).memory_window == "bounded"
     with pytest.raises(ValueError, match="'sliding'"):
         memory_config(memory_window="sliding")
+    switched = memory_config()
+    switched.memory_window = "rolling"  # at run time, as from_pretrained(..., memory_window="rolling") does
+    assert switched.max_position_embeddings == DEFAULT_ROLLING_CONTEXT
+    switched.max_context = 2048
+    assert switched.max_position_embeddings == 2048
+    switched.memory_window = "bounded"
+    assert switched.max_position_embeddings == CHUNK * SLOTS
+    with pytest.raises(ValueError, match="'sliding'"):
+        switched.memory_window = "sliding"
     with pytest.raises(ValueError, match="max_context=4096 needs memory_window='rolling'"):
         memory_config(max_context=4096)
     with pytest.raises(ValueError, match="max_context must be a positive integer, got 0"):
