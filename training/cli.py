@@ -25,6 +25,9 @@ COMMANDS = {
     "convert": ("conversion.pretrained_decoder", "make a pretrained causal LM (Llama 3.2, Qwen, ...) a memory model's decoder"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
     "plot": ("training.plot", "PNG/SVG plots of training, retention and benchmark JSON (matplotlib)"),
+    "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
+    "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
+    "bank-retention": ("eval.bank_retention", "how much of its text a memory bank can read back (blank copy)"),
     "presets": (None, "list the named model configurations"),
 }
 
