@@ -34,13 +34,14 @@ def left_padded_batch():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_generate_equals_uncached(variant):
-    """Greedy generate with the segment cache gives the same tokens and step logits as full recomputation."""
+    """Greedy generate with the segment cache (the default) gives the same tokens and step logits as full
+    recomputation (`use_cache=False`)."""
     model = build(variant)
     ids, mask = left_padded_batch()
     kwargs = dict(attention_mask=mask, max_new_tokens=9, min_new_tokens=9, do_sample=False, pad_token_id=1,
                   output_logits=True, return_dict_in_generate=True)
     with torch.no_grad():
-        cached = model.generate(ids, use_cache=True, **kwargs)
+        cached = model.generate(ids, **kwargs)
         uncached = model.generate(ids, use_cache=False, **kwargs)
     assert isinstance(cached.past_key_values, RecurrentMemoryCache)
     assert cached.past_key_values.num_fed == 6 + 9 - 1

@@ -5,6 +5,7 @@
     memory-models tokenizer --corpus python-docs --vocab-size 8192 --output tok/
     memory-models retention --encoder PATH_OR_HUB_ID --context 16 64 ...
     memory-models export --model DIR --output hub/name [--push-to-hub org/name]
+    memory-models eval --model DIR [--model DIR2 ...] --tasks mmlu,longbench,swde [--no-memory] [--limit N]
     memory-models benchmark memory [--quick]
     memory-models presets
 """
@@ -20,6 +21,7 @@ COMMANDS = {
     "tokenizer": ("training.tokenizer", "train a byte-level BPE tokenizer on a corpus"),
     "retention": ("eval.information_retention", "measure how much of its input a model's embedding retains"),
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
+    "eval": ("eval.evaluate", "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
     "presets": (None, "list the named model configurations"),
 }
