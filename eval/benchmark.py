@@ -2,6 +2,7 @@
 
     python -m eval.benchmark memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
     python -m eval.benchmark autoencoder [--quick] ...   # eval/benchmark_autoencoder.py, when present
+    python -m eval.benchmark long-context [--quick] ...  # eval/benchmark_long_context.py
 
 Sub-commands live in `SUBCOMMANDS` (name -> `Subcommand`); a family adds its own with `add_subcommand`.
 Every sub-command takes --quick, --device, --dtype (bf16 = autocast), --output, --repeats and --warmup.
@@ -517,6 +518,11 @@ def _register_autoencoder() -> None:
 
 
 _register_autoencoder()
+
+from eval import benchmark_long_context as _long_context  # noqa: E402  (imports this module lazily, no cycle)
+
+add_subcommand("long-context", Subcommand(_long_context.run, _long_context.format_table, _long_context.add_arguments,
+                                          "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama"))
 
 
 def _run_rmt_generation(args) -> dict:

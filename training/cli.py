@@ -23,6 +23,9 @@ COMMANDS = {
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
     "eval": ("eval.evaluate", "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
+    "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
+    "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
+    "bank-retention": ("eval.bank_retention", "how much of its text a memory bank can read back (blank copy)"),
     "presets": (None, "list the named model configurations"),
 }
 
