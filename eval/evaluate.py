@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from eval.harness import check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table
+from eval.harness import check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for
 
 MARKER = ".memory-models-eval"  # marks an output folder this command created
 
@@ -120,9 +120,13 @@ def run(args) -> dict:
     if args.batch_size < 1 or (args.limit is not None and args.limit <= 0):
         raise ValueError(f"--batch-size and --limit must be positive, got {args.batch_size} and {args.limit}")
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
-    runs = [(label, model_dir, False) for label, model_dir in zip(model_labels(args.model), args.model)]
-    for label, model_dir, _ in list(runs):  # fail before any evaluation on a model we cannot evaluate
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    if unknown:  # fail before any evaluation: unknown tasks, models we cannot evaluate (or ablate)
+        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
+    runs = []
+    for label, model_dir in zip(model_labels(args.model), args.model):
         check_causal_lm(model_dir)
+        runs.append((label, model_dir, False))
         if args.no_memory:
             check_has_memory(model_dir)
             runs.append((f"{label} (no memory)", model_dir, True))
