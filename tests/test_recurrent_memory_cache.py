@@ -1,5 +1,7 @@
 """RMT generation cache: cached decoding (current segment only) equals recomputing the whole prefix."""
 
+import json
+
 import pytest
 import torch
 
@@ -72,3 +74,14 @@ def test_cache_respects_the_context_limit():
         model(torch.full((1, 1), 5), past_key_values=cache)
         with pytest.raises(ValueError, match="17 exceeds max_position_embeddings=16"):
             model(torch.full((1, 1), 5), past_key_values=cache)
+
+
+def test_generation_benchmark_quick(tmp_path, capsys):
+    """`eval.benchmark rmt-generation --quick` writes its JSON and table; both decodings give the same tokens."""
+    from eval.benchmark import main
+
+    output = tmp_path / "rmt.json"
+    assert main(["rmt-generation", "--quick", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())["rmt_generation"]
+    assert result["same_tokens"] is True and result["prompt"] == 24 and result["new_tokens"] == 8
+    assert "segment cache" in capsys.readouterr().out
