@@ -62,7 +62,10 @@ def _finite(points) -> list:
 def plot_training(summary: dict, output) -> list[Path]:
     """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
     objective = summary.get("config", {}).get("objective")
-    losses = {f"train loss ({objective} objective)" if objective else "train loss": summary.get("train_loss_history", [])}
+    streams = summary.get("train_stream_loss_history") or {}  # combined objective: loss_clm, loss_copy
+    label = f"train loss ({objective} objective{', weighted sum of streams' if streams else ''})"
+    losses = {label if objective else "train loss": summary.get("train_loss_history", [])}
+    losses.update({f"train {key}": points for key, points in streams.items()})
     history = summary.get("eval_history", {})
     losses.update({key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_loss")})
     accuracies = {key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_accuracy")}
@@ -73,7 +76,7 @@ def plot_training(summary: dict, output) -> list[Path]:
     figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False)
     for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
         axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name,
-                        linestyle="-" if index == 0 else (0, (4, 2 + 2 * index)))
+                        linestyle="-" if name.startswith("train") else (0, (4, 2 + 2 * index)))
     axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
     for name, points in accuracies.items():
         axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name)
