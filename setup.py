@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.10",
     # Explicit list: `configuration`, `conversion` and `eval` are generic names; never pick up `tests`.
     packages=["modeling_memory", "configuration", "conversion", "eval", "training"],
-    package_data={"eval": ["tasks/*.yaml", "tasks/*.py"], "training": ["*.yaml"]},
+    package_data={"training": ["*.yaml"]},  # accelerate / FSDP launch configs
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -25,9 +25,12 @@ setup(
     ],
     extras_require={
         # lm-eval plus the metric packages of its LongBench tasks (lm_eval[longbench]).
-        "eval": ["lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge"],
-        "test": ["pytest>=8"],
-        "dev": ["pytest>=8", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge"],
+        "eval": ["lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
+        "plot": ["matplotlib>=3.7"],  # loss curves, retention and benchmark plots (training/plot.py)
+        # tensorboard: the report_to test reads its event files; setuptools>=70.1 builds wheels without `wheel`
+        # (the packaging test builds the sdist and the wheel).
+        "test": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1"],
+        "dev": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
     },
     entry_points={"console_scripts": ["memory-models=training.cli:main"]},
 )

@@ -12,12 +12,24 @@ import ast
 import json
 import os
 import pathlib
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
 import textwrap
+import uuid
 
-import transformers
+from huggingface_hub import HfApi
+from transformers import AutoTokenizer
+
+import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
+from configuration import build_model, get_preset
+from conversion.extract_decoder import decoder_model_card, extract_decoder
+from conversion.loading import check_model_path, load_model
+from conversion.model_card import model_card
+from conversion.safe_io import MARKER, check_target, write_folder
+from training.lora import load_adapter
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
 CODE_PACKAGE = "modeling_memory"
@@ -75,7 +87,7 @@ def lint_hub_folder(folder) -> list[str]:
 def run_without_our_packages(script: str, *args: str, env: dict | None = None, timeout: int = 600) -> dict:
     """Run `script` in a fresh interpreter that cannot import this repository's packages.
 
-    The script gets `args` as `sys.argv[1:]`, runs offline (`HF_HUB_OFFLINE=1`) with a private module cache,
+    The script gets `args` as `sys.argv[1:]` and no standard input, runs offline (`HF_HUB_OFFLINE=1`) with a private module cache,
     and must print a JSON object as its last line, which is returned. Raises `RuntimeError` with the
     subprocess's stderr if it fails.
     """
@@ -84,68 +96,86 @@ def run_without_our_packages(script: str, *args: str, env: dict | None = None, t
                     **(env or {})}
         full_env.pop("PYTHONPATH", None)
         proc = subprocess.run([sys.executable, "-c", BLOCK_OUR_PACKAGES + textwrap.dedent(script), *map(str, args)],
-                              cwd=scratch, env=full_env, capture_output=True, text=True, timeout=timeout)
+                              cwd=scratch, env=full_env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)  # closed stdin: a prompt can never wait for an answer
     if proc.returncode != 0:
         raise RuntimeError(f"the isolated run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _model_card(model, repo_id: str | None) -> str:
-    config = model.config
-    name = repo_id or type(model).__name__
-    n_params = sum(p.numel() for p in model.parameters())
-    return f"""---
-library_name: transformers
-tags: [memory-models, custom_code]
----
-# {name}
+def staging_folder(parent, name: str) -> pathlib.Path:
+    """A new, uniquely named hidden folder `parent/.name.XXXX` created by a plain `mkdir`.
 
-A `{type(model).__name__}` (`model_type: {config.model_type}`, {n_params / 1e6:.2f}M parameters) from the
-memory-models package: an implementation of Badger (2026), *Language Model Memory and Memory Models
-for Language* (arXiv 2602.13466). Effective context: {getattr(config, "max_position_embeddings", "n/a")} tokens.
+    Unlike `tempfile.mkdtemp` (always mode 0700), it gets the permissions of any folder the user creates
+    (0755 under umask 022), which the final folder keeps after the atomic rename.
+    """
+    parent = pathlib.Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        folder = parent / f".{name}.{uuid.uuid4().hex[:12]}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:  # pragma: no cover - a 48-bit collision
+            continue
 
-```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("{name}", trust_remote_code=True)
-```
 
-The code in this folder needs only `torch` and `transformers` (tested with transformers
-{transformers.__version__}; supported range `>=5.0`).
-"""
+def match_folder_modes(folder) -> None:
+    """Give everything under `folder` the modes a plain `mkdir` / `open` would under the user's umask, read off
+    `folder` itself (made by `staging_folder`): files copied by `save_pretrained` otherwise keep their source's."""
+    folder = pathlib.Path(folder)
+    folder_mode = stat.S_IMODE(folder.stat().st_mode)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(folder_mode if path.is_dir() else folder_mode & 0o666)
+
+
+def push_folder(folder, repo_id: str, commit_message: str | None = None, private: bool | None = None) -> str:
+    """Create the model repo `repo_id` (if it does not exist) and upload `folder` as one commit; returns its URL."""
+    folder = pathlib.Path(folder)
+    if "/" not in repo_id or repo_id.count("/") > 1:
+        raise ValueError(f"repo_id must look like 'org/name', got {repo_id!r}")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", ignore_patterns=[MARKER],
+                             commit_message=commit_message or f"Upload {folder.name} with memory-models")
+    return getattr(info, "commit_url", None) or f"https://huggingface.co/{repo_id}"
 
 
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
-                 safe_serialization: bool = True, overwrite: bool = False,
-                 model_card: str | None = None) -> pathlib.Path:
+                 safe_serialization: bool = True, overwrite: bool = False, training: dict | None = None,
+                 base_model: str | None = None, license: str | None = None, commit_message: str | None = None,
+                 card_text: str | None = None) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
     saving and linting succeeded (`conversion.safe_io.write_folder`): a failed export never leaves a
     half-written folder, and an existing export is replaced atomically. An existing non-empty folder that
-    memory-models did not create is refused unless `overwrite=True`.
+    memory-models did not create is refused unless `overwrite=True`. `training` (a `metrics.json` summary),
+    `base_model` and `license` go into the model card (`conversion.model_card`; `card_text` replaces it);
+    `push=True` creates the repo `repo_id` if needed and uploads the folder with `commit_message`.
     """
-    import modeling_memory  # noqa: F401  (registers the classes so that the code is copied)
-    from conversion.safe_io import write_folder
+    if push and not repo_id:
+        raise ValueError("push=True needs repo_id='org/name'")
 
     def write(staging):
         model.save_pretrained(staging, safe_serialization=safe_serialization)
         if tokenizer is not None:
             tokenizer.save_pretrained(staging)
-        (staging / "README.md").write_text(model_card or _model_card(model, repo_id))
+        if card_text is not None:
+            (staging / "README.md").write_text(card_text, encoding="utf-8")
+        else:
+            card = model_card(model, repo_id or str(output_dir), training=training, base_model=base_model,
+                              license=license)
+            card.save(staging / "README.md")
+        match_folder_modes(staging)
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
 
     output_dir = write_folder(output_dir, write, kind="export", overwrite=overwrite)
     if push:
-        if not repo_id:
-            raise ValueError("push=True needs repo_id='org/name'")
-        from huggingface_hub import HfApi
-
-        from conversion.safe_io import MARKER
-
-        HfApi().upload_folder(folder_path=str(output_dir), repo_id=repo_id, repo_type="model",
-                              ignore_patterns=[MARKER])
+        push_folder(output_dir, repo_id, commit_message)
     return output_dir
 
 
@@ -163,26 +193,20 @@ def main(argv=None):
                         help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
     parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
                         "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
-    parser.add_argument("--base-model", metavar="DIR", help="base model of a LoRA adapter --model folder (default: "
-                        "the one recorded in adapter_config.json); the export holds the merged model")
+    parser.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="base model of a LoRA adapter --model folder "
+                        "(default: the one recorded in adapter_config.json; the export holds the merged model); "
+                        "otherwise the model card's base_model, the checkpoint this was converted from")
+    parser.add_argument("--metrics", metavar="JSON", help="a training run's metrics.json for the model card "
+                        "(default: for RUN/final, RUN/metrics.json if present)")
+    parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
     args = parser.parse_args(argv)
-
-    import modeling_memory  # noqa: F401
-    from transformers import AutoTokenizer
-
-    from conversion.loading import check_model_path, load_model
-    from conversion.safe_io import check_target
 
     check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
     if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
         check_model_path(args.tokenizer, "--tokenizer")
     if args.preset:
-        from configuration import build_model, get_preset
-
         model = build_model(get_preset(args.preset))
     elif (pathlib.Path(args.model) / "adapter_config.json").exists():
-        from training.lora import load_adapter
-
         model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
     else:
         model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
@@ -190,12 +214,17 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
     card = None
     if args.decoder_only:
-        from conversion.extract_decoder import decoder_model_card, extract_decoder
-
         model = extract_decoder(model)
         card = decoder_model_card(model, args.model or args.preset)
+    beside = args.model and pathlib.Path(args.model).name == "final"  # `memory-models train` writes run/metrics.json
+    metrics = args.metrics or (beside and pathlib.Path(args.model).parent / "metrics.json")
+    training = json.loads(pathlib.Path(metrics).read_text()) if metrics and pathlib.Path(metrics).is_file() else None
+    if args.metrics and training is None:
+        raise ValueError(f"--metrics {args.metrics}: no such file")
     folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
-                          overwrite=args.overwrite, model_card=card)
+                          overwrite=args.overwrite, training=training, card_text=card,
+                          base_model=None if args.model and (pathlib.Path(args.model) / "adapter_config.json").exists()
+                          else args.base_model, license=args.license)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
 
 

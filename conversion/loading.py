@@ -4,8 +4,8 @@
 not a folder is tried as a Hub repo id; a truncated weights file fails without naming the file. [`load_model`]
 turns each of these into a `ValueError` that names the folder, the file or the tensors:
 
-* a local-looking path (`./x`, `runs/x/final`, `/abs`, `~/x`) that is not a folder, or any path that is
-  not a folder while `HF_HUB_OFFLINE=1`;
+* a local-looking path (`./x`, `runs/x/final`, `/abs`, `~/x`) that is not a folder, or a Hub-id-like
+  name that is neither a folder nor a loadable (or, offline, cached) Hub model;
 * an unreadable (truncated, corrupt) `*.safetensors` file;
 * tensors missing from the checkpoint, or checkpoint tensors the model does not use (unless allowed);
 * NaN or inf in the loaded weights.
@@ -32,11 +32,8 @@ def check_model_path(path, option: str = "--model") -> None:
         return
     if local.exists():
         raise ValueError(f"{option} {text!r} is a file; expected a saved model folder (or a Hub repo id).")
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
-    looks_local = text.startswith((".", "/", "~")) or text.count("/") > 1 or not HUB_ID.match(text)
-    if offline or looks_local:
-        why = "HF_HUB_OFFLINE is set, so it is not tried as a Hub repo id" if offline else "not a Hub repo id"
-        raise ValueError(f"{option} {text!r}: no such folder ({why}).")
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or not HUB_ID.match(text):
+        raise ValueError(f"{option} {text!r}: no such folder (and not a Hub repo id).")
 
 
 def check_weight_files(folder) -> None:
@@ -93,9 +90,16 @@ def load_model(path, *, config=None, allow_missing: bool = False, allow_unexpect
     if config is not None:
         kwargs["config"] = config
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
-    except ValueError:
-        model, info = AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
+        except ValueError:
+            model, info = AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
+    except OSError as error:  # a Hub id that is neither cached (offline) nor reachable
+        if Path(str(path)).expanduser().is_dir():
+            raise
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
+        raise ValueError(f"{option} {str(path)!r}: no such folder, and no Hub model of that name could be loaded"
+                         + (" (HF_HUB_OFFLINE is set and it is not cached)" if offline else "") + f": {error}") from error
     check_loading_info(path, info, allow_missing=allow_missing,
                        allow_unexpected=allow_missing if allow_unexpected is None else allow_unexpected,
                        option=option, allow_option=allow_option)

@@ -6,7 +6,7 @@ expansion, and the decoder is trained to reconstruct the input. The held-out los
 `H_r = 1 - CE / ln V` and token accuracy measure what the embedding retained.
 
     python -m eval.information_retention --encoder bert-base-uncased --context 16 64 --steps 2000 \\
-        --dataset python-docs --output retention.json
+        --dataset python-docs --output retention.json      # also retention.png / .svg (matplotlib)
 
 Differences from the paper's runs (Table 2: decoder 16 layers x 512, 40k-200k steps at global batch
 32768 / n_ctx on FineWeb-edu) are only in the defaults, which are sized for a CPU; every one is a flag.
@@ -27,6 +27,8 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaCo
 
 from eval.metrics import StreamingMetrics
 from modeling_memory import MemoryAutoencoder
+from training.data import load_corpus
+from training.plot import plot_beside, plot_retention, retention_title
 
 logger = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ def load_texts(dataset, split: str, num_documents: int, seed: int = 0) -> list[s
     A list is split deterministically: every `HELD_OUT_EVERY`-th text is `"test"`, the rest `"train"`.
     """
     if isinstance(dataset, (str, os.PathLike)):
-        from training.data import load_corpus  # lazy: datasets is not needed for lists of texts
-
         corpus = load_corpus(str(dataset), split, num_documents=num_documents, seed=seed)
         texts = (row["text"] for row in corpus)
     else:
@@ -311,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> list[RetentionResult]:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         with open(args.output, "w") as handle:
             json.dump(payload, handle, indent=2)
+        plot_beside(args.output, lambda stem: plot_retention({args.encoder: payload["results"]}, stem,
+                                                             retention_title(payload["settings"])))
     return results
 
 

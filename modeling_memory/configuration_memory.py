@@ -6,6 +6,8 @@ from .config_utils import build_sub_config, check_choice, check_decoder_config, 
 
 MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
+MEMORY_WINDOWS = ("bounded", "rolling")
+DEFAULT_ROLLING_CONTEXT = 32768  # what a rolling-window model advertises when max_context is not set
 FILLERS = ("ones", "zeros", "learned", "masked")
 POOLINGS = ("last", "last_nonpad", "penultimate")
 LOSS_REDUCTIONS = ("token_mean", "paper")
@@ -35,7 +37,8 @@ class MemoryConfig(PretrainedConfig):
     The input is cut into chunks of `chunk_size` tokens. An encoder turns each complete chunk into one
     embedding (a "memory"); the decoder reads the memories of the preceding chunks, in
     `num_memory_slots` slots in front of the current chunk's tokens, instead of those chunks' tokens.
-    The effective context is `num_memory_slots * chunk_size` tokens (`max_position_embeddings`).
+    The effective context is `num_memory_slots * chunk_size` tokens (`max_position_embeddings`), or, with
+    `memory_window="rolling"`, any length (`max_position_embeddings` then advertises `max_context`).
 
     Args:
         encoder_config (`dict` or `PretrainedConfig`, *optional*):
@@ -75,6 +78,14 @@ class MemoryConfig(PretrainedConfig):
         copy_delimiter_length (`int`, *optional*, defaults to 3): number of delimiter tokens (paper: 3).
         pad_token_id / bos_token_id / eos_token_id (`int`, *optional*): special tokens (paper: 1 / 0 / 1).
         initializer_range (`float`, *optional*, defaults to 0.02): std of the normal init of new layers.
+        memory_window (`str`, *optional*, defaults to `"bounded"`):
+            `"bounded"`: an input (plus given memories) must fit `num_memory_slots` chunks. `"rolling"`: inputs of
+            any length; chunk `g >= S-1` reads the `S-1` most recent memories `m_{g-S+1} .. m_{g-1}` in slots
+            `0 .. S-2` (oldest first) and the filler in the last slot, exactly the layout of the last chunk in
+            training. Both agree on every input that fits.
+        max_context (`int`, *optional*): with `"rolling"`, the context length advertised as
+            `max_position_embeddings` (what `generate` and lm-eval read; default 32768). The model itself
+            accepts longer inputs. Not allowed with `"bounded"`.
     """
 
     model_type = "memory_model"
@@ -104,6 +115,8 @@ class MemoryConfig(PretrainedConfig):
         eos_token_id: int | None = 1,
         initializer_range: float = 0.02,
         use_cache: bool = True,
+        memory_window: str = "bounded",
+        max_context: int | None = None,
         **kwargs,
     ):
         for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):
@@ -134,13 +147,31 @@ class MemoryConfig(PretrainedConfig):
         self.eos_token_id = eos_token_id
         self.initializer_range = initializer_range
         self.use_cache = use_cache
+        self.memory_window = memory_window
+        self.max_context = max_context
         # Fields that Trainer, generate and lm-eval read on the top-level config.
         self.vocab_size = self.decoder_config.vocab_size
         self.hidden_size = self.decoder_config.hidden_size
         self.max_position_embeddings = num_memory_slots * chunk_size if isinstance(chunk_size, int) else None
+        if memory_window == "rolling":
+            self.max_position_embeddings = DEFAULT_ROLLING_CONTEXT if max_context is None else max_context
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)  # tying, if any, lives in the decoder sub-config
         super().__init__(**kwargs)
+
+    def __setattr__(self, key, value):
+        super().__setattr__(key, value)
+        # Switching the window of a built or loaded config (`config.memory_window = "rolling"`, or
+        # `from_pretrained(..., memory_window="rolling")`, which sets attributes after __init__) keeps
+        # the advertised context in step.
+        if key in ("memory_window", "max_context") and all(
+            name in self.__dict__ for name in ("memory_window", "max_context", "max_position_embeddings")
+        ):
+            check_choice("MemoryConfig", "memory_window", self.memory_window, MEMORY_WINDOWS)
+            if self.memory_window == "rolling":
+                self.max_position_embeddings = self.max_context or DEFAULT_ROLLING_CONTEXT
+            elif isinstance(self.chunk_size, int):
+                self.max_position_embeddings = self.num_memory_slots * self.chunk_size
 
     @property
     def decoder_length(self) -> int:
@@ -157,6 +188,14 @@ class MemoryConfig(PretrainedConfig):
         check_choice(owner, "filler", self.filler, FILLERS)
         check_choice(owner, "pooling", self.pooling, POOLINGS)
         check_choice(owner, "loss_reduction", self.loss_reduction, LOSS_REDUCTIONS)
+        check_choice(owner, "memory_window", self.memory_window, MEMORY_WINDOWS)
+        if self.max_context is not None:
+            check_positive_int(owner, "max_context", self.max_context)
+            if self.memory_window != "rolling":
+                raise ValueError(
+                    f"MemoryConfig.max_context={self.max_context} needs memory_window='rolling' (a bounded model's "
+                    f"context is num_memory_slots * chunk_size = {self.num_memory_slots * self.chunk_size})"
+                )
         if self.pooling == "penultimate" and self.chunk_size < 2:
             raise ValueError(f"pooling='penultimate' needs chunk_size >= 2, got {self.chunk_size}")
         decoder = self.decoder_config

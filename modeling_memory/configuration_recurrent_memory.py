@@ -32,6 +32,8 @@ class RecurrentMemoryConfig(PretrainedConfig):
             segments; `None` = full BPTT (paper).
         pad_token_id / bos_token_id / eos_token_id (`int`, *optional*): special tokens.
         initializer_range (`float`, *optional*, defaults to 0.02): std of the normal init of new layers.
+        use_cache (`bool`, *optional*, defaults to `True`): `generate()` keeps a `RecurrentMemoryCache` (each new
+            token recomputes only its segment); `False` recomputes the whole prefix per token (same tokens).
     """
 
     model_type = "recurrent_memory"
@@ -49,7 +51,7 @@ class RecurrentMemoryConfig(PretrainedConfig):
         bos_token_id: int | None = 0,
         eos_token_id: int | None = 1,
         initializer_range: float = 0.02,
-        use_cache: bool = False,
+        use_cache: bool = True,
         **kwargs,
     ):
         for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):

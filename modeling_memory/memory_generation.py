@@ -11,7 +11,7 @@ row uses any more are dropped.
 import torch
 from transformers import DynamicCache, GenerationMixin
 
-from .sequence_ops import row_lengths
+from .sequence_ops import row_gather, row_lengths
 
 
 class MemoryCache(DynamicCache):
@@ -19,7 +19,7 @@ class MemoryCache(DynamicCache):
 
     Per-row state (all `[batch, ...]`, reordered with the keys/values for beam search):
         kv_mask `[b, S + W]` (bool): which cached columns a row attends to;
-        bank `[b, >=S, d_dec]`: the row's memories, front-aligned;
+        bank `[b, S, d_dec]`: the row's memories from the oldest one its current chunk reads (`memory_window`) on;
         chunk_index `[b]`: global index `g` of the current chunk (= memories available to it);
         chunk_ids / chunk_mask `[b, L]`: tokens of the current chunk; fill `[b]`: how many it has.
     `num_fed` counts the `input_ids` columns consumed, so that `generate` feeds only new tokens.
@@ -115,9 +115,6 @@ class MemoryGenerationMixin(GenerationMixin):
             inputs["logits_to_keep"] = logits_to_keep
         return inputs
 
-    def _visible_memories(self, chunk_index: torch.LongTensor) -> torch.LongTensor:
-        return torch.zeros_like(chunk_index) if self.config.no_memory else chunk_index
-
     def fill_cache(self, cache, extras: dict, num_input_tokens: int):
         """After a (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state.
 
@@ -137,8 +134,12 @@ class MemoryGenerationMixin(GenerationMixin):
         dec_mask = extras["dec_mask"][selected]  # (b, S+L)
         hidden = self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
         cache.kv_mask = dec_mask.clone()
-        cache.bank = extras["bank"].clone()
         cache.chunk_index = extras["counts"] + last_chunk
+        # Keep only the S bank columns from the oldest memory the current chunk reads on: with a rolling window
+        # the cache then stays the same size however long the input and the generation.
+        first, _ = self.memory_window(cache.chunk_index)
+        columns = (first[:, None] + torch.arange(self.config.num_memory_slots, device=ids.device))
+        cache.bank = row_gather(extras["bank"], columns.clamp(max=extras["bank"].shape[1] - 1))
         cache.chunk_ids = ids.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.chunk_mask = mask.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.fill = lengths - last_chunk * chunk
@@ -162,7 +163,7 @@ class MemoryGenerationMixin(GenerationMixin):
         rows = torch.arange(batch, device=token.device)
         cache.chunk_ids[rows, cache.fill] = token
         cache.chunk_mask[rows, cache.fill] = True
-        positions = self.token_positions(self._visible_memories(cache.chunk_index), cache.fill)[:, None]  # (b, 1)
+        positions = self.token_positions(self.memory_window(cache.chunk_index)[1], cache.fill)[:, None]  # (b, 1)
         embeds = self.get_input_embeddings()(token[:, None])  # (b, 1, d)
         mask = torch.cat([cache.kv_mask, cache.kv_mask.new_ones(batch, 1)], dim=1)
         hidden = self.run_decoder(embeds, mask, positions, past_key_values=cache, use_cache=True)
@@ -176,21 +177,27 @@ class MemoryGenerationMixin(GenerationMixin):
         config = self.config
         slots_n = config.num_memory_slots
         old_index = cache.chunk_index[rows]
-        if bool((old_index + 1 >= slots_n).any()):
+        if config.memory_window == "bounded" and bool((old_index + 1 >= slots_n).any()):
             raise ValueError(
                 f"generation would need chunk {int(old_index.max()) + 1} but the model holds {slots_n} chunks: "
-                f"max_position_embeddings={config.max_position_embeddings} tokens including given memories"
+                f"max_position_embeddings={config.max_position_embeddings} tokens including given memories "
+                "(memory_window='rolling' generates any length)"
             )
+        old_first, _ = self.memory_window(old_index)
         if not config.no_memory:
             if self.encoder is None:
                 raise ValueError("this memory model has no encoder: generation cannot cross a chunk boundary")
             memory = self._encode_chunks(cache.chunk_ids[rows], cache.chunk_mask[rows])  # (r, d)
-            cache.bank[rows, old_index] = memory.to(cache.bank.dtype)
+            cache.bank[rows, old_index - old_first] = memory.to(cache.bank.dtype)
+        new_first, visible = self.memory_window(old_index + 1)
+        # Rolling window: the oldest memory leaves the bank (shift 1); bounded: shift 0.
+        columns = ((new_first - old_first)[:, None] + torch.arange(slots_n, device=rows.device)).clamp(max=slots_n - 1)
+        cache.bank[rows] = row_gather(cache.bank[rows], columns)
         cache.chunk_index[rows] = old_index + 1
         cache.fill[rows] = 0
         cache.chunk_mask[rows] = False
-        visible = self._visible_memories(old_index + 1)[:, None]  # (r, 1)
-        slots, slot_mask, slot_positions = self.slot_inputs(cache.bank[rows], visible)
+        first = torch.zeros_like(visible)[:, None]  # the bank now starts at the oldest memory read
+        slots, slot_mask, slot_positions = self.slot_inputs(cache.bank[rows], first, visible[:, None])
         fresh = DynamicCache(config=config.decoder_config)
         self.run_decoder(slots[:, 0], slot_mask[:, 0], slot_positions[None], past_key_values=fresh, use_cache=True)
         for layer, new in zip(cache.layers, fresh.layers):

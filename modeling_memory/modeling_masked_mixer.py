@@ -175,8 +175,8 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         Returns:
             `BaseModelOutput` with `last_hidden_state` `[batch, seq_len, hidden]`.
         """
-        check_inputs(self.embed_tokens.num_embeddings, self.config.hidden_size, input_ids, attention_mask,
-                     inputs_embeds)
+        vocab_size = self.config.vocab_size if self.embed_tokens is None else self.embed_tokens.num_embeddings
+        check_inputs(vocab_size, self.config.hidden_size, input_ids, attention_mask, inputs_embeds)
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         shift = left_pad_shift(attention_mask) if attention_mask is not None and self.config.causal else None
         hidden_states = roll_rows(hidden_states, shift)

@@ -288,20 +288,37 @@ class MemoryModel(MemoryPreTrainedModel):
             return torch.ones(d_dec, dtype=dtype, device=device)
         return torch.zeros(d_dec, dtype=dtype, device=device)  # zeros, or masked (content never read)
 
-    def slot_inputs(self, bank: torch.Tensor, num_memories: torch.LongTensor):
-        """Memory-slot embeddings, mask and positions for decoder rows that see `num_memories` memories.
+    def memory_window(self, chunk_index: torch.LongTensor):
+        """Which memories chunk `g` reads: `m_first .. m_{first+count-1}` in slots `0 .. count-1`.
+
+        Bounded window: all `g` preceding memories (`g <= S-1` on any input that fits). Rolling window: the
+        `S-1` most recent ones once `g >= S-1`, so the last slot holds the filler as in training.
+        Returns `first` and `count`, both shaped like `chunk_index`.
+        """
+        count = chunk_index
+        if self.config.memory_window == "rolling":
+            count = chunk_index.clamp(max=self.config.num_memory_slots - 1)
+        if self.config.no_memory:
+            count = torch.zeros_like(chunk_index)
+        return chunk_index - count, count
+
+    def slot_inputs(self, bank: torch.Tensor, first: torch.LongTensor, count: torch.LongTensor):
+        """Memory-slot embeddings, mask and positions for decoder rows that read `count` memories from `first` on.
 
         Args:
-            bank (`[b, >=S, d]`): front-aligned memories; num_memories (`[b, k]`): memories per chunk (g).
+            bank (`[b, >=S, d]`): front-aligned memories; first, count (`[b, k]`): column in `bank` of the oldest
+                memory each chunk reads, and how many it reads (see `memory_window`).
         Returns:
             slots `[b, k, S, d]`, slot_mask `[b, k, S]` (bool), slot_positions `[S]`.
         """
         config = self.config
         slots_n = config.num_memory_slots
         j = torch.arange(slots_n, device=bank.device)
-        select = j[None, None] < num_memories[..., None]  # (b, k, S): slot j holds memory j iff j < g
+        select = j[None, None] < count[..., None]  # (b, k, S): slot j holds memory first + j iff j < count
+        columns = (first[..., None] + j).clamp(max=bank.shape[1] - 1).flatten(1)  # (b, k*S)
+        memories = row_gather(bank, columns).view(*select.shape, -1)  # (b, k, S, d)
         filler = self._filler(bank.dtype, bank.device)
-        slots = torch.where(select[..., None], bank[:, None, :slots_n], filler)  # (b, k, S, d)
+        slots = torch.where(select[..., None], memories, filler)  # (b, k, S, d)
         if config.memory_layout == "variable" or config.filler == "masked":
             slot_mask = select
         else:
@@ -331,10 +348,8 @@ class MemoryModel(MemoryPreTrainedModel):
         config = self.config
         batch, num_chunks, chunk, d_dec = tokens.shape
         chunk_index = torch.arange(num_chunks, device=tokens.device)
-        num_memories = counts[:, None] + chunk_index[None]  # (b, k): global chunk index g
-        if config.no_memory:
-            num_memories = torch.zeros_like(num_memories)
-        slots, slot_mask, slot_positions = self.slot_inputs(bank, num_memories)
+        first, num_memories = self.memory_window(counts[:, None] + chunk_index[None])  # (b, k); g = counts + index
+        slots, slot_mask, slot_positions = self.slot_inputs(bank, first, num_memories)
         embeds = torch.cat([slots, tokens], dim=2).view(batch * num_chunks, -1, d_dec)  # (b*k, S+L, d)
         mask = torch.cat([slot_mask, token_mask], dim=2).view(batch * num_chunks, -1)  # (b*k, S+L)
         offsets = torch.arange(chunk, device=tokens.device)
@@ -361,7 +376,7 @@ class MemoryModel(MemoryPreTrainedModel):
                     f"memory_embeds must be [batch, n_memories, {d_dec}] (decoder width), got {tuple(memory_embeds.shape)}"
                 )
             given = memory_embeds.shape[1]
-            if given > config.num_memory_slots:
+            if given > config.num_memory_slots and config.memory_window == "bounded":
                 raise ValueError(
                     f"{given} memories given, but the decoder has only num_memory_slots={config.num_memory_slots}"
                 )
@@ -370,11 +385,11 @@ class MemoryModel(MemoryPreTrainedModel):
                              f"{tuple(memory_attention_mask.shape)} for memory_embeds "
                              f"{None if memory_embeds is None else tuple(memory_embeds.shape)}")
         num_chunks = -(-length // config.chunk_size)
-        if given + num_chunks > config.num_memory_slots:
+        if given + num_chunks > config.num_memory_slots and config.memory_window == "bounded":
             raise ValueError(
                 f"{length} tokens after {given} memories need {given} + {num_chunks} chunks of {config.chunk_size}, "
                 f"but the model holds {config.num_memory_slots} chunks: max_position_embeddings="
-                f"{config.max_position_embeddings} tokens in total"
+                f"{config.max_position_embeddings} tokens in total (memory_window='rolling' reads any length)"
             )
         return num_chunks
 
@@ -452,8 +467,8 @@ class MemoryModel(MemoryPreTrainedModel):
     ) -> MemoryModelOutput:
         """
         Args:
-            input_ids (`[batch, seq_len]`): tokens; `seq_len` plus the given memories' chunks must fit
-                `max_position_embeddings`.
+            input_ids (`[batch, seq_len]`): tokens; with the bounded memory window, `seq_len` plus the given
+                memories' chunks must fit `max_position_embeddings`; with the rolling window, any length.
             attention_mask (`[batch, seq_len]`, *optional*): 1 = real token. Left and right padding are allowed.
             inputs_embeds (`[batch, seq_len, d_dec]`, *optional*): decoder token embeddings instead of ids
                 (only for inputs that need no encoding: at most one chunk, or no encoder).

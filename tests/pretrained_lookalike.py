@@ -17,8 +17,18 @@ TEXT = ("record 17: color = teal; city = oslo; The memory model reads the embedd
         "def add(a, b): return a + b  # python docs say: the quick brown fox jumps over the lazy dog 0123456789. ")
 
 
+_TOKENIZER = []  # trained once per process
+
+
 def make_tokenizer(folder) -> transformers.PreTrainedTokenizerFast:
     """A ~300-token byte-level BPE whose special tokens follow the Llama 3 tokenizer (BOS prepended, no pad)."""
+    if not _TOKENIZER:
+        _TOKENIZER.append(_train_tokenizer())
+    _TOKENIZER[0].save_pretrained(folder)
+    return _TOKENIZER[0]
+
+
+def _train_tokenizer() -> transformers.PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.BPE())
@@ -32,10 +42,8 @@ def make_tokenizer(folder) -> transformers.PreTrainedTokenizerFast:
     tokenizer.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
                                                              pair="<|begin_of_text|> $A $B",
                                                              special_tokens=[("<|begin_of_text|>", bos)])
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>",
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|begin_of_text|>",
                                                 eos_token="<|end_of_text|>")
-    fast.save_pretrained(folder)
-    return fast
 
 
 def decoder_config(model_type: str, vocab_size: int, bos: int, eos: int, tied: bool = True):

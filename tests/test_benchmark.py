@@ -43,6 +43,25 @@ def test_memory_quick_run_writes_complete_json(tmp_path, capsys):
         assert row["memory"]["kv_cache_bytes"] < row["llama_full_context"]["kv_cache_bytes"]
     assert result["targets"] and all({"target", "measured", "threshold", "met"} <= set(t) for t in result["targets"])
     assert "(a) training step" in stdout and "(b) inference" in stdout and "targets" in stdout
+    # The targets are stated for the full sizes: not applicable (not MISSED) at quick sizes.
+    assert {(t["status"], t["met"]) for t in result["targets"]} == {("n/a", None)}
+    assert "[   n/a]" in stdout and "MISSED" not in stdout
+    svg = (tmp_path / "memory.svg").read_text() if (tmp_path / "memory.svg").exists() else pytest.skip("no matplotlib")
+    assert (tmp_path / "memory.png").is_file()
+    for label in ("prefill (time to first token, s)", "decode (tokens/s)", "KV-cache (bytes)", "training tokens/s",
+                  "memory model", "full-context Llama", "--quick"):
+        assert label in svg, label
+
+
+def test_full_size_targets_are_judged_outside_quick_mode():
+    """Without --quick the same measurements are met or MISSED, never n/a."""
+    training = [{"context": 1024, "speedup_of_batched": {"vs_memory_sequential": 1.1, "vs_llama_full_context": 1.2}}]
+    inference = [{"context": 4096, "ratios": {"prefill_memory_over_llama": 0.3, "decode_memory_over_llama": 2.0,
+                                              "kv_bytes_memory_over_llama": 0.5, "kv_bytes_expected_ratio": 0.0664}}]
+    full = {t["target"]: t["status"] for t in benchmark.check_targets(training, inference)}
+    assert list(full.values()) == ["MISSED", "met", "met", "met", "MISSED"], full
+    quick = benchmark.check_targets(training, inference, quick=True)
+    assert [(t["status"], t["measured"]) for t in quick] == [("n/a", t["measured"]) for t in quick] and len(quick) == 5
 
 
 def _tiny_memory_model(compression: int = 1) -> MemoryForCausalLM:

@@ -13,7 +13,7 @@ from conversion.pretrained_decoder import convert, main as convert_main
 from modeling_memory import MemoryConfig, MemoryForCausalLM
 from pretrained_lookalike import make_decoder_folder
 
-CHUNK, SLOTS = 8, 4
+CHUNK, SLOTS = 4, 4
 # (model_type, tied embeddings): every family with GQA; tied and untied both covered.
 ARCHITECTURES = [("llama", True), ("qwen2", False), ("qwen3", True), ("mistral", False), ("gemma", True),
                  ("gemma3_text", True)]
@@ -67,7 +67,7 @@ def test_precomputed_memories_and_cached_generation(converted, model_type):
         memories = model.encode(ids[:, : 2 * CHUNK])
         torch.testing.assert_close(model(ids[:, 2 * CHUNK :], memory_embeds=memories).logits, full[:, 2 * CHUNK :])
     prompt = ids[:, :3]
-    greedy = dict(max_new_tokens=2 * CHUNK, min_new_tokens=2 * CHUNK, do_sample=False)
+    greedy = dict(max_new_tokens=2 * CHUNK + 1, min_new_tokens=2 * CHUNK + 1, do_sample=False)  # 2 boundaries
     cached = model.generate(prompt, **greedy)
     assert torch.equal(cached, model.generate(prompt, use_cache=False, **greedy))
     rows = [ids[0, :3], ids[1, :6]]

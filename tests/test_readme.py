@@ -1,7 +1,7 @@
 """The README's shell commands run as written after the set-up command.
 
 Every ```bash block is checked statically: no `...` placeholders, programs called through `.venv/bin/`, and
-each example writes into its own output folder (a `--resume` line continues its own run). The blocks marked
+each example (block) writes into its own output folders (commands of one block may reuse them, e.g. `--resume`). The blocks marked
 `<!-- readme-test: quick -->` (short first tries) are run with bash in an empty temporary folder that holds
 only a `.venv` link to this environment; blocks without the mark (long runs, Hub or GPU ones) are not run.
 """
@@ -53,7 +53,7 @@ def test_readme_shell_blocks_run_as_written():
     """No placeholders, `.venv/bin/` programs (after the set-up command), one output folder per example."""
     assert BLOCKS and any(quick for quick, _ in BLOCKS)
     problems, outputs = [], {}
-    for _, block in BLOCKS:
+    for index, (_, block) in enumerate(BLOCKS):
         for command in commands(block):
             if "..." in command.split("#")[0] or re.search(r"\[--[a-z]", command):
                 problems.append(f"placeholder in: {command}")
@@ -66,10 +66,8 @@ def test_readme_shell_blocks_run_as_written():
                     problems.append(f"{program!r} without .venv/bin/ in: {command}")
             parts = words(command)
             for option, value in zip(parts, parts[1:]):
-                if option in OUTPUT_OPTIONS and "--resume" not in parts:
-                    if value in outputs:
-                        problems.append(f"{option} {value} used by two examples: {outputs[value]!r} and {command!r}")
-                    outputs[value] = command
+                if option in OUTPUT_OPTIONS and outputs.setdefault(value, (index, command))[0] != index:
+                    problems.append(f"{option} {value} used by two examples: {outputs[value][1]!r} and {command!r}")
     assert not problems, "\n".join(problems)
 
 

@@ -1,5 +1,7 @@
 """RMT generation cache: cached decoding (current segment only) equals recomputing the whole prefix."""
 
+import json
+
 import pytest
 import torch
 
@@ -34,13 +36,14 @@ def left_padded_batch():
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_cached_generate_equals_uncached(variant):
-    """Greedy generate with the segment cache gives the same tokens and step logits as full recomputation."""
+    """Greedy generate with the segment cache (the default) gives the same tokens and step logits as full
+    recomputation (`use_cache=False`)."""
     model = build(variant)
     ids, mask = left_padded_batch()
     kwargs = dict(attention_mask=mask, max_new_tokens=9, min_new_tokens=9, do_sample=False, pad_token_id=1,
                   output_logits=True, return_dict_in_generate=True)
     with torch.no_grad():
-        cached = model.generate(ids, use_cache=True, **kwargs)
+        cached = model.generate(ids, **kwargs)
         uncached = model.generate(ids, use_cache=False, **kwargs)
     assert isinstance(cached.past_key_values, RecurrentMemoryCache)
     assert cached.past_key_values.num_fed == 6 + 9 - 1
@@ -71,3 +74,14 @@ def test_cache_respects_the_context_limit():
         model(torch.full((1, 1), 5), past_key_values=cache)
         with pytest.raises(ValueError, match="17 exceeds max_position_embeddings=16"):
             model(torch.full((1, 1), 5), past_key_values=cache)
+
+
+def test_generation_benchmark_quick(tmp_path, capsys):
+    """`eval.benchmark rmt-generation --quick` writes its JSON and table; both decodings give the same tokens."""
+    from eval.benchmark import main
+
+    output = tmp_path / "rmt.json"
+    assert main(["rmt-generation", "--quick", "--output", str(output)]) == 0
+    result = json.loads(output.read_text())["rmt_generation"]
+    assert result["same_tokens"] is True and result["prompt"] == 24 and result["new_tokens"] == 8
+    assert "segment cache" in capsys.readouterr().out

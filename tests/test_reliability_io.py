@@ -33,6 +33,15 @@ def assert_same_weights(a, b):
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
+def weights_of(model):
+    """The tensor names `save_pretrained` writes (tied copies are saved once)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return set(load_file(os.path.join(folder, "model.safetensors")))
+
+
 def leftovers(parent):
     return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
 
@@ -141,17 +150,21 @@ def _kill_before_removing_old():  # the new folder is in, the old one still asid
     shutil.rmtree = lambda path, *a, **k: _die() if ".old-" in str(path) else real_rmtree(path, *a, **k)
 
 
-@pytest.mark.parametrize("kill, survivor", [(_kill_during_staging, "old"), (_kill_between_renames, "old"),
-                                            (_kill_before_removing_old, "new")])
+@pytest.mark.parametrize("kill, survivor", [(_kill_during_staging, None), (_kill_during_staging, "old"),
+                                            (_kill_between_renames, "old"), (_kill_before_removing_old, "new")],
+                         ids=["first_export_during_staging", "during_staging", "between_renames",
+                              "before_removing_old"])
 def test_kill_while_replacing_an_export(tmp_path, tiny_model, kill, survivor):
-    """A SIGKILL at each moment of replacing an export leaves the old or the new complete folder at the target
-    (after `recover`, which every later write runs first); leftovers are cleaned up, never picked up."""
+    """A SIGKILL at each moment of (re)placing an export leaves nothing (first export), or the old or the new
+    complete folder at the target (after `recover`, which every later write runs first); leftovers are
+    cleaned up, never picked up."""
     out = tmp_path / "hub"
-    export_model(tiny_model, out)
-    old = weights(out)
+    if survivor is not None:
+        export_model(tiny_model, out)
+    old = weights(out) if survivor is not None else None
     torch.manual_seed(1)
     new_model = build_model(get_preset("memory-transformer-tiny"))
-    new = {k: v.contiguous() for k, v in new_model.state_dict().items() if k in old}
+    new = {k: v.contiguous() for k, v in new_model.state_dict().items() if k in weights_of(tiny_model)}
 
     def action():
         kill()
@@ -161,7 +174,10 @@ def test_kill_while_replacing_an_export(tmp_path, tiny_model, kill, survivor):
     assert leftovers(tmp_path) != []  # the kill left a staging or aside folder behind
     safe_io.recover(out)
     assert leftovers(tmp_path) == []
-    assert_same_weights(weights(out), old if survivor == "old" else new)
+    if survivor is None:
+        assert not out.exists()
+    else:
+        assert_same_weights(weights(out), old if survivor == "old" else new)
     export_model(new_model, out)  # and the next export works normally
     assert_same_weights(weights(out), new)
 
@@ -209,6 +225,11 @@ def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     with pytest.raises(ValueError, match="--model .*missing from the checkpoint"):
         export_to_hub.main(["--model", str(folder), "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+    from eval.information_retention import load_encoder
+
+    with pytest.raises(ValueError, match=r"--encoder .*encoder tensors missing .*encoder\.layers"):
+        load_encoder(str(folder))
+    assert load_encoder(str(folder), allow_missing_weights=True)[0] is not None
     args, _ = train.parse_args(["--init-from", str(folder), "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="--init-from .*missing from the checkpoint"):
         train.build_model(args, None)  # refused while loading, before the tokenizer is needed
@@ -248,5 +269,5 @@ def test_missing_local_folders_are_named(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--init-from .*no such folder"):
         train.build_model(args, None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ValueError, match="HF_HUB_OFFLINE"):
+    with pytest.raises(ValueError, match="someone/some-model.*no such folder.*HF_HUB_OFFLINE is set"):
         load_model("someone/some-model")

@@ -61,6 +61,8 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, run_a):
         train.run(*args_for(out, "--preset", "masked-mixer-tiny", *TINY, "--max-steps", "2", "--resume"))
     with pytest.raises(ValueError, match="another run's outputs .*checkpoint-1"):
         train.run(*args_for(out, *RUN_A, "--seed", "1"))
+    with pytest.raises(ValueError, match="checkpoints of this run from an earlier start; pass --resume"):
+        train.run(*args_for(out, *RUN_A, "--seed", "0"))  # a forgotten --resume never retrains over them
     assert_same(final_weights(out), a_final)  # nothing of run A changed
     summary = train.run(*args_for(out, *RUN_A, "--seed", "1", "--overwrite"))
     assert summary["config"]["seed"] == 1 and checkpoints(out) == ["checkpoint-1", "checkpoint-2"]
@@ -71,6 +73,19 @@ def test_a_run_folder_belongs_to_one_run(tmp_path, run_a):
     assert resumed["resumed_from"] == str(out / "checkpoint-2") and resumed["steps"] == 2
     assert checkpoints(out) == ["checkpoint-1", "checkpoint-2"]
     assert_same(final_weights(out), b_final)
+
+
+def test_a_copied_checkpoint_carries_its_run(tmp_path, run_a):
+    """A checkpoint copied into a new folder resumes only the run it belongs to (each checkpoint carries the
+    run's identity), and then exactly: final weights equal the uninterrupted run's bit for bit."""
+    out = tmp_path / "copy"
+    out.mkdir()
+    shutil.copytree(run_a / "checkpoint-1", out / "checkpoint-1")
+    with pytest.raises(ValueError, match=r"seed: 0 \(recorded\) != 1 \(this run\)"):
+        train.run(*args_for(out, *RUN_A, "--seed", "1", "--resume"))
+    summary = train.run(*args_for(out, *RUN_A, "--seed", "0", "--resume"))
+    assert summary["resumed_from"] == str(out / "checkpoint-1")
+    assert_same(final_weights(out), final_weights(run_a))
 
 
 def test_best_model_at_end_survives_rotation_and_resume(tmp_path):

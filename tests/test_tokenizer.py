@@ -1,6 +1,8 @@
 """Tests of byte-level BPE tokenizer training and its special-token conventions (paper §7.1)."""
 
 import json
+import os
+import stat
 
 import pytest
 from transformers import PreTrainedTokenizerFast
@@ -85,9 +87,14 @@ def test_main_writes_folder(tmp_path, capsys):
 
 
 def test_load_default_tokenizer_caches(tmp_path):
-    """The default python-docs tokenizer is trained once, cached in a folder, then loaded."""
-    first = load_default_tokenizer(vocab_size=512, cache_dir=tmp_path)
+    """The default python-docs tokenizer is trained once, cached in a folder (mode 0755 under umask 022), then loaded."""
+    old = os.umask(0o022)
+    try:
+        first = load_default_tokenizer(vocab_size=512, cache_dir=tmp_path)
+    finally:
+        os.umask(old)
     folder = tmp_path / "tokenizer-python-docs-512"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
     assert (folder / "special_tokens.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no staging folder left behind
     second = load_default_tokenizer(vocab_size=512, cache_dir=tmp_path)

@@ -1,8 +1,6 @@
 """`memory-models train`: outputs, Hub-ready checkpoints, objective checks, resumption and atomic checkpoints."""
 
 import json
-import struct
-import zlib
 
 import pytest
 import torch
@@ -12,7 +10,6 @@ from transformers import TrainerCallback
 from conversion.export_to_hub import lint_hub_folder
 from training import train
 from training.cli import main as cli_main
-from training.plot import write_line_plot
 from training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
@@ -25,14 +22,9 @@ def run_cli(tmp_path, *extra, name="run"):
 
 
 def read_png_size(path):
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    idat = data.index(b"IDAT")
-    length = struct.unpack(">I", data[idat - 4 : idat])[0]
-    raw = zlib.decompress(data[idat + 4 : idat + 4 + length])
-    assert len(raw) == height * (1 + 3 * width)
-    return width, height
+    """(width, height) of a PNG, read with matplotlib (the plots' own dependency)."""
+    image = pytest.importorskip("matplotlib.image").imread(path)
+    return image.shape[1], image.shape[0]
 
 
 def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
@@ -47,7 +39,8 @@ def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
         assert key in final and final[key] == final[key], key  # present and not NaN
     assert summary["steps"] == 4 and summary["config"]["objective"] == "combined"
     assert summary["config"]["vocab_size"] == 8192 and summary["config"]["context"] == 32
-    assert read_png_size(output / "loss_curve.png") == (480, 320)
+    width, height = read_png_size(output / "loss_curve.png")
+    assert width > height > 200 and (output / "loss_curve.svg").is_file()
     for folder in (output / "checkpoint-4", output / "final"):
         config = json.loads((folder / "config.json").read_text())
         assert config["auto_map"]["AutoModelForCausalLM"].startswith("modeling_memory.")
@@ -160,29 +153,6 @@ def test_failed_save_never_becomes_latest(tmp_path, monkeypatch):
     summary = train.run(args, extras)
     assert summary["resumed_from"] == str(output / "checkpoint-2") and summary["steps"] == 6
     assert (output / "checkpoint-6" / COMPLETE_MARKER).exists()
-
-
-def test_line_plot_png(tmp_path):
-    """The dependency-free PNG writer produces a decodable RGB image; empty input is a ValueError."""
-    write_line_plot(tmp_path / "p.png", {"a": [(0, 1.0), (1, 0.5), (2, 0.25)], "b": [(1, 0.7)]}, 64, 48)
-    assert read_png_size(tmp_path / "p.png") == (64, 48)
-    with pytest.raises(ValueError, match="Nothing to plot"):
-        write_line_plot(tmp_path / "q.png", {"a": []})
-
-
-def test_line_plot_draws_labels_and_legend(tmp_path):
-    """A full-size plot inks axis labels and a legend in each series' colour (not only the curves)."""
-    import zlib
-
-    write_line_plot(tmp_path / "p.png", {"train": [(0, 2.0), (10, 1.0)], "eval": [(10, 1.5)]})
-    data = (tmp_path / "p.png").read_bytes()
-    start = data.index(b"IDAT") + 4
-    raw = zlib.decompress(data[start : start + int.from_bytes(data[start - 8 : start - 4], "big")])
-    rows = [raw[i * (1 + 3 * 480) + 1 : (i + 1) * (1 + 3 * 480)] for i in range(320)]
-    left_strip = b"".join(row[: 3 * 40] for row in rows)  # the y-label column left of the axis
-    assert bytes((60, 60, 60)) in left_strip
-    legend = b"".join(row[3 * 380 :] for row in rows[8:40])
-    assert bytes((31, 119, 180)) in legend and bytes((214, 39, 40)) in legend
 
 
 @pytest.mark.parametrize("preset", ["memory-transformer-tiny", "memory-mixer-tiny", "autoencoder-tiny"])

@@ -6,7 +6,9 @@
     memory-models retention --encoder PATH_OR_HUB_ID --context 16 64 ...
     memory-models export --model DIR --output hub/name [--push-to-hub org/name]
     memory-models convert --decoder unsloth/Llama-3.2-1B --output runs/llama-memory
+    memory-models eval --model DIR [--model DIR2 ...] --tasks mmlu,longbench,swde [--no-memory] [--limit N]
     memory-models benchmark memory [--quick]
+    memory-models plot training runs/mt/metrics.json --output docs/training
     memory-models presets
 """
 
@@ -22,7 +24,12 @@ COMMANDS = {
     "retention": ("eval.information_retention", "measure how much of its input a model's embedding retains"),
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
     "convert": ("conversion.pretrained_decoder", "make a pretrained causal LM (Llama 3.2, Qwen, ...) a memory model's decoder"),
+    "eval": ("eval.evaluate", "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
     "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
+    "plot": ("training.plot", "PNG/SVG plots of training, retention and benchmark JSON (matplotlib)"),
+    "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
+    "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
+    "bank-retention": ("eval.bank_retention", "how much of its text a memory bank can read back (blank copy)"),
     "presets": (None, "list the named model configurations"),
 }
 

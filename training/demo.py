@@ -20,6 +20,16 @@ import json
 import os
 from pathlib import Path
 
+from transformers import set_seed
+
+from configuration import build_model
+from configuration.presets import llama
+from conversion.export_to_hub import run_without_our_packages
+from modeling_memory import MemoryConfig
+from training import train
+from training.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+from training.train import load_tokenizer
+
 DEFAULT_PROMPT = "The import statement"
 
 # Runs where our packages cannot be imported (see conversion.export_to_hub.run_without_our_packages).
@@ -60,8 +70,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def demo_tokenizer(output_dir: Path, vocab_size: int):
     """Train (or reuse) the demo's BPE tokenizer on the python-docs train split; returns its folder."""
-    from training.tokenizer import corpus_texts, save_tokenizer, train_tokenizer
-
     folder = output_dir / f"tokenizer-{vocab_size}"
     if not (folder / "tokenizer.json").is_file():
         save_tokenizer(train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size), folder)
@@ -70,10 +78,6 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
 
 def memory_config(args, tokenizer, no_memory: bool):
     """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--slots` x `--chunk-size`."""
-    from configuration.presets import llama
-    from modeling_memory import MemoryConfig
-    from training.tokenizer import special_token_ids
-
     ids = special_token_ids(tokenizer)
     base = {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
     heads = max(1, args.hidden // 32)
@@ -86,11 +90,6 @@ def memory_config(args, tokenizer, no_memory: bool):
 
 def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
     """Train the memory model and the no-memory control for the same steps; returns their summaries."""
-    from configuration import build_model
-    from training import train
-    from training.train import load_tokenizer
-    from transformers import set_seed
-
     tokenizer = load_tokenizer(str(tokenizer_dir))
     summaries = {}
     for name, no_memory in (("memory", False), ("no-memory control", True)):
@@ -99,7 +98,8 @@ def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
         options = ["--output-dir", str(folder), "--objective", "combined", "--pack", "--tokenizer", str(tokenizer_dir),
                    "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
                    "--learning-rate", "1e-3", "--eval-steps", str(args.steps), "--save-steps", str(args.steps),
-                   "--warmup_steps", str(max(1, args.steps // 20)), "--logging_steps", str(max(1, args.steps // 10))]
+                   "--warmup_steps", str(max(1, args.steps // 20)), "--logging_steps", str(max(1, args.steps // 10)),
+                   "--overwrite"]  # the demo starts its runs over each time
         if args.quick:
             options += ["--train-documents", "64", "--eval-documents", "12"]
         parsed, extras = train.parse_args(["--preset", "memory-transformer-tiny", *options])
@@ -123,8 +123,6 @@ def results_table(summaries: dict) -> str:
 
 def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
     """Load `folder` with trust_remote_code in a subprocess that cannot import our packages; generate greedily."""
-    from conversion.export_to_hub import run_without_our_packages
-
     try:
         return run_without_our_packages(LOADER, folder.resolve(), prompt, max_new_tokens)
     except RuntimeError as error:

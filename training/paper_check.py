@@ -23,6 +23,16 @@ import os
 import time
 from pathlib import Path
 
+from transformers import set_seed
+
+from configuration import build_model
+from configuration.presets import llama
+from eval.information_retention import measure_retention
+from modeling_memory import MemoryAutoencoderConfig
+from training import train
+from training.demo import demo_tokenizer, memory_config
+from training.train import load_tokenizer
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m training.paper_check", description=__doc__.split("\n\n")[0])
@@ -43,26 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args, name: str, objective: str, model, tokenizer_dir: Path, context: int) -> dict:
     """One `memory-models train` run of `model` (a custom-size config) with `objective`."""
-    from training import train
-
     options = ["--preset", "memory-transformer-tiny", "--output-dir", str(Path(args.output_dir) / name),
                "--objective", objective, "--pack", "--tokenizer", str(tokenizer_dir), "--context", str(context),
                "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
                "--learning-rate", str(args.learning_rate), "--eval-steps", str(args.steps),
                "--save-steps", str(args.steps), "--warmup_steps", str(max(1, args.steps // 20)),
-               "--logging_steps", str(max(1, args.steps // 10)), "--eval-documents", "100"]
+               "--logging_steps", str(max(1, args.steps // 10)), "--eval-documents", "100",
+               "--overwrite"]  # each check starts its run over
     parsed, extras = train.parse_args(options)
     return train.run(parsed, extras, model=model)["final"]
 
 
 def retention_part(args, tokenizer_dir: Path, tokenizer) -> dict:
     """(a) autoencoder vs causal LM: reconstruction accuracy and frozen-encoder retention."""
-    from configuration import build_model
-    from configuration.presets import llama
-    from eval.information_retention import measure_retention
-    from modeling_memory import MemoryAutoencoderConfig
-    from transformers import set_seed
-
     block = llama(args.hidden, args.layers, max(1, args.hidden // 32), vocab_size=len(tokenizer),
                   positions=args.context)
     set_seed(args.seed)
@@ -86,10 +89,6 @@ def retention_part(args, tokenizer_dir: Path, tokenizer) -> dict:
 
 def memory_part(args, tokenizer_dir: Path, tokenizer) -> dict:
     """(b) memory transformer: combined vs causal objective at equal steps, CLM and copy accuracy."""
-    from configuration import build_model
-    from training.demo import memory_config
-    from transformers import set_seed
-
     config_args = argparse.Namespace(hidden=args.hidden, layers=args.layers, chunk_size=args.chunk_size, slots=4)
     result = {}
     for objective in ("combined", "clm"):
@@ -127,9 +126,6 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if min(args.steps, args.probe_steps, args.hidden, args.layers, args.context, args.chunk_size) < 1:
         raise ValueError(f"sizes and steps must be positive, got {vars(args)}")
-    from training.demo import demo_tokenizer
-    from training.train import load_tokenizer
-
     start = time.perf_counter()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

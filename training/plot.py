@@ -1,139 +1,206 @@
-"""A dependency-free line plot written as a PNG (zlib + struct), for the loss curve of a training run.
+"""Plots of the package's JSON outputs with matplotlib (the optional extra `[plot]`, included in `[eval]`).
 
-    >>> write_line_plot("loss_curve.png", {"train": [(1, 9.0), (2, 7.5)], "eval": [(2, 7.9)]})
+    memory-models plot training runs/mt/metrics.json --output docs/training      # loss and eval curves
+    memory-models plot retention ae.json clm.json --output docs/retention       # accuracy and H_r vs n_ctx
+    memory-models plot benchmark benchmark-memory.json --output docs/benchmark  # speed and KV bytes vs context
 
-The plot is a small RGB raster: white background, a light grid with 5 labelled horizontal lines, the
-x-range under the axis, one coloured polyline per series (markers for short series) and a legend, drawn
-with a built-in 3x5 pixel font. The axis ranges are also recorded in the PNG's `tEXt` chunks.
+Each writes `OUTPUT.png` and `OUTPUT.svg`. `memory-models train` draws `loss_curve.png` this way, and
+`memory-models retention` / `benchmark` draw their plot beside their JSON, whenever matplotlib is installed.
 """
 
 from __future__ import annotations
 
-import math
-import struct
-import zlib
-from collections.abc import Mapping, Sequence
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14))
-GRID = (225, 225, 225)
-AXIS = (90, 90, 90)
-MARGIN = 8
-LEFT, BOTTOM = 44, 20  # room for the y labels and the x range
-TEXT = (60, 60, 60)
-
-# 3x5 pixel glyphs, row by row ("1" = ink); unknown characters print as blanks.
-GLYPHS = dict(zip(
-    "0123456789.-+:_ abcdefghijklmnopqrstuvwxyz",
-    "111101101101111 010110010010111 111001111100111 111001111001111 101101111001001 111100111001111 "
-    "111100111101111 111001001001001 111101111101111 111101111001111 000000000000010 000000111000000 "
-    "000010111010000 000010000010000 000000000000111 000000000000000 000011101101011 100110101101110 "
-    "000011100100011 001011101101011 000010111100011 011100110100100 011101011001110 100110101101101 "
-    "010000010010010 001000001101010 100101110101101 110010010010111 000111111101101 000110101101101 "
-    "000010101101010 000110101110100 000011101011001 000011100100100 000011110011110 010111010010011 "
-    "000101101101011 000101101101010 000101101111111 000101010010101 000101011001110 000111010100111".split(),
-))
+INSTALL_HINT = "plots need matplotlib: pip install -c constraints.txt -e '.[plot]' (included in '.[eval]')"
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+def pyplot():
+    """`matplotlib.pyplot` on the file-only Agg backend; `ImportError` naming the extra when it is missing."""
+    try:
+        import matplotlib
+    except ImportError as error:
+        raise ImportError(INSTALL_HINT) from error
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
-def encode_png(pixels: Sequence[bytearray], width: int, text: Mapping[str, str] | None = None) -> bytes:
-    """PNG bytes of an 8-bit RGB image given as rows of `3 * width` bytes."""
-    raw = b"".join(b"\x00" + bytes(row) for row in pixels)  # filter type 0 on every row
-    header = struct.pack(">IIBBBBB", width, len(pixels), 8, 2, 0, 0, 0)
-    chunks = [_chunk(b"IHDR", header)]
-    chunks += [_chunk(b"tEXt", f"{key}\x00{value}".encode("latin-1")) for key, value in (text or {}).items()]
-    chunks += [_chunk(b"IDAT", zlib.compress(raw, 9)), _chunk(b"IEND", b"")]
-    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+def have_matplotlib() -> bool:
+    try:
+        pyplot()
+    except ImportError:
+        return False
+    return True
 
 
-def _set(pixels, x: int, y: int, colour) -> None:
-    if 0 <= y < len(pixels) and 0 <= x < len(pixels[0]) // 3:
-        pixels[y][3 * x : 3 * x + 3] = bytes(colour)
+def save_figure(figure, output) -> list[Path]:
+    """Write `figure` as `output.png` (150 dpi) and `output.svg`; returns both paths."""
+    stem = Path(output)
+    stem = stem.with_suffix("") if stem.suffix in (".png", ".svg") else stem
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    plt = pyplot()
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, restylable
+        for path in paths:
+            figure.savefig(path, dpi=150, bbox_inches="tight",
+                           metadata={"Date": None} if path.suffix == ".svg" else None)
+    plt.close(figure)
+    return paths
 
 
-def _line(pixels, x0: float, y0: float, x1: float, y1: float, colour) -> None:
-    """Rasterise a segment by sampling it densely (2 px wide)."""
-    steps = max(1, int(max(abs(x1 - x0), abs(y1 - y0)) * 2))
-    for i in range(steps + 1):
-        x, y = x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps
-        _set(pixels, round(x), round(y), colour)
-        _set(pixels, round(x), round(y) + 1, colour)
+def _finite(points) -> list:
+    return [(x, y) for x, y in points if y == y and abs(y) != float("inf")]
 
 
-def _text(pixels, x: int, y: int, text: str, colour=TEXT, scale: int = 2) -> None:
-    """Draw `text` with its top-left corner at (x, y), in the 3x5 font scaled by `scale`."""
-    for index, char in enumerate(text.lower()):
-        glyph = GLYPHS.get(char, GLYPHS[" "])
-        for bit, ink in enumerate(glyph):
-            if ink == "1":
-                gx, gy = x + index * 4 * scale + (bit % 3) * scale, y + (bit // 3) * scale
-                for dx in range(scale):
-                    for dy in range(scale):
-                        _set(pixels, gx + dx, gy + dy, colour)
+# ---------------------------------------------------------------------------------------------- training
+def plot_training(summary: dict, output) -> list[Path]:
+    """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
+    objective = summary.get("config", {}).get("objective")
+    streams = summary.get("train_stream_loss_history") or {}  # combined objective: loss_clm, loss_copy
+    label = f"train loss ({objective} objective{', weighted sum of streams' if streams else ''})"
+    losses = {label if objective else "train loss": summary.get("train_loss_history", [])}
+    losses.update({f"train {key}": points for key, points in streams.items()})
+    history = summary.get("eval_history", {})
+    losses.update({key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_loss")})
+    accuracies = {key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_accuracy")}
+    losses = {name: _finite(points) for name, points in losses.items() if _finite(points)}
+    if not losses:
+        raise ValueError(f"nothing to plot: no finite loss in {sorted(summary)}")
+    plt = pyplot()
+    figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False)
+    for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
+        axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name,
+                        linestyle="-" if name.startswith("train") else (0, (4, 2 + 2 * index)))
+    axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
+    for name, points in accuracies.items():
+        axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name)
+    if accuracies:
+        axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
+    for axis in axes.flat:
+        axis.grid(alpha=0.3)
+        axis.legend()
+    config = summary.get("config", {})
+    figure.suptitle(f"memory-models train --preset {config.get('preset') or config.get('init_from')} "
+                    f"--objective {config.get('objective')} ({summary.get('steps', '?')} steps, "
+                    f"context {config.get('context')}, batch {config.get('per_device_batch_size')})", fontsize=10)
+    return save_figure(figure, output)
 
 
-def _text_width(text: str, scale: int = 2) -> int:
-    return len(text) * 4 * scale - scale
+# ---------------------------------------------------------------------------------------------- retention
+def plot_retention(results: dict[str, list[dict]], output, title: str = "") -> list[Path]:
+    """Accuracy and `H_r` against context length, one line per encoder (the shape of the paper's Table 2).
 
-
-def _bounds(series: Mapping[str, Sequence[tuple[float, float]]]) -> tuple[float, float, float, float]:
-    points = [(x, y) for values in series.values() for x, y in values if math.isfinite(y)]
-    if not points:
-        raise ValueError(f"Nothing to plot: every series is empty or non-finite ({list(series)}).")
-    xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
-    if x_hi == x_lo:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
-    if y_hi == y_lo:
-        y_lo, y_hi = y_lo - 1, y_hi + 1
-    return x_lo, x_hi, y_lo, y_hi
-
-
-def write_line_plot(path, series: Mapping[str, Sequence[tuple[float, float]]], width: int = 480,
-                    height: int = 320) -> None:
-    """Write `series` (name -> [(x, y), ...]) as a line plot PNG at `path`.
-
-    Raises:
-        ValueError: if the image is smaller than 32x32 or there is no finite point to plot.
+    Args:
+        results: encoder name -> rows with `context`, `accuracy` and `entropy_ratio` (retention JSON `results`).
     """
-    if width < 32 or height < 32:
-        raise ValueError(f"The plot needs at least 32x32 pixels, got width={width}, height={height}.")
-    x_lo, x_hi, y_lo, y_hi = _bounds(series)
-    pixels = [bytearray(b"\xff" * (3 * width)) for _ in range(height)]
-    left, bottom = (LEFT, BOTTOM) if width >= 160 and height >= 96 else (MARGIN, MARGIN)  # tiny: no text
-    inner_w, inner_h = width - left - MARGIN - 1, height - MARGIN - bottom - 1
-    labelled = left == LEFT
-    for i in range(5):
-        y = MARGIN + round(inner_h * i / 4)
-        _line(pixels, left, y, width - MARGIN, y, GRID)
-        if labelled:
-            label = f"{y_hi - (y_hi - y_lo) * i / 4:.3g}"
-            _text(pixels, left - 4 - _text_width(label), y - 4, label)
-    _line(pixels, left, MARGIN, left, height - bottom, AXIS)
-    _line(pixels, left, height - bottom, width - MARGIN, height - bottom, AXIS)
-    if labelled:
-        _text(pixels, left, height - bottom + 6, f"{x_lo:g}")
-        _text(pixels, width - MARGIN - _text_width(f"{x_hi:g}"), height - bottom + 6, f"{x_hi:g}")
+    if not any(results.values()):
+        raise ValueError(f"nothing to plot: no retention rows for {list(results)}")
+    plt = pyplot()
+    figure, (accuracy, entropy) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for name, rows in results.items():
+        rows = sorted(rows, key=lambda row: row["context"])
+        contexts = [row["context"] for row in rows]
+        accuracy.plot(contexts, [100 * row["accuracy"] for row in rows], marker="o", label=name)
+        entropy.plot(contexts, [row["entropy_ratio"] for row in rows], marker="o", label=name)
+    accuracy.set(ylabel="reconstruction accuracy (%)", title="token accuracy of the probe")
+    entropy.set(ylabel="H_r = 1 - CE / ln V", title="entropy ratio")
+    for axis in (accuracy, entropy):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("context length n_ctx (tokens)")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend()
+    figure.suptitle(title or "information retention (memory-models retention)", fontsize=10)
+    return save_figure(figure, output)
 
-    def to_pixel(x, y):
-        return left + (x - x_lo) / (x_hi - x_lo) * inner_w, MARGIN + (y_hi - y) / (y_hi - y_lo) * inner_h
 
-    for index, (name, values) in enumerate(series.items()):
-        colour = COLOURS[index % len(COLOURS)]
-        points = [to_pixel(x, y) for x, y in values if math.isfinite(y)]
-        for (x0, y0), (x1, y1) in zip(points, points[1:]):
-            _line(pixels, x0, y0, x1, y1, colour)
-        for x, y in points if len(points) < 30 else []:
-            for dx in (-1, 0, 1):
-                _line(pixels, x + dx, y - 1, x + dx, y + 1, colour)
-        if labelled:  # legend, top right
-            y = MARGIN + 4 + 14 * index
-            x = width - MARGIN - 6 - _text_width(name) - 14
-            for dy in range(8):
-                _line(pixels, x, y + dy, x + 8, y + dy, colour)
-            _text(pixels, x + 14, y, name, colour)
-    text = {"x-range": f"{x_lo:g}..{x_hi:g}", "y-range": f"{y_lo:g}..{y_hi:g}", "series": ", ".join(series)}
-    with open(path, "wb") as handle:
-        handle.write(encode_png(pixels, width, text))
+def retention_title(settings: dict) -> str:
+    return (f"memory-models retention --dataset {settings.get('dataset')} --steps {settings.get('steps')} "
+            f"--decoder-layers {settings.get('decoder_layers')} --decoder-hidden {settings.get('decoder_hidden')}")
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+BENCHMARK_MODELS = {"memory": "memory model", "llama_full_context": "full-context Llama"}
+
+
+def plot_benchmark(result: dict, output) -> list[Path]:
+    """Prefill seconds, decode tokens/s and KV-cache bytes against context (log axes); training tokens/s too,
+    when measured. Memory model against full-context Llama with the same decoder weights."""
+    inference, training = result.get("inference", []), result.get("training", [])
+    if not inference and not training:
+        raise ValueError("nothing to plot: the benchmark result has neither training nor inference rows")
+    panels = ([("prefill_s", "prefill (time to first token, s)"), ("decode_tokens_per_s", "decode (tokens/s)"),
+               ("kv_cache_bytes", "KV-cache (bytes)")] if inference else []) + (["training"] if training else [])
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.6), squeeze=False)
+    for axis, panel in zip(axes.flat, panels):
+        if panel == "training":
+            names = sorted({name for row in training for name in row["tokens_per_s"]})
+            for name in names:
+                points = [(row["context"], row["tokens_per_s"][name]) for row in training if name in row["tokens_per_s"]]
+                axis.plot(*zip(*points), marker="o", label=name.replace("_", " "))
+            axis.set(ylabel="training tokens/s", title="training step (fwd + bwd + AdamW)")
+        else:
+            key, label = panel
+            for model, name in BENCHMARK_MODELS.items():
+                axis.plot([row["context"] for row in inference], [row[model][key] for row in inference],
+                          marker="o", label=name)
+            axis.set(ylabel=label, title=label.split(" (")[0])
+        axis.set_xscale("log", base=2)
+        axis.set_yscale("log")
+        axis.set_xlabel("context (tokens)")
+        axis.grid(alpha=0.3, which="both")
+        axis.legend(fontsize=8)
+    settings = result.get("settings", {})
+    sizes = settings.get("sizes", {})
+    loads = [v for row in inference + training for v in row.get("load_average", []) if v is not None]
+    load = f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""  # noisy timings when > threads
+    figure.suptitle(f"memory-models benchmark memory{' --quick' if settings.get('quick') else ''}: "
+                    f"{settings.get('device')} {settings.get('dtype')}, {settings.get('threads')} threads; decoder "
+                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}{load}",
+                    fontsize=10)
+    figure.tight_layout()
+    return save_figure(figure, output)
+
+
+def plot_beside(json_path, plot) -> list[Path]:
+    """Run `plot(output_stem)` next to `json_path` when matplotlib is installed; otherwise print the hint."""
+    if not have_matplotlib():
+        print(f"(no plot: {INSTALL_HINT})", file=sys.stderr)
+        return []
+    return plot(Path(json_path).with_suffix(""))
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> list[Path]:
+    """`memory-models plot {training,retention,benchmark} JSON... --output STEM`."""
+    parser = argparse.ArgumentParser(prog="memory-models plot", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["training", "retention", "benchmark"])
+    parser.add_argument("inputs", nargs="+", help="metrics.json / retention JSON (several: one line each) / "
+                        "benchmark JSON")
+    parser.add_argument("--output", required=True, help="output path without extension (.png and .svg are written)")
+    args = parser.parse_args(argv)
+    loaded = [json.loads(Path(path).read_text()) for path in args.inputs]
+    if args.kind != "retention" and len(loaded) > 1:
+        raise ValueError(f"`plot {args.kind}` takes one JSON file, got {len(loaded)}: {args.inputs}")
+    if args.kind == "training":
+        paths = plot_training(loaded[0], args.output)
+    elif args.kind == "benchmark":
+        paths = plot_benchmark(loaded[0], args.output)
+    else:
+        results = {}
+        for path, payload in zip(args.inputs, loaded):
+            name = payload.get("settings", {}).get("encoder") or Path(path).stem
+            results[name if name not in results else f"{name} ({path})"] = payload["results"]
+        paths = plot_retention(results, args.output, retention_title(loaded[0].get("settings", {})))
+    print("wrote " + ", ".join(map(str, paths)))
+    return paths
+
+
+if __name__ == "__main__":
+    main()

@@ -3,11 +3,13 @@
 `run.json` (written before training starts) records what makes two runs "the same run": preset or
 `--init-from` folder, a hash of the model config, seed, objective, dataset, tokenizer and the data options.
 
-* `--resume` refuses a folder whose recorded identity differs from this run's (naming the differences),
-  or whose checkpoints have no recorded identity at all.
-* A new run (no `--resume`) refuses a folder holding another run's checkpoints or `final/` unless
-  `--overwrite`, which removes those outputs of ours (complete `checkpoint-N/`, `final/`, `metrics.json`,
-  `loss_curve.png`, `.staging/`) first. The same run started again without `--resume` restarts from step 0.
+* `--resume` refuses a folder whose recorded identity differs from this run's (naming the differences).
+  Every checkpoint carries a copy of `run.json`, so a checkpoint copied into a new folder is checked too;
+  checkpoints without any recorded identity (older versions) are resumed with a warning.
+* A new run (no `--resume`) refuses a folder holding checkpoints or `final/` (of another run, or of an
+  earlier start of this one) unless `--overwrite`, which removes those outputs of ours (complete
+  `checkpoint-N/`, `final/`, `metrics.json`, `loss_curve.png`, `.staging/`) first: a forgotten `--resume`
+  never silently retrains over a run's checkpoints, and no stale checkpoint is ever resumed later.
 * A non-empty folder that memory-models did not create is refused unless `--overwrite` (nothing of the
   user's is removed then either); `.`, its parents, the home folder and `/` are never run folders.
 * The folder is made writable-checked here, before any training step: writing `run.json` fails first.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from conversion.safe_io import MARKER, check_target, is_ours, mark, recover_all, write_text_atomic
@@ -61,8 +64,14 @@ def identity_differences(recorded: dict, current: dict) -> list[str]:
             if recorded.get(k) != current.get(k)]
 
 
+def _read_identity(folder: Path) -> dict | None:
+    """The identity recorded in `folder/run.json` (a run folder, or a checkpoint: each carries a copy)."""
+    path = Path(folder) / IDENTITY_FILE
+    return json.loads(path.read_text()).get("identity") if path.is_file() else None
+
+
 def complete_checkpoints(folder: Path) -> list[Path]:
-    from training.trainer import CHECKPOINT_PATTERN, COMPLETE_MARKER
+    from training.trainer import CHECKPOINT_PATTERN, COMPLETE_MARKER  # (training.trainer imports transformers)
 
     if not folder.is_dir():
         return []
@@ -89,27 +98,38 @@ def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: b
     `write=False` (processes other than the main one) only checks. Raises `ValueError` naming the folder and
     the reason; `PermissionError`/`OSError` of a folder that cannot be written become a `ValueError` too.
     """
+    from training.trainer import last_complete_checkpoint
+
     folder = Path(output_dir)
-    check_target(folder, overwrite=overwrite, option="--output-dir")
+    outputs = _outputs(folder)
+    # a folder holding only checkpoints of ours (e.g. one copied there to resume from) is ours too
+    only_checkpoints = folder.is_dir() and all(p in outputs or p.name == ".staging" for p in folder.iterdir())
+    check_target(folder, overwrite=overwrite or only_checkpoints, option="--output-dir")
     check_target(folder / "final", overwrite=overwrite, option="--output-dir's final/")
     if write and is_ours(folder):
         recover_all(folder)  # final/ or a checkpoint whose replacement was killed between its two renames
+        outputs = _outputs(folder)
     recorded_file = folder / IDENTITY_FILE
-    recorded = json.loads(recorded_file.read_text()) if recorded_file.is_file() and is_ours(folder) else None
-    outputs = _outputs(folder)
+    recorded = _read_identity(folder) if is_ours(folder) else None
+    newest = last_complete_checkpoint(folder) if resume else None
+    if recorded is None and newest is not None:
+        recorded = _read_identity(Path(newest))
     stale = False
     if recorded is not None:
-        differences = identity_differences(recorded.get("identity", {}), identity)
+        differences = identity_differences(recorded, identity)
         if differences and resume:
             raise ValueError(f"--resume: {folder} holds another run's checkpoints; differences: "
                              + "; ".join(differences) + ". Use a new --output-dir, or drop --resume and pass "
                              "--overwrite to replace that run.")
-        stale = bool(differences and outputs)
+        if outputs and not differences and not resume and not overwrite:
+            raise ValueError(f"--output-dir {folder} holds checkpoints of this run from an earlier start; pass "
+                             "--resume to continue it, or --overwrite to start it over.")
+        stale = bool(outputs and (differences or not resume))
     elif outputs:
         if resume:
-            raise ValueError(f"--resume: {folder} holds checkpoints without a recorded run identity "
-                             f"({IDENTITY_FILE}); cannot tell whether they belong to this run.")
-        stale = True
+            print(f"warning: --resume: the checkpoints in {folder} record no run identity (written by an older "
+                  "version?); resuming without checking that they belong to this run", file=sys.stderr)
+        stale = not resume
     if stale and not overwrite:
         names = ", ".join(p.name for p in outputs[:5]) + (" ..." if len(outputs) > 5 else "")
         raise ValueError(f"--output-dir {folder} holds another run's outputs ({names}); use a new --output-dir, "

@@ -17,13 +17,15 @@ import argparse
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
+from conversion.export_to_hub import staging_folder
+from training.data import load_corpus
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -97,8 +99,6 @@ def special_token_ids(tokenizer: PreTrainedTokenizerFast) -> dict[str, int]:
 
 
 def corpus_texts(corpus: str, text_column: str, num_documents: int | None) -> Iterable[str]:
-    from training.data import load_corpus
-
     dataset = load_corpus(corpus, "train", text_column=text_column, num_documents=num_documents)
     return (row["text"] for row in dataset)
 
@@ -127,7 +127,7 @@ def load_default_tokenizer(
     if not (folder / "tokenizer.json").is_file():
         parent.mkdir(parents=True, exist_ok=True)
         tokenizer = train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size)
-        staging = tempfile.mkdtemp(prefix=f".{folder.name}-", dir=parent)
+        staging = staging_folder(parent, folder.name)  # umask permissions, unlike tempfile.mkdtemp's 0700
         try:
             save_tokenizer(tokenizer, staging)
             os.replace(staging, folder)

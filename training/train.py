@@ -23,9 +23,26 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import datasets
 import torch
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 
+import modeling_memory  # noqa: F401  (registers our Auto classes)
+from configuration import build_model as build_from_config
+from configuration import get_preset
+from conversion.export_to_hub import export_model
+from conversion.loading import check_model_path, load_model
+from conversion.safe_io import write_text_atomic
+from eval.metrics import preprocess_logits_for_metrics
+from training.data import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
+                           tokenize_corpus)
+from training.lora import apply_lora, is_peft_model, merge_adapter, save_extras
 from training.objectives import OBJECTIVES, ObjectiveCollator
+from training.plot import plot_beside, plot_training
+from training.run_folder import prepare_run_folder, run_identity
+from training.tokenizer import load_default_tokenizer, special_token_ids
+from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
+                              forward_arguments, last_complete_checkpoint)
 
 AUTOENCODER_TYPE = "memory_autoencoder"
 MEMORY_TYPES = ("memory_model", "recurrent_memory")
@@ -73,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
     lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
                       help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
+    run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
+                     "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
     return parser
 
 
@@ -94,13 +113,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 def load_tokenizer(path: str | None):
     """`--tokenizer DIR`, or the package's default python-docs tokenizer; a missing pad token becomes eos."""
     if path is None:
-        from training.tokenizer import load_default_tokenizer
-
         return load_default_tokenizer()
-    from transformers import AutoTokenizer
-
-    from conversion.loading import check_model_path
-
     if not Path(path).expanduser().is_dir():
         check_model_path(path, "--tokenizer")  # a clear error for a missing local folder
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -112,8 +125,6 @@ def load_tokenizer(path: str | None):
 def token_ids(tokenizer) -> dict[str, int]:
     """Special ids for the model config: pad/bos/eos always, blank and copy delimiter when the tokenizer has them."""
     try:
-        from training.tokenizer import special_token_ids
-
         return special_token_ids(tokenizer)
     except ValueError:  # a foreign tokenizer without our reserved delimiter token
         ids = {"pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
@@ -133,8 +144,6 @@ def _set_config_flags(config, args) -> None:
 
 def preset_config(args, tokenizer):
     """The preset's config with the tokenizer's vocabulary size and special token ids."""
-    from configuration import get_preset
-
     vocab_size = args.vocab_size or len(tokenizer)
     if vocab_size < len(tokenizer):
         raise ValueError(f"--vocab-size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
@@ -153,8 +162,6 @@ def load_pretrained(path: str, config=None, *, allow_missing: bool = False, opti
     Missing or unused checkpoint tensors, NaN/inf weights, a truncated weights file and a missing folder
     are `ValueError`s (`conversion.loading.load_model`) unless `allow_missing` (`--allow-missing-weights`).
     """
-    from conversion.loading import load_model
-
     return load_model(path, config=config, allow_missing=allow_missing, option=option)
 
 
@@ -180,15 +187,8 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
 
 def build_model(args, tokenizer):
     """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
-    from configuration import build_model as build_from_config
-    from transformers import AutoConfig, set_seed
-
     set_seed(args.seed)
     if args.init_from:
-        import modeling_memory  # noqa: F401
-
-        from conversion.loading import check_model_path
-
         check_model_path(args.init_from, "--init-from")
         config = AutoConfig.from_pretrained(args.init_from)
         _set_config_flags(config, args)
@@ -246,8 +246,6 @@ def _with_objective(dataset, objective: str):
 def build_datasets(args, tokenizer, context: int, config):
     """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus full-length `copy` rows for
     memory models (paper §6.3: copy accuracy on held-out documents without padding)."""
-    from training.data import filter_full_length, load_corpus, tokenize_corpus
-
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
@@ -272,10 +270,6 @@ def build_datasets(args, tokenizer, context: int, config):
 def check_corpus(text, rows, args) -> None:
     """Stop before training if the training corpus gives no targets (`training.data.check_training_targets`);
     whitespace-only documents count as empty."""
-    import datasets
-
-    from training.data import check_training_targets, count_blank_documents
-
     if not isinstance(text, datasets.Dataset):
         return  # streaming: counting would consume the stream
     documents, blank = len(text), count_blank_documents(text)
@@ -288,8 +282,6 @@ def check_corpus(text, rows, args) -> None:
 
 def build_collator(model, objective: str, eval_objectives, context: int):
     """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch."""
-    from training.trainer import RoutingCollator, forward_arguments
-
     names = {objective, *eval_objectives}
     collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
     return RoutingCollator(collators, objective, keep=forward_arguments(model))
@@ -297,9 +289,6 @@ def build_collator(model, objective: str, eval_objectives, context: int):
 
 def metric_functions(config, eval_objectives) -> dict:
     """Per eval set: a streaming token-accuracy `compute_metrics` and the argmax `preprocess_logits_for_metrics`."""
-    from eval.metrics import preprocess_logits_for_metrics
-    from training.trainer import StreamingAccuracy
-
     boundaries = config.chunk_size if getattr(config, "paper_chunk_targets", False) else None
     return {name: (StreamingAccuracy(shift=name != "autoencode", exclude_chunk_boundaries=boundaries),
                    preprocess_logits_for_metrics) for name in eval_objectives}
@@ -312,8 +301,6 @@ def _distributed_cpu() -> bool:
 
 def training_arguments(args, extras: Sequence[str], config):
     """`TrainingArguments` from our options (spec §8.1 defaults), then the pass-through `--key value` extras."""
-    from transformers import HfArgumentParser, TrainingArguments
-
     eval_steps = args.eval_steps or max(1, args.max_steps // 5)
     defaults = {
         "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,
@@ -330,13 +317,19 @@ def training_arguments(args, extras: Sequence[str], config):
         defaults["ddp_backend"] = "gloo"
     argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
     (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    if training_args.push_to_hub:  # publish final/ through our export (lint, model card) instead of the Trainer
+        if not (args.push_to_hub or training_args.hub_model_id):
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
+        args.push_to_hub = args.push_to_hub or training_args.hub_model_id
+        training_args.push_to_hub = False
+    if training_args.fsdp and not torch.cuda.is_available():
+        raise ValueError(f"--fsdp {training_args.fsdp!r} on CPU: accelerate ignores FSDP there and would train "
+                         "replicated copies; shard on CPU with training.fsdp_cpu (torch fully_shard) or use GPUs")
     return training_args
 
 
 def build_trainer(args, extras, tokenizer, model, callbacks=()):
     """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
-    from training.trainer import MemoryTrainer
-
     context = args.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
@@ -401,51 +394,37 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
     }
 
 
-def loss_curve_series(summary: dict) -> dict:
-    """The loss curve's lines: the training loss (for the combined objective its weighted sum and each stream's
-    `loss_clm` / `loss_copy`, on the eval losses' scale) and the eval losses."""
-    streams = summary.get("train_stream_loss_history") or {}
-    series = {"train loss (weighted sum)" if streams else "train loss": summary["train_loss_history"]}
-    series.update({f"train {key}": value for key, value in streams.items()})
-    series.update({k: v for k, v in summary["eval_history"].items() if k.endswith("_loss")})
-    return series
-
-
-def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False) -> None:
-    """`final/` (Hub-ready export, replaced atomically), `metrics.json` and `loss_curve.png` in `output_dir`
-    (main process only)."""
-    from conversion.export_to_hub import export_model
-    from conversion.safe_io import write_text_atomic
-    from training.lora import is_peft_model
-    from training.plot import write_line_plot
-
+def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool = False,
+                  push_to_hub: str | None = None) -> None:
+    """`final/` (Hub-ready export, replaced atomically, pushed to `push_to_hub` if given), `metrics.json` and
+    `loss_curve.png` (and `.svg`, when matplotlib is installed) in `output_dir` (main process only)."""
     output_dir = Path(output_dir)
+    message = (f"memory-models train {output_dir.name}: {summary['config']['objective']}, "
+               f"{summary['steps']} steps")
+    export = dict(training=summary, repo_id=push_to_hub, push=bool(push_to_hub), commit_message=message,
+                  overwrite=overwrite)
     if is_peft_model(trainer.model):
-        _write_lora_outputs(output_dir, trainer, tokenizer)
+        _write_lora_outputs(output_dir, trainer, tokenizer, export)
     elif trainer.is_fsdp_enabled:
         trainer.save_model(str(output_dir / "final"))  # gathers/writes shards per the FSDP state-dict type
     elif trainer.is_world_process_zero():
-        export_model(trainer.model, output_dir / "final", tokenizer, overwrite=overwrite)
+        export_model(trainer.model, output_dir / "final", tokenizer, **export)
     if not trainer.is_world_process_zero():
         return
     write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
-    series = loss_curve_series(summary)
-    if any(series.values()):
-        write_line_plot(output_dir / "loss_curve.png", series)
+    if summary["train_loss_history"] or any(summary["eval_history"].values()):
+        plot_beside(output_dir / "loss_curve.json", lambda stem: plot_training(summary, stem))
 
 
-def _write_lora_outputs(output_dir: Path, trainer, tokenizer) -> None:
+def _write_lora_outputs(output_dir: Path, trainer, tokenizer, export: dict) -> None:
     """LoRA run: `adapter/` (adapter + extras + tokenizer) and `final/`, the complete merged Hub-ready model."""
-    from conversion.export_to_hub import export_model
-    from training.lora import merge_adapter, save_extras
-
     if not trainer.is_world_process_zero():
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.save_pretrained(output_dir / "adapter")
     save_extras(model, output_dir / "adapter")
     tokenizer.save_pretrained(output_dir / "adapter")
-    export_model(merge_adapter(model), output_dir / "final", tokenizer)
+    export_model(merge_adapter(model), output_dir / "final", tokenizer, **export)
 
 
 def format_metrics(metrics: dict) -> str:
@@ -461,9 +440,6 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
 
     `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
     """
-    from training.run_folder import prepare_run_folder, run_identity
-    from training.trainer import checkpoint_step, last_complete_checkpoint
-
     overwrite = getattr(args, "overwrite", False)
     tokenizer = load_tokenizer(args.tokenizer)
     if model is None:
@@ -473,8 +449,6 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     identity = run_identity(args, model.config, tokenizer)
     prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False)
     if getattr(args, "lora_r", None):
-        from training.lora import apply_lora
-
         model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
     if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
@@ -493,7 +467,8 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite)
+    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite,
+                  push_to_hub=getattr(args, "push_to_hub", None))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from eval.metrics import StreamingMetrics, entropy_ratio
 from training.objectives import ObjectiveCollator
 
 STAGING_DIR = ".staging"
@@ -179,8 +180,6 @@ class MemoryTrainer(Trainer):
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
                         metric_key_prefix="eval"):
         """Select this dataset's metric functions, run the loop, add `<prefix>_entropy_ratio`."""
-        from eval.metrics import entropy_ratio
-
         name = metric_key_prefix.split("_", 1)[-1]
         saved = self.compute_metrics, self.preprocess_logits_for_metrics
         if name in self.metric_functions:
@@ -232,6 +231,9 @@ class MemoryTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every rank has written its RNG state
         self._fix_best_checkpoint(run_dir, staged)
         if self.args.should_save:
+            identity = os.path.join(run_dir, "run.json")  # the run's identity travels with the checkpoint
+            if os.path.isfile(identity):
+                shutil.copyfile(identity, os.path.join(staged, "run.json"))
             publish_checkpoint(staged, os.path.join(run_dir, name))
             try:
                 os.rmdir(os.path.dirname(staged))  # only when empty
@@ -296,8 +298,6 @@ class StreamingAccuracy:
     """
 
     def __init__(self, shift: bool, exclude_chunk_boundaries: int | None = None):
-        from eval.metrics import StreamingMetrics
-
         self.metrics = StreamingMetrics(shift=shift, exclude_chunk_boundaries=exclude_chunk_boundaries)
 
     def __call__(self, eval_prediction, compute_result: bool = False) -> dict:

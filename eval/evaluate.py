@@ -1,0 +1,168 @@
+"""`memory-models eval`: lm-eval tasks on one or more saved models, side by side (the shape of Table 4).
+
+    memory-models eval --model runs/causal/final --model runs/combined/final --tasks mmlu,longbench,swde
+    memory-models eval --model runs/mt/final --tasks mmlu --no-memory --limit 50 --output-dir runs/eval
+    python -m eval.lookalike --output lookalike   # offline look-alikes of mmlu / longbench / swde, then:
+    memory-models eval --model runs/mt/final --tasks mmlu,longbench,swde --include-path lookalike --limit 2
+
+Writes, under --output-dir: `<label>.json` per model (lm-eval's results), `comparison.json`,
+`comparison.md` (one row per task and metric, one column per model) and `comparison.png` (when matplotlib
+is installed). `--no-memory` adds, for every memory model, a column for the same checkpoint with its
+memories ablated (every slot holds the filler).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from eval.harness import check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for
+
+MARKER = ".memory-models-eval"  # marks an output folder this command created
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="memory-models eval", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
+    parser.add_argument("--model", action="append", required=True, metavar="DIR",
+                        help="a saved causal model (repeat for a side-by-side comparison)")
+    parser.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks/groups, e.g. mmlu,longbench,swde")
+    parser.add_argument("--no-memory", action="store_true", help="also evaluate each memory model with memories ablated")
+    parser.add_argument("--limit", type=float, help="documents per task (lm-eval --limit)")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--include-path", metavar="DIR", help="folder of extra task YAMLs (e.g. the look-alikes)")
+    parser.add_argument("--tokenizer", metavar="DIR", help="default: each model's own folder")
+    parser.add_argument("--max-length", type=int, help="context lm-eval truncates to (default: the model's)")
+    parser.add_argument("--num-fewshot", type=int)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--log-samples", action="store_true", help="keep every document's request and answer")
+    parser.add_argument("--output-dir", default="eval-results")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def model_labels(model_dirs: list[str]) -> list[str]:
+    """Short unique column names: the folder name, with parent folders added while two would collide."""
+    parts = [Path(d.rstrip("/")).parts for d in model_dirs]
+    depth = 1
+    while True:
+        labels = ["/".join(p[-depth:]) for p in parts]
+        if len(set(labels)) == len(labels) or depth >= max(len(p) for p in parts):
+            break
+        depth += 1
+    if len(set(labels)) != len(labels):
+        labels = [f"{label} ({index})" for index, label in enumerate(labels)]
+    return labels
+
+
+def markdown_table(tables: dict[str, dict[tuple[str, str], float]]) -> str:
+    """Rows: (task, metric) in first-seen order; columns: the models (empty where a model lacks a metric)."""
+    rows = list(dict.fromkeys(key for table in tables.values() for key in table))
+    lines = ["| task | metric | " + " | ".join(tables) + " |", "|---|---|" + "---:|" * len(tables)]
+    for task, metric in rows:
+        cells = [f"{table[(task, metric)]:.4f}" if (task, metric) in table else "" for table in tables.values()]
+        lines.append(f"| {task} | {metric.split(',')[0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_png(tables: dict[str, dict[tuple[str, str], float]], path: Path) -> bool:
+    """A grouped bar chart of the same comparison; False (with a message) when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib is not installed: {path.name} skipped (pip install matplotlib); the table and JSON "
+              f"are written", file=sys.stderr)
+        return False
+    rows = list(dict.fromkeys(key for table in tables.values() for key in table))
+    width = 0.8 / max(1, len(tables))
+    figure, axis = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * max(1, len(tables)) ** 0.5 + 2), 4))
+    for index, (label, table) in enumerate(tables.items()):
+        xs = [r + (index - (len(tables) - 1) / 2) * width for r in range(len(rows))]
+        axis.bar(xs, [table.get(row, 0.0) for row in rows], width, label=label)
+    axis.set_xticks(range(len(rows)), [f"{task}\n{metric.split(',')[0]}" for task, metric in rows], fontsize=7,
+                    rotation=30, ha="right")
+    axis.set_ylabel("score")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    os.replace(tmp, path)
+    return True
+
+
+def prepare_output_dir(output_dir: Path) -> None:
+    """Create the folder, or reuse one this command created; never write into a foreign non-empty folder."""
+    if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / MARKER).exists():
+        raise ValueError(f"--output-dir {output_dir} is not empty and was not created by `memory-models eval`; "
+                         f"choose a new folder")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / MARKER).touch()
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run(args) -> dict:
+    """Evaluate every model (and its ablation with --no-memory); write the JSONs, the table and the PNG."""
+    tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
+    if not tasks:
+        raise ValueError(f"--tasks names no task: {args.tasks!r}")
+    if args.batch_size < 1 or (args.limit is not None and args.limit <= 0):
+        raise ValueError(f"--batch-size and --limit must be positive, got {args.batch_size} and {args.limit}")
+    limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    if unknown:  # fail before any evaluation: unknown tasks, models we cannot evaluate (or ablate)
+        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
+    runs = []
+    for label, model_dir in zip(model_labels(args.model), args.model):
+        check_causal_lm(model_dir)
+        runs.append((label, model_dir, False))
+        if args.no_memory:
+            check_has_memory(model_dir)
+            runs.append((f"{label} (no memory)", model_dir, True))
+    output_dir = Path(args.output_dir)
+    prepare_output_dir(output_dir)
+    tables, summary = {}, {"tasks": tasks, "limit": limit, "models": {}}
+    for label, model_dir, no_memory in runs:
+        print(f"[memory-models eval] {label}: {model_dir} on {','.join(tasks)}", file=sys.stderr)
+        results = evaluate_model(model_dir, tasks, limit=limit, batch_size=args.batch_size,
+                                 include_path=args.include_path, no_memory=no_memory, device=args.device,
+                                 tokenizer=args.tokenizer, log_samples=args.log_samples,
+                                 max_length=args.max_length, num_fewshot=args.num_fewshot, seed=args.seed)
+        file_name = label.replace("/", "__").replace(" ", "_").replace("(", "").replace(")", "") + ".json"
+        _write(output_dir / file_name, json.dumps(json_safe(results), indent=2))
+        tables[label] = metric_table(results)
+        summary["models"][label] = {"path": model_dir, "no_memory": no_memory, "results_file": file_name,
+                                    "metrics": {f"{task} {metric}": value for (task, metric), value
+                                                in tables[label].items()}}
+    table = markdown_table(tables)
+    _write(output_dir / "comparison.md", table + "\n")
+    _write(output_dir / "comparison.json", json.dumps(summary, indent=2))
+    summary["png"] = comparison_png(tables, output_dir / "comparison.png")
+    print(table)
+    return summary
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except ValueError as error:
+        print(f"memory-models eval: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Plots (matplotlib, optional extra): what each picture shows, and a clear message without matplotlib."""
+
+import builtins
+import json
+
+import pytest
+
+from training import plot
+
+pytest.importorskip("matplotlib")
+
+SUMMARY = {
+    "steps": 4,
+    "config": {"preset": "memory-transformer-tiny", "objective": "combined", "context": 32, "per_device_batch_size": 2},
+    "train_loss_history": [[1, 9.1], [2, 8.7], [3, 8.2], [4, 7.9]],
+    "eval_history": {"eval_clm_loss": [[2, 8.8], [4, 8.0]], "eval_clm_accuracy": [[2, 0.05], [4, 0.09]],
+                     "eval_copy_accuracy": [[2, 0.04], [4, 0.11]]},
+}
+
+
+def png_size(path):
+    from matplotlib import image
+
+    return image.imread(path).shape
+
+
+def svg_text(path):
+    return path.read_text()
+
+
+def test_training_plot_names_axes_series_and_command(tmp_path):
+    """The training plot has a loss and an accuracy panel, a legend entry per series and the run in its title."""
+    png, svg = plot.plot_training(SUMMARY, tmp_path / "curve")
+    assert (png.name, svg.name) == ("curve.png", "curve.svg")
+    height, width, _ = png_size(png)
+    assert width > height > 200
+    text = svg_text(svg)
+    for label in ("train loss (combined objective)", "clm loss", "clm accuracy", "copy accuracy", "optimizer step",
+                  "cross-entropy (nats)", "--preset memory-transformer-tiny --objective combined (4 steps"):
+        assert label in text, label
+
+
+def test_retention_plot_has_one_line_per_encoder(tmp_path):
+    """`plot retention` with two JSON files draws both encoders on log2 context axes."""
+    for name, accuracy in (("autoencoder", 0.9), ("causal", 0.2)):
+        rows = [{"context": c, "loss": 1.0, "entropy_ratio": accuracy / 2, "accuracy": accuracy / c * 8,
+                 "encoder": name, "steps": 10} for c in (8, 16, 32)]
+        (tmp_path / f"{name}.json").write_text(json.dumps({"settings": {"encoder": f"runs/{name}/final",
+                                                                        "dataset": "records", "steps": 10},
+                                                           "results": rows}))
+    paths = plot.main(["retention", str(tmp_path / "autoencoder.json"), str(tmp_path / "causal.json"),
+                       "--output", str(tmp_path / "retention")])
+    text = svg_text(paths[1])
+    for label in ("runs/autoencoder/final", "runs/causal/final", "context length n_ctx (tokens)",
+                  "reconstruction accuracy (%)", "H_r = 1 - CE / ln V", "--dataset records --steps 10"):
+        assert label in text, label
+    assert text.count("runs/causal/final") == 2  # one legend entry in each panel
+
+
+def test_plot_rejects_empty_inputs(tmp_path):
+    """Nothing to plot is a ValueError naming what was given, and no file is written."""
+    with pytest.raises(ValueError, match="no finite loss"):
+        plot.plot_training({"train_loss_history": [], "eval_history": {}}, tmp_path / "empty")
+    with pytest.raises(ValueError, match="neither training nor inference"):
+        plot.plot_benchmark({"training": [], "inference": []}, tmp_path / "empty")
+    with pytest.raises(ValueError, match="takes one JSON file, got 2"):
+        (tmp_path / "a.json").write_text("{}")
+        plot.main(["training", str(tmp_path / "a.json"), str(tmp_path / "a.json"), "--output", str(tmp_path / "x")])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json"]
+
+
+def test_without_matplotlib_the_message_names_the_extra(monkeypatch, tmp_path, capsys):
+    """Without matplotlib, plotting raises ImportError naming `[plot]`; writers beside JSON skip with the hint."""
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name.split(".")[0] == "matplotlib":
+            raise ImportError("No module named 'matplotlib'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+    with pytest.raises(ImportError, match=r"\[plot\]"):
+        plot.plot_training(SUMMARY, tmp_path / "curve")
+    assert plot.plot_beside(tmp_path / "metrics.json", lambda stem: plot.plot_training(SUMMARY, stem)) == []
+    assert "[plot]" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
