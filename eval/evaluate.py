@@ -120,16 +120,16 @@ def run(args) -> dict:
     if args.batch_size < 1 or (args.limit is not None and args.limit <= 0):
         raise ValueError(f"--batch-size and --limit must be positive, got {args.batch_size} and {args.limit}")
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
-    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
-    if unknown:  # fail before any evaluation: unknown tasks, models we cannot evaluate (or ablate)
-        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
-    runs = []
+    runs = []  # fail before any evaluation: models we cannot evaluate (or ablate), unknown tasks
     for label, model_dir in zip(model_labels(args.model), args.model):
         check_causal_lm(model_dir)
         runs.append((label, model_dir, False))
         if args.no_memory:
             check_has_memory(model_dir)
             runs.append((f"{label} (no memory)", model_dir, True))
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    if unknown:
+        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
     output_dir = Path(args.output_dir)
     prepare_output_dir(output_dir)
     tables, summary = {}, {"tasks": tasks, "limit": limit, "models": {}}

@@ -163,7 +163,7 @@ def test_lm_eval_command_runs_every_task(matrix, family):
         assert {"mmlu", "longbench"} <= set(results["groups"])
         mmlu = samples["mmlu_abstract_algebra"]
         assert len(mmlu) == LIMIT
-        accuracy = sum(float(int(loglikelihoods([s])[0].argmax()) == s["target"]) for s in mmlu) / LIMIT
+        accuracy = sum(float(int(loglikelihoods([s])[0].argmax()) == int(s["target"])) for s in mmlu) / LIMIT
         assert results["results"]["mmlu_abstract_algebra"]["acc,none"] == pytest.approx(accuracy)
         swde = samples["swde"]
         recomputed = sum(contains(s["filtered_resps"][0], s["doc"]["value"]) for s in swde) / len(swde)
@@ -251,14 +251,15 @@ def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, cap
     with pytest.raises(ValueError, match="'masked_mixer' model without that switch"):
         load_model(str(workspace["models"]["masked_mixer"]), no_memory=True)
     with pytest.raises(ValueError, match=r"unknown lm-eval tasks \['no_such_task'\]"):
-        evaluate_model(str(workspace["models"]["llama"]), ["no_such_task"], limit=1)
+        evaluate_model(str(workspace["models"]["llama"]), ["no_such_task"], limit=1, include_path=workspace["tasks"])
     argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu,no_such_task",
-            "--output-dir", str(tmp_path / "b")]
+            "--include-path", str(workspace["tasks"]), "--output-dir", str(tmp_path / "b")]
     assert main(argv) == 2 and "no_such_task" in capsys.readouterr().err and not (tmp_path / "b").exists()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu", "--output-dir", str(foreign)]
+    argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu", "--include-path",
+            str(workspace["tasks"]), "--output-dir", str(foreign)]
     assert main(argv) == 2 and "not created by `memory-models eval`" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="was not written by eval.lookalike"):
