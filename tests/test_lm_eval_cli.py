@@ -264,3 +264,30 @@ def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, cap
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="was not written by eval.lookalike"):
         write_lookalike_tasks(foreign)
+
+
+def test_rolling_context_lets_a_short_window_model_take_long_inputs(tmp_path):
+    """`--rolling-context N` reads a memory model trained on a 32-token window through the rolling window: it
+    advertises N tokens and takes inputs the bounded model refuses, with the same logits where both apply."""
+    from configuration import build_model, get_preset
+    from eval.harness import load_model
+
+    torch.manual_seed(0)
+    build_model(get_preset("memory-transformer-tiny")).save_pretrained(tmp_path / "mt")
+    bounded = load_model(str(tmp_path / "mt"))
+    rolling = load_model(str(tmp_path / "mt"), rolling_context=96)
+    assert bounded.config.max_position_embeddings == 32
+    assert (rolling.config.memory_window, rolling.config.max_position_embeddings) == ("rolling", 96)
+    ids = torch.randint(2, 99, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with pytest.raises(ValueError):
+            bounded(ids)
+        torch.testing.assert_close(rolling(ids[:, :24]).logits, bounded(ids[:, :24]).logits)
+        assert torch.isfinite(rolling(ids).logits).all()
+    from eval.harness import with_rolling_window
+    from transformers import LlamaConfig
+
+    with pytest.raises(ValueError, match="--rolling-context needs a memory model"):
+        with_rolling_window("plain", LlamaConfig(), 96)
+    with pytest.raises(ValueError, match="positive number of tokens, got 0"):
+        load_model(str(tmp_path / "mt"), rolling_context=0)
