@@ -19,7 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-from eval.harness import check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for
+from eval.harness import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
+                          task_manager_for, with_rolling_window)
 
 MARKER = ".memory-models-eval"  # marks an output folder this command created
 
@@ -36,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--include-path", metavar="DIR", help="folder of extra task YAMLs (e.g. the look-alikes)")
     parser.add_argument("--tokenizer", metavar="DIR", help="default: each model's own folder")
     parser.add_argument("--max-length", type=int, help="context lm-eval truncates to (default: the model's)")
+    parser.add_argument("--rolling-context", type=int, metavar="N",
+                        help="read memory models through the rolling memory window, advertising N tokens (lets "
+                             "generation tasks run on models trained on a short window)")
     parser.add_argument("--num-fewshot", type=int)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--log-samples", action="store_true", help="keep every document's request and answer")
@@ -120,16 +124,18 @@ def run(args) -> dict:
     if args.batch_size < 1 or (args.limit is not None and args.limit <= 0):
         raise ValueError(f"--batch-size and --limit must be positive, got {args.batch_size} and {args.limit}")
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
-    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
-    if unknown:  # fail before any evaluation: unknown tasks, models we cannot evaluate (or ablate)
-        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
-    runs = []
+    runs = []  # fail before any evaluation: models we cannot evaluate (or ablate), unknown tasks
     for label, model_dir in zip(model_labels(args.model), args.model):
-        check_causal_lm(model_dir)
+        config = check_causal_lm(model_dir)
+        if args.rolling_context is not None:
+            with_rolling_window(model_dir, config, args.rolling_context)
         runs.append((label, model_dir, False))
         if args.no_memory:
             check_has_memory(model_dir)
             runs.append((f"{label} (no memory)", model_dir, True))
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    if unknown:
+        raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
     output_dir = Path(args.output_dir)
     prepare_output_dir(output_dir)
     tables, summary = {}, {"tasks": tasks, "limit": limit, "models": {}}
@@ -138,7 +144,8 @@ def run(args) -> dict:
         results = evaluate_model(model_dir, tasks, limit=limit, batch_size=args.batch_size,
                                  include_path=args.include_path, no_memory=no_memory, device=args.device,
                                  tokenizer=args.tokenizer, log_samples=args.log_samples,
-                                 max_length=args.max_length, num_fewshot=args.num_fewshot, seed=args.seed)
+                                 max_length=args.max_length, num_fewshot=args.num_fewshot, seed=args.seed,
+                                 rolling_context=args.rolling_context)
         file_name = label.replace("/", "__").replace(" ", "_").replace("(", "").replace(")", "") + ".json"
         _write(output_dir / file_name, json.dumps(json_safe(results), indent=2))
         tables[label] = metric_table(results)

@@ -64,11 +64,25 @@ def check_has_memory(model_dir: str, config=None):
     return config
 
 
-def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None):
-    """`AutoModelForCausalLM` from `model_dir` in eval mode; `no_memory=True` ablates a memory model's memories."""
+def with_rolling_window(model_dir: str, config, max_context: int):
+    """A memory model's config re-read with `memory_window="rolling"` advertising `max_context` tokens."""
+    if not hasattr(config, "memory_window"):
+        raise ValueError(f"--rolling-context needs a memory model (MemoryConfig.memory_window); {model_dir} is a "
+                         f"{config.model_type!r} model")
+    if max_context < 1:
+        raise ValueError(f"--rolling-context must be a positive number of tokens, got {max_context}")
+    return type(config).from_dict({**config.to_dict(), "memory_window": "rolling", "max_context": max_context})
+
+
+def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None, rolling_context: int | None = None):
+    """`AutoModelForCausalLM` from `model_dir` in eval mode; `no_memory=True` ablates a memory model's memories;
+    `rolling_context=N` reads it through the rolling memory window, advertising an `N`-token context (so that
+    lm-eval's generation budgets fit a model trained on a short window)."""
     from transformers import AutoModelForCausalLM
 
     config = check_causal_lm(model_dir)
+    if rolling_context is not None:
+        config = with_rolling_window(model_dir, config, rolling_context)
     if no_memory:
         check_has_memory(model_dir, config)
         config.no_memory = True
@@ -78,12 +92,13 @@ def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None
 
 
 def build_lm(model_dir: str, *, tokenizer: str | None = None, batch_size: int = 1, device: str = "cpu",
-             no_memory: bool = False, max_length: int | None = None, dtype: str | None = None):
+             no_memory: bool = False, max_length: int | None = None, dtype: str | None = None,
+             rolling_context: int | None = None):
     """lm-eval's `HFLM` around the loaded model and its tokenizer (`tokenizer` defaults to `model_dir`)."""
     from lm_eval.models.huggingface import HFLM
     from transformers import AutoTokenizer
 
-    model = load_model(model_dir, no_memory=no_memory, dtype=dtype).to(device)
+    model = load_model(model_dir, no_memory=no_memory, dtype=dtype, rolling_context=rolling_context).to(device)
     tok = AutoTokenizer.from_pretrained(tokenizer or model_dir)
     if tok.pad_token is None:  # never let lm-eval add a new pad token: its id would be past the embeddings
         tok.pad_token = tok.eos_token
@@ -107,7 +122,7 @@ def task_manager_for(include_path: str | None = None):
 def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | None = None, batch_size: int = 1,
                    include_path: str | None = None, no_memory: bool = False, device: str = "cpu",
                    tokenizer: str | None = None, log_samples: bool = False, max_length: int | None = None,
-                   num_fewshot: int | None = None, seed: int = 0) -> dict:
+                   num_fewshot: int | None = None, seed: int = 0, rolling_context: int | None = None) -> dict:
     """lm-eval's `simple_evaluate` of one saved model on `tasks` (task, group or tag names).
 
     Args:
@@ -118,6 +133,8 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
             `eval.lookalike.write_lookalike_tasks`); tasks there replace installed tasks of the same name.
             The package's `eval/tasks` (the `records_*` tasks) are always included.
         no_memory (`bool`): evaluate a memory model with every memory slot holding the filler.
+        rolling_context (`int`, *optional*): read a memory model through the rolling memory window, advertising
+            this many tokens (lm-eval truncates contexts to it and needs it above the generation budget).
     Returns:
         lm-eval's results dict (`results`, `groups`, `configs`, ..., `samples` when `log_samples`).
     """
@@ -135,7 +152,7 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks "
                          f"(`python -m eval.lookalike --output DIR` writes the offline look-alikes)")
     lm = build_lm(model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device, no_memory=no_memory,
-                  max_length=max_length)
+                  max_length=max_length, rolling_context=rolling_context)
     return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=task_manager,
                                    log_samples=log_samples, num_fewshot=num_fewshot, random_seed=seed,
                                    numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,

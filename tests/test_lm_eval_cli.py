@@ -163,7 +163,7 @@ def test_lm_eval_command_runs_every_task(matrix, family):
         assert {"mmlu", "longbench"} <= set(results["groups"])
         mmlu = samples["mmlu_abstract_algebra"]
         assert len(mmlu) == LIMIT
-        accuracy = sum(float(int(loglikelihoods([s])[0].argmax()) == s["target"]) for s in mmlu) / LIMIT
+        accuracy = sum(float(int(loglikelihoods([s])[0].argmax()) == int(s["target"])) for s in mmlu) / LIMIT
         assert results["results"]["mmlu_abstract_algebra"]["acc,none"] == pytest.approx(accuracy)
         swde = samples["swde"]
         recomputed = sum(contains(s["filtered_resps"][0], s["doc"]["value"]) for s in swde) / len(swde)
@@ -251,15 +251,43 @@ def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, cap
     with pytest.raises(ValueError, match="'masked_mixer' model without that switch"):
         load_model(str(workspace["models"]["masked_mixer"]), no_memory=True)
     with pytest.raises(ValueError, match=r"unknown lm-eval tasks \['no_such_task'\]"):
-        evaluate_model(str(workspace["models"]["llama"]), ["no_such_task"], limit=1)
+        evaluate_model(str(workspace["models"]["llama"]), ["no_such_task"], limit=1, include_path=workspace["tasks"])
     argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu,no_such_task",
-            "--output-dir", str(tmp_path / "b")]
+            "--include-path", str(workspace["tasks"]), "--output-dir", str(tmp_path / "b")]
     assert main(argv) == 2 and "no_such_task" in capsys.readouterr().err and not (tmp_path / "b").exists()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu", "--output-dir", str(foreign)]
+    argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu", "--include-path",
+            str(workspace["tasks"]), "--output-dir", str(foreign)]
     assert main(argv) == 2 and "not created by `memory-models eval`" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="was not written by eval.lookalike"):
         write_lookalike_tasks(foreign)
+
+
+def test_rolling_context_lets_a_short_window_model_take_long_inputs(tmp_path):
+    """`--rolling-context N` reads a memory model trained on a 32-token window through the rolling window: it
+    advertises N tokens and takes inputs the bounded model refuses, with the same logits where both apply."""
+    from configuration import build_model, get_preset
+    from eval.harness import load_model
+
+    torch.manual_seed(0)
+    build_model(get_preset("memory-transformer-tiny")).save_pretrained(tmp_path / "mt")
+    bounded = load_model(str(tmp_path / "mt"))
+    rolling = load_model(str(tmp_path / "mt"), rolling_context=96)
+    assert bounded.config.max_position_embeddings == 32
+    assert (rolling.config.memory_window, rolling.config.max_position_embeddings) == ("rolling", 96)
+    ids = torch.randint(2, 99, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        with pytest.raises(ValueError):
+            bounded(ids)
+        torch.testing.assert_close(rolling(ids[:, :24]).logits, bounded(ids[:, :24]).logits)
+        assert torch.isfinite(rolling(ids).logits).all()
+    from eval.harness import with_rolling_window
+    from transformers import LlamaConfig
+
+    with pytest.raises(ValueError, match="--rolling-context needs a memory model"):
+        with_rolling_window("plain", LlamaConfig(), 96)
+    with pytest.raises(ValueError, match="positive number of tokens, got 0"):
+        load_model(str(tmp_path / "mt"), rolling_context=0)
