@@ -202,7 +202,7 @@ def test_bad_inputs_raise_value_errors():
     ids = ids_of(1, 5)
     with pytest.raises(ValueError, match="exactly one"):
         model(ids, inputs_embeds=model.get_input_embeddings()(ids))
-    with pytest.raises(ValueError, match=r"attention_mask shape \(1, 4\)"):
+    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 4\)"):
         model(ids, attention_mask=torch.ones(1, 4, dtype=torch.long))
 
 
