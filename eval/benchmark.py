@@ -34,12 +34,14 @@ from typing import Callable
 import torch
 import transformers
 
-# The harness, builders and reports are re-exported here: sub-commands and tests import them from `eval.benchmark`.
+from eval import benchmark_convert
 from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll
+# The harness, builders and reports are re-exported here: sub-commands and tests import them from `eval.benchmark`.
 from eval.benchmark_harness import autocast, cache_bytes, load_average, median_seconds, progress
 from eval.benchmark_models import (build_memory_model, llama_config, llama_with_decoder_weights,
                                    rmt_with_decoder_weights, sequential_paper_loss)
 from eval.benchmark_reports import TARGETS, check_targets, fmt, format_autoencoder, format_memory_table
+from eval.benchmark_rmt_generation import bench_rmt_generation, format_rmt_generation
 from training.plot import plot_beside, plot_benchmark
 
 
@@ -253,20 +255,12 @@ add_subcommand("autoencoder", Subcommand(_run_autoencoder, format_autoencoder,
                                          help="gather vs loop unroll; masked mixer vs Llama training"))
 
 
-def _register_convert() -> None:
-    from eval import benchmark_convert
-
-    add_subcommand("convert", Subcommand(benchmark_convert.run, benchmark_convert.format_result,
-                                         help="convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training"))
-
-
-_register_convert()
+add_subcommand("convert", Subcommand(benchmark_convert.run, benchmark_convert.format_result,
+                                     help="convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training"))
 
 
 def _run_rmt_generation(args) -> dict:
     """RMT greedy decoding with the segment cache vs recomputing the prefix (eval/benchmark_rmt_generation.py)."""
-    from eval.benchmark_rmt_generation import bench_rmt_generation
-
     sizes = dict(vocab_size=128, hidden=32, layers=2, chunk_size=8, prompt=24, new_tokens=8, repeats=1) if args.quick else {}
     if args.repeats is not None:
         sizes["repeats"] = args.repeats
@@ -277,14 +271,8 @@ def _run_rmt_generation(args) -> dict:
     return {"benchmark": "rmt-generation", "settings": settings, "rmt_generation": result}
 
 
-def _register_rmt_generation() -> None:
-    from eval.benchmark_rmt_generation import format_rmt_generation
-
-    add_subcommand("rmt-generation", Subcommand(_run_rmt_generation, format_rmt_generation,
-                                                help="RMT generate(): segment cache vs whole-prefix recompute"))
-
-
-_register_rmt_generation()
+add_subcommand("rmt-generation", Subcommand(_run_rmt_generation, format_rmt_generation,
+                                            help="RMT generate(): segment cache vs whole-prefix recompute"))
 
 from eval import benchmark_long_context as _long_context  # noqa: E402  (imports this module lazily, no cycle)
 

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
 
+from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
 from eval.metrics import StreamingMetrics
 from modeling_memory import MemoryAutoencoder
 from training.data import load_corpus
@@ -76,8 +77,6 @@ def load_encoder(encoder, *, trust_remote_code: bool = True,
     (they would be random; unless `allow_missing_weights`) and NaN/inf encoder weights are `ValueError`s;
     unused checkpoint tensors (heads the probe drops) are fine.
     """
-    from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
-
     if not isinstance(encoder, (str, os.PathLike)):
         name = getattr(getattr(encoder, "config", None), "name_or_path", "") or type(encoder).__name__
         return base_encoder(encoder), name

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerState
 
+from conversion.safe_io import replace_folder
 from eval.metrics import StreamingMetrics, entropy_ratio
+from training.lora import is_peft_model, load_extras, save_extras
 from training.objectives import ObjectiveCollator
 
 STAGING_DIR = ".staging"
@@ -198,15 +200,11 @@ class MemoryTrainer(Trainer):
     def _save(self, output_dir=None, state_dict=None):
         """Also write the trainable parameters a PEFT adapter does not hold (a learned filler)."""
         super()._save(output_dir, state_dict)
-        from training.lora import is_peft_model, save_extras
-
         if is_peft_model(self.model):
             save_extras(self.model, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        from training.lora import is_peft_model, load_extras
-
         if is_peft_model(model or self.model):
             load_extras(model or self.model, resume_from_checkpoint)
 
@@ -271,8 +269,6 @@ class MemoryTrainer(Trainer):
     def restore_finished_run(self, checkpoint: str) -> None:
         """Take state and weights from `checkpoint` of a run that already reached `max_steps` (no extra step):
         with `load_best_model_at_end`, the weights of the best checkpoint, as at the end of `train()`."""
-        from transformers import TrainerState
-
         self.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
         best = self.state.best_model_checkpoint
         use_best = self.args.load_best_model_at_end and best and os.path.isdir(best)
@@ -281,8 +277,6 @@ class MemoryTrainer(Trainer):
 
 def publish_checkpoint(staged: str, final: str) -> None:
     """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
-    from conversion.safe_io import replace_folder
-
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
     replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
