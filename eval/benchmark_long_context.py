@@ -69,7 +69,7 @@ def _sizes(args) -> LongSizes:
 
 def build_models(sizes: LongSizes):
     """The rolling-window memory model and a `LlamaForCausalLM` factory with its decoder's weights."""
-    from eval.benchmark import llama_config
+    from eval.benchmark_models import llama_config
     from modeling_memory import MemoryConfig, MemoryForCausalLM
 
     config = MemoryConfig(
@@ -96,7 +96,7 @@ def _generate(model, new_tokens: int, **inputs):
 
 
 def measure_length(memory, full_context_llama, sizes: LongSizes, n: int, device: str) -> dict:
-    from eval.benchmark import _progress, cache_bytes, median_seconds
+    from eval.benchmark_harness import cache_bytes, median_seconds, progress
     from eval.memory_bank import encode_documents
 
     chunk = sizes.chunk_size
@@ -115,7 +115,7 @@ def measure_length(memory, full_context_llama, sizes: LongSizes, n: int, device:
         llama = full_context_llama(n + sizes.new_tokens).to(device)
         calls["ttft_full_context"] = lambda: _generate(llama, 1, input_ids=ids)
         calls["full_context_total"] = lambda: _generate(llama, sizes.new_tokens, input_ids=ids)
-    _progress(f"long-context {n} tokens: {', '.join(calls)}")
+    progress(f"long-context {n} tokens: {', '.join(calls)}")
     seconds = median_seconds(calls, sizes, device)
     decode = lambda total, first: (sizes.new_tokens - 1) / max(total - first, 1e-9)  # noqa: E731
     out = _generate(memory, sizes.new_tokens, input_ids=ids)
@@ -159,17 +159,17 @@ def check_targets(rows: list) -> list:
 
 
 def run(args) -> dict:
-    from eval.benchmark import _load_average, autocast
+    from eval.benchmark_harness import autocast, load_average
 
     sizes = _sizes(args)
     memory, full_context_llama = build_models(sizes)
     memory.to(args.device)
-    load = _load_average()
+    load = load_average()
     with autocast(args.device, args.dtype):
         rows = [measure_length(memory, full_context_llama, sizes, n, args.device) for n in sizes.lengths]
     settings = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
                 "torch": torch.__version__, "transformers": transformers.__version__,
-                "load_average": [load, _load_average()], **asdict(sizes)}
+                "load_average": [load, load_average()], **asdict(sizes)}
     return {"benchmark": "long-context", "settings": settings, "rows": rows, "targets": check_targets(rows)}
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerState
 
-from conversion.safe_io import replace_folder
+from conversion import safe_io
 from eval.metrics import StreamingMetrics, entropy_ratio
 from training.lora import is_peft_model, load_extras, save_extras
 from training.objectives import ObjectiveCollator
@@ -279,7 +279,7 @@ def publish_checkpoint(staged: str, final: str) -> None:
     """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
-    replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
+    safe_io.replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
 
 
 class StreamingAccuracy:
