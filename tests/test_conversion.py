@@ -238,3 +238,25 @@ def test_gradient_checkpointing_gives_the_same_gradients(decoder_folders):
     assert grads[0].keys() == grads[1].keys() and any(n.startswith("encoder.") for n in grads[0])
     for name in grads[0]:
         torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
+def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
+    """`train --init-from LLAMA_DIR --objective copy` points to `memory-models convert` before loading weights."""
+    from training import train
+
+    folder = make_decoder_folder(tmp_path / "llama", "llama")
+    args, _ = train.parse_args(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
+    with pytest.raises(ValueError, match="plain 'llama' causal LM.*memory-models convert --decoder"):
+        train.build_model(args, None)  # refused before the tokenizer is needed
+
+
+def test_encoder_from_with_other_shapes_names_them(tmp_path):
+    """`--encoder-from` an encoder of another vocabulary: a ValueError naming both shapes, not a size-mismatch
+    RuntimeError from load_state_dict."""
+    from configuration import build_model
+    from training import train
+
+    build_model(get_preset("autoencoder-tiny", vocab_size=99)).save_pretrained(tmp_path / "ae")
+    target = build_model(get_preset("memory-transformer-tiny", vocab_size=128))
+    with pytest.raises(ValueError, match=r"embed_tokens.weight: \(99, \d+\) in .* vs \(128, \d+\) in the model"):
+        train.copy_encoder(target, str(tmp_path / "ae"))

@@ -177,6 +177,12 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
     """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
     source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from")).state_dict()
     target = find_encoder(model)
+    shapes = {name: tensor.shape for name, tensor in target.state_dict().items()}
+    mismatched = [f"{name}: {tuple(tensor.shape)} in {source_dir} vs {tuple(shapes[name])} in the model"
+                  for name, tensor in source.items() if name in shapes and tensor.shape != shapes[name]]
+    if mismatched:
+        raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder (shapes differ): "
+                         + "; ".join(mismatched[:4]) + ". Use a preset whose encoder config (and vocabulary) matches.")
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
@@ -191,6 +197,12 @@ def build_model(args, tokenizer):
     if args.init_from:
         check_model_path(args.init_from, "--init-from")
         config = AutoConfig.from_pretrained(args.init_from)
+        ours = (*MEMORY_TYPES, AUTOENCODER_TYPE, MIXER_TYPE)
+        if config.model_type not in ours and args.objective in ("copy", "blank_copy", "combined"):
+            raise ValueError(f"--init-from {args.init_from} is a plain {config.model_type!r} causal LM, which has no "
+                             f"memory to read for the {args.objective!r} objective. Make it a memory model's decoder "
+                             f"first: memory-models convert --decoder {args.init_from} --output DIR, then --init-from "
+                             "DIR (add --no-memory there for the no-memory control).")
         _set_config_flags(config, args)
         model = load_pretrained(args.init_from, config, allow_missing=getattr(args, "allow_missing_weights", False))
         if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
