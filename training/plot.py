@@ -63,11 +63,11 @@ def plot_training(summary: dict, output) -> list[Path]:
     """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
     objective = summary.get("config", {}).get("objective")
     streams = summary.get("train_stream_loss_history") or {}  # combined objective: loss_clm, loss_copy
-    label = f"train loss ({objective} objective{', weighted sum of streams' if streams else ''})"
+    label = f"train loss ({objective}: weighted sum)" if streams else f"train loss ({objective} objective)"
     losses = {label if objective else "train loss": summary.get("train_loss_history", [])}
     losses.update({f"train {key}": points for key, points in streams.items()})
     history = summary.get("eval_history", {})
-    losses.update({key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_loss")})
+    losses.update({key.replace("_", " "): v for key, v in history.items() if key.endswith("_loss")})
     accuracies = {key.removeprefix("eval_").replace("_", " "): v for key, v in history.items() if key.endswith("_accuracy")}
     losses = {name: _finite(points) for name, points in losses.items() if _finite(points)}
     if not losses:
@@ -84,7 +84,9 @@ def plot_training(summary: dict, output) -> list[Path]:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
         axis.grid(alpha=0.3)
-        axis.legend()
+    axes[0, 0].legend(fontsize="small", loc="center right")  # between the summed loss and the per-stream ones
+    if accuracies:
+        axes[0, 1].legend(fontsize="small")
     config = summary.get("config", {})
     figure.suptitle(f"memory-models train --preset {config.get('preset') or config.get('init_from')} "
                     f"--objective {config.get('objective')} ({summary.get('steps', '?')} steps, "
