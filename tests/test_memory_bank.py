@@ -5,28 +5,12 @@ import json
 import pytest
 import torch
 
-from cases_memory import CHUNK, VOCAB, memory_config
+from cases_memory import CHUNK, VOCAB, memory_config, word_tokenizer, words
 from eval import memory_bank, memory_generate
 from eval.memory_bank import encode_bank, load_memory_bank
 from modeling_memory import MemoryForCausalLM
 
 DOC_LENGTHS = (3, 9, 22, 41)  # tokens; chunk 4: 0, 2, 5 and 10 memories
-
-
-def word_tokenizer(prefix: str = "w"):
-    """Word-level tokenizer built offline: <bos>=0, <pad>=eos=1, <unk>=2, then w3 .. w98 (vocab 99)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"{prefix}{i}": i for i in range(3, VOCAB)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<pad>",
-                                   pad_token="<pad>", unk_token="<unk>")
-
-
-def words(ids) -> str:
-    return " ".join(f"w{i}" for i in ids)
 
 
 def documents(lengths=DOC_LENGTHS):

@@ -3,27 +3,11 @@
 import pytest
 import torch
 
-from cases_memory import VOCAB, memory_config
+from cases_memory import VOCAB, memory_config, word_tokenizer, words
 from modeling_memory import MemoryForCausalLM
 
 lm_eval_hf = pytest.importorskip("lm_eval.models.huggingface")
 from lm_eval.api.instance import Instance  # noqa: E402
-
-
-def word_tokenizer():
-    """A word-level tokenizer built offline: <bos>=0, <pad>=eos=1, <unk>=2, then w3 .. w98 (vocab 99)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"w{i}": i for i in range(3, VOCAB)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<pad>",
-                                   pad_token="<pad>", unk_token="<unk>")
-
-
-def words(ids) -> str:
-    return " ".join(f"w{i}" for i in ids)
 
 
 @pytest.fixture(scope="module")
