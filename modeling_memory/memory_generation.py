@@ -11,7 +11,7 @@ row uses any more are dropped.
 import torch
 from transformers import DynamicCache, GenerationMixin
 
-from .sequence_ops import row_gather, row_lengths
+from .sequence_ops import map_row_state, row_gather, row_lengths
 
 
 class MemoryCache(DynamicCache):
@@ -37,10 +37,7 @@ class MemoryCache(DynamicCache):
             setattr(self, name, None)
 
     def _map_state(self, fn):
-        for name in self.state_names:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, fn(value))
+        map_row_state(self, self.state_names, fn)
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
         super().reorder_cache(beam_idx)

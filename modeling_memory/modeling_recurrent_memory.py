@@ -17,7 +17,7 @@ from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
 from .input_checks import check_inputs
-from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
+from .sequence_ops import causal_lm_loss, left_pad_shift, map_row_state, roll_rows
 
 DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
 
@@ -64,10 +64,7 @@ class RecurrentMemoryCache(DynamicCache):
         return self.memory is not None
 
     def _map_state(self, fn):
-        for name in self.state_names:
-            value = getattr(self, name)
-            if value is not None:
-                setattr(self, name, fn(value))
+        map_row_state(self, self.state_names, fn)
 
     def reorder_cache(self, beam_idx: torch.LongTensor):
         self._map_state(lambda x: x.index_select(0, beam_idx.to(x.device)))

@@ -62,3 +62,12 @@ def loss_divisor(labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     if count.numel() != 1:
         raise ValueError(f"num_items_in_batch must be a single count for this model, got shape {tuple(count.shape)}")
     return count.reshape(()).clamp(min=1)
+
+
+def map_row_state(cache, names, fn) -> None:
+    """Apply `fn` (a reorder / repeat / select over the batch axis) to each tensor attribute `names` of a cache
+    that is set; shared by `MemoryCache` and `RecurrentMemoryCache` for beams and batch expansion."""
+    for name in names:
+        value = getattr(cache, name)
+        if value is not None:
+            setattr(cache, name, fn(value))
