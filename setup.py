@@ -11,8 +11,10 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # Explicit list: `configuration`, `conversion` and `eval` are generic names; never pick up `tests`.
-    packages=["modeling_memory", "configuration", "conversion", "eval", "training"],
-    package_data={"training": ["*.yaml"]},  # accelerate / FSDP launch configs
+    packages=["modeling_memory", "configuration", "conversion", "training", "training.data", "eval", "eval.banks",
+              "eval.benchmarks", "eval.experiments", "eval.harness"],
+    # accelerate / FSDP launch configs; the package's own lm-eval tasks (YAML and their Python helpers)
+    package_data={"training": ["*.yaml"], "eval.harness": ["tasks/*.yaml", "tasks/*.py"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -32,5 +34,5 @@ setup(
         "test": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1"],
         "dev": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
     },
-    entry_points={"console_scripts": ["memory-models=training.cli:main"]},
+    entry_points={"console_scripts": ["memory-models=eval.cli:main"]},
 )

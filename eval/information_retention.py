@@ -26,9 +26,9 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
 
 from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
-from eval.metrics import StreamingMetrics
+from training.metrics import StreamingMetrics
 from modeling_memory import MemoryAutoencoder
-from training.data import load_corpus
+from training.data.corpora import load_corpus
 from training.plot import plot_beside, plot_retention, retention_title
 
 logger = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ def measure_retention(
         tokenizer: a tokenizer, a path, or `None` for the encoder's own folder. Special tokens are added as
             the tokenizer does by default (BERT's [CLS]/[SEP], Llama's BOS), as in the paper.
         contexts: input lengths `n_ctx` to probe (one probe each).
-        dataset: a corpus name / path for `training.data.load_corpus` (train and test splits), or a list of
+        dataset: a corpus name / path for `training.data.corpora.load_corpus` (train and test splits), or a list of
             texts (every 5th held out).
         train_steps / batch_size / lr: decoder training budget (AdamW, warmup, linear decay).
         train_documents: training texts to load (default `train_steps * batch_size`); eval_documents: held out.
@@ -270,7 +270,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--encoder", required=True, help="folder or Hub id of the encoder (any model)")
     parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the encoder's)")
     parser.add_argument("--context", type=int, nargs="+", default=[16, 64], help="context lengths n_ctx")
-    parser.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data)")
+    parser.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
     parser.add_argument("--steps", type=int, default=1000, help="decoder training steps per context")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-4)

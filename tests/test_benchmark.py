@@ -6,7 +6,11 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from eval import benchmark
+from eval.benchmarks import cli as benchmark
+from eval.benchmarks import memory
+from eval.benchmarks.models import sequential_paper_loss
+from eval.benchmarks.reports import check_targets
+from eval.benchmarks.timing import cache_bytes
 from modeling_memory import MemoryConfig, MemoryForCausalLM
 
 QUICK_ARGS = ["--quick", "--repeats", "1"]
@@ -28,7 +32,7 @@ def test_memory_quick_run_writes_complete_json(tmp_path, capsys):
     """`memory --quick` prints the table and writes every measurement as a positive number."""
     result, stdout = run_quick("memory", tmp_path, capsys)
     assert result["benchmark"] == "memory" and result["settings"]["quick"] is True
-    sizes = benchmark.QUICK
+    sizes = memory.QUICK
     assert [row["context"] for row in result["training"]] == list(sizes.train_contexts)
     first = result["training"][0]["tokens_per_s"]
     assert set(first) == {"memory_batched", "memory_sequential", "llama_full_context", "recurrent_memory"}
@@ -58,9 +62,9 @@ def test_full_size_targets_are_judged_outside_quick_mode():
     training = [{"context": 1024, "speedup_of_batched": {"vs_memory_sequential": 1.1, "vs_llama_full_context": 1.2}}]
     inference = [{"context": 4096, "ratios": {"prefill_memory_over_llama": 0.3, "decode_memory_over_llama": 2.0,
                                               "kv_bytes_memory_over_llama": 0.5, "kv_bytes_expected_ratio": 0.0664}}]
-    full = {t["target"]: t["status"] for t in benchmark.check_targets(training, inference)}
+    full = {t["target"]: t["status"] for t in check_targets(training, inference)}
     assert list(full.values()) == ["MISSED", "met", "met", "met", "MISSED"], full
-    quick = benchmark.check_targets(training, inference, quick=True)
+    quick = check_targets(training, inference, quick=True)
     assert [(t["status"], t["measured"]) for t in quick] == [("n/a", t["measured"]) for t in quick] and len(quick) == 5
 
 
@@ -83,12 +87,12 @@ def test_sequential_reference_equals_batched_paper_loss(compression):
     ids = torch.randint(2, 99, (3, 32))
     model.eval()
     with torch.no_grad():
-        torch.testing.assert_close(benchmark.sequential_paper_loss(model, ids), model(ids, labels=ids).loss)
+        torch.testing.assert_close(sequential_paper_loss(model, ids), model(ids, labels=ids).loss)
     model.train()
     model(ids, labels=ids).loss.backward()
     batched = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
-    benchmark.sequential_paper_loss(model, ids).backward()
+    sequential_paper_loss(model, ids).backward()
     sequential = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     assert batched.keys() == sequential.keys()
     for name, grad in batched.items():
@@ -104,8 +108,8 @@ def test_cache_bytes_counts_keys_and_values():
     ids = torch.randint(2, 99, (2, 10))
     out = model.generate(ids, max_new_tokens=5, min_new_tokens=5, do_sample=False, pad_token_id=1,
                          return_dict_in_generate=True)
-    assert benchmark.cache_bytes(out.past_key_values) == 2 * 2 * 2 * 2 * 14 * 16 * 4
-    assert benchmark.cache_bytes(None) == 0
+    assert cache_bytes(out.past_key_values) == 2 * 2 * 2 * 2 * 14 * 16 * 4
+    assert cache_bytes(None) == 0
 
 
 def test_subcommand_registry_is_extensible(tmp_path, capsys):
@@ -116,7 +120,7 @@ def test_subcommand_registry_is_extensible(tmp_path, capsys):
         seen.update(quick=args.quick, device=args.device, dtype=args.dtype)
         return {"benchmark": "dummy", "value": 1.5}
 
-    benchmark.add_subcommand("dummy", benchmark.Subcommand(run, lambda r: f"value {r['value']}"))
+    benchmark.SUBCOMMANDS["dummy"] = benchmark.Subcommand(run, lambda r: f"value {r['value']}")
     try:
         result, stdout = run_quick("dummy", tmp_path, capsys)
     finally:
@@ -126,9 +130,7 @@ def test_subcommand_registry_is_extensible(tmp_path, capsys):
 
 
 def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):
-    """`autoencoder --quick` (wired from eval/benchmark_autoencoder.py) reports positive timings."""
-    if "autoencoder" not in benchmark.SUBCOMMANDS:
-        pytest.skip("eval/benchmark_autoencoder.py is not available")
+    """`autoencoder --quick` (wired from eval/benchmarks/autoencoder.py) reports positive timings."""
     result, stdout = run_quick("autoencoder", tmp_path, capsys)
     assert result["benchmark"] == "autoencoder"
     for key in ("gather_ms", "loop_ms", "speedup"):

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
 from configuration import get_preset
-from conversion.export_to_hub import run_without_our_packages
+from conversion.isolation import run_without_our_packages
 from conversion.pretrained_decoder import convert, main as convert_main
 from modeling_memory import MemoryConfig, MemoryForCausalLM
 from pretrained_lookalike import make_decoder_folder

@@ -2,7 +2,7 @@
 
 import json
 
-from training.demo import main
+from eval.experiments.demo import main
 
 
 def test_demo_quick(tmp_path, capsys):

@@ -7,7 +7,8 @@ import pathlib
 import pytest
 import torch
 
-from conversion.export_to_hub import OUR_PACKAGES, export_model, lint_hub_folder, run_without_our_packages
+from conversion.export_to_hub import export_model
+from conversion.isolation import OUR_PACKAGES, lint_hub_folder, run_without_our_packages
 from model_tester import all_cases, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

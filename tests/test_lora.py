@@ -12,7 +12,7 @@ from conversion.export_to_hub import export_model, main as export_main
 from conversion.pretrained_decoder import convert
 from pretrained_lookalike import make_decoder_folder
 from training import train
-from training.objectives import ObjectiveCollator
+from training.data.objectives import ObjectiveCollator
 from training.trainer import RoutingCollator, forward_arguments
 
 peft = pytest.importorskip("peft")

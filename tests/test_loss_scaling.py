@@ -11,7 +11,7 @@ import torch
 from transformers import TrainingArguments
 
 from configuration import build_model, get_preset
-from training.objectives import build_objective_batch
+from training.data.objectives import build_objective_batch
 from training.trainer import MemoryTrainer
 
 PAD = 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from eval.metrics import (
+from training.metrics import (
     PAPER_8K_DENOMINATOR,
     StreamingMetrics,
     entropy_ratio,

@@ -251,7 +251,7 @@ def test_bad_encoder_weights_raise():
 
 def test_benchmark_helpers_run_small():
     """The benchmark helpers run on tiny sizes and return their keys (gather == loop is asserted inside)."""
-    from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll
+    from eval.benchmarks.autoencoder import bench_mixer_vs_llama, bench_unroll
 
     unroll = bench_unroll(batch=2, length=40, hidden=16, repeats=1)
     assert unroll["gather_ms"] > 0 and unroll["loop_ms"] > 0

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from training.objectives import (
+from training.data.objectives import (
     OBJECTIVES,
     ObjectiveCollator,
     build_objective_batch,

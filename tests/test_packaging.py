@@ -28,7 +28,7 @@ def setup_kwargs():
 
 def declared_data_files(setup_kwargs) -> dict[str, list[str]]:
     """`package/pattern` -> the repository files it matches (relative paths)."""
-    return {f"{package}/{pattern}": sorted(str(p.relative_to(ROOT)) for p in (ROOT / package).glob(pattern))
+    return {f"{package}/{pattern}": sorted(str(p.relative_to(ROOT)) for p in (ROOT / package.replace(".", "/")).glob(pattern))
             for package, patterns in setup_kwargs.get("package_data", {}).items() for pattern in patterns}
 
 
@@ -38,7 +38,7 @@ def test_every_declared_data_pattern_matches_a_file(setup_kwargs):
     assert data, "setup.py declares no package data"
     assert {pattern: files for pattern, files in data.items() if not files} == {}
     for package in setup_kwargs["packages"]:
-        assert (ROOT / package / "__init__.py").is_file(), package
+        assert (ROOT / package.replace(".", "/") / "__init__.py").is_file(), package
     extras = setup_kwargs["extras_require"]
     assert set(extras["plot"]) <= set(extras["eval"]), "the [eval] extra includes [plot]"
 
@@ -47,7 +47,7 @@ def test_built_sdist_and_wheel_carry_the_declared_data(setup_kwargs, tmp_path):
     """`setup.py sdist` and `bdist_wheel`, run on a copy of the repository, ship every declared data file."""
     source = tmp_path / "src"
     source.mkdir()
-    for name in ["setup.py", "README.md", *setup_kwargs["packages"]]:
+    for name in ["setup.py", "README.md", *{package.split(".")[0] for package in setup_kwargs["packages"]}]:
         copy = shutil.copytree if (ROOT / name).is_dir() else shutil.copy
         copy(ROOT / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
                                              if (ROOT / name).is_dir() else {}))
@@ -62,4 +62,4 @@ def test_built_sdist_and_wheel_carry_the_declared_data(setup_kwargs, tmp_path):
     files = [file for matched in declared_data_files(setup_kwargs).values() for file in matched]
     assert [f for f in files if f not in in_wheel] == [] and [f for f in files if f not in in_sdist] == []
     assert not any(name.startswith("tests/") for name in in_wheel)
-    assert "modeling_memory/modeling_memory.py" in in_wheel and "training/cli.py" in in_wheel
+    assert "modeling_memory/modeling_memory.py" in in_wheel and "eval/cli.py" in in_wheel

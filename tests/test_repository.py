@@ -3,7 +3,7 @@
 import pathlib
 import re
 
-from training.cli import COMMANDS, main
+from eval.cli import COMMANDS, main
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -156,11 +156,11 @@ def test_bounded_window_still_refuses_long_inputs():
 
 
 def test_long_context_benchmark_quick(tmp_path, capsys):
-    """`python -m eval.benchmark long-context --quick` writes every row; the memory model's KV cache is the same
+    """`python -m eval.benchmarks long-context --quick` writes every row; the memory model's KV cache is the same
     size at every length (the full-context Llama's grows) and answering from a bank equals encoding on the fly."""
     import json
 
-    from eval import benchmark
+    from eval.benchmarks import cli as benchmark
 
     output = tmp_path / "long.json"
     assert benchmark.main(["long-context", "--quick", "--output", str(output)]) == 0

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conversion.export_to_hub import lint_hub_folder
+from conversion.isolation import lint_hub_folder
 from training import train
-from training.cli import main as cli_main
+from eval.cli import main as cli_main
 from training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]

@@ -1,1 +1,1 @@
-"""Training utilities: objectives, data preparation and tokenizer training for the memory models."""
+"""Training: data (corpora, tokenizer, objectives), metrics, the Hugging Face `Trainer` wiring, LoRA and plots."""

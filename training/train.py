@@ -30,17 +30,18 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingAr
 import modeling_memory  # noqa: F401  (registers our Auto classes)
 from configuration import build_model as build_from_config
 from configuration import get_preset
+from conversion.adapters import is_peft_model, merge_adapter, save_extras
 from conversion.export_to_hub import export_model
 from conversion.loading import check_model_path, load_model
 from conversion.safe_io import write_text_atomic
-from eval.metrics import preprocess_logits_for_metrics
-from training.data import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
+from training.metrics import preprocess_logits_for_metrics
+from training.data.corpora import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
                            tokenize_corpus)
-from training.lora import apply_lora, is_peft_model, merge_adapter, save_extras
-from training.objectives import OBJECTIVES, ObjectiveCollator
+from training.lora import apply_lora
+from training.data.objectives import OBJECTIVES, ObjectiveCollator
 from training.plot import plot_beside, plot_training
 from training.run_folder import prepare_run_folder, run_identity
-from training.tokenizer import load_default_tokenizer, special_token_ids
+from training.data.tokenizer import load_default_tokenizer, special_token_ids
 from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
                               forward_arguments, last_complete_checkpoint)
 
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--no-memory", action="store_true", help="the paper's no-memory control")
     data = parser.add_argument_group("data")
     data.add_argument("--objective", choices=OBJECTIVES, default="clm")
-    data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data)")
+    data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
     data.add_argument("--tokenizer", metavar="DIR", help="default: the python-docs BPE tokenizer (8192)")
     data.add_argument("--context", type=int, help="tokens per row; default: the model's context")
     data.add_argument("--pack", action="store_true", help="pack documents into full rows (default: truncate)")
@@ -280,7 +281,7 @@ def build_datasets(args, tokenizer, context: int, config):
 
 
 def check_corpus(text, rows, args) -> None:
-    """Stop before training if the training corpus gives no targets (`training.data.check_training_targets`);
+    """Stop before training if the training corpus gives no targets (`training.data.corpora.check_training_targets`);
     whitespace-only documents count as empty."""
     if not isinstance(text, datasets.Dataset):
         return  # streaming: counting would consume the stream

@@ -25,9 +25,9 @@ import torch
 from transformers import Trainer, TrainerState
 
 from conversion import safe_io
-from eval.metrics import StreamingMetrics, entropy_ratio
-from training.lora import is_peft_model, load_extras, save_extras
-from training.objectives import ObjectiveCollator
+from conversion.adapters import is_peft_model, load_extras, save_extras
+from training.metrics import StreamingMetrics, entropy_ratio
+from training.data.objectives import ObjectiveCollator
 
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"
@@ -284,7 +284,7 @@ def publish_checkpoint(staged: str, final: str) -> None:
 
 class StreamingAccuracy:
     """Trainer `compute_metrics` for `batch_eval_metrics=True`: accumulates token accuracy batch by batch
-    (`eval.metrics.StreamingMetrics`) and reports `{"accuracy": ...}` on the last batch, then resets.
+    (`training.metrics.StreamingMetrics`) and reports `{"accuracy": ...}` on the last batch, then resets.
 
     Args:
         shift (`bool`): causal (shifted) or autoencoder (unshifted) targets.

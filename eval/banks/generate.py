@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from eval.memory_bank import load_memory_bank, load_model_and_tokenizer
+from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,18 +18,18 @@ import sys
 
 # sub-command -> (module, description). Each module has `main(argv=None)`.
 COMMANDS = {
-    "demo": ("training.demo", "train a tiny memory model on the embedded corpus, export, reload, generate"),
+    "demo": ("eval.experiments.demo", "train a tiny memory model on the embedded corpus, export, reload, generate"),
     "train": ("training.train", "train any preset with any objective on the HF Trainer"),
-    "tokenizer": ("training.tokenizer", "train a byte-level BPE tokenizer on a corpus"),
+    "tokenizer": ("training.data.tokenizer", "train a byte-level BPE tokenizer on a corpus"),
     "retention": ("eval.information_retention", "measure how much of its input a model's embedding retains"),
     "export": ("conversion.export_to_hub", "write a Hub-ready folder (and optionally push it)"),
     "convert": ("conversion.pretrained_decoder", "make a pretrained causal LM (Llama 3.2, Qwen, ...) a memory model's decoder"),
-    "eval": ("eval.evaluate", "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
-    "benchmark": ("eval.benchmark", "speed and memory benchmarks (table + JSON)"),
+    "eval": ("eval.harness.compare", "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
+    "benchmark": ("eval.benchmarks.cli", "speed and memory benchmarks (table + JSON)"),
     "plot": ("training.plot", "PNG/SVG plots of training, retention and benchmark JSON (matplotlib)"),
-    "encode": ("eval.memory_bank", "encode a corpus into a verified memory bank"),
-    "generate": ("eval.memory_generate", "continue a prompt, optionally from a document in a memory bank"),
-    "bank-retention": ("eval.bank_retention", "how much of its text a memory bank can read back (blank copy)"),
+    "encode": ("eval.banks.bank", "encode a corpus into a verified memory bank"),
+    "generate": ("eval.banks.generate", "continue a prompt, optionally from a document in a memory bank"),
+    "bank-retention": ("eval.banks.read_back", "how much of its text a memory bank can read back (blank copy)"),
     "presets": (None, "list the named model configurations"),
 }
 

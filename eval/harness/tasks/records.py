@@ -1,4 +1,4 @@
-"""Table 4 at small scale: lm-eval tasks over held-out documents of the `records` corpus (training.data).
+"""Table 4 at small scale: lm-eval tasks over held-out documents of the `records` corpus (training.data.corpora).
 
 `records_extraction` is SWDE-shaped: the context states one record in full, then starts the same record
 again up to one of its keys (`"... record 3: color = teal; city ="`); the model must generate that key's
@@ -16,7 +16,7 @@ CATEGORICAL_KEYS = ("color", "city", "animal", "fruit")
 
 
 def _documents(num_documents: int, seed: int) -> list:
-    from training.data import records_documents
+    from training.data.corpora import records_documents
 
     return records_documents(int(num_documents), int(seed), split="test")
 

@@ -1,6 +1,6 @@
 """Benchmark model builders: a memory model, a full-context Llama and an RMT sharing one decoder's weights,
 and the paper's sequential per-chunk algorithm (Badger §4.1-4.4) as the reference the batched model is timed
-against. `sizes` is an `eval.benchmark.Sizes` (vocabulary, widths, layers, heads, chunk size).
+against. `sizes` is an `eval.benchmarks.Sizes` (vocabulary, widths, layers, heads, chunk size).
 """
 
 from __future__ import annotations

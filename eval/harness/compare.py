@@ -2,7 +2,7 @@
 
     memory-models eval --model runs/causal/final --model runs/combined/final --tasks mmlu,longbench,swde
     memory-models eval --model runs/mt/final --tasks mmlu --no-memory --limit 50 --output-dir runs/eval
-    python -m eval.lookalike --output lookalike   # offline look-alikes of mmlu / longbench / swde, then:
+    python -m eval.harness.lookalike --output lookalike   # offline look-alikes of mmlu / longbench / swde, then:
     memory-models eval --model runs/mt/final --tasks mmlu,longbench,swde --include-path lookalike --limit 2
 
 Writes, under --output-dir: `<label>.json` per model (lm-eval's results), `comparison.json`,
@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from eval.harness import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
+from eval.harness.runner import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
                           task_manager_for, with_rolling_window)
 
 MARKER = ".memory-models-eval"  # marks an output folder this command created

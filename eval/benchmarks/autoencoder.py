@@ -3,7 +3,7 @@
 * `bench_unroll`: the one-gather unroll against the reference's Python loop over positions.
 * `bench_mixer_vs_llama`: training-step throughput of a masked mixer and a Llama of similar size.
 
-Both return plain dicts (wired into `python -m eval.benchmark`). Compare ratios from one run, never
+Both return plain dicts (wired into `python -m eval.benchmarks`). Compare ratios from one run, never
 absolute times across runs (run-to-run spread on shared CPUs is about +-15%).
 """
 
@@ -14,6 +14,7 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from eval.benchmarks.timing import autocast, settings
 from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
 from modeling_memory.modeling_autoencoder import unroll_windows
 
@@ -100,3 +101,15 @@ def bench_mixer_vs_llama(
         result[f"{name}_tokens_per_s"] = _train_tokens_per_second(model, batch, length, steps, vocab_size)
     result["mixer_over_llama"] = result["mixer_tokens_per_s"] / result["llama_tokens_per_s"]
     return result
+
+
+def run(args) -> dict:
+    """Gather-unroll vs the reference loop, and masked-mixer vs Llama training throughput."""
+    unroll = dict(batch=2, length=16, hidden=16) if args.quick else {}
+    mixer = dict(steps=1, batch=2, length=16, hidden=32, layers=2, vocab_size=128) if args.quick else {}
+    if args.repeats is not None:
+        unroll["repeats"] = mixer["steps"] = args.repeats
+    with autocast(args.device, args.dtype):
+        result = {"unroll": bench_unroll(device=args.device, **unroll),
+                  "mixer_vs_llama": bench_mixer_vs_llama(device=args.device, **mixer)}
+    return {"benchmark": "autoencoder", "settings": settings(args), **result}

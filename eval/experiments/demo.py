@@ -24,15 +24,15 @@ from transformers import set_seed
 
 from configuration import build_model
 from configuration.presets import llama
-from conversion.export_to_hub import run_without_our_packages
+from conversion.isolation import run_without_our_packages
 from modeling_memory import MemoryConfig
 from training import train
-from training.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+from training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
 from training.train import load_tokenizer
 
 DEFAULT_PROMPT = "The import statement"
 
-# Runs where our packages cannot be imported (see conversion.export_to_hub.run_without_our_packages).
+# Runs where our packages cannot be imported (see conversion.isolation.run_without_our_packages).
 LOADER = """
     import json
     import torch

@@ -1,16 +1,19 @@
 """Benchmark harness: interleaved median timing, autocast, progress lines, load average and KV-cache bytes.
 
-Shared by every `python -m eval.benchmark` sub-command; nothing here knows about a particular model.
+Shared by every `python -m eval.benchmarks` sub-command; nothing here knows about a particular model.
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
 import statistics
 import sys
 import time
+from dataclasses import asdict
 
 import torch
+import transformers
 
 
 def _synchronize(device: str) -> None:
@@ -74,3 +77,13 @@ def cache_bytes(cache) -> int:
             return cache_bytes(getattr(cache, name))
     return 0
 
+
+def settings(args, sizes=None, **extra) -> dict:
+    """The settings block of a benchmark's JSON: device, dtype, threads, versions, machine and the sizes."""
+    result = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
+              "torch": torch.__version__, "transformers": transformers.__version__,
+              "python": platform.python_version(), "machine": platform.machine()}
+    if sizes is not None:
+        result["sizes"] = asdict(sizes)
+        result["notes"] = list(getattr(sizes, "notes", []))
+    return {**result, **extra}

@@ -6,9 +6,9 @@ and uses reserved special tokens as copy delimiters. Ours keeps those ids: `<|bo
 `<|reserved_0|>`, ... from id 3; `<|reserved_0|>` is the copy delimiter. The tokenizer adds no special
 tokens when encoding (the paper tokenises all data with `add_special_tokens=False`).
 
-Command line (trains on the train split of a corpus, see `training.data.load_corpus`):
+Command line (trains on the train split of a corpus, see `training.data.corpora.load_corpus`):
 
-    python -m training.tokenizer --corpus python-docs --vocab-size 8192 --output tokenizer-8k
+    python -m training.data.tokenizer --corpus python-docs --vocab-size 8192 --output tokenizer-8k
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from conversion.export_to_hub import staging_folder
-from training.data import load_corpus
+from training.data.corpora import load_corpus
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -142,7 +142,7 @@ def load_default_tokenizer(
 def main(argv: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
     """Command line: train a tokenizer on a corpus and save it (with `special_tokens.json`) to `--output`."""
     parser = argparse.ArgumentParser(description="Train a byte-level BPE tokenizer with the paper's special ids.")
-    parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data)")
+    parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data.corpora)")
     parser.add_argument("--vocab-size", type=int, default=8192)
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--num-documents", type=int, default=None, help="train on the first N documents only")

@@ -1,13 +1,7 @@
-"""Speed and memory benchmarks: a table on stdout and a JSON file.
+"""The `memory` benchmark: a memory model against the paper's sequential loop, a full-context Llama and the RMT.
 
-    python -m eval.benchmark memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
-    python -m eval.benchmark autoencoder [--quick] ...   # eval/benchmark_autoencoder.py, when present
-    python -m eval.benchmark long-context [--quick] ...  # eval/benchmark_long_context.py
-
-Sub-commands live in `SUBCOMMANDS` (name -> `Subcommand`); a family adds its own with `add_subcommand`.
-Every sub-command takes --quick, --device, --dtype (bf16 = autocast), --output, --repeats and --warmup.
-
-`memory` compares, in one process and with shared weights wherever the shapes allow:
+`python -m eval.benchmarks memory [--quick]` compares, in one process and with shared weights wherever the shapes
+allow:
   (a) training-step throughput (forward + backward + AdamW step, tokens/s) of the batched
       `MemoryForCausalLM`, the paper's sequential per-chunk algorithm (Badger §4.1-4.4) built from the same
       model's submodules, a full-context `LlamaForCausalLM` with the decoder's weights, and the recurrent
@@ -15,34 +9,20 @@ Every sub-command takes --quick, --device, --dtype (bf16 = autocast), --output, 
   (b) inference: prefill latency (time to first token), decode tokens/s and KV-cache bytes of the memory
       model and the full-context Llama, both through `generate()` with their caches.
 Timings are medians over repeats after warm-up; ratios are only meaningful within one run.
-
-Layout: this file holds the workloads (`Sizes`, `measure_*`) and the CLI; the timing harness is in
-`eval/benchmark_harness.py`, the models and the paper's sequential reference in `eval/benchmark_models.py`,
-the targets and tables in `eval/benchmark_reports.py`. Each run also writes a plot beside its JSON
-(`training.plot`, when matplotlib is installed).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
-import transformers
 
-from eval import benchmark_convert
-from eval.benchmark_autoencoder import bench_mixer_vs_llama, bench_unroll
-# The harness, builders and reports are re-exported here: sub-commands and tests import them from `eval.benchmark`.
-from eval.benchmark_harness import autocast, cache_bytes, load_average, median_seconds, progress
-from eval.benchmark_models import (build_memory_model, llama_config, llama_with_decoder_weights,
-                                   rmt_with_decoder_weights, sequential_paper_loss)
-from eval.benchmark_reports import TARGETS, check_targets, fmt, format_autoencoder, format_memory_table
-from eval.benchmark_rmt_generation import bench_rmt_generation, format_rmt_generation
-from training.plot import plot_beside, plot_benchmark
+from eval.benchmarks.models import (build_memory_model, llama_with_decoder_weights, rmt_with_decoder_weights,
+                                    sequential_paper_loss)
+from eval.benchmarks.reports import check_targets
+from eval.benchmarks.timing import autocast, cache_bytes, load_average, median_seconds, progress, settings
 
 
 @dataclass
@@ -175,15 +155,7 @@ def measure_inference(sizes: Sizes, context: int, device: str, dtype: str) -> di
     return result
 
 
-def _settings(sizes: Sizes, args) -> dict:
-    return {
-        "device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
-        "torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "sizes": asdict(sizes), "notes": list(sizes.notes),
-    }
-
-
-def run_memory(args) -> dict:
+def run(args) -> dict:
     """Runs (a) and (b) of the memory benchmark and returns the JSON-ready result."""
     sizes = replace(QUICK if args.quick else Sizes(), notes=[])
     for name in ("repeats", "warmup", "new_tokens"):
@@ -202,117 +174,11 @@ def run_memory(args) -> dict:
                 for context in sizes.train_contexts] if "training" in sections else []
     inference = [measure_inference(sizes, context, args.device, args.dtype)
                  for context in sizes.inference_contexts] if "inference" in sections else []
-    return {"benchmark": "memory", "settings": _settings(sizes, args), "training": training,
+    return {"benchmark": "memory", "settings": settings(args, sizes=sizes), "training": training,
             "inference": inference, "targets": check_targets(training, inference, quick=args.quick)}
 
 
-def _memory_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sections", nargs="+", choices=["training", "inference"], default=None,
                         help="what to measure (default: both)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
-
-
-# ----------------------------------------------------------------------------- CLI
-@dataclass
-class Subcommand:
-    """A benchmark: `run(args) -> dict` (JSON-ready), `format(result) -> str`, extra CLI arguments and an
-    optional `plot(result, output_stem)` drawn beside the JSON."""
-
-    run: Callable
-    format: Callable
-    add_arguments: Callable = lambda parser: None
-    help: str = ""
-    plot: Callable | None = None
-
-
-SUBCOMMANDS: dict[str, Subcommand] = {}
-
-
-def add_subcommand(name: str, subcommand: Subcommand) -> None:
-    SUBCOMMANDS[name] = subcommand
-
-
-add_subcommand("memory", Subcommand(run_memory, format_memory_table, _memory_arguments,
-                                    "memory model vs sequential loop, full-context Llama and RMT",
-                                    plot=plot_benchmark))
-
-
-def _run_autoencoder(args) -> dict:
-    """Gather-unroll vs the reference loop, and masked-mixer vs Llama training throughput."""
-    unroll = dict(batch=2, length=16, hidden=16) if args.quick else {}
-    mixer = dict(steps=1, batch=2, length=16, hidden=32, layers=2, vocab_size=128) if args.quick else {}
-    if args.repeats is not None:
-        unroll["repeats"] = mixer["steps"] = args.repeats
-    with autocast(args.device, args.dtype):
-        result = {"unroll": bench_unroll(device=args.device, **unroll),
-                  "mixer_vs_llama": bench_mixer_vs_llama(device=args.device, **mixer)}
-    settings = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "transformers": transformers.__version__}
-    return {"benchmark": "autoencoder", "settings": settings, **result}
-
-
-add_subcommand("autoencoder", Subcommand(_run_autoencoder, format_autoencoder,
-                                         help="gather vs loop unroll; masked mixer vs Llama training"))
-
-
-add_subcommand("convert", Subcommand(benchmark_convert.run, benchmark_convert.format_result,
-                                     help="convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training"))
-
-
-def _run_rmt_generation(args) -> dict:
-    """RMT greedy decoding with the segment cache vs recomputing the prefix (eval/benchmark_rmt_generation.py)."""
-    sizes = dict(vocab_size=128, hidden=32, layers=2, chunk_size=8, prompt=24, new_tokens=8, repeats=1) if args.quick else {}
-    if args.repeats is not None:
-        sizes["repeats"] = args.repeats
-    with autocast(args.device, args.dtype):
-        result = bench_rmt_generation(device=args.device, **sizes)
-    settings = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "transformers": transformers.__version__}
-    return {"benchmark": "rmt-generation", "settings": settings, "rmt_generation": result}
-
-
-add_subcommand("rmt-generation", Subcommand(_run_rmt_generation, format_rmt_generation,
-                                            help="RMT generate(): segment cache vs whole-prefix recompute"))
-
-from eval import benchmark_long_context as _long_context  # noqa: E402  (imports this module lazily, no cycle)
-
-add_subcommand("long-context", Subcommand(_long_context.run, _long_context.format_table, _long_context.add_arguments,
-                                          "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama"))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="benchmark", required=True)
-    for name, subcommand in SUBCOMMANDS.items():
-        sub = commands.add_parser(name, help=subcommand.help)
-        sub.add_argument("--quick", action="store_true", help="tiny sizes (tests, smoke runs)")
-        sub.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-        sub.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
-        sub.add_argument("--output", default=None, help=f"JSON path (default benchmark-{name}.json); the plot "
-                         "goes beside it (.png, .svg)")
-        sub.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median)")
-        sub.add_argument("--warmup", type=int, default=None, help="untimed warm-up calls per measurement")
-        sub.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-        subcommand.add_arguments(sub)
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda: no CUDA device is available")
-    subcommand = SUBCOMMANDS[args.benchmark]
-    result = subcommand.run(args)
-    output = args.output or f"benchmark-{args.benchmark}.json"
-    with open(output, "w") as handle:  # before printing, so a closed stdout cannot lose the measurements
-        json.dump(result, handle, indent=2)
-    print(subcommand.format(result))
-    plots = plot_beside(output, lambda stem: subcommand.plot(result, stem)) if subcommand.plot else []
-    print(f"\nwrote {', '.join(map(str, [output, *plots]))}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,11 @@
 """Table 4 at small scale: does combined (causal + copy) training help information retrieval? (benchmark run)
 
-    python -m eval.table4 --output-dir runs/table4                       # ~20-40 min on 2 CPU cores
-    python -m eval.table4 --steps 5000 --hidden 256 --output-dir runs/table4-gpu --device cuda
+    python -m eval.experiments.table4 --output-dir runs/table4                       # ~20-40 min on 2 CPU cores
+    python -m eval.experiments.table4 --steps 5000 --hidden 256 --output-dir runs/table4-gpu --device cuda
 
 The paper (Table 4) trains the same frozen-encoder memory transformer causally and with the combined
 objective, then finds SWDE 0.00 -> 0.81 (`contains`) and LongBench code completion 13.2 -> 16.5 while
-MMLU, HellaSwag and ARC barely move. Here, on the `records` corpus (exact key/value facts, training.data):
+MMLU, HellaSwag and ARC barely move. Here, on the `records` corpus (exact key/value facts, training.data.corpora):
 
 1. a byte-level BPE is trained on the records train split;
 2. the same memory transformer (Llama encoder and decoder, `--slots` x `--chunk-size`) is trained with the
@@ -29,7 +29,7 @@ TASKS = "records_extraction,records_perplexity"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.table4", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.experiments.table4", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="runs/table4")
     parser.add_argument("--steps", type=int, default=800, help="training steps of each model")
     parser.add_argument("--hidden", type=int, default=96)
@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def records_tokenizer(output_dir: Path, vocab_size: int, documents: int) -> Path:
     """A byte-level BPE trained on the records train split (reused when already there)."""
-    from training.data import records_documents
-    from training.tokenizer import save_tokenizer, train_tokenizer
+    from training.data.corpora import records_documents
+    from training.data.tokenizer import save_tokenizer, train_tokenizer
 
     folder = output_dir / f"tokenizer-records-{vocab_size}"
     if not (folder / "tokenizer.json").is_file():
@@ -61,7 +61,7 @@ def train_memory_model(args, objective: str, tokenizer_dir: Path) -> Path:
     """The same memory transformer and seed, trained with `objective` through `memory-models train`."""
     from configuration import build_model
     from training import train
-    from training.demo import memory_config
+    from eval.experiments.demo import memory_config
     from transformers import set_seed
 
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if min(args.steps, args.hidden, args.layers, args.chunk_size, args.slots, args.limit) < 1:
         raise ValueError(f"sizes, steps and --limit must be positive, got {vars(args)}")
-    from eval import evaluate
+    from eval.harness import compare as evaluate
 
     start = time.perf_counter()
     output_dir = Path(args.output_dir)

@@ -7,8 +7,8 @@
 must log the same training losses (`loss` and, for the combined objective, `loss_clm` / `loss_copy`), report the
 same eval metrics and end with the same weights. Prints one row per launcher and writes the table as JSON.
 
-    python -m training.launcher_check --output-dir runs/launcher-check     # about 2 minutes on 2 CPU cores
-    python -m training.launcher_check --preset autoencoder-tiny --objective autoencode --context 16 \\
+    python -m eval.experiments.launcher_check --output-dir runs/launcher-check     # about 2 minutes on 2 CPU cores
+    python -m eval.experiments.launcher_check --preset autoencoder-tiny --objective autoencode --context 16 \\
         --output-dir runs/launcher-check-ae
 
 `tests/test_distributed.py` asserts the same equalities.
@@ -72,7 +72,7 @@ def row(name: str, summary: dict, weight_difference: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.launcher_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.experiments.launcher_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", required=True)
     parser.add_argument("--preset", default="memory-transformer-tiny")
     parser.add_argument("--objective", default="combined")

@@ -242,7 +242,7 @@ def load_documents(name_or_path: str, split: str = "train", text_column: str = "
                    num_documents: int | None = None) -> tuple[list[str], list[str]]:
     """Documents and their ids from a `save_to_disk` folder, a local file/folder, a named corpus or a Hub id.
     Ids come from `id_column` when the data has it, else the row number."""
-    from training import data
+    from training.data import corpora as data
 
     path = Path(name_or_path)
     if path.is_dir() and ((path / "state.json").exists() or (path / "dataset_dict.json").exists()):

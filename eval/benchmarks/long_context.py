@@ -1,4 +1,4 @@
-"""Long-context benchmark: `python -m eval.benchmark long-context [--quick] [--lengths 4096 8192 16384 32768]`.
+"""Long-context benchmark: `python -m eval.benchmarks long-context [--quick] [--lengths 4096 8192 16384 32768]`.
 
 One memory model with the rolling memory window (`S` slots of chunk `L`), in one process, same weights:
 
@@ -8,7 +8,7 @@ One memory model with the rolling memory window (`S` slots of chunk `L`), in one
   with the decoder's shape and weights, up to `--full-context-max` tokens (beyond it: skipped, not measured);
 * decode tokens/s and KV-cache bytes after the context (memory model on the fly, and the full-context Llama):
   the memory model's must stay flat as `n` grows;
-* encoding throughput of the bank encoder (`eval.memory_bank.encode_documents`), in tokens/s.
+* encoding throughput of the bank encoder (`eval.banks.bank.encode_documents`), in tokens/s.
 
 TTFT = median wall time of `generate(max_new_tokens=1)`; decode rate = `(new_tokens - 1) / (t(new_tokens) - t(1))`.
 Ratios within one run are the numbers to trust (other processes share the CPU).
@@ -17,10 +17,15 @@ Ratios within one run are the numbers to trust (other processes share the CPU).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import transformers
+
+from eval.banks.bank import encode_documents
+from eval.benchmarks.models import llama_config
+from eval.benchmarks.timing import autocast, cache_bytes, load_average, median_seconds, progress, settings
+from modeling_memory import MemoryConfig, MemoryForCausalLM
 
 # Issue targets (CPU), reported next to what is measured.
 TARGETS = {"ttft_bank_over_full_max_at_16384": 0.05, "ttft_fly_over_full_max_at_16384": 0.25,
@@ -69,9 +74,6 @@ def _sizes(args) -> LongSizes:
 
 def build_models(sizes: LongSizes):
     """The rolling-window memory model and a `LlamaForCausalLM` factory with its decoder's weights."""
-    from eval.benchmark_models import llama_config
-    from modeling_memory import MemoryConfig, MemoryForCausalLM
-
     config = MemoryConfig(
         encoder_config=llama_config(sizes, sizes.encoder_hidden, sizes.chunk_size),
         decoder_config=llama_config(sizes, sizes.decoder_hidden, sizes.num_memory_slots + sizes.chunk_size),
@@ -96,9 +98,6 @@ def _generate(model, new_tokens: int, **inputs):
 
 
 def measure_length(memory, full_context_llama, sizes: LongSizes, n: int, device: str) -> dict:
-    from eval.benchmark_harness import cache_bytes, median_seconds, progress
-    from eval.memory_bank import encode_documents
-
     chunk = sizes.chunk_size
     ids = torch.randint(2, sizes.vocab_size, (1, n), generator=torch.Generator().manual_seed(n)).to(device)
     start = time.perf_counter()
@@ -159,18 +158,14 @@ def check_targets(rows: list) -> list:
 
 
 def run(args) -> dict:
-    from eval.benchmark_harness import autocast, load_average
-
     sizes = _sizes(args)
     memory, full_context_llama = build_models(sizes)
     memory.to(args.device)
     load = load_average()
     with autocast(args.device, args.dtype):
         rows = [measure_length(memory, full_context_llama, sizes, n, args.device) for n in sizes.lengths]
-    settings = {"device": args.device, "dtype": args.dtype, "quick": args.quick, "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "transformers": transformers.__version__,
-                "load_average": [load, load_average()], **asdict(sizes)}
-    return {"benchmark": "long-context", "settings": settings, "rows": rows, "targets": check_targets(rows)}
+    return {"benchmark": "long-context", "settings": settings(args, sizes, load_average=[load, load_average()]),
+            "rows": rows, "targets": check_targets(rows)}
 
 
 def _fmt(value, unit: str = "") -> str:

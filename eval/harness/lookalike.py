@@ -2,7 +2,7 @@
 datasets, and task configs that reuse the installed lm-eval task definitions unchanged except for where the
 data comes from.
 
-    python -m eval.lookalike --output lookalike
+    python -m eval.harness.lookalike --output lookalike
     lm_eval --model hf --model_args pretrained=DIR,trust_remote_code=True --include_path lookalike \\
         --tasks mmlu,longbench,swde --device cpu --batch_size 4 --limit 2
 
@@ -218,7 +218,7 @@ def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int 
         raise ValueError(f"docs and context_chars must be positive, got docs={docs}, context_chars={context_chars}")
     output = Path(output).absolute()
     if output.exists() and not (output / MARKER).exists():
-        raise ValueError(f"{output} exists and was not written by eval.lookalike; choose a new folder")
+        raise ValueError(f"{output} exists and was not written by eval.harness.lookalike; choose a new folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:  # build aside, then swap in: a failure leaves no half-written folder
@@ -234,7 +234,7 @@ def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.lookalike", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.harness.lookalike", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", required=True, help="folder to write (new, or written by this command)")
     parser.add_argument("--docs", type=int, default=4, help="documents per task")
     parser.add_argument("--context-chars", type=int, default=3000, help="characters per long context")
@@ -243,7 +243,7 @@ def main(argv=None) -> int:
     try:
         folder = write_lookalike_tasks(args.output, args.docs, args.context_chars, args.seed)
     except ValueError as error:
-        print(f"eval.lookalike: error: {error}", file=sys.stderr)
+        print(f"eval.harness.lookalike: error: {error}", file=sys.stderr)
         return 2
     print(f"wrote {folder}: --include_path {folder} --tasks mmlu,longbench,swde")
     return 0

@@ -3,7 +3,7 @@
     memory-models bank-retention --model DIR --memories BANK [--num-documents N] [--output retention.json]
 
 The model's decoder is asked to reproduce a span of `h = S/2` chunks from those chunks' memories alone, exactly
-as the blank-copy objective trains it (`training.objectives.copy_batch(blank=True)`): the memories of chunks
+as the blank-copy objective trains it (`training.data.objectives.copy_batch(blank=True)`): the memories of chunks
 `j .. j+h-1` are given as `memory_embeds`, the input is the copy half (delimiter, then blank tokens), and every
 position predicts the next token of the span. Reported per document and overall: token accuracy (argmax ==
 token) and `H_r = 1 - CE / ln(V)` over the span's copy targets, and the share of the document's tokens that
@@ -23,12 +23,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from eval.metrics import IGNORE_INDEX, entropy_ratio
+from training.metrics import IGNORE_INDEX, entropy_ratio
 
 
 def copy_readout_batch(model, span_ids: torch.LongTensor) -> dict:
     """The copy half of a blank-copy row for `span_ids` `[b, h]`: `input_ids` and `labels` `[b, h]`."""
-    from training.objectives import copy_batch
+    from training.data.objectives import copy_batch
 
     config = model.config
     row = torch.cat([span_ids, span_ids], dim=1)
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from eval.memory_bank import load_memory_bank, load_model_and_tokenizer
+    from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 
     args = build_parser().parse_args(argv)
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer)

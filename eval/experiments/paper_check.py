@@ -1,7 +1,7 @@
 """Does it learn what the paper says? A small-scale benchmark run on the embedded corpus (issue 5, item 7).
 
-    python -m training.paper_check --output-dir runs/paper-check          # ~8 min on 2 idle CPU cores
-    python -m training.paper_check --steps 5000 --hidden 256 --output-dir runs/paper-check-gpu   # on a GPU
+    python -m eval.experiments.paper_check --output-dir runs/paper-check          # ~8 min on 2 idle CPU cores
+    python -m eval.experiments.paper_check --steps 5000 --hidden 256 --output-dir runs/paper-check-gpu   # on a GPU
 
 (a) Table 1 ordering: an autoencoder keeps far more of its input than a causal LM. We train a transformer
     autoencoder and a causal transformer of the same size for the same steps, then measure each frozen
@@ -30,12 +30,12 @@ from configuration.presets import llama
 from eval.information_retention import measure_retention
 from modeling_memory import MemoryAutoencoderConfig
 from training import train
-from training.demo import demo_tokenizer, memory_config
+from eval.experiments.demo import demo_tokenizer, memory_config
 from training.train import load_tokenizer
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training.paper_check", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.experiments.paper_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default="runs/paper-check")
     parser.add_argument("--steps", type=int, default=1500, help="training steps of every model")
     parser.add_argument("--probe-steps", type=int, default=1000, help="decoder steps of each retention probe")

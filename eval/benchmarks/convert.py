@@ -1,4 +1,4 @@
-"""`python -m eval.benchmark convert`: converting a pretrained decoder, and LoRA vs full fine-tuning speed.
+"""`python -m eval.benchmarks convert`: converting a pretrained decoder, and LoRA vs full fine-tuning speed.
 
 * `bench_conversion`: writes a random Llama-3.2-1B-shaped checkpoint (bf16, tied embeddings, GQA, llama3 rope
   scaling; `--quick`: a small one), then runs `memory-models convert` on it in a child process and reports its
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET_PEAK_OVER_CHECKPOINT = 1.5
 
 
@@ -42,7 +42,7 @@ def write_random_checkpoint(folder, config) -> int:
     """Save a random bf16 `LlamaForCausalLM` of `config` (and a small tokenizer) to `folder`; returns its bytes."""
     from transformers import LlamaForCausalLM
 
-    from training.tokenizer import train_tokenizer
+    from training.data.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(["memory models read the embeddings of earlier chunks"] * 4, vocab_size=300)
     tokenizer.save_pretrained(folder)
@@ -89,7 +89,7 @@ def _params(config) -> int:
 
 
 def _copy_steps_per_second(model, ids, steps: int) -> float:
-    from training.objectives import ObjectiveCollator
+    from training.data.objectives import ObjectiveCollator
 
     batch = ObjectiveCollator.from_config("copy", model.config, max_length=ids.shape[1])(
         [{"input_ids": row.tolist()} for row in ids])

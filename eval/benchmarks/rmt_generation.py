@@ -1,6 +1,6 @@
 """RMT generation speed: the segment cache against recomputing the whole prefix at every step.
 
-`python -m eval.benchmark rmt-generation [--quick]`. Before the cache, `generate()` re-ran every segment of
+`python -m eval.benchmarks rmt-generation [--quick]`. Before the cache, `generate()` re-ran every segment of
 the prefix for each new token (`use_cache=False` still does exactly that); with the `RecurrentMemoryCache`
 a step recomputes only the current segment and carries the memory. Both runs use the same weights and
 greedy decoding, and must produce the same tokens (checked here too).
@@ -13,6 +13,7 @@ import time
 import torch
 from transformers import LlamaConfig
 
+from eval.benchmarks.timing import autocast, settings
 from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 
 
@@ -65,3 +66,13 @@ def format_rmt_generation(result: dict) -> str:
         f"| after: segment cache (default) | {r['cached_tokens_per_s']:.1f} | {r['cached_seconds']:.2f} |",
         f"speedup {r['speedup']:.2f}x; identical tokens: {r['same_tokens']}",
     ])
+
+
+def run(args) -> dict:
+    """RMT greedy decoding with the segment cache vs recomputing the prefix (eval/benchmarks/rmt_generation.py)."""
+    sizes = dict(vocab_size=128, hidden=32, layers=2, chunk_size=8, prompt=24, new_tokens=8, repeats=1) if args.quick else {}
+    if args.repeats is not None:
+        sizes["repeats"] = args.repeats
+    with autocast(args.device, args.dtype):
+        result = bench_rmt_generation(device=args.device, **sizes)
+    return {"benchmark": "rmt-generation", "settings": settings(args), "rmt_generation": result}

@@ -113,7 +113,7 @@ def _task_manager(include_paths: tuple):
 
 
 def task_manager_for(include_path: str | None = None):
-    """lm-eval's `TaskManager` over the installed tasks, `eval/tasks` and `include_path`, built once per process
+    """lm-eval's `TaskManager` over the installed tasks, `eval/harness/tasks` and `include_path`, built once per process
     (indexing the ~10k installed task YAMLs takes ~20 s of CPU)."""
     paths = [str(TASKS_DIR)] + ([str(Path(include_path).resolve())] if include_path else [])
     return _task_manager(tuple(paths))
@@ -130,8 +130,8 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
         tasks (`list[str]`): e.g. `["mmlu", "longbench", "swde"]`; with `include_path` also local tasks.
         limit: at most this many documents per task (a float < 1 is a fraction), as lm-eval's `--limit`.
         include_path (`str`, *optional*): a folder of extra task YAMLs (e.g. the offline look-alikes of
-            `eval.lookalike.write_lookalike_tasks`); tasks there replace installed tasks of the same name.
-            The package's `eval/tasks` (the `records_*` tasks) are always included.
+            `eval.harness.lookalike.write_lookalike_tasks`); tasks there replace installed tasks of the same name.
+            The package's `eval/harness/tasks` (the `records_*` tasks) are always included.
         no_memory (`bool`): evaluate a memory model with every memory slot holding the filler.
         rolling_context (`int`, *optional*): read a memory model through the rolling memory window, advertising
             this many tokens (lm-eval truncates contexts to it and needs it above the generation budget).
@@ -150,7 +150,7 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
     unknown = [task for task in tasks if task not in task_manager.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks "
-                         f"(`python -m eval.lookalike --output DIR` writes the offline look-alikes)")
+                         f"(`python -m eval.harness.lookalike --output DIR` writes the offline look-alikes)")
     lm = build_lm(model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device, no_memory=no_memory,
                   max_length=max_length, rolling_context=rolling_context)
     return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=task_manager,

@@ -1,0 +1,2 @@
+"""Speed and memory benchmarks (`python -m eval.benchmarks ...`, `memory-models benchmark ...`): one module per
+workload, the timing harness (`timing`), shared model builders (`models`), targets and tables (`reports`)."""

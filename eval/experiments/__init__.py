@@ -1,0 +1,1 @@
+"""Experiments that train and measure: the demo, the paper checks, Table 4 at small scale and the launcher check."""
