@@ -150,7 +150,7 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
     unknown = [task for task in tasks if task not in task_manager.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks "
-                         f"(`python -m eval.harness.lookalike --output DIR` writes the offline look-alikes)")
+                         f"(`memory-models lookalike --output DIR` writes the offline look-alikes)")
     lm = build_lm(model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device, no_memory=no_memory,
                   max_length=max_length, rolling_context=rolling_context)
     return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=task_manager,
