@@ -50,7 +50,7 @@ class LongSizes:
     new_tokens: int = 64  # per generate call: the first times the prefill, the other 63 the decode
     encode_batch: int = 64
     warmup: int = 1
-    repeats: int = 3  # generate calls per candidate and length; encodes of the context per length
+    repeats: int = 10  # generate calls per candidate and length (decode under load varies +-25% per call); encodes
 
 
 QUICK = LongSizes(vocab_size=128, decoder_hidden=32, encoder_hidden=16, num_heads=2, chunk_size=8, lengths=(64, 128),
@@ -195,7 +195,7 @@ def run(args) -> dict:
         calls = {(case.n, name): call for case in cases for name, call in generate_calls(memory, case,
                                                                                        sizes.new_tokens).items()}
         progress(f"long-context: {len(calls)} generate calls x ({sizes.warmup} warm-up + {sizes.repeats} rounds)")
-        clocks = sample_generation(calls, sizes.repeats, sizes.warmup, args.device)
+        clocks = sample_generation(calls, sizes.repeats, sizes.warmup, args.device, label="long-context")
         shortest = clocks[(cases[0].n, "memory_on_the_fly")]
         rows = [length_row(memory, case, {name: values for (n, name), values in clocks.items() if n == case.n},
                            shortest, encode[case.n], sizes) for case in cases]

@@ -87,8 +87,8 @@ def measure_training(sizes: Sizes, context: int, device: str, dtype: str, full: 
         steps["recurrent_memory"] = _step_fn(rmt, lambda: rmt(ids, labels=ids).loss, device, dtype)
     progress(f"training at context {context}: {', '.join(steps)}")
     load = load_average()
-    samples = {name: rates(ids.numel(), seconds)
-               for name, seconds in sample_seconds(steps, sizes.repeats, sizes.warmup, device).items()}
+    seconds = sample_seconds(steps, sizes.repeats, sizes.warmup, device, label=f"training {context}")
+    samples = {name: rates(ids.numel(), values) for name, values in seconds.items()}
     base = samples["memory_batched"]
     return {
         "context": context, "chunk_size": sizes.chunk_size, "num_chunks": context // sizes.chunk_size,
@@ -122,7 +122,7 @@ def measure_generation(models: dict, ids, sizes: Sizes, device: str, dtype: str)
     calls = {name: lambda streamer, model=model: _generate(model, ids, n, device, dtype, streamer)
              for name, model in models.items()}
     progress(f"generation, prompt {ids.shape[1]} tokens: {', '.join(models)}")
-    clocks = sample_generation(calls, sizes.inference_repeats, sizes.warmup, device)
+    clocks = sample_generation(calls, sizes.inference_repeats, sizes.warmup, device, label=f"prompt {ids.shape[1]}")
     result = {}
     for name, model in models.items():
         out = _generate(model, ids, n, device, dtype)

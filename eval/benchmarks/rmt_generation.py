@@ -47,7 +47,7 @@ def bench_rmt_generation(vocab_size: int = 8192, hidden: int = 256, layers: int 
         kinds = {"uncached": False, "cached": True}
         clocks = sample_generation({name: lambda streamer, use_cache=use_cache: model.generate(
             ids, use_cache=use_cache, streamer=streamer, **kwargs) for name, use_cache in kinds.items()},
-            repeats, 0, device)
+            repeats, 0, device, label="rmt-generation")
         outputs = {name: model.generate(ids, use_cache=use_cache, **kwargs) for name, use_cache in kinds.items()}
     result = {"vocab_size": vocab_size, "hidden": hidden, "layers": layers, "chunk_size": chunk_size,
               "prompt": prompt, "new_tokens": new_tokens, "batch": batch, "repeats": repeats, "warmup": warmup}

@@ -72,11 +72,11 @@ def rates(work: float, seconds: Sequence[float]) -> list[float]:
 
 
 # ----------------------------------------------------------------------------- sampling
-def interleave(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list]:
+def interleave(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int, label: str = "") -> dict[str, list]:
     """What each `calls[name]()` returns in `repeats` interleaved rounds, after `warmup` untimed calls each.
 
     The rounds interleave the candidates (a, b, c, a, b, c, ...), so slow drifts in machine load hit every
-    candidate alike.
+    candidate alike. With a `label`, each round prints a progress line.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
@@ -84,7 +84,9 @@ def interleave(calls: dict[str, Callable[[], Any]], repeats: int, warmup: int) -
         for _ in range(warmup):
             call()
     samples = {name: [] for name in calls}
-    for _ in range(repeats):
+    for index in range(repeats):
+        if label:
+            progress(f"{label}: round {index + 1}/{repeats}")
         for name, call in calls.items():
             samples[name].append(call())
     return samples
@@ -97,7 +99,7 @@ def calls_per_sample(fn: Callable[[], Any], calibrate: bool = True) -> int:
 
 
 def sample_seconds(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int, device: str,
-                   number: dict[str, int] | None = None) -> dict[str, list[float]]:
+                   number: dict[str, int] | None = None, label: str = "") -> dict[str, list[float]]:
     """Wall seconds per call of each `fns[name]()`, one entry per interleaved round (see `interleave`).
 
     A sample runs `number[name]` consecutive calls (default 1) and records their mean, so a fast call can be
@@ -115,7 +117,7 @@ def sample_seconds(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int,
             return (time.perf_counter() - start) / count
         return timed
 
-    return interleave({name: stopwatch(fn, number.get(name, 1)) for name, fn in fns.items()}, repeats, warmup)
+    return interleave({name: stopwatch(fn, number.get(name, 1)) for name, fn in fns.items()}, repeats, warmup, label)
 
 
 class DecodeClock(BaseStreamer):
@@ -162,7 +164,7 @@ class DecodeClock(BaseStreamer):
 
 
 def sample_generation(calls: dict[str, Callable[[BaseStreamer], Any]], repeats: int, warmup: int,
-                      device: str) -> dict[str, list[DecodeClock]]:
+                      device: str, label: str = "") -> dict[str, list[DecodeClock]]:
     """One `DecodeClock` per interleaved round for each `calls[name](streamer)` (a `generate` call)."""
 
     def clocked(call):
@@ -173,7 +175,7 @@ def sample_generation(calls: dict[str, Callable[[BaseStreamer], Any]], repeats: 
             return clock
         return run
 
-    return interleave({name: clocked(call) for name, call in calls.items()}, repeats, warmup)
+    return interleave({name: clocked(call) for name, call in calls.items()}, repeats, warmup, label)
 
 
 def generation_figures(clocks: Sequence[DecodeClock], new_tokens: int) -> dict:
