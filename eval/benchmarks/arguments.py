@@ -45,7 +45,8 @@ def benchmark_parser(prog: str = "memory-models benchmark") -> argparse.Argument
         sub.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
         sub.add_argument("--output", default=None, help=f"JSON path (default benchmark-{name}.json); the plot "
                          "goes beside it (.png, .svg)")
-        sub.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (reported: median and min-max)")
+        sub.add_argument("--repeats", type=int, default=None,
+                         help="timed repeats per measurement (reported: median and min-max)")
         sub.add_argument("--warmup", type=int, default=None, help="untimed warm-up calls per measurement")
         sub.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
         OPTIONS.get(name, lambda _: None)(sub)

@@ -207,8 +207,8 @@ def run(args) -> dict:
         rows = [length_row(memory, case, {name: values for (n, name), values in clocks.items() if n == case.n},
                            shortest, encode[case.n], sizes) for case in cases]
     samples = {"generation": f"{sizes.warmup} warm-up + {sizes.repeats} timed generate calls per candidate and "
-                             f"length; each round runs the bank calls at every length, then the on-the-fly ones, then the full-context "
-                             f"ones; one sample = one call: "
+                             f"length; each round runs the bank calls at every length, then the on-the-fly ones, "
+                             f"then the full-context ones; one sample = one call: "
                              f"prefill to the first token, then {sizes.new_tokens - 1} decode steps timed token by "
                              f"token",
                "encode": f"{sizes.repeats} timed encodes of the context's complete chunks but the last per length, "
@@ -239,7 +239,8 @@ def format_table(result: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
-        ttft, decode, kv, ratios = row["ttft_s"], row["decode_tokens_per_s"], row["kv_cache_bytes"], row.get("ratios", {})
+        ttft, decode, kv = row["ttft_s"], row["decode_tokens_per_s"], row["kv_cache_bytes"]
+        ratios = row.get("ratios", {})
         lines.append(
             f"| {row['context']} | {_fmt(ttft['memory_bank'], 'ms')} | {_fmt(ttft['memory_on_the_fly'], 'ms')} | "
             f"{_fmt(ttft.get('full_context'), 'ms')} | {_fmt(ratios.get('ttft_bank_over_full'))} | "
