@@ -13,7 +13,7 @@ from benchmark_checks import assert_spreads
 from eval.benchmarks import cli as benchmark
 from eval.benchmarks import convert, long_context, memory
 from eval.benchmarks.models import sequential_paper_loss
-from eval.benchmarks.reports import check_targets
+from eval.benchmarks.reports import check_targets, verdict
 from eval.benchmarks.timing import (DecodeClock, cache_bytes, interleave, paired_ratio, ratio_bounds,
                                     sample_generation, spread)
 from modeling_memory import MemoryConfig, MemoryForCausalLM
@@ -53,13 +53,13 @@ def test_memory_quick_run_writes_complete_json(tmp_path, capsys):
         "/ratios/prefill_memory_over_llama", "/ratios/decode_memory_over_llama"})
     assert len(figures) == (4 + 3) + (2 + 1) + 2 * (2 + 2 + 2)  # every training and inference figure, no other
     assert result["targets"] and all({"target", "measured", "threshold", "met"} <= set(t) for t in result["targets"])
-    for check in result["targets"]:  # a timed ratio carries its range, a byte ratio has none
-        assert ("range" in check) == (not check["target"].startswith("KV")), check
+    for check in result["targets"]:  # a timed ratio carries its interval and range, a byte ratio neither
+        assert ("range" in check) == ("interval" in check) == (not check["target"].startswith("KV")), check
     assert "(a) training step" in stdout and "(b) inference" in stdout and "targets" in stdout
     assert "median (min-max)" in stdout and "1-minute load average" in stdout
     # The targets are stated for the full sizes: not applicable (not MISSED) at quick sizes.
     assert {(t["status"], t["met"]) for t in result["targets"]} == {("n/a", None)}
-    assert "[   n/a]" in stdout and "MISSED" not in stdout
+    assert "[       n/a]" in stdout and "[    MISSED]" not in stdout and "[       met]" not in stdout
     svg = (tmp_path / "memory.svg").read_text() if (tmp_path / "memory.svg").exists() else pytest.skip("no matplotlib")
     assert (tmp_path / "memory.png").is_file()
     for label in ("prefill (time to first token, s)", "decode (tokens/s)", "KV-cache (bytes)", "training tokens/s",
@@ -68,19 +68,34 @@ def test_memory_quick_run_writes_complete_json(tmp_path, capsys):
 
 
 def test_full_size_targets_are_judged_outside_quick_mode():
-    """Without --quick the same measurements are met or MISSED, never n/a, judged on the median (a range that
-    crosses the threshold does not change the verdict) and reported with the range."""
+    """Without --quick a target is met or MISSED when the median's whole interval is on one side of the threshold,
+    unresolved when the interval straddles it (whatever side the median is on), never n/a."""
     training = [{"context": 1024, "speedup_of_batched": {"vs_memory_sequential": spread([1.1, 1.0, 1.4]),
-                                                         "vs_llama_full_context": spread([1.2, 0.9, 1.3])}}]
+                                                         "vs_llama_full_context": spread([1.2, 1.1, 1.3])}}]
     inference = [{"context": 4096, "ratios": {"prefill_memory_over_llama": spread([0.3, 0.6, 0.2]),
-                                              "decode_memory_over_llama": spread([2.0]),
+                                              "decode_memory_over_llama": spread([1.4]),
                                               "kv_bytes_memory_over_llama": 0.5, "kv_bytes_expected_ratio": 0.0664}}]
     checks = check_targets(training, inference)
-    assert [t["status"] for t in checks] == ["MISSED", "met", "met", "met", "MISSED"], checks
-    assert [t.get("range") for t in checks] == [[1.0, 1.4], [0.9, 1.3], [0.2, 0.6], [2.0, 2.0], None]
+    assert [(t["status"], t["met"]) for t in checks] == [("unresolved", False), ("met", True), ("unresolved", True),
+                                                         ("MISSED", False), ("MISSED", False)], checks
+    assert [t.get("range") for t in checks] == [[1.0, 1.4], [1.1, 1.3], [0.2, 0.6], [1.4, 1.4], None]
     assert [t["measured"] for t in checks[:3]] == [1.1, 1.2, 0.3]
     quick = check_targets(training, inference, quick=True)
-    assert [(t["status"], t["measured"]) for t in quick] == [("n/a", t["measured"]) for t in checks] and len(quick) == 5
+    assert [(t["status"], t["met"], t["measured"]) for t in quick] == [("n/a", None, t["measured"]) for t in checks]
+
+
+def test_verdict_reads_the_median_interval():
+    """With 10 runs the interval is the 2nd smallest to the 2nd largest: one outlier on either side cannot decide
+    a target, two on the same side leave it unresolved; a band target (two tests) is MISSED only when one of its
+    sides fails at both ends."""
+    runs = [1.0] * 8 + [0.5, 2.0]
+    assert spread(runs)["interval"] == [1.0, 1.0]
+    assert verdict(spread(runs), [lambda v: v >= 0.9]) == (True, "met")
+    assert verdict(spread([1.0] * 8 + [0.5, 0.6]), [lambda v: v >= 0.9]) == (True, "unresolved")
+    band = [lambda v: v >= -0.1, lambda v: v <= 0.1]
+    assert verdict(spread([0.2, 0.3, 0.25]), band) == (False, "MISSED")
+    assert verdict(spread([-0.2, 0.0, 0.2]), band) == (True, "unresolved")
+    assert verdict(0.05, band) == (True, "met") and verdict(0.05, band, quick=True) == (None, "n/a")
 
 
 def test_long_context_decode_target_is_judged_per_round():
@@ -92,27 +107,31 @@ def test_long_context_decode_target_is_judged_per_round():
                                                              "memory_on_the_fly": spread([5.0])},
                 **({"ratios": ratios} if ratios else {})}
 
-    ttft = {"ttft_bank_over_full": spread([0.01, 0.02, 0.06]), "ttft_on_the_fly_over_full": spread([0.3, 0.2, 0.1])}
+    ttft = {"ttft_bank_over_full": spread([0.01, 0.02, 0.06]), "ttft_on_the_fly_over_full": spread([0.2, 0.15, 0.1])}
     rows = [row(4096, [1.0, 1.0, 1.0]), row(16384, [0.5, 0.6, 0.7], ttft), row(32768, [0.94, 0.8, 1.2])]
     bank, fly, decode = long_context.check_targets(rows)
-    assert (bank["name"], bank["measured"], bank["range"], bank["met"]) == ("ttft_bank_over_full at 16384", 0.02,
-                                                                            [0.01, 0.06], True)
-    assert (fly["measured"], fly["met"]) == (0.2, True)
-    assert decode["name"] == "memory decode tokens/s (from a bank) at 32768 vs 4096" and decode["met"] is True
+    assert (bank["name"], bank["measured"], bank["range"], bank["status"]) == ("ttft_bank_over_full at 16384", 0.02,
+                                                                               [0.01, 0.06], "unresolved")
+    assert (fly["measured"], fly["interval"], fly["status"]) == (0.15, [0.1, 0.2], "met")
+    assert decode["name"] == "memory decode tokens/s (from a bank) at 32768 vs 4096"
+    assert (decode["met"], decode["status"]) == (True, "unresolved")
     torch.testing.assert_close(decode["measured"], 0.94 - 1)
     torch.testing.assert_close(decode["range"], [0.8 - 1, 1.2 - 1])
-    rows[-1] = row(32768, [0.88, 0.89, 1.2])
-    assert long_context.check_targets(rows)[-1]["met"] is False
+    rows[-1] = row(32768, [0.95, 0.97, 1.05])
+    assert long_context.check_targets(rows)[-1]["status"] == "met"
+    rows[-1] = row(32768, [0.8, 0.85, 0.88])
+    assert long_context.check_targets(rows)[-1]["status"] == "MISSED"
     assert {t["status"] for t in long_context.check_targets(rows, quick=True)} == {"n/a"}
 
 
 def test_spread_and_ratios():
     """A figure is the median and the min-max of its runs; paired ratios are taken round by round; ratios of
     figures measured apart are bounded by their extremes."""
-    assert spread([3, 1, 2, 10]) == {"median": 2.5, "min": 1.0, "max": 10.0, "runs": 4}
+    assert spread([3, 1, 2, 10]) == {"median": 2.5, "min": 1.0, "max": 10.0, "interval": [1.0, 10.0], "runs": 4}
+    assert spread(range(1, 11))["interval"] == [2.0, 9.0] and spread(range(1, 21))["interval"] == [6.0, 15.0]
     assert paired_ratio([2.0, 9.0, 4.0], [1.0, 3.0, 4.0]) == spread([2.0, 3.0, 1.0])
     assert ratio_bounds(spread([4.0, 6.0]), spread([1.0, 2.0])) == {"median": 5.0 / 1.5, "min": 2.0, "max": 6.0,
-                                                                     "runs": 2}
+                                                                     "interval": [2.0, 6.0], "runs": 2}
     with pytest.raises(ValueError, match="at least one repeat"):
         spread([])
     with pytest.raises(ValueError, match="paired ratio of 2 and 1"):

@@ -180,7 +180,7 @@ def test_long_context_benchmark_quick(tmp_path, capsys):
         "/decode_over_shortest/memory_bank", "/decode_over_shortest/memory_on_the_fly", "/encode_tokens_per_s",
         "/ratios/ttft_bank_over_full", "/ratios/ttft_on_the_fly_over_full"})
     assert len(figures) == 2 * 11
-    same = {"median": 1.0, "min": 1.0, "max": 1.0, "runs": 2}  # the shortest length against itself, round by round
+    same = {"median": 1.0, "min": 1.0, "max": 1.0, "interval": [1.0, 1.0], "runs": 2}  # the shortest length against itself, round by round
     assert rows[0]["decode_over_shortest"] == {"memory_bank": same, "memory_on_the_fly": same}
     names = {check["name"].split(" at ")[0] for check in result["targets"]}
     assert names == {"ttft_bank_over_full", "ttft_on_the_fly_over_full", "memory decode tokens/s (from a bank)"}

@@ -27,7 +27,7 @@ import transformers
 
 from eval.banks.bank import encode_documents
 from eval.benchmarks.models import llama_config
-from eval.benchmarks.reports import fmt_spread
+from eval.benchmarks.reports import fmt_spread, verdict
 from eval.benchmarks.timing import (autocast, cache_bytes, generation_figures, paired_ratio, progress, rates,
                                     sample_generation, sample_seconds, settings, spread)
 from modeling_memory import MemoryConfig, MemoryForCausalLM
@@ -157,17 +157,17 @@ def length_row(memory, case: Case, clocks: dict, shortest: dict, encode_seconds:
 
 
 def check_targets(rows: list, quick: bool = False) -> list:
-    """The targets, judged on the medians; `range` holds the measured min-max. The decode change is the memory
-    model's decode rate from a bank at the longest context over the shortest's in the same round, minus 1: those
-    calls run back to back (their prefill is one chunk), so a change in machine load rarely falls between them.
-    At `quick` sizes a target (stated for the full sizes) is not judged: `met` is `None` and `status` n/a, the
-    measured value still shown."""
+    """The targets, each judged by `reports.verdict` on its median's interval (met / MISSED / unresolved); the
+    median, interval and min-max come with it. The decode change is the memory model's decode rate from a bank at
+    the longest context over the shortest's in the same round, minus 1: those calls run back to back (their
+    prefill is one chunk), so a change in machine load rarely falls between them. At `quick` sizes a target
+    (stated for the full sizes) is not judged: `met` is `None` and `status` n/a, the measured value still shown."""
     checks = []
 
-    def add(name, figure, target, passes):
-        met = None if quick else bool(passes(figure["median"]))
-        checks.append({"name": name, "measured": figure["median"], "range": [figure["min"], figure["max"]],
-                       "target": target, "met": met, "status": "n/a" if met is None else ("met" if met else "MISSED")})
+    def add(name, figure, target, tests):
+        met, status = verdict(figure, tests, quick)
+        checks.append({"name": name, "measured": figure["median"], "interval": figure["interval"],
+                       "range": [figure["min"], figure["max"]], "target": target, "met": met, "status": status})
 
     by_length = {row["context"]: row for row in rows}
     compared = [n for n, row in by_length.items() if "ratios" in row]  # lengths where the full-context Llama ran
@@ -176,13 +176,13 @@ def check_targets(rows: list, quick: bool = False) -> list:
         row = by_length[reference]
         for key, target in (("ttft_bank_over_full", TARGETS["ttft_bank_over_full_max_at_16384"]),
                             ("ttft_on_the_fly_over_full", TARGETS["ttft_fly_over_full_max_at_16384"])):
-            add(f"{key} at {reference}", row["ratios"][key], f"<= {target}", lambda value: value <= target)
+            add(f"{key} at {reference}", row["ratios"][key], f"<= {target}", [lambda value: value <= target])
     short, long = by_length[min(by_length)], by_length[max(by_length)]
     ratio = long["decode_over_shortest"]["memory_bank"]
     tolerance = TARGETS["decode_longest_vs_shortest_tolerance"]
     add(f"memory decode tokens/s (from a bank) at {long['context']} vs {short['context']}",
-        {key: ratio[key] - 1 for key in ("median", "min", "max")}, f"within +-{tolerance}",
-        lambda value: abs(value) <= tolerance)
+        {**{key: ratio[key] - 1 for key in ("median", "min", "max")}, "interval": [v - 1 for v in ratio["interval"]]},
+        f"within +-{tolerance}", [lambda value: value >= -tolerance, lambda value: value <= tolerance])
     return checks
 
 
@@ -250,14 +250,17 @@ def format_table(result: dict) -> str:
             f"{'skipped' if 'full_context' not in kv else format(kv['full_context'], ',')} | "
             f"{_fmt(row['encode_tokens_per_s'])} |"
         )
-    lines += ["", "targets (judged on the median; n/a: stated for the full sizes, not judged at --quick sizes):"]
+    lines += ["", "targets (met / MISSED when the median's confidence interval is on one side of the threshold, "
+              "unresolved when it straddles it; n/a: stated for the full sizes, not judged at --quick sizes):"]
     for check in result["targets"]:
-        low, high = check["range"]
-        lines.append(f"  [{check['status']:>6}] {check['name']}: {check['measured']:.3g} "
-                     f"(range {low:.3g} to {high:.3g}; target {check['target']})")
+        (low, high), (least, most) = check["interval"], check["range"]
+        lines.append(f"  [{check['status']:>10}] {check['name']}: {check['measured']:.3g} (median interval "
+                     f"{low:.3g} to {high:.3g}, min-max {least:.3g} to {most:.3g}; target {check['target']})")
     longest = result["rows"][-1]["decode_over_shortest"]["memory_on_the_fly"]
+    low, high = (value - 1 for value in longest["interval"])
     lines.append(f"  (not a target) memory decode tokens/s on the fly at {result['rows'][-1]['context']} vs "
-                 f"{result['rows'][0]['context']}: {longest['median'] - 1:.3g} (range {longest['min'] - 1:.3g} to "
-                 f"{longest['max'] - 1:.3g}); these calls each follow their own prefill")
+                 f"{result['rows'][0]['context']}: {longest['median'] - 1:.3g} (median interval {low:.3g} to "
+                 f"{high:.3g}, min-max {longest['min'] - 1:.3g} to {longest['max'] - 1:.3g}); each of these calls "
+                 f"follows its own prefill")
     lines.append(f"samples: {s['samples']['generation']}; {s['samples']['encode']}")
     return "\n".join(lines)

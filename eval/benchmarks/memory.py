@@ -44,7 +44,7 @@ class Sizes:
     new_tokens: int = 64  # per generate call: the first token times the prefill, the other 63 the decode
     warmup: int = 1
     repeats: int = 5  # training steps per model (one step = one sample)
-    inference_repeats: int = 5  # generate calls per model (one call = one sample of TTFT and of decode rate)
+    inference_repeats: int = 10  # generate calls per model (one call = one sample of TTFT and of decode rate)
     notes: list = field(default_factory=list)
 
 

@@ -1,7 +1,9 @@
-"""Benchmark reports: the targets (met / MISSED / n/a) and the plain-text tables of each sub-command.
+"""Benchmark reports: the targets (met / MISSED / unresolved / n/a) and the plain-text tables of each sub-command.
 
-A timed figure is a `timing.spread` (median and min-max over the repeats); `fmt_spread` prints it as
-`median (min-max)`, and a target is judged on the median with the range printed beside it.
+A timed figure is a `timing.spread` (median, min-max and the median's confidence interval over the repeats);
+`fmt_spread` prints it as `median (min-max)`. A target is met or MISSED only when the median's whole interval
+says so, and unresolved when the interval straddles the threshold: on a busy machine a rerun then cannot turn a
+met into a MISSED by chance, it stays unresolved until the noise is smaller than the margin (`verdict`).
 """
 
 from __future__ import annotations
@@ -19,21 +21,38 @@ TARGETS = {
 NOT_APPLICABLE = "n/a"
 
 
-def check_targets(training: list, inference: list, quick: bool = False) -> list:
-    """One entry per target: what was asked, what was measured, and `status` met / MISSED / n/a.
+def verdict(figure, tests: list, quick: bool = False) -> tuple[bool | None, str]:
+    """`(met, status)` of a figure (a spread, or an exact number) against monotone `tests` that must all pass.
 
-    A timed ratio is judged on its median; `range` holds its min-max over the repeats (a byte count has none).
-    With `quick=True` every target (stated for full-size models) is reported as `n/a` with `met=None`, the
-    measured value still shown.
+    `met` is the median's verdict (`None` at quick sizes); `status` is "met" when every test passes at both ends
+    of the median's interval, "MISSED" when a test fails at both ends, "unresolved" otherwise, "n/a" at quick
+    sizes (targets are stated for the full sizes).
+    """
+    if quick:
+        return None, NOT_APPLICABLE
+    median, (low, high) = (figure["median"], figure["interval"]) if isinstance(figure, dict) else (figure, (figure,) * 2)
+    if all(test(low) and test(high) for test in tests):
+        return True, "met"
+    if any(not test(low) and not test(high) for test in tests):
+        return False, "MISSED"
+    return all(test(median) for test in tests), "unresolved"
+
+
+def check_targets(training: list, inference: list, quick: bool = False) -> list:
+    """One entry per target: what was asked, what was measured, and `status` met / MISSED / unresolved / n/a.
+
+    A timed ratio is judged by `verdict` on its median's interval; `interval` and `range` (min-max) come with it
+    (a byte count is exact and has neither). With `quick=True` every target (stated for full-size models) is
+    reported as `n/a` with `met=None`, the measured value still shown.
     """
     checks = []
 
     def add(name, figure, target, passes):
+        met, status = verdict(figure, [passes], quick)
         value = figure["median"] if isinstance(figure, dict) else figure
-        met = None if quick else bool(passes(value))
-        status = NOT_APPLICABLE if met is None else ("met" if met else "MISSED")
         check = {"target": name, "measured": round(value, 4), "threshold": target, "met": met, "status": status}
         if isinstance(figure, dict):
+            check["interval"] = [round(value, 4) for value in figure["interval"]]
             check["range"] = [round(figure["min"], 4), round(figure["max"], 4)]
         checks.append(check)
 
@@ -76,10 +95,10 @@ def fmt_spread(figure: dict, scale: float = 1.0, number=fmt) -> str:
 
 def fmt_check(check: dict) -> str:
     """One target line: status, name, the measured median and its range over the repeats."""
-    status = check.get("status") or ("met" if check["met"] else "MISSED")
-    measured = f"{check['measured']}" + (f" (range {check['range'][0]} to {check['range'][1]})"
+    measured = f"{check['measured']}" + (f" (median interval {check['interval'][0]} to {check['interval'][1]}, "
+                                         f"min-max {check['range'][0]} to {check['range'][1]})"
                                          if "range" in check else "")
-    return f"  [{status:>6}] {check['target']}: measured {measured}"
+    return f"  [{check['status']:>10}] {check['target']}: measured {measured}"
 
 
 def _load_text(row: dict) -> str:
@@ -132,7 +151,8 @@ def format_memory_table(result: dict) -> str:
         lines += _training_lines(result["training"])
     if result["inference"]:
         lines += _inference_lines(result["inference"])
-    lines.append("\ntargets (judged on the median)")
+    lines.append("\ntargets (met / MISSED when the median's confidence interval is on one side of the threshold, "
+                 "unresolved when it straddles it)")
     lines += [fmt_check(check) for check in result["targets"]]
     lines.append("load = 1-minute load average before-after each measurement; above the thread count, other "
                  "processes shared the CPU and the numbers are noisy")

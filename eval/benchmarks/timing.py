@@ -3,8 +3,8 @@
 
 Shared by every `python -m eval.benchmarks` sub-command; nothing here knows about a particular model.
 
-Every timed figure in a benchmark's JSON is a `spread`: `{"median", "min", "max", "runs"}` over its repeats
-(the median is the figure; targets are judged on it). Candidates compared with each other are timed in
+Every timed figure in a benchmark's JSON is a `spread`: `{"median", "min", "max", "interval", "runs"}` over its
+repeats (the median is the figure; `interval` is the median's confidence interval, on which targets are judged). Candidates compared with each other are timed in
 interleaved rounds (a, b, c, a, b, c, ...), so a ratio between two of them is computed per round and spread
 the same way (`paired_ratio`); a ratio between figures measured apart is bounded by `ratio_bounds`.
 """
@@ -12,6 +12,7 @@ the same way (`paired_ratio`); a ratio between figures measured apart is bounded
 from __future__ import annotations
 
 import contextlib
+import math
 import platform
 import statistics
 import sys
@@ -45,12 +46,28 @@ def load_average() -> float | None:
 
 
 # ----------------------------------------------------------------------------- figures: median and min-max
+def median_interval(values: Sequence[float]) -> list[float]:
+    """A distribution-free confidence interval of the median, at least 95% where the runs allow it.
+
+    The order statistics `x_(k)` and `x_(n+1-k)` with the largest `k` whose tail `P(X <= k - 1)`, `X ~
+    Binomial(n, 1/2)`, is at most 2.5% (with 10 runs: the 2nd smallest and the 2nd largest, 97.9%); with
+    fewer than 6 runs no such `k` exists and the interval is the min-max (coverage `1 - 2^(1-n)`).
+    """
+    ordered, n = sorted(values), len(values)
+    k = 1
+    while k + 1 <= (n + 1) // 2 and sum(math.comb(n, i) for i in range(k + 1)) / 2**n <= 0.025:
+        k += 1
+    return [ordered[k - 1], ordered[n - k]]
+
+
 def spread(values: Sequence[float]) -> dict:
-    """The median and the min-max of repeated measurements of one figure, and how many there were."""
+    """The median, the min-max and the median's confidence `interval` (`median_interval`) of repeated
+    measurements of one figure, and how many there were."""
     values = [float(value) for value in values]
     if not values:
         raise ValueError("spread of no measurements: at least one repeat is needed")
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "interval": median_interval(values), "runs": len(values)}
 
 
 def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> dict:
@@ -61,9 +78,12 @@ def paired_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> 
 
 
 def ratio_bounds(numerator: dict, denominator: dict) -> dict:
-    """Ratio of two spreads measured apart: the ratio of the medians, bounded by the extreme combinations."""
+    """Ratio of two spreads measured apart: the ratio of the medians, its min-max and interval bounded by the
+    extreme combinations of theirs."""
+    (top_low, top_high), (bottom_low, bottom_high) = numerator["interval"], denominator["interval"]
     return {"median": numerator["median"] / denominator["median"], "min": numerator["min"] / denominator["max"],
-            "max": numerator["max"] / denominator["min"], "runs": min(numerator["runs"], denominator["runs"])}
+            "max": numerator["max"] / denominator["min"], "interval": [top_low / bottom_high, top_high / bottom_low],
+            "runs": min(numerator["runs"], denominator["runs"])}
 
 
 def rates(work: float, seconds: Sequence[float]) -> list[float]:
