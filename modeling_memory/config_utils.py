@@ -33,6 +33,16 @@ def build_sub_config(value, name: str, allowed: tuple[str, ...] | None = None) -
     return value
 
 
+def keep_sub_config_implementations(kwargs: dict) -> dict:
+    """`PretrainedConfig.__init__` applies `attn_implementation` / `experts_implementation` to every entry of
+    `sub_configs`, resetting them when none is asked for. Unless one is asked for, keep the sub-configs' own
+    (e.g. the "eager" of a decoder loaded with `attn_implementation="eager"`)."""
+    for key in ("attn_implementation", "experts_implementation"):
+        if kwargs.get(key) is None:
+            kwargs[key] = {}  # a per-sub-config dict without entries: every sub-config keeps its own
+    return kwargs
+
+
 def check_choice(owner: str, name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")

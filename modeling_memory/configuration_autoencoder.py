@@ -1,8 +1,14 @@
 """Configuration of the memory autoencoder / information-retention probe (Badger, §1.6, §2.3-2.5, §3)."""
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import (
+    build_sub_config,
+    check_choice,
+    check_positive_int,
+    context_length,
+    keep_sub_config_implementations,
+)
 
 DECODER_MODEL_TYPES = ("llama", "masked_mixer")
 EXPANSIONS = ("unroll", "repeat")
@@ -40,6 +46,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
     """
 
     model_type = "memory_autoencoder"
+    sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
 
     def __init__(
         self,
@@ -89,7 +96,13 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         self.hidden_size = self.decoder_config.hidden_size
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(**kwargs)
+        super().__init__(**keep_sub_config_implementations(kwargs))
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The encoder's config with `encoder=True` only, else the decoder's (the side that produces the text)."""
+        if encoder and not decoder:
+            return self.encoder_config
+        return self.decoder_config
 
     @property
     def encoder_hidden_size(self) -> int:

@@ -1,8 +1,15 @@
 """Configuration of the parallel encoder-decoder memory model (Badger, §4-5)."""
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_decoder_config, check_positive_int, context_length
+from .config_utils import (
+    build_sub_config,
+    check_choice,
+    check_decoder_config,
+    check_positive_int,
+    context_length,
+    keep_sub_config_implementations,
+)
 
 MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
@@ -89,6 +96,8 @@ class MemoryConfig(PretrainedConfig):
     """
 
     model_type = "memory_model"
+    # transformers reaches the inner configs through these keys: `attn_implementation=`, `dtype` and the text config.
+    sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
 
     def __init__(
         self,
@@ -157,7 +166,14 @@ class MemoryConfig(PretrainedConfig):
             self.max_position_embeddings = DEFAULT_ROLLING_CONTEXT if max_context is None else max_context
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)  # tying, if any, lives in the decoder sub-config
-        super().__init__(**kwargs)
+        super().__init__(**keep_sub_config_implementations(kwargs))
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The decoder's config (the text model that `generate`, caches and tying read); with `encoder=True` only,
+        the encoder's (when there is one)."""
+        if encoder and not decoder and self.encoder_config is not None:
+            return self.encoder_config
+        return self.decoder_config
 
     def __setattr__(self, key, value):
         super().__setattr__(key, value)

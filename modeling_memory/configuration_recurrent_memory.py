@@ -1,8 +1,14 @@
 """Configuration of the recurrent memory baseline (Bulatov et al. 2022; Badger §4.8)."""
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import (
+    build_sub_config,
+    check_choice,
+    check_positive_int,
+    context_length,
+    keep_sub_config_implementations,
+)
 
 RECURRENT_DECODER_TYPES = ("llama", "masked_mixer")
 MEMORY_INITS = ("ones", "zeros", "learned")
@@ -37,6 +43,7 @@ class RecurrentMemoryConfig(PretrainedConfig):
     """
 
     model_type = "recurrent_memory"
+    sub_configs = {"decoder_config": AutoConfig}
 
     def __init__(
         self,
@@ -79,7 +86,11 @@ class RecurrentMemoryConfig(PretrainedConfig):
         self.max_position_embeddings = max_segments * chunk_size if isinstance(chunk_size, int) else None
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(**kwargs)
+        super().__init__(**keep_sub_config_implementations(kwargs))
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The decoder's config: the one model that reads and writes the text."""
+        return self.decoder_config
 
     @property
     def segment_length(self) -> int:

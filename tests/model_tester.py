@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from transformers import PreTrainedModel
 
 TESTS_DIR = pathlib.Path(__file__).parent
 
@@ -157,6 +158,34 @@ def check_config_round_trip(case: ModelCase, tmp_path):
     assert cls.from_pretrained(tmp_path).to_dict() == config.to_dict()
 
 
+def check_sub_configs(case: ModelCase, tmp_path):
+    """A composite config declares its `sub_configs`, so `from_pretrained(attn_implementation=..., dtype=...)`
+    reaches every inner model, `get_text_config()` is the decoder's, and tying set there ties the decoder
+    (transformers' test_attn_implementation_composite_models and test_internal_model_config_and_subconfig_are_same)."""
+    seeded()
+    model = case.build()
+    config = model.config
+    inner_configs = [key for key in ("encoder_config", "decoder_config") if getattr(config, key, None) is not None]
+    if not inner_configs:
+        return
+    assert set(inner_configs) <= set(config.sub_configs), f"undeclared sub-configs: {inner_configs}"
+    text = config.get_text_config(decoder=True)
+    assert text is config.decoder_config and text.num_hidden_layers >= 1
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, attn_implementation="eager", dtype=torch.bfloat16)
+    inner = [m for m in loaded.modules() if isinstance(m, PreTrainedModel) and m is not loaded]
+    assert inner, "a composite model without inner transformers models"
+    for module in inner:
+        assert module.config._attn_implementation == "eager", type(module).__name__
+        assert module.config.dtype == torch.bfloat16, type(module).__name__
+        assert any(module.config is getattr(loaded.config, key) for key in config.sub_configs), type(module).__name__
+    if case.auto_class == "AutoModelForCausalLM":
+        config = copy.deepcopy(config)
+        config.get_text_config().tie_word_embeddings = True
+        tied = type(model)(config)
+        assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
+
+
 ALL_CHECKS = [
     check_shapes,
     check_loss_iff_labels,
@@ -166,4 +195,5 @@ ALL_CHECKS = [
     check_training_step,
     check_inputs_embeds,
     check_config_round_trip,
+    check_sub_configs,
 ]

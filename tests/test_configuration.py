@@ -1,7 +1,11 @@
 """Config classes and presets: validation, round trips, unique model types."""
 
+import json
+import pathlib
+
 import pytest
-from transformers import BertConfig, LlamaConfig
+import torch
+from transformers import AutoConfig, BertConfig, LlamaConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from configuration import build_model, get_preset, list_presets
@@ -131,3 +135,19 @@ def test_no_split_modules_are_the_blocks_present(name, expected):
     assert set(model._no_split_modules) == expected
     present = {type(m).__name__ for m in model.modules()}
     assert expected <= present
+
+
+SAVED_CONFIGS = pathlib.Path(__file__).parent / "saved_configs"  # config.json files written by main at f873552
+
+
+@pytest.mark.parametrize("path", sorted(SAVED_CONFIGS.glob("*.json")), ids=lambda p: p.stem)
+def test_configs_saved_before_sub_configs_still_load(path):
+    """A config.json written before the composite configs declared `sub_configs` loads, builds its model and
+    reaches the inner configs like a new one (`get_text_config()` is the decoder's)."""
+    saved = json.loads(path.read_text())
+    config = AutoConfig.for_model(**saved)
+    assert config.decoder_config.to_dict()["hidden_size"] == saved["decoder_config"]["hidden_size"]
+    assert config.get_text_config(decoder=True) is config.decoder_config
+    model = build_model(config)
+    ids = torch.randint(2, config.vocab_size, (2, 8))
+    assert model(input_ids=ids).logits.shape == (2, 8, config.vocab_size)
