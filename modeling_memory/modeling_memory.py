@@ -19,6 +19,7 @@ from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
 from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
 from .memory_generation import MemoryCache, MemoryGenerationMixin
+from .memory_loss import MemoryLossMixin, shifted_targets
 from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
@@ -26,7 +27,7 @@ from .modeling_masked_mixer import (
     MaskedTokenMixing,
     MultiHeadTokenMixing,
 )
-from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows, row_gather, row_lengths
+from .sequence_ops import left_pad_shift, roll_rows, row_gather, row_lengths
 
 
 
@@ -72,9 +73,6 @@ def _build_sub_model(config, causal_lm: bool):
     if config.model_type != "llama" and causal_lm:
         return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
-
-
-LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
 
 
 class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -484,16 +482,7 @@ class MemoryModel(MemoryPreTrainedModel):
         return MemoryModelOutput(last_hidden_state=roll_rows(hidden, shift, inverse=True), memory_embeds=memories)
 
 
-def shifted_targets(labels: torch.LongTensor, chunk_size: int, paper_chunk_targets: bool) -> torch.LongTensor:
-    """`targets[:, p] = labels[:, p+1]` (last position: none); paper mode drops targets that start a chunk."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    if paper_chunk_targets:
-        starts = (torch.arange(labels.shape[1], device=labels.device) + 1) % chunk_size == 0  # p+1 starts a chunk
-        targets = targets.masked_fill(starts[None], IGNORE_INDEX)
-    return targets
-
-
-class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
+class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
     """Memory model with the decoder's language-modelling head: logits `[batch, seq_len, vocab]` aligned with
     `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
 
@@ -580,76 +569,3 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
     def _ends_on_real_tokens(attention_mask) -> bool:
         """True if every row's last position is a real token (no right padding), as in `generate`'s inputs."""
         return attention_mask is None or bool(attention_mask[:, -1].bool().all())
-
-    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None) -> torch.LongTensor:
-        """Targets per loss group of a batch (`[groups]`): streams (causal, copy), and chunks under `paper`
-        reduction. Summed over a step's micro-batches and processes, they are the `num_items_in_batch` that
-        makes the step's loss the same token mean (per group) however the batch is split."""
-        mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        targets = shifted_targets(
-            roll_rows(labels, left_pad_shift(mask)), self.config.chunk_size, self.config.paper_chunk_targets
-        )
-        group, num_groups, _, _ = self._loss_groups(targets, stream_ids)
-        return torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add(0, group, torch.ones_like(group))
-
-    def _loss_groups(self, targets, stream_ids):
-        """Group index of every valid target (row-major order), the number of groups, the stream weights and the
-        divisor (chunks under `paper` reduction, else 1)."""
-        config = self.config
-        batch, length = targets.shape
-        rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
-        weights = torch.ones(1, device=targets.device)
-        group = torch.zeros_like(rows)
-        if stream_ids is not None:
-            stream_ids = stream_ids.to(rows.device).long()
-            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
-                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
-            group = stream_ids[rows]
-            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=targets.device)
-        divisor = 1
-        if config.loss_reduction == "paper":
-            divisor = -(-length // config.chunk_size)  # chunks, by prediction position
-            group = group * divisor + torch.div(positions, config.chunk_size, rounding_mode="floor")
-        return group, weights.numel() * divisor, weights, divisor
-
-    def _loss(self, hidden, targets, stream_ids, num_items_in_batch=None):
-        """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
-
-        Returns:
-            loss (scalar), logits `[b, T, V]` in rolled order (`None` in training mode), and the unweighted
-            per-stream parts of the loss `[2]` (detached; `None` without `stream_ids`).
-        """
-        valid = targets != IGNORE_INDEX  # (b, T)
-        logits = None
-        if self.training:  # head only where there are targets
-            head_inputs, head = hidden[valid], self.decoder.lm_head  # (N, d)
-        else:
-            logits = self.decoder.lm_head(hidden)
-            head_inputs, head = logits[valid], torch.nn.Identity()  # (N, V)
-        # Cross-entropy in blocks of rows: the fp32 log-softmax of a [N, V] block stays cache-sized (about 1.6x
-        # faster under bf16 autocast on CPU than one [N, V] call) and the float copy of the logits stays small.
-        ce = torch.cat([
-            F.cross_entropy(head(rows).float(), row_targets, reduction="none")
-            for rows, row_targets in zip(head_inputs.split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
-        ])  # (N,); an empty batch of targets still gives a (zero) loss with a grad_fn
-        group, num_groups, weights, divisor = self._loss_groups(targets, stream_ids)
-        sums = ce.new_zeros(num_groups).index_add(0, group, ce)
-        counts = torch.zeros(num_groups, device=ce.device).index_add(0, group, torch.ones_like(ce))
-        means = group_means(sums, counts, num_items_in_batch)  # empty groups give 0
-        per_stream = means.view(weights.numel(), -1).sum(1) / divisor  # (streams,)
-        loss = (weights * per_stream).sum()
-        return loss, logits, per_stream.detach() if stream_ids is not None else None
-
-
-def group_means(sums: torch.Tensor, counts: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """`sums / counts` per loss group, or the batch's share of a whole step's means given the step's counts
-    `num_items_in_batch` (per group; or a scalar total, which weights this batch by its share of all targets)."""
-    if num_items_in_batch is None:
-        return sums / counts.clamp(min=1)
-    total = torch.as_tensor(num_items_in_batch, dtype=sums.dtype, device=sums.device).reshape(-1)
-    if total.numel() == sums.numel():
-        return sums / total.clamp(min=1)
-    if total.numel() == 1:
-        return sums / counts.clamp(min=1) * (counts.sum() / total.clamp(min=1))
-    raise ValueError(f"num_items_in_batch must be a scalar or have one count per loss group ({sums.numel()}), "
-                     f"got shape {tuple(total.shape)}")
