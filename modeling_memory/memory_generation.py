@@ -112,31 +112,31 @@ class MemoryGenerationMixin(GenerationMixin):
             inputs["logits_to_keep"] = logits_to_keep
         return inputs
 
-    def fill_cache(self, cache, extras: dict, num_input_tokens: int):
-        """After a (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state.
+    def fill_cache(self, cache, inputs, num_input_tokens: int):
+        """After a (prefill) forward over `inputs` ([`MemoryDecoderInputs`]): keys/values of every row's last chunk,
+        and the per-row chunk state.
 
         Returns:
             the filled `MemoryCache`, and the decoder's hidden state `[b, d]` at each row's last real token.
         """
         cache = MemoryCache(config=self.config.decoder_config) if cache is None else cache
-        chunk, num_chunks = self.config.chunk_size, extras["num_chunks"]
-        ids, mask = extras["ids"], extras["mask"]  # rolled, padded to k*L
+        chunk, num_chunks = self.config.chunk_size, inputs.num_chunks
+        ids, mask = inputs.token_ids, inputs.token_mask  # rolled, padded to k*L
         batch = ids.shape[0]
         rows = torch.arange(batch, device=ids.device)
         lengths = row_lengths(mask)
         last_chunk = torch.div((lengths - 1).clamp(min=0), chunk, rounding_mode="floor")  # (b,)
         selected = rows * num_chunks + last_chunk  # decoder row of each row's last chunk
-        positions = extras["positions"]
-        positions = positions[selected] if positions.shape[0] > 1 else positions
-        dec_mask = extras["dec_mask"][selected]  # (b, S+L)
-        hidden = self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
+        positions = inputs.positions[selected] if inputs.positions.shape[0] > 1 else inputs.positions
+        dec_mask = inputs.mask[selected]  # (b, S+L)
+        hidden = self.run_decoder(inputs.embeds[selected], dec_mask, positions, past_key_values=cache, use_cache=True)
         cache.kv_mask = dec_mask.clone()
-        cache.chunk_index = extras["counts"] + last_chunk
+        cache.chunk_index = inputs.counts + last_chunk
         # Keep only the S bank columns from the oldest memory the current chunk reads on: with a rolling window
         # the cache then stays the same size however long the input and the generation.
         first, _ = self.memory_window(cache.chunk_index)
         columns = (first[:, None] + torch.arange(self.config.num_memory_slots, device=ids.device))
-        cache.bank = row_gather(extras["bank"], columns.clamp(max=extras["bank"].shape[1] - 1))
+        cache.bank = row_gather(inputs.bank, columns.clamp(max=inputs.bank.shape[1] - 1))
         cache.chunk_ids = ids.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.chunk_mask = mask.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.fill = lengths - last_chunk * chunk
@@ -147,10 +147,10 @@ class MemoryGenerationMixin(GenerationMixin):
         return cache, hidden[rows, last]
 
     def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
-        """Feed new tokens `[b, q]` (all real) through a filled cache; returns their logits `[b, q, vocab]`."""
-        logits = [self._cached_token(input_ids[:, t], cache) for t in range(input_ids.shape[1])]
+        """Feed new tokens `[b, q]` (all real) through a filled cache; returns their decoder states `[b, q, d]`."""
+        states = [self._cached_token(input_ids[:, t], cache) for t in range(input_ids.shape[1])]
         cache.num_fed += input_ids.shape[1]
-        return torch.stack(logits, dim=1)
+        return torch.stack(states, dim=1)
 
     def _cached_token(self, token: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
         batch = token.shape[0]
@@ -167,7 +167,7 @@ class MemoryGenerationMixin(GenerationMixin):
         cache.kv_mask = mask
         cache.fill = cache.fill + 1
         cache.trim(self.config.num_memory_slots)
-        return self.decoder.lm_head(hidden[:, -1])  # (b, vocab)
+        return hidden[:, -1]  # (b, d)
 
     def _start_new_chunks(self, rows: torch.LongTensor, cache: MemoryCache):
         """Rows whose chunk is full: encode it into a memory and rebuild their slot keys/values."""

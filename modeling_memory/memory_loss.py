@@ -52,25 +52,23 @@ class MemoryLossMixin:
             group = group * divisor + torch.div(positions, config.chunk_size, rounding_mode="floor")
         return group, weights.numel() * divisor, weights, divisor
 
-    def _loss(self, hidden, targets, stream_ids, num_items_in_batch=None):
-        """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
+    def _loss(self, scores, targets, stream_ids, num_items_in_batch=None, are_logits: bool = True):
+        """Loss over valid targets (see `MemoryConfig.loss_reduction`).
 
+        Args:
+            scores (`[b, T, V]` logits, or `[b, T, d]` decoder states if not `are_logits`: the head then runs only on
+                the positions with targets), targets (`[b, T]`, -100 ignored), in the same (rolled) order.
         Returns:
-            loss (scalar), logits `[b, T, V]` in rolled order (`None` in training mode), and the unweighted
-            per-stream parts of the loss `[2]` (detached; `None` without `stream_ids`).
+            loss (scalar), and the unweighted per-stream parts of the loss `[2]` (detached; `None` without
+            `stream_ids`).
         """
         valid = targets != IGNORE_INDEX  # (b, T)
-        logits = None
-        if self.training:  # head only where there are targets
-            head_inputs, head = hidden[valid], self.decoder.lm_head  # (N, d)
-        else:
-            logits = self.decoder.lm_head(hidden)
-            head_inputs, head = logits[valid], torch.nn.Identity()  # (N, V)
+        head = torch.nn.Identity() if are_logits else self.decoder.lm_head
         # Cross-entropy in blocks of rows: the fp32 log-softmax of a [N, V] block stays cache-sized (about 1.6x
         # faster under bf16 autocast on CPU than one [N, V] call) and the float copy of the logits stays small.
         ce = torch.cat([
             F.cross_entropy(head(rows).float(), row_targets, reduction="none")
-            for rows, row_targets in zip(head_inputs.split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
+            for rows, row_targets in zip(scores[valid].split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
         ])  # (N,); an empty batch of targets still gives a (zero) loss with a grad_fn
         group, num_groups, weights, divisor = self._loss_groups(targets, stream_ids)
         sums = ce.new_zeros(num_groups).index_add(0, group, ce)
@@ -78,8 +76,7 @@ class MemoryLossMixin:
         means = group_means(sums, counts, num_items_in_batch)  # empty groups give 0
         per_stream = means.view(weights.numel(), -1).sum(1) / divisor  # (streams,)
         loss = (weights * per_stream).sum()
-        return loss, logits, per_stream.detach() if stream_ids is not None else None
-
+        return loss, per_stream.detach() if stream_ids is not None else None
 
 def group_means(sums: torch.Tensor, counts: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
     """`sums / counts` per loss group, or the batch's share of a whole step's means given the step's counts

@@ -38,12 +38,52 @@ class MemoryModelOutput(ModelOutput):
     Args:
         last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
-        past_key_values (`MemoryCache`, *optional*): generation cache.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     memory_embeds: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
+
+
+@dataclass
+class MemoryDecoderInputs:
+    """How [`MemoryModel`] lays out an input for its decoder (rows rolled to start at their first real token).
+
+    Args:
+        token_ids / token_mask (`[b, k*L]`): rolled tokens and mask, padded to `k` whole chunks.
+        shift (`[b]` or `None`): each row's roll (`None`: no row is left-padded); length: input `seq_len`.
+        num_chunks: `k`. bank (`[b, >=S, d_dec]`): every row's memories, given ones first; counts (`[b]`): how
+            many were given. memory_embeds (`[b, n_mem, d_dec]`): the memories read.
+        embeds / mask / positions: the decoder's inputs `[b*k, S+L, d_dec]`, key mask `[b*k, S+L]` and positions
+            (`[1 or b*k, S+L]`).
+    """
+
+    token_ids: torch.LongTensor
+    token_mask: torch.Tensor
+    shift: torch.LongTensor | None
+    length: int
+    num_chunks: int
+    bank: torch.Tensor
+    counts: torch.LongTensor
+    memory_embeds: torch.Tensor
+    embeds: torch.Tensor
+    mask: torch.Tensor
+    positions: torch.LongTensor
+
+
+@dataclass
+class MemoryDecodeOutput(ModelOutput):
+    """Output of [`MemoryModel.decode`] (rolled order, see [`MemoryDecoderInputs`]).
+
+    Args:
+        last_hidden_state (`[batch, seq_len, d_dec]`, *optional*): decoder states of the token positions
+            (`None` when the decoder was not run).
+        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
+        decoder_inputs ([`MemoryDecoderInputs`]): the decoder's inputs, from which a generation cache is built.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    memory_embeds: torch.FloatTensor | None = None
+    decoder_inputs: MemoryDecoderInputs | None = None
 
 
 @dataclass
@@ -357,7 +397,7 @@ class MemoryModel(MemoryPreTrainedModel):
             positions = torch.cat([slot_pos, token_pos], dim=2).view(batch * num_chunks, -1)
         else:
             positions = torch.cat([slot_positions, self.token_positions(None, offsets)])[None]  # (1, S+L)
-        return embeds, mask, positions, num_memories
+        return embeds, mask, positions
 
     def _check_inputs(self, input_ids, inputs_embeds, memory_embeds, memory_attention_mask):
         config = self.config
@@ -401,18 +441,11 @@ class MemoryModel(MemoryPreTrainedModel):
             check_matches("memory_attention_mask", memory_attention_mask, memory_embeds.shape[:2],
                           "memory_embeds [batch, n_memories]")
 
-    def decode(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        memory_embeds=None,
-        memory_attention_mask=None,
-        return_decoder_inputs: bool = False,
-        run_decoder: bool = True,
-    ):
-        """Shared forward body. Returns hidden `[b, T, d]` in ROLLED order (`None` if not `run_decoder`), the
-        row shift, memories used, and (if asked) the chunked decoder inputs for building a generation cache."""
+    def _decoder_inputs(self, input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask):
+        """Checks the inputs and lays them out for the decoder: every chunk of every row with its memory slots.
+
+        Rows are rolled so that each starts at its first real token (`shift`), then padded to whole chunks.
+        """
         config = self.config
         num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
         self._check_values(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
@@ -440,19 +473,42 @@ class MemoryModel(MemoryPreTrainedModel):
         if ids is None:
             ids = torch.zeros(batch, padded, dtype=torch.long, device=device)  # never encoded (one chunk)
         bank, counts, n_used = self._memory_bank(ids, mask, num_chunks, memory_embeds, memory_attention_mask)
-        embeds, dec_mask, positions, num_memories = self._chunk_decoder_inputs(
+        embeds, dec_mask, positions = self._chunk_decoder_inputs(
             tokens.view(batch, num_chunks, chunk, -1), mask.view(batch, num_chunks, chunk), bank, counts
         )
+        return MemoryDecoderInputs(
+            token_ids=ids, token_mask=mask, shift=shift, length=length, num_chunks=num_chunks, bank=bank,
+            counts=counts, memory_embeds=bank[:, :n_used] if not config.no_memory else bank[:, :0],
+            embeds=embeds, mask=dec_mask, positions=positions,
+        )
+
+    def decode(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        memory_embeds=None,
+        memory_attention_mask=None,
+        run_decoder: bool = True,
+    ) -> "MemoryDecodeOutput":
+        """The shared forward body: memories, decoder inputs and (if `run_decoder`) one decoder call over all chunks.
+
+        Returns:
+            [`MemoryDecodeOutput`]: rows are in rolled order (each row starts at its first real token; undo with
+            `roll_rows(x, output.decoder_inputs.shift, inverse=True)`).
+        """
+        inputs = self._decoder_inputs(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
         hidden = None
         if run_decoder:
-            hidden = self.run_decoder(embeds, dec_mask, positions)  # (b*k, S+L, d)
-            hidden = hidden[:, config.num_memory_slots :].reshape(batch, padded, -1)[:, :length]  # (b, T, d)
-        memories = bank[:, :n_used] if not config.no_memory else bank[:, :0]
-        extras = None
-        if return_decoder_inputs:
-            extras = dict(ids=ids, mask=mask, bank=bank, counts=counts, embeds=embeds, dec_mask=dec_mask,
-                          positions=positions, num_memories=num_memories, num_chunks=num_chunks)
-        return hidden, shift, memories, extras
+            hidden = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions)  # (b*k, S+L, d)
+            hidden = self._token_states(hidden, inputs)  # (b, T, d)
+        return MemoryDecodeOutput(last_hidden_state=hidden, memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
+
+    def _token_states(self, states: torch.Tensor, inputs: "MemoryDecoderInputs") -> torch.Tensor:
+        """Decoder states `[b*k, S+L, d]` of every chunk -> the token positions `[b, T, d]` (rolled order)."""
+        batch = inputs.token_ids.shape[0]
+        tokens = states[:, self.config.num_memory_slots :].reshape(batch, inputs.token_ids.shape[1], -1)
+        return tokens[:, : inputs.length]
 
     def forward(
         self,
@@ -476,10 +532,9 @@ class MemoryModel(MemoryPreTrainedModel):
         Returns:
             `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds`.
         """
-        hidden, shift, memories, _ = self.decode(
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask
-        )
-        return MemoryModelOutput(last_hidden_state=roll_rows(hidden, shift, inverse=True), memory_embeds=memories)
+        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
+        hidden = roll_rows(decoded.last_hidden_state, decoded.decoder_inputs.shift, inverse=True)
+        return MemoryModelOutput(last_hidden_state=hidden, memory_embeds=decoded.memory_embeds)
 
 
 class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
@@ -527,42 +582,41 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
             stream_losses).
         """
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
-            logits = self.cached_step(input_ids, past_key_values)
-            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
+            hidden = self.cached_step(input_ids, past_key_values)  # (b, q, d): the new tokens only
+            return MemoryCausalLMOutput(logits=self.decoder.lm_head(hidden), past_key_values=past_key_values)
         if labels is not None:
             reference = input_ids if input_ids is not None else inputs_embeds
             check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
             check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
         want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
         want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
-        if want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask):
-            # Prefill for generate(): the first new token needs only the memories of the complete chunks and
-            # ONE decoder pass over each row's last chunk (the pass that fills the cache), not all chunks.
-            _, shift, memories, extras = self.decode(input_ids, attention_mask, None, memory_embeds,
-                                                     memory_attention_mask, return_decoder_inputs=True, run_decoder=False)
-            past_key_values, last_hidden = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-            logits = self.decoder.lm_head(last_hidden[:, None])  # (b, 1, V)
-            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values, memory_embeds=memories)
-        hidden, shift, memories, extras = self.decode(
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, return_decoder_inputs=want_cache
-        )
+        # Prefill for generate(): the first new token needs only the memories of the complete chunks and ONE decoder
+        # pass over each row's last chunk (the pass that fills the cache), not all chunks.
+        prefill = want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask)
+        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
+                              run_decoder=not prefill)
+        inputs = decoded.decoder_inputs
         if want_cache:
-            past_key_values, _ = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-        loss = logits = stream_losses = None
+            past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, input_ids.shape[1])
+        hidden = last_hidden[:, None] if prefill else decoded.last_hidden_state  # rolled: (b, 1 or T, d)
+        targets = None
         if labels is not None:
-            targets = shifted_targets(
-                roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets
-            )
-            loss, logits, stream_losses = self._loss(hidden, targets, stream_ids, num_items_in_batch)
-        if logits is None and not (self.training and labels is not None):
-            hidden = roll_rows(hidden, shift, inverse=True)
-            logits = self.decoder.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-        elif logits is not None:
-            logits = roll_rows(logits, shift, inverse=True)
-            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
+            targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
+                                      self.config.paper_chunk_targets)
+        keep = logits_to_keep if targets is None else 0  # the loss needs every position's logits
+        if not prefill:
+            hidden = roll_rows(hidden, inputs.shift, inverse=True)
+            hidden = hidden[:, -keep:] if keep else hidden
+        # Training with labels: the head runs inside the loss, on the positions with targets only.
+        logits = None if self.training and targets is not None else self.decoder.lm_head(hidden)
+        loss = stream_losses = None
+        if targets is not None:
+            rolled = roll_rows(hidden if logits is None else logits, inputs.shift)
+            loss, stream_losses = self._loss(rolled, targets, stream_ids, num_items_in_batch, logits is not None)
+            logits = logits[:, -logits_to_keep:] if logits is not None and logits_to_keep else logits
         return MemoryCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories,
-            stream_losses=stream_losses,
+            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None,
+            memory_embeds=decoded.memory_embeds, stream_losses=stream_losses,
         )
 
     @staticmethod
