@@ -39,14 +39,16 @@ def token_inputs(batch: int, length: int = 14) -> dict:
 
 
 CASES = [
-    ModelCase("recurrent_memory_llama_append", lambda: recurrent_model(), token_inputs),
+    ModelCase("recurrent_memory_llama_append", lambda: recurrent_model(), token_inputs, contract=True),
     ModelCase(
         "recurrent_memory_llama_learned_2tokens",
         lambda: recurrent_model(memory_init="learned", num_memory_tokens=2),
         token_inputs,
     ),
-    ModelCase("recurrent_memory_llama_last_token", lambda: recurrent_model(write_position="last_token"), token_inputs),
+    ModelCase("recurrent_memory_llama_last_token", lambda: recurrent_model(write_position="last_token"), token_inputs,
+              contract=True),
     ModelCase(
-        "recurrent_memory_mixer_zeros", lambda: recurrent_model("masked_mixer", memory_init="zeros"), token_inputs
+        "recurrent_memory_mixer_zeros", lambda: recurrent_model("masked_mixer", memory_init="zeros"), token_inputs,
+        contract=True,
     ),
 ]

@@ -375,8 +375,10 @@ def check_gradient_checkpointing(case: ModelCase):
         return checkpoint(counted, *args, **kwargs)
 
     layers[-1]._gradient_checkpointing_func = counting_checkpoint
-    model(**inputs, **labels).loss.backward()
-    assert len(runs) == 2, f"the last checkpointed layer ran {len(runs)} times (forward + recompute = 2)"
+    loss = model(**inputs, **labels).loss
+    forward_runs = len(runs)  # once per decoder call (an RMT calls its decoder once per segment)
+    loss.backward()
+    assert forward_runs >= 1 and len(runs) == 2 * forward_runs, (forward_runs, len(runs))  # each recomputed once
     for name, grad in expected.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, msg=name)
 
