@@ -359,6 +359,7 @@ def check_gradient_checkpointing(case: ModelCase):
     model, inputs = case.build(), case.inputs(2)
     model.train()
     labels = {case.labels_key: inputs["input_ids"]}
+    seeded(1)  # the same dropout masks in both runs (the checkpoint replays the RNG state)
     model(**inputs, **labels).loss.backward()
     expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
     model.zero_grad()
@@ -375,6 +376,7 @@ def check_gradient_checkpointing(case: ModelCase):
         return checkpoint(counted, *args, **kwargs)
 
     layers[-1]._gradient_checkpointing_func = counting_checkpoint
+    seeded(1)
     loss = model(**inputs, **labels).loss
     forward_runs = len(runs)  # once per decoder call (an RMT calls its decoder once per segment)
     loss.backward()
