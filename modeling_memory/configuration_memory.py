@@ -98,6 +98,8 @@ class MemoryConfig(PretrainedConfig):
     model_type = "memory_model"
     # transformers reaches the inner configs through these keys: `attn_implementation=`, `dtype` and the text config.
     sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
+    keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
+    # evaluation keeps it out of the predictions
 
     def __init__(
         self,

@@ -44,6 +44,8 @@ class RecurrentMemoryConfig(PretrainedConfig):
 
     model_type = "recurrent_memory"
     sub_configs = {"decoder_config": AutoConfig}
+    keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
+    # evaluation keeps it out of the predictions
 
     def __init__(
         self,

@@ -9,11 +9,18 @@ from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows
 LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
 
 
-def shifted_targets(labels: torch.LongTensor, chunk_size: int, paper_chunk_targets: bool) -> torch.LongTensor:
-    """`targets[:, p] = labels[:, p+1]` (last position: none); paper mode drops targets that start a chunk."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+def shifted_targets(labels: torch.LongTensor | None, chunk_size: int, paper_chunk_targets: bool,
+                    shift_labels: torch.LongTensor | None = None, token_mask: torch.Tensor | None = None
+                    ) -> torch.LongTensor:
+    """`targets[:, p] = labels[:, p+1]` (last position: none), or `shift_labels` (already aligned) when given, then
+    none at padding positions (`token_mask` 0: as for `labels`, whose rolled padding has no target); paper mode
+    drops targets that start a chunk. All `[b, T]`, rolled (each row starting at its first real token)."""
+    if shift_labels is None:
+        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    else:
+        targets = shift_labels if token_mask is None else shift_labels.masked_fill(~token_mask.bool(), IGNORE_INDEX)
     if paper_chunk_targets:
-        starts = (torch.arange(labels.shape[1], device=labels.device) + 1) % chunk_size == 0  # p+1 starts a chunk
+        starts = (torch.arange(targets.shape[1], device=targets.device) + 1) % chunk_size == 0  # p+1 starts a chunk
         targets = targets.masked_fill(starts[None], IGNORE_INDEX)
     return targets
 
@@ -21,14 +28,15 @@ def shifted_targets(labels: torch.LongTensor, chunk_size: int, paper_chunk_targe
 class MemoryLossMixin:
     """The losses of [`MemoryForCausalLM`] (see `MemoryConfig.loss_reduction`)."""
 
-    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None) -> torch.LongTensor:
+    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None, shift_labels=None) -> torch.LongTensor:
         """Targets per loss group of a batch (`[groups]`): streams (causal, copy), and chunks under `paper`
         reduction. Summed over a step's micro-batches and processes, they are the `num_items_in_batch` that
         makes the step's loss the same token mean (per group) however the batch is split."""
-        mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        targets = shifted_targets(
-            roll_rows(labels, left_pad_shift(mask)), self.config.chunk_size, self.config.paper_chunk_targets
-        )
+        reference = labels if shift_labels is None else shift_labels
+        mask = torch.ones_like(reference, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
+        shift = left_pad_shift(mask)
+        targets = shifted_targets(roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets,
+                                  roll_rows(shift_labels, shift), roll_rows(mask, shift))
         group, num_groups, _, _ = self._loss_groups(targets, stream_ids)
         return torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add(0, group, torch.ones_like(group))
 

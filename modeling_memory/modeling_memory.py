@@ -12,13 +12,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Cache, LlamaForCausalLM, LlamaModel, PreTrainedModel
+from transformers import Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
-from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
+from .input_checks import check_embeds, check_inputs, check_matches, check_targets
 from .memory_generation import MemoryCache, MemoryGenerationMixin
+from .model_utils import as_return, check_no_attentions, output_flags
 from .memory_loss import MemoryLossMixin, shifted_targets
 from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
@@ -38,10 +39,17 @@ class MemoryModelOutput(ModelOutput):
     Args:
         last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
+        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` decoder states of the token
+            positions, `[batch, seq_len, d_dec]` each (the memory slots are not included).
+        attentions (*optional*, with `output_attentions` and eager attention): `num_hidden_layers` decoder weights
+            `[batch * num_chunks, heads, S + L, S + L]` each over every chunk's memory slots and tokens, row
+            `r * num_chunks + g` holding chunk `g` of row `r` (chunks counted from each row's first real token).
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     memory_embeds: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 @dataclass
@@ -79,11 +87,16 @@ class MemoryDecodeOutput(ModelOutput):
             (`None` when the decoder was not run).
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
         decoder_inputs ([`MemoryDecoderInputs`]): the decoder's inputs, from which a generation cache is built.
+        hidden_states / attentions (*optional*): see [`MemoryModelOutput`] (hidden states in rolled order).
+        decoder_cache (`DynamicCache`, *optional*): with `use_cache`, the decoder's keys/values of every chunk.
     """
 
     last_hidden_state: torch.FloatTensor | None = None
     memory_embeds: torch.FloatTensor | None = None
     decoder_inputs: MemoryDecoderInputs | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    decoder_cache: DynamicCache | None = None
 
 
 @dataclass
@@ -98,6 +111,8 @@ class MemoryCausalLMOutput(ModelOutput):
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
         stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
             so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
+        hidden_states / attentions (*optional*): see [`MemoryModelOutput`]; for a cached step, the new tokens'
+            states `[batch, q, d_dec]` and the new token's weights `[batch, heads, 1, cached columns]`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -105,6 +120,8 @@ class MemoryCausalLMOutput(ModelOutput):
     past_key_values: Cache | None = None
     memory_embeds: torch.FloatTensor | None = None
     stream_losses: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _build_sub_model(config, causal_lm: bool):
@@ -369,17 +386,24 @@ class MemoryModel(MemoryPreTrainedModel):
             return num_memories + offsets
         return self.config.num_memory_slots + offsets
 
-    def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False) -> torch.Tensor:
-        """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions."""
-        if self.config.decoder_config.model_type == "masked_mixer":
-            return self.decoder.model(inputs_embeds=embeds).last_hidden_state  # fixed layout, no mask
+    def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False, output_attentions=False,
+                    output_hidden_states=False):
+        """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions.
+
+        Returns the decoder base model's output (`last_hidden_state` `[n, len, d]`, and the states / weights asked for).
+        """
+        if self.config.decoder_config.model_type == "masked_mixer":  # fixed layout, no mask, no attention
+            return self.decoder.model(inputs_embeds=embeds, output_hidden_states=output_hidden_states, return_dict=True)
         return self.decoder.model(
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=past_key_values,
             use_cache=use_cache,
-        ).last_hidden_state
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
 
     def _chunk_decoder_inputs(self, tokens, token_mask, bank, counts):
         """Decoder inputs for all chunks: `[b*k, S+L, d]` embeddings, `[b*k, S+L]` mask and positions."""
@@ -470,8 +494,8 @@ class MemoryModel(MemoryPreTrainedModel):
         if ids is not None:
             ids = F.pad(ids, (0, pad), value=config.pad_token_id or 0)
         tokens = F.pad(tokens, (0, 0, 0, pad))
-        if ids is None:
-            ids = torch.zeros(batch, padded, dtype=torch.long, device=device)  # never encoded (one chunk)
+        if ids is None:  # never encoded (one chunk); -1 marks tokens known only by their embeddings
+            ids = torch.full((batch, padded), -1, dtype=torch.long, device=device)
         bank, counts, n_used = self._memory_bank(ids, mask, num_chunks, memory_embeds, memory_attention_mask)
         embeds, dec_mask, positions = self._chunk_decoder_inputs(
             tokens.view(batch, num_chunks, chunk, -1), mask.view(batch, num_chunks, chunk), bank, counts
@@ -490,6 +514,9 @@ class MemoryModel(MemoryPreTrainedModel):
         memory_embeds=None,
         memory_attention_mask=None,
         run_decoder: bool = True,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
     ) -> "MemoryDecodeOutput":
         """The shared forward body: memories, decoder inputs and (if `run_decoder`) one decoder call over all chunks.
 
@@ -498,11 +525,17 @@ class MemoryModel(MemoryPreTrainedModel):
             `roll_rows(x, output.decoder_inputs.shift, inverse=True)`).
         """
         inputs = self._decoder_inputs(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
-        hidden = None
-        if run_decoder:
-            hidden = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions)  # (b*k, S+L, d)
-            hidden = self._token_states(hidden, inputs)  # (b, T, d)
-        return MemoryDecodeOutput(last_hidden_state=hidden, memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
+        if not run_decoder:
+            return MemoryDecodeOutput(memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
+        cache = DynamicCache(config=self.config.decoder_config) if use_cache else None
+        out = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions, cache, use_cache, output_attentions,
+                               output_hidden_states)  # (b*k, S+L, d)
+        states = tuple(self._token_states(h, inputs) for h in out.hidden_states) if output_hidden_states else None
+        return MemoryDecodeOutput(
+            last_hidden_state=self._token_states(out.last_hidden_state, inputs), memory_embeds=inputs.memory_embeds,
+            decoder_inputs=inputs, hidden_states=states, attentions=out.attentions if output_attentions else None,
+            decoder_cache=cache,
+        )
 
     def _token_states(self, states: torch.Tensor, inputs: "MemoryDecoderInputs") -> torch.Tensor:
         """Decoder states `[b*k, S+L, d]` of every chunk -> the token positions `[b, T, d]` (rolled order)."""
@@ -517,8 +550,11 @@ class MemoryModel(MemoryPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         memory_embeds: torch.FloatTensor | None = None,
         memory_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> MemoryModelOutput:
+    ) -> MemoryModelOutput | tuple:
         """
         Args:
             input_ids (`[batch, seq_len]`): tokens; with the bounded memory window, `seq_len` plus the given
@@ -529,12 +565,36 @@ class MemoryModel(MemoryPreTrainedModel):
             memory_embeds (`[batch, n_mem, d_dec]`, *optional*): memories of chunks preceding the input
                 (e.g. from `encode`).
             memory_attention_mask (`[batch, n_mem]`, *optional*): 1 = real memory (left-padded memories).
+            output_attentions / output_hidden_states / return_dict: as in transformers (see [`MemoryModelOutput`];
+                attention weights need `attn_implementation="eager"`; a masked-mixer decoder has none).
         Returns:
-            `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds`.
+            `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds` (a tuple if
+            not `return_dict`).
         """
-        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
-        hidden = roll_rows(decoded.last_hidden_state, decoded.decoder_inputs.shift, inverse=True)
-        return MemoryModelOutput(last_hidden_state=hidden, memory_embeds=decoded.memory_embeds)
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
+        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        shift = decoded.decoder_inputs.shift
+        output = MemoryModelOutput(
+            last_hidden_state=roll_rows(decoded.last_hidden_state, shift, inverse=True),
+            memory_embeds=decoded.memory_embeds, hidden_states=unroll_all(decoded.hidden_states, shift),
+            attentions=decoded.attentions,
+        )
+        return as_return(output, return_dict)
+
+    def _output_flags(self, output_attentions, output_hidden_states, return_dict):
+        """The call's flags (argument, else config); attention weights only from an attention decoder."""
+        flags = output_flags(self.config, output_attentions, output_hidden_states, return_dict)
+        if self.config.decoder_config.model_type == "masked_mixer":
+            check_no_attentions("the decoder", flags[0])
+        return flags
+
+
+def unroll_all(states, shift):
+    """Undo the rows' roll on each of a tuple of `[b, T, d]` states (`None` stays `None`)."""
+    return None if states is None else tuple(roll_rows(h, shift, inverse=True) for h in states)
 
 
 class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
@@ -562,47 +622,66 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         num_items_in_batch: torch.Tensor | int | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> MemoryCausalLMOutput:
+    ) -> MemoryCausalLMOutput | tuple:
         """
         Args:
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask: see [`MemoryModel`].
+            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, output_attentions,
+                output_hidden_states, return_dict: see [`MemoryModel`].
             labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside); -100 ignored.
             stream_ids (`[batch]`, *optional*): 0 = causal row, 1 = copy row (combined objective); weights the
                 streams' losses with `clm_loss_weight` / `copy_loss_weight`.
             past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
-                new tokens. `use_cache=True` without a cache starts one.
+                new tokens. `use_cache=True` without a cache starts one; `use_cache` defaults to `config.use_cache`
+                outside training (a masked-mixer decoder has no cache).
             logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
             num_items_in_batch (`int` or `Tensor`, *optional*): target counts of the whole optimizer step (all
                 gradient-accumulation micro-batches and processes; passed by the `Trainer`): a scalar total, or
                 per loss group as from `loss_target_counts`. The loss then sums this batch's cross-entropy over
                 those counts, so that the step's loss and gradient do not depend on how its batch is split.
+            shift_labels (`[batch, seq_len]`, *optional*): targets already aligned with the logits (the `Trainer`'s
+                under context parallelism); they replace the shifted `labels`.
         Returns:
             `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds,
-            stream_losses).
+            stream_losses, hidden_states, attentions), or its tuple if not `return_dict`.
         """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
-            hidden = self.cached_step(input_ids, past_key_values)  # (b, q, d): the new tokens only
-            return MemoryCausalLMOutput(logits=self.decoder.lm_head(hidden), past_key_values=past_key_values)
-        if labels is not None:
-            reference = input_ids if input_ids is not None else inputs_embeds
-            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
-        want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
-        want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
+            step = self.cached_step(input_ids, past_key_values, output_attentions, output_hidden_states)
+            output = MemoryCausalLMOutput(logits=self.decoder.lm_head(step.last_hidden_state),
+                                          past_key_values=past_key_values, hidden_states=step.hidden_states,
+                                          attentions=step.attentions)
+            return as_return(output, return_dict)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is not None:
+            check_targets(self.config.vocab_size, tuple(reference.shape[:2]), labels, shift_labels)
+        has_targets = labels is not None or shift_labels is not None
+        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
+        want_cache = isinstance(past_key_values, MemoryCache) or (use_cache and past_key_values is None)
+        want_cache = want_cache and self.config.decoder_config.model_type != "masked_mixer"
         # Prefill for generate(): the first new token needs only the memories of the complete chunks and ONE decoder
         # pass over each row's last chunk (the pass that fills the cache), not all chunks.
-        prefill = want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask)
+        prefill = (want_cache and not has_targets and logits_to_keep == 1 and not output_attentions
+                   and not output_hidden_states and self._ends_on_real_tokens(attention_mask))
         decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
-                              run_decoder=not prefill)
+                              run_decoder=not prefill, use_cache=want_cache, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states)
         inputs = decoded.decoder_inputs
         if want_cache:
-            past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, input_ids.shape[1])
+            num_ids = 0 if input_ids is None else input_ids.shape[1]
+            past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, num_ids, decoded.decoder_cache)
         hidden = last_hidden[:, None] if prefill else decoded.last_hidden_state  # rolled: (b, 1 or T, d)
         targets = None
-        if labels is not None:
+        if has_targets:
             targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
-                                      self.config.paper_chunk_targets)
+                                      self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
+                                      inputs.token_mask[:, : inputs.length])
         keep = logits_to_keep if targets is None else 0  # the loss needs every position's logits
         if not prefill:
             hidden = roll_rows(hidden, inputs.shift, inverse=True)
@@ -614,10 +693,12 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
             rolled = roll_rows(hidden if logits is None else logits, inputs.shift)
             loss, stream_losses = self._loss(rolled, targets, stream_ids, num_items_in_batch, logits is not None)
             logits = logits[:, -logits_to_keep:] if logits is not None and logits_to_keep else logits
-        return MemoryCausalLMOutput(
+        output = MemoryCausalLMOutput(
             loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None,
             memory_embeds=decoded.memory_embeds, stream_losses=stream_losses,
+            hidden_states=unroll_all(decoded.hidden_states, inputs.shift), attentions=decoded.attentions,
         )
+        return as_return(output, return_dict)
 
     @staticmethod
     def _ends_on_real_tokens(attention_mask) -> bool:
