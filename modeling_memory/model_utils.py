@@ -63,3 +63,43 @@ class PromptEmbedsGenerationMixin:
         new_tokens = input_ids[:, input_ids.shape[1] - generated :]
         new_embeds = self.get_input_embeddings()(new_tokens).to(inputs_embeds.dtype)
         return torch.cat([inputs_embeds, new_embeds], dim=1)
+
+
+class FrozenEncoderMixin:
+    """The one freezing API of the families with an encoder (memory model, autoencoder), set by the config:
+    `freeze_encoder` freezes the encoder; `fresh_encoder_embedding` (the paper's variant) freezes its blocks behind a
+    trainable token embedding. Applied on construction and again after `from_pretrained`, which hands back fresh
+    parameters."""
+
+    @property
+    def encoder_is_frozen(self) -> bool:
+        return bool(self.config.freeze_encoder or self.config.fresh_encoder_embedding)
+
+    @property
+    def encoder_needs_grad(self) -> bool:
+        """Whether any encoder parameter trains (a frozen encoder otherwise runs without grad)."""
+        return any(p.requires_grad for p in self.encoder.parameters())
+
+    def apply_freezing(self):
+        """Set `requires_grad` from the config (no encoder parameter trains but, with `fresh_encoder_embedding`, its
+        token embedding) and keep a frozen encoder in eval mode (no dropout)."""
+        encoder = getattr(self, "encoder", None)
+        if encoder is None or not self.encoder_is_frozen:
+            return
+        encoder.requires_grad_(False)
+        if self.config.fresh_encoder_embedding:
+            encoder.get_input_embeddings().requires_grad_(True)
+        encoder.eval()
+
+    def train(self, mode: bool = True):
+        """Like `nn.Module.train`, but a frozen encoder always stays in eval mode."""
+        super().train(mode)
+        if getattr(self, "encoder", None) is not None and self.encoder_is_frozen:
+            self.encoder.eval()
+        return self
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        loaded = super().from_pretrained(*args, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).apply_freezing()  # a tuple with output_loading_info=True
+        return loaded

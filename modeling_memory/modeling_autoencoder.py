@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_autoencoder import MemoryAutoencoderConfig
 from .input_checks import check_inputs
-from .model_utils import as_return, check_no_attentions, output_flags
+from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .modeling_masked_mixer import MaskedMixerModel
 from .sequence_ops import IGNORE_INDEX, loss_divisor
 
@@ -112,7 +112,7 @@ class MemoryAutoencoderPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
-class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
+class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
     """Encode `L` tokens into one embedding, expand it to `L` decoder inputs, reconstruct the tokens.
 
     Modules: `encoder` (any transformers base model, or our masked mixer), optional compression
@@ -149,34 +149,6 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         self._encoder_takes_use_cache = "use_cache" in inspect.signature(self.encoder.forward).parameters
         self.post_init()
         self.apply_freezing()
-
-    # ------------------------------------------------------------------ freezing
-    def apply_freezing(self):
-        """Set `requires_grad` from the config: the frozen encoder's parameters (but a fresh embedding) get none."""
-        if not self.config.freeze_encoder:
-            return
-        self.encoder.requires_grad_(False)
-        if self.config.fresh_encoder_embedding:
-            self.encoder.get_input_embeddings().weight.requires_grad_(True)
-        self.encoder.eval()
-
-    @property
-    def encoder_needs_grad(self) -> bool:
-        return any(p.requires_grad for p in self.encoder.parameters())
-
-    def train(self, mode: bool = True):
-        """Like `nn.Module.train`, but a frozen encoder always stays in eval mode (no dropout)."""
-        super().train(mode)
-        if self.config.freeze_encoder:
-            self.encoder.eval()
-        return self
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
-        model.apply_freezing()  # loading hands back fresh nn.Parameters (requires_grad=True)
-        return loaded
 
     @classmethod
     def from_encoder(cls, encoder_model: PreTrainedModel, decoder_config, **config_kwargs) -> "MemoryAutoencoder":

@@ -19,7 +19,7 @@ from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
 from .input_checks import check_embeds, check_inputs, check_matches, check_targets
 from .memory_generation import MemoryCache, MemoryGenerationMixin
-from .model_utils import as_return, check_no_attentions, output_flags
+from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .memory_loss import MemoryLossMixin, shifted_targets
 from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .modeling_masked_mixer import (
@@ -153,7 +153,7 @@ class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.normal_(module.filler, mean=0.0, std=self.config.initializer_range)
 
 
-class MemoryModel(MemoryPreTrainedModel):
+class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
     """Memory model returning the decoder's hidden states of the token positions (no language-model head).
 
     It has the same modules (and state-dict keys) as [`MemoryForCausalLM`], so either class loads the other's
@@ -176,14 +176,7 @@ class MemoryModel(MemoryPreTrainedModel):
         self.filler = nn.Parameter(torch.zeros(d_dec)) if config.filler == "learned" else None
         self.decoder = _build_sub_model(config.decoder_config, causal_lm=True)
         self.post_init()
-        self._freeze_encoder()
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        # Loading rebuilds parameters from the checkpoint and drops `requires_grad=False`: freeze again.
-        loaded = super().from_pretrained(*args, **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
-        return loaded
+        self.apply_freezing()
 
     @classmethod
     def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
@@ -209,15 +202,6 @@ class MemoryModel(MemoryPreTrainedModel):
         config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
         return attach_pretrained_decoder(cls, decoder, config, encoder)
 
-    def _freeze_encoder(self):
-        """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
-        encoder = getattr(self, "encoder", None)
-        if encoder is None or not (self.config.freeze_encoder or self.config.fresh_encoder_embedding):
-            return
-        encoder.requires_grad_(False)
-        if self.config.fresh_encoder_embedding:
-            encoder.get_input_embeddings().requires_grad_(True)
-
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()
 
@@ -228,8 +212,7 @@ class MemoryModel(MemoryPreTrainedModel):
     def _encode_chunks(self, chunk_ids: torch.LongTensor, chunk_mask: torch.Tensor) -> torch.Tensor:
         """Memories of `[n, L]` chunks: pooled encoder state, optional bottleneck and projection -> `[n, d_dec]`."""
         config = self.config
-        frozen = config.freeze_encoder and not config.fresh_encoder_embedding
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_needs_grad):
             if config.encoder_config.model_type == "masked_mixer":
                 hidden = self.encoder(input_ids=chunk_ids).last_hidden_state  # mixers read pads as tokens
             else:

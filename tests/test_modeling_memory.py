@@ -339,6 +339,26 @@ def test_fresh_encoder_embedding(tmp_path):
     assert [n for n, p in reloaded.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
 
 
+def test_one_freezing_api_for_memory_model_and_autoencoder(tmp_path):
+    """Both encoder families freeze through the same `apply_freezing`: after anything that unfreezes the encoder
+    (a loader, a copied encoder) it restores the config's freezing, and a frozen encoder stays in eval mode."""
+    from cases_autoencoder import autoencoder, llama_block
+    from training.train import copy_encoder
+
+    memory = build(fresh_encoder_embedding=True)  # the paper's variant: frozen blocks, trainable embedding
+    source = autoencoder(llama_block())
+    source.save_pretrained(tmp_path)
+    for model in (memory, autoencoder(llama_block(), freeze_encoder=True, fresh_encoder_embedding=True)):
+        model.encoder.requires_grad_(True)
+        model.train()
+        assert not model.encoder.training
+        model.apply_freezing()
+        assert [n for n, p in model.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
+    memory.encoder.requires_grad_(True)
+    copy_encoder(memory, str(tmp_path))  # train.py re-applies the freezing after copying an encoder in
+    assert [n for n, p in memory.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
+
+
 def test_compression_and_projection():
     """compression c adds a d -> d/c -> d bottleneck; a narrower encoder adds the projection to d_dec."""
     model = build(compression=4, encoder_hidden=16)

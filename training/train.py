@@ -143,7 +143,7 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
                          f"unexpected {unexpected}. Use a preset whose encoder config matches.")
-    if getattr(model.config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+    if hasattr(model.config, "freeze_encoder"):  # the memory model and the autoencoder
         model.apply_freezing()
 
 
@@ -161,7 +161,7 @@ def build_model(args, tokenizer):
                              "DIR (add --no-memory there for the no-memory control).")
         _set_config_flags(config, args)
         model = load_pretrained(args.init_from, config, allow_missing=getattr(args, "allow_missing_weights", False))
-        if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+        if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
             model.apply_freezing()
     else:
         model = build_from_config(preset_config(args, tokenizer))
