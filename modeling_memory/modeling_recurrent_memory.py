@@ -1,7 +1,7 @@
 """Recurrent memory transformer baseline (Bulatov et al. 2022, "Recurrent Memory Transformer"; Badger §4.8).
 
 Segments of `chunk_size` tokens go one after the other through the same decoder. Each segment reads the
-memory written by the previous one (`num_memory_tokens` vectors in front of its tokens) and writes a new
+memory written by the previous one (`num_memory_slots` vectors in front of its tokens) and writes a new
 one. The recurrence is inherent: segment `c` needs the memory produced by segment `c - 1`.
 """
 
@@ -31,7 +31,7 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
     Args:
         loss (`[]`, *optional*): token-mean next-token cross-entropy, returned when `labels` are given.
         logits (`[batch, seq_len, vocab]`): aligned with `input_ids` over all segments.
-        memory_embeddings (`[batch, num_segments, num_memory_tokens, hidden]`): the memory written by each
+        memory_embeds (`[batch, num_segments, num_memory_slots, hidden]`): the memory written by each
             segment (segments counted from each row's first non-pad token); `None` for a cached step.
         past_key_values (`RecurrentMemoryCache`, *optional*): the generation cache, when one is used.
         hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` decoder states of the token
@@ -43,7 +43,7 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
-    memory_embeddings: torch.FloatTensor | None = None
+    memory_embeds: torch.FloatTensor | None = None
     past_key_values: DynamicCache | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -134,8 +134,8 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         super().__init__(config)
         self.decoder = DECODER_CLASSES[config.decoder_config.model_type](config.decoder_config)
         hidden = config.decoder_config.hidden_size
-        if config.memory_init == "learned":
-            self.initial_memory = nn.Parameter(torch.empty(config.num_memory_tokens, hidden))
+        if config.filler == "learned":
+            self.initial_memory = nn.Parameter(torch.empty(config.num_memory_slots, hidden))
         else:
             self.initial_memory = None
         self.post_init()
@@ -153,10 +153,10 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         self.decoder.lm_head = value
 
     def _initial_memory_for(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        shape = (batch, self.config.num_memory_tokens, like.shape[-1])
+        shape = (batch, self.config.num_memory_slots, like.shape[-1])
         if self.initial_memory is not None:
             return self.initial_memory.to(like.dtype)[None].expand(shape)
-        fill = 1.0 if self.config.memory_init == "ones" else 0.0
+        fill = 1.0 if self.config.filler == "ones" else 0.0
         return like.new_full(shape, fill)
 
     def _segment(self, memory, embeds, mask, position_ids, output_attentions=False, output_hidden_states=False):
@@ -182,7 +182,7 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
 
     def _token_columns(self, length: int) -> slice:
         """Positions of a segment's `length` token states in the decoder input (after the `m` read slots)."""
-        m = self.config.num_memory_tokens
+        m = self.config.num_memory_slots
         return slice(m, m + length)
 
     def _run_segments(self, embeds: torch.Tensor, mask: torch.Tensor, output_attentions=False,
@@ -296,7 +296,7 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         loss = None
         if labels is not None or shift_labels is not None:
             loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels)
-        output = RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeddings=memories,
+        output = RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeds=memories,
                                                past_key_values=past_key_values, hidden_states=layer_states,
                                                attentions=attentions)
         return as_return(output, return_dict)

@@ -102,7 +102,7 @@ def tiny_llama(**kw):
                                           max_position_embeddings=16), "even"),
         (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=128), "64.*128"),
         (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=16, fresh_encoder_embedding=True), "freeze_encoder"),
-        (lambda: RecurrentMemoryConfig(tiny_llama(), chunk_size=8, memory_init="gaussian"), "memory_init"),
+        (lambda: RecurrentMemoryConfig(tiny_llama(), chunk_size=8, filler="gaussian"), "filler"),
         (lambda: RecurrentMemoryConfig(llama(32, 1, 2, vocab_size=99, positions=9), chunk_size=8), "10 positions.*9"),
     ],
 )
@@ -151,3 +151,16 @@ def test_configs_saved_before_sub_configs_still_load(path):
     model = build_model(config)
     ids = torch.randint(2, config.vocab_size, (2, 8))
     assert model(input_ids=ids).logits.shape == (2, 8, config.vocab_size)
+
+
+def test_recurrent_memory_config_migrates_the_old_field_names():
+    """The RMT's fields carry the memory model's names (num_memory_slots, filler); a config saved with the old ones
+    (num_memory_tokens, memory_init) loads into them and saves back with the new names only."""
+    saved = json.loads((SAVED_CONFIGS / "recurrent_memory.json").read_text())
+    assert saved["num_memory_tokens"] == 2 and saved["memory_init"] == "learned"
+    config = AutoConfig.for_model(**saved)
+    assert (config.num_memory_slots, config.filler) == (2, "learned")
+    assert config.segment_length == 2 + config.chunk_size + 2
+    again = config.to_dict()
+    assert "num_memory_tokens" not in again and "memory_init" not in again
+    assert RecurrentMemoryConfig.from_dict(again).to_dict() == again

@@ -8,9 +8,9 @@ from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"memory_init": "learned", "num_memory_tokens": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
     "last_token": {"write_position": "last_token"},
-    "mixer": {"decoder": "masked_mixer", "memory_init": "zeros"},
+    "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }
 
 
@@ -34,9 +34,9 @@ def test_output_shapes(variant):
     """Logits cover every position of every segment; one memory per (possibly partial) segment."""
     model = build(variant)
     out = model(ids_of(3, 14))
-    m = model.config.num_memory_tokens
+    m = model.config.num_memory_slots
     assert out.logits.shape == (3, 14, VOCAB)
-    assert out.memory_embeddings.shape == (3, 4, m, 32)  # 14 tokens = 3 full segments + 1 partial
+    assert out.memory_embeds.shape == (3, 4, m, 32)  # 14 tokens = 3 full segments + 1 partial
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -99,7 +99,7 @@ def test_append_layout_matches_a_manual_decoder_call():
     ids = ids_of(2, 2 * CHUNK)
     with torch.no_grad():
         out = model(ids)
-        memory = out.memory_embeddings[:, 0]  # (B, m, D)
+        memory = out.memory_embeds[:, 0]  # (B, m, D)
         embeds = model.get_input_embeddings()(ids[:, CHUNK:])
         hidden = model.decoder.model(inputs_embeds=torch.cat([memory, embeds, memory], 1)).last_hidden_state
         expected = model.decoder.lm_head(hidden[:, 2 : 2 + CHUNK])
@@ -209,10 +209,10 @@ def test_bad_inputs_raise_value_errors():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"memory_init": "random"}, "memory_init"),
+        ({"filler": "random"}, "filler"),
         ({"write_position": "prepend"}, "write_position"),
         ({"bptt_segments": 0}, "bptt_segments"),
-        ({"write_position": "last_token", "num_memory_tokens": 2}, "num_memory_tokens=1"),
+        ({"write_position": "last_token", "num_memory_slots": 2}, "num_memory_slots=1"),
     ],
 )
 def test_bad_configs_raise_value_errors(overrides, message):
