@@ -1,4 +1,4 @@
-"""Configuration of the memory autoencoder / information-retention probe (Badger, §1.6, §2.3-2.5, §3)."""
+"""Configuration of the memory autoencoder / information-retention probe (Badger 2026, Tables 1 and 2)."""
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
@@ -32,7 +32,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         max_position_embeddings (`int`, *optional*, defaults to 512): tokens per input (the paper's `n_ctx`).
         expansion (`str`, *optional*, defaults to `"unroll"`):
             How the single embedding becomes `L` decoder inputs: `"unroll"` (cyclic windows of width `d/2`
-            through one shared projection, spec §2.4) or `"repeat"` (the embedding tiled `L` times).
+            through one shared projection, as in the paper) or `"repeat"` (the embedding tiled `L` times).
         compression (`int`, *optional*, defaults to 1): bottleneck factor `c` (`d -> d/c -> d`).
         pooling (`str`, *optional*, defaults to `"last"`):
             `"last"`, `"penultimate"` (for causal mixers, whose last row is never trained) or `"last_nonpad"`.

@@ -1,4 +1,4 @@
-"""Configuration of the parallel encoder-decoder memory model (Badger, §4-5)."""
+"""Configuration of the parallel encoder-decoder memory model (Badger 2026, Tables 3 and 4)."""
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
@@ -21,7 +21,7 @@ LOSS_REDUCTIONS = ("token_mean", "paper")
 
 
 def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: int) -> LlamaConfig:
-    # Every small transformer in the paper: intermediate 4d, 4 heads, HF defaults otherwise (spec §2.1).
+    # Every small transformer in the paper: intermediate 4d, 4 heads, HF defaults otherwise.
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

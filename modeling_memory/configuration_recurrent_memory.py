@@ -1,4 +1,4 @@
-"""Configuration of the recurrent memory baseline (Bulatov et al. 2022; Badger §4.8)."""
+"""Configuration of the recurrent memory baseline (Bulatov et al. 2022; the RMT baseline of Badger 2026, Fig. S5)."""
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 

@@ -146,7 +146,8 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
         dec_mask = inputs.mask[selected]  # (b, S+L)
         hidden = None
         if decoder_cache is None:
-            hidden = self.run_decoder(inputs.embeds[selected], dec_mask, positions, cache, use_cache=True).last_hidden_state
+            out = self.run_decoder(inputs.embeds[selected], dec_mask, positions, cache, use_cache=True)
+            hidden = out.last_hidden_state
         else:
             for index, layer in enumerate(decoder_cache.layers):
                 cache.update(layer.keys[selected], layer.values[selected], index)

@@ -9,7 +9,7 @@ GENERATED_AFTER_EMBEDS = "tokens_generated_after_inputs_embeds"  # see `PromptEm
 GENERATION_ONLY_KEYS = ("labels", "next_sequence_length", "is_first_iteration", GENERATED_AFTER_EMBEDS)
 
 
-def output_flags(config, output_attentions=None, output_hidden_states=None, return_dict=None) -> tuple[bool, bool, bool]:
+def output_flags(config, output_attentions=None, output_hidden_states=None, return_dict=None) -> tuple[bool, ...]:
     """The `output_attentions`, `output_hidden_states` and `return_dict` of a call: the argument, else the config's."""
     return (
         bool(config.output_attentions if output_attentions is None else output_attentions),

@@ -1,4 +1,4 @@
-"""Memory autoencoder and information-retention probe (Badger, §1.6, §2.3-2.5, §3).
+"""Memory autoencoder and information-retention probe (Badger 2026, the autoencoders of Tables 1 and 2).
 
 An encoder turns `L` tokens into one embedding; a decoder reconstructs all `L` tokens from it. With a
 frozen (e.g. pretrained) encoder and a fresh decoder, the reconstruction accuracy measures how much of
@@ -51,7 +51,7 @@ class MemoryAutoencoderOutput(ModelOutput):
 
 
 def unroll_index(length: int, hidden: int, device=None) -> torch.LongTensor:
-    """`idx[i, q] = ((i mod D) + q) mod D` for `i < length`, `q < D/2`: the cyclic windows of spec §2.4.
+    """`idx[i, q] = ((i mod D) + q) mod D` for `i < length`, `q < D/2`: the paper's cyclic unroll windows.
 
     Built on the fly (a few hundred integers): a non-persistent buffer would come back uninitialised from
     `from_pretrained`, which materialises models from the meta device.

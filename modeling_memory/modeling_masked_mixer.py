@@ -1,4 +1,4 @@
-"""Masked mixer language model (Badger, §1): attention replaced by causally masked token-mixing convolutions."""
+"""Masked mixer language model (Badger 2026): attention replaced by causally masked token-mixing convolutions."""
 
 import math
 
@@ -290,7 +290,8 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, PromptEmbedsGenerationM
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if inputs_embeds is not None:
             generated = kwargs.get(GENERATED_AFTER_EMBEDS, 0)
-            inputs.update(input_ids=None, inputs_embeds=self.prompt_embeds_with_new_tokens(input_ids, inputs_embeds, generated))
+            embeds = self.prompt_embeds_with_new_tokens(input_ids, inputs_embeds, generated)
+            inputs.update(input_ids=None, inputs_embeds=embeds)
         kwargs.pop("past_key_values", None)  # none to use: mixers have no cache
         return forward_generation_kwargs(inputs, kwargs)
 

@@ -1,10 +1,10 @@
-"""Parallel encoder-decoder memory model (Badger, "Language Model Memory and Memory Models for Language", §4-5).
+"""Parallel encoder-decoder memory model (Badger 2026, "Language Model Memory and Memory Models for Language").
 
 The input is cut into chunks of `L = chunk_size` tokens. The encoder turns every complete chunk into one
 embedding (a memory); the decoder reads chunk `g` with the memories `m_0 .. m_{g-1}` of the preceding chunks in
 `S = num_memory_slots` slots in front of its tokens. All chunks are encoded in ONE encoder call
 (`[b*(k-1), L]`) and decoded in ONE decoder call (`[b*k, S+L, d]`), which is exactly equivalent to the paper's
-sequential loop over chunks (spec §4.11).
+sequential loop over chunks.
 """
 
 from dataclasses import dataclass
@@ -180,7 +180,7 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
 
     @classmethod
     def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
-        """A memory model whose decoder is a pretrained causal LM (paper §5.4, Fig. S6; e.g. Llama-3.2-1B).
+        """A memory model whose decoder is a pretrained causal LM (e.g. Llama-3.2-1B: the paper's Fig. S6, Tables S1/S2).
 
         Args:
             decoder (`str`, `os.PathLike` or `PreTrainedModel`): a native decoder-only causal LM or its folder /

@@ -1,4 +1,4 @@
-"""Recurrent memory transformer baseline (Bulatov et al. 2022, "Recurrent Memory Transformer"; Badger §4.8).
+"""Recurrent memory transformer (Bulatov et al. 2022), the baseline of Badger 2026 (Fig. S5).
 
 Segments of `chunk_size` tokens go one after the other through the same decoder. Each segment reads the
 memory written by the previous one (`num_memory_slots` vectors in front of its tokens) and writes a new
@@ -16,7 +16,13 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .input_checks import check_inputs
-from .model_utils import as_return, check_no_attentions, forward_generation_kwargs, output_flags, refuse_assisted_decoding
+from .model_utils import (
+    as_return,
+    check_no_attentions,
+    forward_generation_kwargs,
+    output_flags,
+    refuse_assisted_decoding,
+)
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
 from .sequence_ops import causal_lm_loss, left_pad_shift, map_row_state, roll_rows
 
