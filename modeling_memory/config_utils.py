@@ -62,7 +62,8 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-OWN_DECODER_TYPES = ("llama", "masked_mixer")  # built by explicit dispatch (the paper's sub-models)
+OWN_MODEL_TYPES = ("llama", "masked_mixer")  # the paper's sub-models, built by explicit dispatch
+POOLINGS = ("last", "last_nonpad", "penultimate")  # which encoder position becomes the memory / embedding
 DECODER_INPUTS = ("inputs_embeds", "position_ids", "attention_mask")  # what the memory model passes its decoder
 
 
@@ -76,7 +77,7 @@ def check_decoder_config(config: PretrainedConfig) -> None:
     model can drive: `XForCausalLM` with the base model in `.model` (the Llama layout) whose forward accepts
     `inputs_embeds`, `position_ids` and `attention_mask`. Checked on the classes, before anything is built."""
     model_type = config.model_type
-    if model_type in OWN_DECODER_TYPES:
+    if model_type in OWN_MODEL_TYPES:
         return
     causal = _transformers_class(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type))
     base = _transformers_class(MODEL_MAPPING_NAMES.get(model_type))

@@ -3,6 +3,8 @@
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from .config_utils import (
+    OWN_MODEL_TYPES,
+    POOLINGS,
     build_sub_config,
     check_choice,
     check_positive_int,
@@ -10,9 +12,7 @@ from .config_utils import (
     keep_sub_config_implementations,
 )
 
-DECODER_MODEL_TYPES = ("llama", "masked_mixer")
 EXPANSIONS = ("unroll", "repeat")
-AUTOENCODER_POOLINGS = ("last", "last_nonpad", "penultimate")
 
 
 class MemoryAutoencoderConfig(PretrainedConfig):
@@ -75,12 +75,12 @@ class MemoryAutoencoderConfig(PretrainedConfig):
             )
         self.encoder_config = build_sub_config(encoder_config, "encoder_config")
         if decoder_config is None:
-            if self.encoder_config.model_type not in DECODER_MODEL_TYPES:
+            if self.encoder_config.model_type not in OWN_MODEL_TYPES:
                 raise ValueError(
                     f"decoder_config is required for an encoder of type {self.encoder_config.model_type!r}"
                 )
             decoder_config = self.encoder_config.to_dict()
-        self.decoder_config = build_sub_config(decoder_config, "decoder_config", DECODER_MODEL_TYPES)
+        self.decoder_config = build_sub_config(decoder_config, "decoder_config", OWN_MODEL_TYPES)
         self.max_position_embeddings = max_position_embeddings
         self.expansion = expansion
         self.compression = compression
@@ -114,7 +114,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         check_positive_int(owner, "max_position_embeddings", self.max_position_embeddings)
         check_positive_int(owner, "compression", self.compression)
         check_choice(owner, "expansion", self.expansion, EXPANSIONS)
-        check_choice(owner, "pooling", self.pooling, AUTOENCODER_POOLINGS)
+        check_choice(owner, "pooling", self.pooling, POOLINGS)
         length = self.max_position_embeddings
         if self.pooling == "penultimate" and length < 2:
             raise ValueError(f"pooling='penultimate' needs max_position_embeddings >= 2, got {length}")

@@ -3,6 +3,8 @@
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from .config_utils import (
+    OWN_MODEL_TYPES,
+    POOLINGS,
     build_sub_config,
     check_choice,
     check_decoder_config,
@@ -11,12 +13,10 @@ from .config_utils import (
     keep_sub_config_implementations,
 )
 
-MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
 MEMORY_WINDOWS = ("bounded", "rolling")
 DEFAULT_ROLLING_CONTEXT = 32768  # what a rolling-window model advertises when max_context is not set
 FILLERS = ("ones", "zeros", "learned", "masked")
-POOLINGS = ("last", "last_nonpad", "penultimate")
 LOSS_REDUCTIONS = ("token_mean", "paper")
 
 
@@ -134,7 +134,7 @@ class MemoryConfig(PretrainedConfig):
             kwargs.pop(derived, None)  # derived below; present in saved config.json files
         if decoder_config is None:
             decoder_config = _paper_llama(512, 16, 8000, num_memory_slots + chunk_size)
-        self.encoder_config = build_sub_config(encoder_config, "encoder_config", MEMORY_SUB_MODEL_TYPES)
+        self.encoder_config = build_sub_config(encoder_config, "encoder_config", OWN_MODEL_TYPES)
         self.decoder_config = build_sub_config(decoder_config, "decoder_config")  # any native decoder-only type
         check_decoder_config(self.decoder_config)
         self.chunk_size = chunk_size

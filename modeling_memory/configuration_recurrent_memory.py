@@ -3,6 +3,7 @@
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from .config_utils import (
+    OWN_MODEL_TYPES,
     build_sub_config,
     check_choice,
     check_positive_int,
@@ -10,7 +11,6 @@ from .config_utils import (
     keep_sub_config_implementations,
 )
 
-RECURRENT_DECODER_TYPES = ("llama", "masked_mixer")
 RECURRENT_FILLERS = ("ones", "zeros", "learned")
 WRITE_POSITIONS = ("append", "last_token")
 
@@ -75,7 +75,7 @@ class RecurrentMemoryConfig(PretrainedConfig):
                 num_attention_heads=4, max_position_embeddings=2 * num_memory_slots + chunk_size,
                 pad_token_id=1, bos_token_id=0, eos_token_id=1,
             )
-        self.decoder_config = build_sub_config(decoder_config, "decoder_config", RECURRENT_DECODER_TYPES)
+        self.decoder_config = build_sub_config(decoder_config, "decoder_config", OWN_MODEL_TYPES)
         self.chunk_size = chunk_size
         self.max_segments = max_segments
         self.num_memory_slots = num_memory_slots

@@ -191,15 +191,6 @@ class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
         self.lm_head = value
 
     # ------------------------------------------------------------------ forward
-    def encode(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
-    ) -> torch.Tensor:
-        """Run the encoder and pool one position: `[batch, seq_len]` -> `[batch, encoder_hidden]`."""
-        return self.pool(self._run_encoder(input_ids, attention_mask, inputs_embeds).last_hidden_state, attention_mask)
-
     def _run_encoder(self, input_ids, attention_mask, inputs_embeds, output_attentions=False,
                      output_hidden_states=False):
         """The encoder's output (a frozen encoder runs without grad); attention weights only from attention."""
