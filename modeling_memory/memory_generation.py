@@ -34,6 +34,7 @@ class MemoryCache(DynamicCache):
     """
 
     state_names = ("kv_mask", "bank", "chunk_index", "chunk_ids", "chunk_mask", "fill")
+    is_croppable = False  # chunk boundaries rebuild the slots: generate never rolls this cache back
 
     def __init__(self, config=None, **kwargs):
         # Full (DynamicLayer) layers only: this cache slices its keys/values directly, which the bookkeeping of

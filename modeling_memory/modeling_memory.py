@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
+from transformers import AutoModelForCausalLM, Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
@@ -194,8 +194,6 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
             the memory model; no random decoder is materialised (built on the meta device, then attached).
         """
         if not isinstance(decoder, nn.Module):
-            from transformers import AutoModelForCausalLM
-
             decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
         if encoder_config is None and encoder is not None:
             encoder_config = encoder.config

@@ -68,6 +68,7 @@ class RecurrentMemoryCache(DynamicCache):
     """
 
     state_names = ("memory", "segment_embeds", "fill")
+    is_croppable = False  # a written memory cannot be unwritten: generate never rolls this cache back
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
