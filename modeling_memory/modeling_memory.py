@@ -7,121 +7,26 @@ embedding (a memory); the decoder reads chunk `g` with the memories `m_0 .. m_{g
 sequential loop over chunks.
 """
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForCausalLM, Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
-from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
 from .input_checks import check_embeds, check_inputs, check_matches, check_targets
 from .memory_generation import MemoryCache, MemoryGenerationMixin
-from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .memory_loss import MemoryLossMixin, shifted_targets
-from .native_decoders import attach_pretrained_decoder, build_native_decoder
+from .memory_outputs import MemoryCausalLMOutput, MemoryDecodeOutput, MemoryDecoderInputs, MemoryModelOutput
+from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
     MaskedTokenMixing,
     MultiHeadTokenMixing,
 )
+from .native_decoders import attach_pretrained_decoder, build_native_decoder
 from .sequence_ops import left_pad_shift, roll_rows, row_gather, row_lengths
-
-
-
-@dataclass
-class MemoryModelOutput(ModelOutput):
-    """Output of [`MemoryModel`].
-
-    Args:
-        last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
-        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
-        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` decoder states of the token
-            positions, `[batch, seq_len, d_dec]` each (the memory slots are not included).
-        attentions (*optional*, with `output_attentions` and eager attention): `num_hidden_layers` decoder weights
-            `[batch * num_chunks, heads, S + L, S + L]` each over every chunk's memory slots and tokens, row
-            `r * num_chunks + g` holding chunk `g` of row `r` (chunks counted from each row's first real token).
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    memory_embeds: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-
-
-@dataclass
-class MemoryDecoderInputs:
-    """How [`MemoryModel`] lays out an input for its decoder (rows rolled to start at their first real token).
-
-    Args:
-        token_ids / token_mask (`[b, k*L]`): rolled tokens and mask, padded to `k` whole chunks.
-        shift (`[b]` or `None`): each row's roll (`None`: no row is left-padded); length: input `seq_len`.
-        num_chunks: `k`. bank (`[b, >=S, d_dec]`): every row's memories, given ones first; counts (`[b]`): how
-            many were given. memory_embeds (`[b, n_mem, d_dec]`): the memories read.
-        embeds / mask / positions: the decoder's inputs `[b*k, S+L, d_dec]`, key mask `[b*k, S+L]` and positions
-            (`[1 or b*k, S+L]`).
-    """
-
-    token_ids: torch.LongTensor
-    token_mask: torch.Tensor
-    shift: torch.LongTensor | None
-    length: int
-    num_chunks: int
-    bank: torch.Tensor
-    counts: torch.LongTensor
-    memory_embeds: torch.Tensor
-    embeds: torch.Tensor
-    mask: torch.Tensor
-    positions: torch.LongTensor
-
-
-@dataclass
-class MemoryDecodeOutput(ModelOutput):
-    """Output of [`MemoryModel.decode`] (rolled order, see [`MemoryDecoderInputs`]).
-
-    Args:
-        last_hidden_state (`[batch, seq_len, d_dec]`, *optional*): decoder states of the token positions
-            (`None` when the decoder was not run).
-        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
-        decoder_inputs ([`MemoryDecoderInputs`]): the decoder's inputs, from which a generation cache is built.
-        hidden_states / attentions (*optional*): see [`MemoryModelOutput`] (hidden states in rolled order).
-        decoder_cache (`DynamicCache`, *optional*): with `use_cache`, the decoder's keys/values of every chunk.
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    memory_embeds: torch.FloatTensor | None = None
-    decoder_inputs: MemoryDecoderInputs | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
-    decoder_cache: DynamicCache | None = None
-
-
-@dataclass
-class MemoryCausalLMOutput(ModelOutput):
-    """Output of [`MemoryForCausalLM`].
-
-    Args:
-        loss (scalar, *optional*): returned when `labels` are given (see `MemoryConfig.loss_reduction`).
-        logits (`[batch, seq_len, vocab]`, *optional*): aligned with `input_ids` (position `p` predicts token
-            `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
-        past_key_values (`MemoryCache`, *optional*): generation cache.
-        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
-        stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
-            so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
-        hidden_states / attentions (*optional*): see [`MemoryModelOutput`]; for a cached step, the new tokens'
-            states `[batch, q, d_dec]` and the new token's weights `[batch, heads, 1, cached columns]`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    memory_embeds: torch.FloatTensor | None = None
-    stream_losses: torch.FloatTensor | None = None
-    hidden_states: tuple[torch.FloatTensor, ...] | None = None
-    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def _build_sub_model(config, causal_lm: bool):
@@ -635,7 +540,7 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         )
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
             step = self.cached_step(input_ids, past_key_values, output_attentions, output_hidden_states)
-            output = MemoryCausalLMOutput(logits=self.decoder.lm_head(step.last_hidden_state),
+            output = MemoryCausalLMOutput(logits=self._head_and_loss(step.last_hidden_state)[0],
                                           past_key_values=past_key_values, hidden_states=step.hidden_states,
                                           attentions=step.attentions)
             return as_return(output, return_dict)
@@ -657,29 +562,43 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         if want_cache:
             num_ids = 0 if input_ids is None else input_ids.shape[1]
             past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, num_ids, decoded.decoder_cache)
-        hidden = last_hidden[:, None] if prefill else decoded.last_hidden_state  # rolled: (b, 1 or T, d)
-        targets = None
-        if has_targets:
-            targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
-                                      self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
-                                      inputs.token_mask[:, : inputs.length])
-        keep = logits_to_keep if targets is None else 0  # the loss needs every position's logits
-        if not prefill:
-            hidden = roll_rows(hidden, inputs.shift, inverse=True)
-            hidden = hidden[:, -keep:] if keep else hidden
-        # Training with labels: the head runs inside the loss, on the positions with targets only.
-        logits = None if self.training and targets is not None else self.decoder.lm_head(hidden)
-        loss = stream_losses = None
-        if targets is not None:
-            rolled = roll_rows(hidden if logits is None else logits, inputs.shift)
-            loss, stream_losses = self._loss(rolled, targets, stream_ids, num_items_in_batch, logits is not None)
-            logits = logits[:, -logits_to_keep:] if logits is not None and logits_to_keep else logits
+        if prefill:
+            logits, loss, stream_losses = self._head_and_loss(last_hidden[:, None])  # (b, 1, V)
+        else:
+            targets = None
+            if has_targets:
+                targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
+                                          self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
+                                          inputs.token_mask[:, : inputs.length])
+            logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
+                                                              stream_ids, logits_to_keep, num_items_in_batch)
         output = MemoryCausalLMOutput(
             loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None,
             memory_embeds=decoded.memory_embeds, stream_losses=stream_losses,
             hidden_states=unroll_all(decoded.hidden_states, inputs.shift), attentions=decoded.attentions,
         )
         return as_return(output, return_dict)
+
+    def _head_and_loss(self, hidden, shift=None, targets=None, stream_ids=None, logits_to_keep=0,
+                       num_items_in_batch=None):
+        """The language-modelling head (the one place it runs on the outputs) and the loss.
+
+        Args:
+            hidden (`[b, T, d]`): decoder states, rows rolled by `shift`; targets (`[b, T]`, *optional*): rolled too.
+        Returns:
+            logits `[b, T or logits_to_keep, V]` in input order (`None` in training with targets: the head then runs
+            inside the loss, on the positions with targets only), loss and per-stream losses (`None` without targets).
+        """
+        keep = logits_to_keep if targets is None else 0  # the loss needs every position's logits
+        hidden = roll_rows(hidden, shift, inverse=True)
+        hidden = hidden[:, -keep:] if keep else hidden
+        logits = None if self.training and targets is not None else self.decoder.lm_head(hidden)
+        if targets is None:
+            return logits, None, None
+        rolled = roll_rows(hidden if logits is None else logits, shift)
+        loss, stream_losses = self._loss(rolled, targets, stream_ids, num_items_in_batch, logits is not None)
+        logits = logits[:, -logits_to_keep:] if logits is not None and logits_to_keep else logits
+        return logits, loss, stream_losses
 
     @staticmethod
     def _ends_on_real_tokens(attention_mask) -> bool:
