@@ -540,10 +540,8 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         )
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
             step = self.cached_step(input_ids, past_key_values, output_attentions, output_hidden_states)
-            output = MemoryCausalLMOutput(logits=self._head_and_loss(step.last_hidden_state)[0],
-                                          past_key_values=past_key_values, hidden_states=step.hidden_states,
-                                          attentions=step.attentions)
-            return as_return(output, return_dict)
+            return as_return(self._output(step, *self._head_and_loss(step.last_hidden_state), past_key_values),
+                             return_dict)
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is not None:
             check_targets(self.config.vocab_size, tuple(reference.shape[:2]), labels, shift_labels)
@@ -572,12 +570,18 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
                                           inputs.token_mask[:, : inputs.length])
             logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
                                                               stream_ids, logits_to_keep, num_items_in_batch)
-        output = MemoryCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None,
-            memory_embeds=decoded.memory_embeds, stream_losses=stream_losses,
-            hidden_states=unroll_all(decoded.hidden_states, inputs.shift), attentions=decoded.attentions,
-        )
+        decoded.hidden_states = unroll_all(decoded.hidden_states, inputs.shift)
+        output = self._output(decoded, logits, loss, stream_losses, past_key_values if want_cache else None)
         return as_return(output, return_dict)
+
+    @staticmethod
+    def _output(decoded, logits, loss, stream_losses, past_key_values) -> MemoryCausalLMOutput:
+        """The output of a forward from the decoder's (`decoded`: memories, hidden states and attentions)."""
+        return MemoryCausalLMOutput(
+            loss=loss, logits=logits, past_key_values=past_key_values, stream_losses=stream_losses,
+            memory_embeds=getattr(decoded, "memory_embeds", None), hidden_states=decoded.hidden_states,
+            attentions=decoded.attentions,
+        )
 
     def _head_and_loss(self, hidden, shift=None, targets=None, stream_ids=None, logits_to_keep=0,
                        num_items_in_batch=None):

@@ -274,22 +274,7 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
             return as_return(output, return_dict)
         check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
                      inputs_embeds, labels, shift_labels)
-        embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, length = embeds.shape[:2]
-        if length > self.config.max_position_embeddings:
-            raise ValueError(
-                f"input length {length} exceeds max_position_embeddings={self.config.max_position_embeddings} "
-                f"(max_segments={self.config.max_segments} x chunk_size={self.config.chunk_size})"
-            )
-        if attention_mask is None:
-            attention_mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
-        attention_mask = attention_mask.to(device=embeds.device, dtype=torch.long)
-        # Left-padded rows are rotated so that every row's real tokens start at position 0 of segment 0.
-        shift = left_pad_shift(attention_mask)
-        embeds, mask = roll_rows(embeds, shift), roll_rows(attention_mask, shift)
-        padded = -length % self.config.chunk_size
-        embeds = F.pad(embeds, (0, 0, 0, padded))  # (B, S * L, D)
-        mask = F.pad(mask, (0, padded))
+        embeds, mask, shift, length = self._segment_inputs(input_ids, attention_mask, inputs_embeds)
         hidden, memories, layer_states, attentions = self._run_segments(embeds, mask, output_attentions,
                                                                         output_hidden_states)
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
@@ -307,6 +292,25 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
                                                past_key_values=past_key_values, hidden_states=layer_states,
                                                attentions=attentions)
         return as_return(output, return_dict)
+
+    def _segment_inputs(self, input_ids, attention_mask, inputs_embeds):
+        """Embeddings `[B, S*L, D]` and mask `[B, S*L]` with every row rolled to start at its first real token and
+        padded to whole segments; also the rows' `shift` and the input length."""
+        embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, length = embeds.shape[:2]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"input length {length} exceeds max_position_embeddings={self.config.max_position_embeddings} "
+                f"(max_segments={self.config.max_segments} x chunk_size={self.config.chunk_size})"
+            )
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, length, dtype=torch.long, device=embeds.device)
+        attention_mask = attention_mask.to(device=embeds.device, dtype=torch.long)
+        # Left-padded rows are rotated so that every row's real tokens start at position 0 of segment 0.
+        shift = left_pad_shift(attention_mask)
+        embeds, mask = roll_rows(embeds, shift), roll_rows(attention_mask, shift)
+        padded = -length % self.config.chunk_size
+        return F.pad(embeds, (0, 0, 0, padded)), F.pad(mask, (0, padded)), shift, length
 
     def fill_cache(self, cache, embeds, mask, memories, num_input_ids: int) -> RecurrentMemoryCache:
         """After a prefill forward over right-aligned `embeds` `[b, S*L, d]` / `mask` `[b, S*L]`: each row's current
