@@ -395,8 +395,10 @@ def test_tied_decoder_embeddings_survive_save_load(tmp_path):
 
 
 def test_auto_model_loads_causal_lm_folder(tmp_path):
-    """AutoModel on a MemoryForCausalLM folder gives a MemoryModel whose hidden states feed the same head."""
+    """AutoModel on a MemoryForCausalLM folder gives a MemoryModel whose hidden states feed the same head. The head
+    class is its own base model (transformers' test_model_base_model_prefix does not apply): same modules."""
     model, ids = build(), ids_of(2, 14)
+    assert model.base_model is model
     model.save_pretrained(tmp_path)
     base = AutoModel.from_pretrained(tmp_path).eval()
     assert type(base) is MemoryModel

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from transformers import AutoModel
 
 from cases_recurrent_memory import CHUNK, VOCAB, recurrent_config, recurrent_model
 from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
@@ -241,3 +242,12 @@ def test_tied_decoder_embeddings_survive_save_and_load(tmp_path):
     assert reloaded.decoder.lm_head.weight is reloaded.get_input_embeddings().weight
     ids = ids_of(1, 10)
     torch.testing.assert_close(logits(reloaded, ids), logits(model, ids), rtol=0, atol=0)
+
+
+def test_the_rmt_is_its_own_base_model():
+    """The RMT has no headless class (transformers' test_model_base_model_prefix does not apply): `base_model` is the
+    model, and AutoModel refuses its config with a ValueError."""
+    model = build("append")
+    assert model.base_model is model
+    with pytest.raises(ValueError, match="RecurrentMemoryConfig"):
+        AutoModel.from_config(model.config)
