@@ -83,7 +83,7 @@ def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None
         config.no_memory = True
     kwargs = {"dtype": dtype} if dtype else {}
     model = loading.load_model(model_dir, config=config, trust_remote_code=trust_remote_code, allow_option=None,
-                               **kwargs)
+                               allow_unexpected=no_memory, **kwargs)  # the ablated model has no encoder to fill
     return model.eval()
 
 
