@@ -105,7 +105,7 @@ def _evaluate(args, output_dir: Path) -> dict:
         if args.no_memory:
             check_has_memory(model_dir)
             runs.append((f"{label} (no memory)", model_dir, True))
-    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path, tasks).all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
     output_dir.mkdir(parents=True, exist_ok=True)
