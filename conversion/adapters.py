@@ -71,7 +71,7 @@ def load_adapter(folder, base_model=None, trust_remote_code: bool = False):
             "--base-model DIR (the model the adapter was trained on), or export the run's final/ folder, which "
             "holds the merged model"
         )
-    base = load_model(base_path, option="--base-model", trust_remote_code=trust_remote_code)
+    base = load_model(base_path, option="--base-model", trust_remote_code=trust_remote_code, allow_option=None)
     peft_model = PeftModel.from_pretrained(base, folder)
     load_extras(peft_model, folder)
     return merge_adapter(peft_model)

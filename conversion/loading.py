@@ -114,7 +114,8 @@ def load_config(path, *, trust_remote_code: bool = False, option: str = "--model
             raise ValueError(f"{option} {str(path)!r}: {error}") from error
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
         raise ValueError(f"{option} {str(path)!r}: no such folder, and no Hub model of that name could be loaded"
-                         + (" (HF_HUB_OFFLINE is set and it is not cached)" if offline else "") + f": {error}") from error
+                         + (" (HF_HUB_OFFLINE is set and it is not cached)" if offline else "")
+                         + f": {error}") from error
     except CONFIG_ERRORS as error:
         if isinstance(error, ValueError):
             _refuse_remote_code(error, path, option)
@@ -188,11 +189,12 @@ def check_loading_info(path, info: dict, *, allow_missing: bool = False, allow_u
         problems.append(f"missing from the checkpoint (would be random): {sorted(info['missing_keys'])}")
     if info.get("unexpected_keys") and not allow_unexpected:
         problems.append(f"in the checkpoint but not in the model: {sorted(info['unexpected_keys'])}")
+    hint = f". Pass {allow_option} to load it anyway" if problems and allow_option else ""
     if info.get("mismatched_keys"):
         problems.append(f"with mismatched shapes: {sorted(str(k) for k in info['mismatched_keys'])}")
     if problems:
         raise ValueError(f"{option} {str(path)!r} does not fit the model; tensors " + "; tensors ".join(problems)
-                         + (f". Pass {allow_option} to load it anyway." if allow_option else "."))
+                         + hint + ".")
 
 
 def load_model(path, *, config=None, trust_remote_code: bool = False, allow_missing: bool = False,

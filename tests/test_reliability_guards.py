@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -305,10 +306,12 @@ def wrong_modes(folder: Path, mask: int) -> list[str]:
             if not p.is_symlink() and p.stat().st_mode & 0o777 != expected[p.is_dir()]]
 
 
-def test_written_folders_follow_the_umask(workspace, tmp_path, umask):
+def test_written_folders_follow_the_umask(workspace, tmp_path, umask, monkeypatch):
     """A training run (checkpoint-N written by the Trainer, final/, metrics), an export, a memory bank, look-alike
-    tasks and a tokenizer get exactly the modes of a plain mkdir / open under the umask (022: 0755 / 0644; 077:
-    0700 / 0600)."""
+    tasks, a tokenizer and evaluation results (lm-eval itself stubbed out) get exactly the modes of a plain
+    mkdir / open under the umask (022: 0755 / 0644; 077: 0700 / 0600)."""
+    from eval.harness import compare
+    from eval.harness.arguments import compare_parser
     from eval.harness.lookalike import write_lookalike_tasks
     from training.data import tokenizer as tokenizer_command
 
@@ -322,8 +325,13 @@ def test_written_folders_follow_the_umask(workspace, tmp_path, umask):
     (tmp_path / "corpus.txt").write_text("one two three\nfour five six\n" * 20)
     assert tokenizer_command.main(["--corpus", str(tmp_path / "corpus.txt"), "--vocab-size", "300", "--output",
                                    str(tmp_path / "tokenizer")]) == 0
+    monkeypatch.setattr(compare, "task_manager_for", lambda *args: SimpleNamespace(all_tasks=["task"]))
+    monkeypatch.setattr(compare, "evaluate_model", lambda *args, **kwargs: {"results": {"task": {"acc,none": 0.5}}})
+    compare.run(compare_parser().parse_args(["--model", str(workspace / "model"), "--tasks", "task",
+                                             "--output-dir", str(tmp_path / "eval")]))
     assert (tmp_path / "run" / "checkpoint-1" / "model.safetensors").exists()
-    for name in ("run", "hub", "bank", "lookalike", "tokenizer"):
+    assert (tmp_path / "eval" / "comparison.json").exists()
+    for name in ("run", "hub", "bank", "lookalike", "tokenizer", "eval"):
         assert wrong_modes(tmp_path / name, umask) == [], name
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no lock or staging left
 

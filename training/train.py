@@ -119,7 +119,7 @@ def load_pretrained(path: str, config=None, *, allow_missing: bool = False, opti
     `allow_missing` (`--allow-missing-weights`) accepts missing or unused tensors.
     """
     return loading.load_model(path, config=config, allow_missing=allow_missing, option=option,
-                      trust_remote_code=trust_remote_code)
+                              trust_remote_code=trust_remote_code)
 
 
 def find_encoder(model) -> torch.nn.Module:
@@ -395,7 +395,8 @@ def _write_lora_outputs(output_dir: Path, trainer, tokenizer, export: dict) -> N
         save_extras(model, staging)
         tokenizer.save_pretrained(staging)
 
-    safe_io.write_folder(output_dir / "adapter", write_adapter, kind="adapter", overwrite=export["overwrite"],
+    # replaced as a whole, as before (runs of earlier versions left adapter/ without a marker)
+    safe_io.write_folder(output_dir / "adapter", write_adapter, kind="adapter", overwrite=True,
                          option="--output-dir's adapter/")
     export_model(merge_adapter(model), output_dir / "final", tokenizer, **export)
 

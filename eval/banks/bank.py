@@ -10,10 +10,10 @@ and `tail_ids` (the tokens after the last complete chunk, which no memory holds)
 Encoding is batched over chunks of many documents, shows a progress bar and is resumable: every finished shard
 is checked (finite memories), written to a staging folder, renamed into place and recorded in the manifest, so a
 rerun of the same command continues where an interrupted one stopped. The bank folder is written through
-`conversion.safe_io` (marked as a bank, locked while encoding, modes from the umask). `load_memory_bank(BANK, model=..., tokenizer=...)`
-checks the files against their recorded hashes and the fingerprint against the model (encoder weights and
-config, chunk size, pooling, memory width, tokenizer), and refuses any difference with a `ValueError` that
-names it. Then
+`conversion.safe_io` (marked as a bank, locked while encoding, modes from the umask).
+`load_memory_bank(BANK, model=..., tokenizer=...)` checks the files against their recorded hashes and the
+fingerprint against the model (encoder weights and config, chunk size, pooling, memory width, tokenizer), and
+refuses any difference with a `ValueError` that names it. Then
 
     bank.memories(doc_id)                       # [1, n_chunks, d], for model.generate(..., memory_embeds=)
     bank.generation_inputs(doc_id, prompt_ids)  # input_ids (tail + prompt) and memory_embeds
