@@ -124,7 +124,8 @@ def test_every_writer_has_overwrite_and_every_loader_asks_consent():
 # --------------------------------------------------------------------------------------------- finite or refused
 def test_nonfinite_weights_are_refused_by_name(workspace, tmp_path, capsys):
     """NaN in the lm_head (generate) or the encoder (encode) is refused naming the tensor and its file; no bank is
-    written. With finite weights whose logits overflow, generate refuses instead of printing an empty answer."""
+    written. Non-finite memories never reach a bank's manifest. With finite weights whose logits overflow, generate
+    refuses instead of printing an empty answer."""
     def poison(key):
         def edit(tensors):
             tensors[key] = tensors[key].clone()
@@ -145,6 +146,15 @@ def test_nonfinite_weights_are_refused_by_name(workspace, tmp_path, capsys):
         tensors["decoder.model.norm.weight"] = torch.full_like(tensors["decoder.model.norm.weight"], 1e30)
         tensors["decoder.lm_head.weight"] = torch.full_like(tensors["decoder.lm_head.weight"], 1e30)
 
+    torch.manual_seed(0)
+    model = MemoryForCausalLM(memory_config()).eval()
+    with torch.no_grad():
+        model.encoder.norm.weight.fill_(float("inf"))  # in Python, past the loader: the shard check catches it
+    with pytest.raises(ValueError, match=r"NaN or inf memories for the documents \['a'\] \(shard 00000\); the shard "
+                                         "is not recorded"):
+        encode_bank(model, word_tokenizer(), ["w5 w6 w7 w8 w9"], ["a"], tmp_path / "nan-bank", show_progress=False)
+    manifest = json.loads((tmp_path / "nan-bank" / "memory_bank.json").read_text())
+    assert manifest["shards"] == [] and not (tmp_path / "nan-bank" / "shards" / "00000").exists()
     loud = copy_model(workspace, tmp_path / "loud", overflow)
     code, line = run(capsys, "generate", "--model", loud, "--prompt", "w5 w6")
     assert code == 2 and line.startswith("memory-models generate: error: the model produced NaN or inf logits at "
