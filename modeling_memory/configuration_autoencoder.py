@@ -2,14 +2,14 @@
 
 from transformers import LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import RequiredFieldsMixin, build_sub_config, check_choice, check_positive_int, context_length
 
 DECODER_MODEL_TYPES = ("llama", "masked_mixer")
 EXPANSIONS = ("unroll", "repeat")
 AUTOENCODER_POOLINGS = ("last", "last_nonpad", "penultimate")
 
 
-class MemoryAutoencoderConfig(PretrainedConfig):
+class MemoryAutoencoderConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryAutoencoder`]: encode `L` tokens into one embedding, then reconstruct them.
 
@@ -40,6 +40,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
     """
 
     model_type = "memory_autoencoder"
+    required_fields = ("encoder_config", "decoder_config", "max_position_embeddings")
 
     def __init__(
         self,

@@ -2,7 +2,7 @@
 
 from transformers import LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_decoder_config, check_positive_int, context_length
+from .config_utils import RequiredFieldsMixin, build_sub_config, check_choice, check_decoder_config, check_positive_int, context_length
 
 MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
@@ -30,7 +30,7 @@ def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: 
     )
 
 
-class MemoryConfig(PretrainedConfig):
+class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryModel`] and [`MemoryForCausalLM`].
 
@@ -89,6 +89,7 @@ class MemoryConfig(PretrainedConfig):
     """
 
     model_type = "memory_model"
+    required_fields = ("decoder_config", "chunk_size", "num_memory_slots")
 
     def __init__(
         self,

@@ -2,14 +2,14 @@
 
 from transformers import LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import RequiredFieldsMixin, build_sub_config, check_choice, check_positive_int, context_length
 
 RECURRENT_DECODER_TYPES = ("llama", "masked_mixer")
 MEMORY_INITS = ("ones", "zeros", "learned")
 WRITE_POSITIONS = ("append", "last_token")
 
 
-class RecurrentMemoryConfig(PretrainedConfig):
+class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`RecurrentMemoryForCausalLM`], the recurrent memory transformer (RMT) baseline.
 
@@ -37,6 +37,7 @@ class RecurrentMemoryConfig(PretrainedConfig):
     """
 
     model_type = "recurrent_memory"
+    required_fields = ("decoder_config", "chunk_size", "max_segments")
 
     def __init__(
         self,
