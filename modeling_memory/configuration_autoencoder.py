@@ -5,6 +5,7 @@ from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 from .config_utils import (
     OWN_MODEL_TYPES,
     POOLINGS,
+    RequiredFieldsMixin,
     build_sub_config,
     check_choice,
     check_positive_int,
@@ -15,7 +16,7 @@ from .config_utils import (
 EXPANSIONS = ("unroll", "repeat")
 
 
-class MemoryAutoencoderConfig(PretrainedConfig):
+class MemoryAutoencoderConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryAutoencoder`]: encode `L` tokens into one embedding, then reconstruct them.
 
@@ -47,6 +48,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
 
     model_type = "memory_autoencoder"
     sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
+    required_fields = ("encoder_config", "decoder_config", "max_position_embeddings")
 
     def __init__(
         self,

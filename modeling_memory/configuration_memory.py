@@ -5,6 +5,7 @@ from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 from .config_utils import (
     OWN_MODEL_TYPES,
     POOLINGS,
+    RequiredFieldsMixin,
     build_sub_config,
     check_choice,
     check_decoder_config,
@@ -37,7 +38,7 @@ def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: 
     )
 
 
-class MemoryConfig(PretrainedConfig):
+class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryModel`] and [`MemoryForCausalLM`].
 
@@ -100,6 +101,7 @@ class MemoryConfig(PretrainedConfig):
     sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
     keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
     # evaluation keeps it out of the predictions
+    required_fields = ("decoder_config", "chunk_size", "num_memory_slots")
 
     def __init__(
         self,

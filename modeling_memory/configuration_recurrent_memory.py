@@ -4,6 +4,7 @@ from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from .config_utils import (
     OWN_MODEL_TYPES,
+    RequiredFieldsMixin,
     build_sub_config,
     check_choice,
     check_positive_int,
@@ -15,7 +16,7 @@ RECURRENT_FILLERS = ("ones", "zeros", "learned")
 WRITE_POSITIONS = ("append", "last_token")
 
 
-class RecurrentMemoryConfig(PretrainedConfig):
+class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`RecurrentMemoryForCausalLM`], the recurrent memory transformer (RMT) baseline.
 
@@ -47,6 +48,7 @@ class RecurrentMemoryConfig(PretrainedConfig):
     sub_configs = {"decoder_config": AutoConfig}
     keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
     # evaluation keeps it out of the predictions
+    required_fields = ("decoder_config", "chunk_size", "max_segments")
 
     def __init__(
         self,

@@ -2,7 +2,8 @@
 evaluation with streaming metrics and the entropy ratio, and resumption from the newest complete checkpoint.
 
 * **Atomic checkpoints.** `MemoryTrainer` writes every checkpoint into `<output_dir>/.staging/checkpoint-N`,
-  marks it complete (a `COMPLETE` file written last) and only then renames it to `<output_dir>/checkpoint-N`.
+  gives its files the modes of the umask, marks it complete (a `COMPLETE` file written last) and only then renames
+  it to `<output_dir>/checkpoint-N`.
   A save that fails half-way therefore never produces a `checkpoint-N` folder, and [`last_complete_checkpoint`]
   ignores any `checkpoint-N` without the marker (e.g. one written by another tool).
 * **Evaluation.** The eval datasets carry an `objective` column; [`RoutingCollator`] builds each eval batch
@@ -277,7 +278,9 @@ class MemoryTrainer(Trainer):
 
 
 def publish_checkpoint(staged: str, final: str) -> None:
-    """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
+    """Give `staged` the umask's modes (the Trainer's files may come out 0600), write the `COMPLETE` marker into it
+    and rename it to `final` (replacing an older `final`)."""
+    safe_io.apply_modes(staged)
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
     safe_io.replace_folder(staged, final)  # an older `final` is renamed aside first and removed last
