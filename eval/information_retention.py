@@ -28,7 +28,7 @@ from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTraine
 from conversion.loading import load_model, load_tokenizer
 from conversion.safe_io import write_text_atomic
 from eval.arguments import retention_parser
-from modeling_memory import MemoryAutoencoder
+from modeling_memory import IGNORE_INDEX, MemoryAutoencoder
 from training.data.corpora import load_corpus
 from training.metrics import StreamingMetrics
 from training.plot import plot_beside, plot_retention, retention_title
@@ -128,7 +128,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: in
         attention_mask[row, : len(ids)] = 1
     if input_ids.numel() and int(input_ids.max()) >= vocab_size:
         raise ValueError(f"token id {int(input_ids.max())} is outside the encoder vocabulary of {vocab_size}")
-    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 

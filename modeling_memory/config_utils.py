@@ -62,6 +62,16 @@ def build_sub_config(value, name: str, allowed: tuple[str, ...] | None = None) -
     return value
 
 
+def keep_sub_config_implementations(kwargs: dict) -> dict:
+    """`PretrainedConfig.__init__` applies `attn_implementation` / `experts_implementation` to every entry of
+    `sub_configs`, resetting them when none is asked for. Unless one is asked for, keep the sub-configs' own
+    (e.g. the "eager" of a decoder loaded with `attn_implementation="eager"`)."""
+    for key in ("attn_implementation", "experts_implementation"):
+        if kwargs.get(key) is None:
+            kwargs[key] = {}  # a per-sub-config dict without entries: every sub-config keeps its own
+    return kwargs
+
+
 def check_choice(owner: str, name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
@@ -81,7 +91,8 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-OWN_DECODER_TYPES = ("llama", "masked_mixer")  # built by explicit dispatch (the paper's sub-models)
+OWN_MODEL_TYPES = ("llama", "masked_mixer")  # the paper's sub-models, built by explicit dispatch
+POOLINGS = ("last", "last_nonpad", "penultimate")  # which encoder position becomes the memory / embedding
 DECODER_INPUTS = ("inputs_embeds", "position_ids", "attention_mask")  # what the memory model passes its decoder
 
 
@@ -95,7 +106,7 @@ def check_decoder_config(config: PretrainedConfig) -> None:
     model can drive: `XForCausalLM` with the base model in `.model` (the Llama layout) whose forward accepts
     `inputs_embeds`, `position_ids` and `attention_mask`. Checked on the classes, before anything is built."""
     model_type = config.model_type
-    if model_type in OWN_DECODER_TYPES:
+    if model_type in OWN_MODEL_TYPES:
         return
     causal = _transformers_class(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type))
     base = _transformers_class(MODEL_MAPPING_NAMES.get(model_type))

@@ -1,6 +1,7 @@
 """The benchmark CLI: quick runs produce complete JSON; the paper's sequential loop equals the batched model."""
 
 import json
+import queue
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from eval.benchmarks import cli as benchmark
 from eval.benchmarks import memory
+from eval.benchmarks.checkpointing import QUICK, _step
 from eval.benchmarks.models import sequential_paper_loss
 from eval.benchmarks.reports import check_targets
 from eval.benchmarks.timing import cache_bytes
@@ -131,3 +133,15 @@ def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):
     for key in ("mixer_tokens_per_s", "llama_tokens_per_s", "mixer_over_llama"):
         assert result["mixer_vs_llama"][key] > 0
     assert "unroll" in stdout and "mixer" in stdout
+
+
+def test_checkpointing_step_saves_less_for_the_same_gradients():
+    """The checkpointing workload's training step (run here in-process, not in fresh processes): with gradient
+    checkpointing the mixer keeps fewer bytes for the backward and gets the same gradients."""
+    results = {}
+    for checkpointing in (False, True):
+        box = queue.Queue()
+        _step(QUICK, checkpointing, box)
+        results[checkpointing] = box.get()
+    assert results[True]["saved_bytes"] < 0.5 * results[False]["saved_bytes"]
+    torch.testing.assert_close(torch.tensor(results[True]["grad_norms"]), torch.tensor(results[False]["grad_norms"]))

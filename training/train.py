@@ -145,7 +145,7 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remo
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
                          f"unexpected {unexpected}. Use a preset whose encoder config matches.")
-    if getattr(model.config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+    if hasattr(model.config, "freeze_encoder"):  # the memory model and the autoencoder
         model.apply_freezing()
 
 
@@ -163,7 +163,7 @@ def build_model(args, tokenizer):
         _set_config_flags(config, args)
         model = load_pretrained(args.init_from, config, allow_missing=args.allow_missing_weights,
                                 trust_remote_code=args.trust_remote_code)
-        if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+        if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
             model.apply_freezing()
     else:
         model = build_from_config(preset_config(args, tokenizer))

@@ -126,7 +126,8 @@ class MemoryTrainer(Trainer):
         counter = getattr(_base_model(self.accelerator.unwrap_model(self.model)), "loss_target_counts", None)
         if counter is None or not self.model_accepts_loss_kwargs or not batch_samples or "labels" not in batch_samples[0]:
             return super()._get_num_items_in_batch(batch_samples, device)
-        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids")).cpu() for b in batch_samples)
+        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids"), b.get("shift_labels")).cpu()
+                     for b in batch_samples)
         counts = counts.to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts[None]).sum(0)
