@@ -3,6 +3,7 @@ decode clock times the decode steps alone; the paper's sequential loop equals th
 
 import json
 import os
+import queue
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from benchmark_checks import assert_spreads
 from eval.benchmarks import cli as benchmark
-from eval.benchmarks import convert, long_context, memory
+from eval.benchmarks import checkpointing, convert, long_context, memory
 from eval.benchmarks.models import sequential_paper_loss
 from eval.benchmarks.reports import check_targets, verdict
 from eval.benchmarks.timing import (DecodeClock, cache_bytes, interleave, paired_ratio, ratio_bounds,
@@ -267,3 +268,33 @@ def test_lora_vs_full_quick_reports_each_step():
     full, lora, ratio = result["full_tokens_per_s"], result["lora_tokens_per_s"], result["lora_over_full"]
     assert ratio == ratio_bounds(lora, full) and ratio["min"] <= lora["median"] / full["median"] <= ratio["max"]
     assert result["lora_trainable_params"] < result["full_trainable_params"]
+
+
+def test_checkpointing_step_saves_less_for_the_same_gradients():
+    """The checkpointing workload's training step (run here in-process, not in fresh processes): with gradient
+    checkpointing the mixer keeps fewer bytes for the backward and gets the same gradients."""
+    results = {}
+    for enabled in (False, True):
+        box = queue.Queue()
+        checkpointing._step(checkpointing.QUICK, enabled, box)
+        results[enabled] = box.get()
+    assert results[True]["saved_bytes"] < 0.5 * results[False]["saved_bytes"]
+    torch.testing.assert_close(torch.tensor(results[True]["grad_norms"]), torch.tensor(results[False]["grad_norms"]))
+
+
+def test_checkpointing_measure_spreads_the_timed_figures(monkeypatch):
+    """`measure` alternates the settings over the repeats (steps run in-process here instead of fresh processes):
+    seconds and peak RSS increase are spreads over them, the saved bytes one exact number, checked equal."""
+    def in_process(context, sizes, enabled):
+        box = queue.Queue()
+        checkpointing._step(sizes, enabled, box)
+        return box.get()
+
+    monkeypatch.setattr(checkpointing, "_fresh_step", in_process)
+    result = checkpointing.measure(checkpointing.QUICK, repeats=2)
+    for name in ("without", "with"):
+        assert set(result[name]) == {"saved_bytes", "seconds", "peak_rss_increase_bytes"}
+        assert result[name]["seconds"]["runs"] == result[name]["peak_rss_increase_bytes"]["runs"] == 2
+        assert result[name]["seconds"]["min"] <= result[name]["seconds"]["median"] <= result[name]["seconds"]["max"]
+    assert result["same_gradients"] is True and result["saved_ratio"] < 0.5
+    assert "median (min-max) over 2 processes" in checkpointing.format_checkpointing({"checkpointing": result})

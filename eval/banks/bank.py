@@ -8,11 +8,12 @@ SHA-256 of every shard's files) and `shards/NNNNN/` (`Dataset.save_to_disk` fold
 and `tail_ids` (the tokens after the last complete chunk, which no memory holds).
 
 Encoding is batched over chunks of many documents, shows a progress bar and is resumable: every finished shard
-is written to a temporary folder, renamed into place and recorded in the manifest, so a rerun of the same
-command continues where an interrupted one stopped. `load_memory_bank(BANK, model=..., tokenizer=...)`
-checks the files against their recorded hashes and the fingerprint against the model (encoder weights and
-config, chunk size, pooling, memory width, tokenizer), and refuses any difference with a `ValueError` that
-names it. Then
+is checked (finite memories), written to a staging folder, renamed into place and recorded in the manifest, so a
+rerun of the same command continues where an interrupted one stopped. The bank folder is written through
+`conversion.safe_io` (marked as a bank, locked while encoding, modes from the umask).
+`load_memory_bank(BANK, model=..., tokenizer=...)` checks the files against their recorded hashes and the
+fingerprint against the model (encoder weights and config, chunk size, pooling, memory width, tokenizer), and
+refuses any difference with a `ValueError` that names it. Then
 
     bank.memories(doc_id)                       # [1, n_chunks, d], for model.generate(..., memory_embeds=)
     bank.generation_inputs(doc_id, prompt_ids)  # input_ids (tail + prompt) and memory_embeds
@@ -24,10 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,6 +33,8 @@ import datasets
 import numpy as np
 import torch
 
+from conversion import safe_io
+from conversion.loading import load_config, load_model, load_tokenizer
 from eval.banks.arguments import encode_parser
 
 MANIFEST = "memory_bank.json"
@@ -119,9 +119,9 @@ def fingerprint_differences(bank: dict, current: dict) -> list[str]:
 
 # ----------------------------------------------------------------------------- files
 def _files_sha256(folder: Path) -> str:
-    """SHA-256 over the names and contents of every file under `folder`."""
+    """SHA-256 over the names and contents of every file under `folder` (our marker aside)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != safe_io.MARKER):
         digest.update(str(path.relative_to(folder)).encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -130,10 +130,7 @@ def _files_sha256(folder: Path) -> str:
 
 
 def _write_json_atomically(path: Path, content: dict) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as out:
-        json.dump(content, out, indent=2)
-    os.replace(temporary, path)
+    safe_io.write_text_atomic(path, json.dumps(content, indent=2))
 
 
 def _read_manifest(folder: Path) -> dict:
@@ -299,9 +296,11 @@ def _features(width: int) -> datasets.Features:
 
 
 def encode_bank(model, tokenizer, texts: Sequence[str], ids: Sequence[str], output, *, source: dict | None = None,
-                batch_size: int = 64, shard_size: int = 256, show_progress: bool = True) -> Path:
+                batch_size: int = 64, shard_size: int = 256, show_progress: bool = True, overwrite: bool = False,
+                inputs=()) -> Path:
     """Encode `texts` into a bank at `output` (see the module docstring); resumes a bank left unfinished by the
-    same model, tokenizer and source. Refuses to touch a folder that is not such a bank."""
+    same model, tokenizer and source. Refuses a folder that is not such a bank (unless `overwrite`: a non-empty
+    folder of another kind or not ours then gets the bank beside its files) or holds one of `inputs`."""
     if getattr(model, "encoder", None) is None:
         raise ValueError("this memory model has no encoder (encoder_config is None or no_memory=True): "
                          "it cannot make a memory bank")
@@ -310,27 +309,42 @@ def encode_bank(model, tokenizer, texts: Sequence[str], ids: Sequence[str], outp
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if len(texts) != len(ids):
         raise ValueError(f"{len(texts)} texts but {len(ids)} ids")
-    folder = Path(output)
-    current = fingerprint(model, tokenizer)
-    num_shards = -(-len(texts) // shard_size)
-    source = {**(source or {}), "num_documents": len(texts), "shard_size": shard_size}
-    if folder.exists() and any(folder.iterdir()):
-        manifest = _read_manifest(folder)  # refuses any folder we did not create
+    folder = safe_io.check_target(output, kind="bank", overwrite=overwrite, inputs=inputs)
+    with safe_io.locked(folder):
+        manifest = _open_manifest(folder, fingerprint(model, tokenizer), source, len(texts), shard_size)
+        _encode_shards(model, tokenizer, texts, ids, folder, manifest, batch_size, shard_size, show_progress)
+    return folder
+
+
+def _open_manifest(folder: Path, current: dict, source: dict | None, num_documents: int, shard_size: int) -> dict:
+    """The manifest of an unfinished bank of the same model and source, or that of a new bank (written)."""
+    source = {**(source or {}), "num_documents": num_documents, "shard_size": shard_size}
+    if (folder / MANIFEST).is_file():
+        manifest = _read_manifest(folder)
         differences = fingerprint_differences(manifest["fingerprint"], current)
         if manifest["source"] != source:
             differences.append(f"source: bank {manifest['source']} != now {source}")
         if differences:
             raise ValueError(f"{folder} holds a memory bank made differently; not resuming: " + "; ".join(differences))
-    else:
-        manifest = {"format": BANK_FORMAT, "version": FORMAT_VERSION, "fingerprint": current, "source": source,
-                    "num_documents": len(texts), "num_shards": num_shards, "shards": [], "complete": False}
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_json_atomically(folder / MANIFEST, manifest)
+        safe_io.recover_all(folder / SHARDS)  # shards of a killed run: staged, never recorded
+        return manifest
+    manifest = {"format": BANK_FORMAT, "version": FORMAT_VERSION, "fingerprint": current, "source": source,
+                "num_documents": num_documents, "num_shards": -(-num_documents // shard_size), "shards": [],
+                "complete": False}
+    folder.mkdir(parents=True, exist_ok=True)
+    safe_io.mark(folder, "bank")
+    _write_json_atomically(folder / MANIFEST, manifest)
+    return manifest
+
+
+def _encode_shards(model, tokenizer, texts, ids, folder: Path, manifest: dict, batch_size: int, shard_size: int,
+                   show_progress: bool) -> None:
+    """Encode, check and record every shard the manifest does not hold yet."""
+    from tqdm.auto import tqdm  # (datasets' dependency; only the progress bar needs it)
+
     (folder / SHARDS).mkdir(exist_ok=True)
     done = {shard["name"] for shard in manifest["shards"]}
-    width = current["memory_width"]
-    from tqdm.auto import tqdm
-
+    width, chunk, num_shards = manifest["fingerprint"]["memory_width"], model.config.chunk_size, manifest["num_shards"]
     model.eval()
     with tqdm(total=len(texts), unit="doc", desc="encoding", disable=not show_progress) as progress:
         for index in range(num_shards):
@@ -341,20 +355,16 @@ def encode_bank(model, tokenizer, texts: Sequence[str], ids: Sequence[str], outp
                 continue
             tokens = [tokenizer(text)["input_ids"] for text in texts[lo:hi]]
             memories = encode_documents(model, tokens, batch_size)
-            chunk = model.config.chunk_size
+            bad = [ids[lo + i] for i, m in enumerate(memories) if not np.isfinite(m).all()]
+            if bad:
+                raise ValueError(f"the encoder gave NaN or inf memories for the documents {bad[:5]} (shard {name}); "
+                                 "the shard is not recorded")
             shard = datasets.Dataset.from_dict({
                 "id": list(ids[lo:hi]), "text": list(texts[lo:hi]), "input_ids": tokens,
                 "tail_ids": [t[len(t) // chunk * chunk :] for t in tokens],
                 "memories": [m.reshape(-1, width) for m in memories],
             }, features=_features(width))
-            temporary = Path(tempfile.mkdtemp(dir=folder / SHARDS, prefix=f".{name}."))
-            try:
-                shard.save_to_disk(str(temporary))
-                sha = _files_sha256(temporary)
-                os.replace(temporary, folder / SHARDS / name)
-            except BaseException:
-                shutil.rmtree(temporary, ignore_errors=True)  # our own temporary folder only
-                raise
+            sha = _write_shard(shard, folder / SHARDS / name)
             manifest["shards"].append({"name": name, "num_documents": hi - lo, "sha256": sha})
             manifest["complete"] = len(manifest["shards"]) == num_shards
             _write_json_atomically(folder / MANIFEST, manifest)
@@ -362,33 +372,51 @@ def encode_bank(model, tokenizer, texts: Sequence[str], ids: Sequence[str], outp
     if not manifest["complete"]:  # e.g. an empty corpus
         manifest["complete"] = len(manifest["shards"]) == num_shards
         _write_json_atomically(folder / MANIFEST, manifest)
-    return folder
+
+
+def _write_shard(shard: datasets.Dataset, target: Path) -> str:
+    """Save `shard` through a staging folder renamed to `target`; returns the SHA-256 of its files."""
+    staging = safe_io.staging_folder(target, "bank")
+    try:
+        shard.save_to_disk(str(staging))
+        safe_io.apply_modes(staging)
+        sha = _files_sha256(staging)
+    except BaseException:
+        safe_io.recover(target)  # removes our own staging folder
+        raise
+    safe_io.replace_folder(staging, target)
+    return sha
 
 
 # ----------------------------------------------------------------------------- CLI
 def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32",
-                             memory_window: str | None = None, max_context: int | None = None):
-    """A memory model (`AutoModelForCausalLM`, remote code allowed) and its tokenizer (model folder by default);
-    `memory_window` / `max_context` override the saved config's (e.g. `"rolling"` for long documents)."""
-    import modeling_memory  # noqa: F401  (registers the memory model classes)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+                             memory_window: str | None = None, max_context: int | None = None,
+                             trust_remote_code: bool = False):
+    """A memory model and its tokenizer (model folder by default), loaded and checked by `conversion.loading`
+    (code shipped with the folder runs only with `trust_remote_code`); `memory_window` / `max_context` override
+    the saved config's (e.g. `"rolling"` for long documents)."""
     overrides = {k: v for k, v in (("memory_window", memory_window), ("max_context", max_context)) if v is not None}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), trust_remote_code=True,
-                                                 **overrides)
-    if model.config.model_type != "memory_model":
-        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model; memory banks need a memory_model")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+    config = load_config(model_dir, trust_remote_code=trust_remote_code, **overrides)
+    if config.model_type != "memory_model":
+        raise ValueError(f"--model {model_dir!r} holds a {config.model_type!r} model, not a memory model "
+                         "(model_type 'memory_model')")
+    model = load_model(model_dir, config=config, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
+                       allow_option=None)
+    tokenizer = load_tokenizer(tokenizer_dir or model_dir, option="--tokenizer" if tokenizer_dir else "--model",
+                               trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = encode_parser().parse_args(argv)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype)
+    inputs = [("--model", args.model), ("--tokenizer", args.tokenizer), ("--dataset", args.dataset)]
+    safe_io.check_target(args.output, kind="bank", overwrite=args.overwrite, inputs=inputs)  # before loading
+    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype,
+                                                trust_remote_code=args.trust_remote_code)
     texts, ids = load_documents(args.dataset, args.split, args.text_column, args.id_column, args.num_documents)
     source = {"dataset": args.dataset, "split": args.split, "text_column": args.text_column}
     folder = encode_bank(model, tokenizer, texts, ids, args.output, source=source, batch_size=args.batch_size,
-                         shard_size=args.shard_size)
+                         shard_size=args.shard_size, overwrite=args.overwrite, inputs=inputs)
     bank = load_memory_bank(folder, model, tokenizer)
     chunks = sum(len(bank.document(i)["input_ids"]) // model.config.chunk_size for i in bank.ids)
     print(f"wrote {folder}: {len(bank)} documents, {chunks} memories of width {bank.fingerprint['memory_width']}")

@@ -14,6 +14,7 @@ BENCHMARKS = {
     "convert": "convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training",
     "long-context": "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama",
     "rmt-generation": "RMT generate(): segment cache vs whole-prefix recompute",
+    "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
 }
 
 
