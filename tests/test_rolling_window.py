@@ -173,6 +173,8 @@ def test_long_context_benchmark_quick(tmp_path, capsys):
     assert rows[0]["kv_cache_bytes"]["memory"] == rows[1]["kv_cache_bytes"]["memory"] > 0
     assert rows[1]["kv_cache_bytes"]["full_context"] > rows[0]["kv_cache_bytes"]["full_context"]
     assert all(row["bank_equals_on_the_fly"] for row in rows)
+    assert result["settings"]["sizes"]["decode_repeats"] == 2 and set(result["settings"]["samples"]) == {
+        "generation", "decode", "encode"}  # the decode rounds: 2 at --quick sizes, like --repeats 2 here
     candidates = {"memory_bank", "memory_on_the_fly", "full_context"}
     assert all(row["decode_steps"] == dict.fromkeys(candidates, QUICK.new_tokens - 1) for row in rows)
     figures = assert_spreads(result, 2, {f"/{figure}/{name}" for figure in ("ttft_s", "decode_tokens_per_s")

@@ -29,6 +29,8 @@ def _long_context_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-context-max", type=int, default=None,
                         help="longest context for the full-context Llama (memory grows with the square)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
+    parser.add_argument("--decode-repeats", type=int, default=None,
+                        help="rounds of the back-to-back bank calls that time the memory model's decode (default 100)")
 
 
 OPTIONS = {"memory": _memory_options, "long-context": _long_context_options}

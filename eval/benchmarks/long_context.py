@@ -7,7 +7,8 @@ One memory model with the rolling memory window (`S` slots of chunk `L`), in one
   memory model encoding the context on the fly (`generate(context)`), (c) a full-context `LlamaForCausalLM`
   with the decoder's shape and weights, up to `--full-context-max` tokens (beyond it: skipped, not measured);
 * decode tokens/s of each candidate and KV-cache bytes after the context: the memory model's must stay flat as
-  `n` grows (judged from the bank calls, which run back to back across lengths);
+  `n` grows (judged on decode rounds of their own: the cheap bank calls of every length back to back, many
+  times, as one call's decode rate varies by +-40% even on an idle machine);
 * encoding throughput of the bank encoder (`eval.banks.bank.encode_documents`), in tokens/s.
 
 One sample = one `generate(max_new_tokens=new_tokens)` call per candidate (bank, on the fly, full context) and
@@ -51,16 +52,17 @@ class LongSizes:
     new_tokens: int = 64  # per generate call: the first times the prefill, the other 63 the decode
     encode_batch: int = 64
     warmup: int = 1
-    repeats: int = 10  # generate calls per candidate and length (decode under load varies +-25% per call); encodes
+    repeats: int = 10  # rounds of every generate call (TTFT, decode of the others); encodes per length
+    decode_repeats: int = 100  # rounds of the back-to-back bank calls timing the memory decode (+-40% per call)
 
 
 QUICK = LongSizes(vocab_size=128, decoder_hidden=32, encoder_hidden=16, num_heads=2, chunk_size=8, lengths=(64, 128),
-                  full_context_max=128, new_tokens=4, encode_batch=8, warmup=0, repeats=1)
+                  full_context_max=128, new_tokens=4, encode_batch=8, warmup=0, repeats=1, decode_repeats=2)
 
 
 def _sizes(args) -> LongSizes:
     sizes = QUICK if args.quick else LongSizes()
-    for name in ("lengths", "full_context_max", "new_tokens", "repeats", "warmup"):
+    for name in ("lengths", "full_context_max", "new_tokens", "repeats", "decode_repeats", "warmup"):
         value = getattr(args, name, None)
         if value is not None:
             sizes = replace(sizes, **{name: tuple(sorted(set(value))) if name == "lengths" else value})
@@ -126,15 +128,20 @@ def generate_calls(memory, case: Case, new_tokens: int) -> dict:
     return calls
 
 
-MEMORY_CANDIDATES = ("memory_bank", "memory_on_the_fly")
-
-
 def length_row(memory, case: Case, clocks: dict, shortest: dict, encode_seconds: list, sizes: LongSizes) -> dict:
-    """TTFT and decode tokens/s of each candidate, KV bytes and encoder tokens/s after `case.n` tokens; `clocks`
-    maps each candidate to its clocks, `shortest` each memory candidate to its clocks at the shortest length."""
+    """TTFT and decode tokens/s of each candidate, KV bytes and encoder tokens/s after `case.n` tokens.
+
+    `clocks` maps each candidate to its clocks, and "memory_decode" to the clocks of the decode rounds (bank
+    calls); `shortest` maps "memory_bank" and "memory_on_the_fly" to the clocks at the shortest length that their
+    decode rates are compared with, round by round.
+    """
     n, chunk, new = case.n, sizes.chunk_size, sizes.new_tokens
+    clocks = dict(clocks)
+    decode_clocks = clocks.pop("memory_decode")
     figures = {name: generation_figures(values, new) for name, values in clocks.items()}
-    decode = {name: [clock.decode_tokens_per_s() for clock in values] for name, values in clocks.items()}
+    figures["memory_bank"]["decode_tokens_per_s"] = generation_figures(decode_clocks, new)["decode_tokens_per_s"]
+    decode = {"memory_bank": [clock.decode_tokens_per_s() for clock in decode_clocks],
+              "memory_on_the_fly": [clock.decode_tokens_per_s() for clock in clocks["memory_on_the_fly"]]}
     out, from_bank = _generate(memory, new, input_ids=case.ids), _generate(memory, new, **case.bank_inputs)
     row = {
         "context": n,
@@ -142,7 +149,7 @@ def length_row(memory, case: Case, clocks: dict, shortest: dict, encode_seconds:
         "decode_tokens_per_s": {name: figure["decode_tokens_per_s"] for name, figure in figures.items()},
         "decode_steps": {name: figure["decode_steps"] for name, figure in figures.items()},
         "decode_over_shortest": {name: paired_ratio(decode[name], [c.decode_tokens_per_s() for c in shortest[name]])
-                                 for name in MEMORY_CANDIDATES},
+                                 for name in ("memory_bank", "memory_on_the_fly")},
         "kv_cache_bytes": {"memory": cache_bytes(out.past_key_values)},
         "encode_tokens_per_s": spread(rates(n - chunk, encode_seconds)),
         "bank_equals_on_the_fly": bool(torch.equal(out.sequences[0, n:], from_bank.sequences[0, chunk:])),
@@ -159,7 +166,7 @@ def length_row(memory, case: Case, clocks: dict, shortest: dict, encode_seconds:
 def check_targets(rows: list, quick: bool = False) -> list:
     """The targets, each judged by `reports.verdict` on its median's interval (met / MISSED / unresolved); the
     median, interval and min-max come with it. The decode change is the memory model's decode rate from a bank at
-    the longest context over the shortest's in the same round, minus 1: those calls run back to back (their
+    the longest context over the shortest's in the same decode round, minus 1: those calls run back to back (their
     prefill is one chunk), so a change in machine load rarely falls between them. At `quick` sizes a target
     (stated for the full sizes) is not judged: `met` is `None` and `status` n/a, the measured value still shown."""
     checks = []
@@ -203,7 +210,12 @@ def run(args) -> dict:
                  for case, case_calls in zip(cases, per_case) if name in case_calls}
         progress(f"long-context: {len(calls)} generate calls x ({sizes.warmup} warm-up + {sizes.repeats} rounds)")
         clocks = sample_generation(calls, sizes.repeats, sizes.warmup, args.device, label="long-context")
-        shortest = {name: clocks[(cases[0].n, name)] for name in MEMORY_CANDIDATES}
+        # The decode rounds: the cheap bank calls of every length back to back, many times (decode flatness).
+        clocks.update({(n, "memory_decode"): values for (n, _), values in sample_generation(
+            {key: call for key, call in calls.items() if key[1] == "memory_bank"}, sizes.decode_repeats, 0,
+            args.device, label="long-context decode").items()})
+        shortest = {"memory_bank": clocks[(cases[0].n, "memory_decode")],
+                    "memory_on_the_fly": clocks[(cases[0].n, "memory_on_the_fly")]}
         rows = [length_row(memory, case, {name: values for (n, name), values in clocks.items() if n == case.n},
                            shortest, encode[case.n], sizes) for case in cases]
     samples = {"generation": f"{sizes.warmup} warm-up + {sizes.repeats} timed generate calls per candidate and "
@@ -211,6 +223,8 @@ def run(args) -> dict:
                              f"then the full-context ones; one sample = one call: "
                              f"prefill to the first token, then {sizes.new_tokens - 1} decode steps timed token by "
                              f"token",
+               "decode": f"{sizes.decode_repeats} rounds of the bank calls at every length back to back; the memory "
+                         f"model's decode rate from a bank and its change with the length come from these",
                "encode": f"{sizes.repeats} timed encodes of the context's complete chunks but the last per length, "
                          f"alternating"}
     return {"benchmark": "long-context", "settings": settings(args, sizes, samples=samples), "rows": rows,
@@ -232,7 +246,8 @@ def format_table(result: dict) -> str:
         f"long-context benchmark: {s['device']}, {s['threads']} threads; memory model d={z['decoder_hidden']} "
         f"(encoder d={z['encoder_hidden']}), {z['num_layers']} layers, chunk {z['chunk_size']} x "
         f"{z['num_memory_slots']} slots, rolling window; full-context Llama with the decoder's weights; "
-        f"median (min-max) over {z['repeats']} calls each, {z['new_tokens']} new tokens per call",
+        f"median (min-max) over {z['repeats']} calls each ({z['decode_repeats']} for the decode from a bank), "
+        f"{z['new_tokens']} new tokens per call",
         "",
         "| context | TTFT bank ms | TTFT on the fly ms | TTFT full ms | bank/full | fly/full | decode tok/s bank "
         "| decode tok/s on the fly | decode tok/s full | KV bytes memory | KV bytes full | encode tok/s |",
@@ -262,5 +277,5 @@ def format_table(result: dict) -> str:
                  f"{result['rows'][0]['context']}: {longest['median'] - 1:.3g} (median interval {low:.3g} to "
                  f"{high:.3g}, min-max {longest['min'] - 1:.3g} to {longest['max'] - 1:.3g}); each of these calls "
                  f"follows its own prefill")
-    lines.append(f"samples: {s['samples']['generation']}; {s['samples']['encode']}")
+    lines.append(f"samples: {s['samples']['generation']}; {s['samples']['decode']}; {s['samples']['encode']}")
     return "\n".join(lines)
