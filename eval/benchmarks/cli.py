@@ -1,10 +1,10 @@
 """Speed and memory benchmarks: a table on stdout and a JSON file (plus a plot beside it).
 
     python -m eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
-    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation [--quick] ...
+    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | banks [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
-`rmt_generation`) with `run(args) -> dict`; this module registers them as `SUBCOMMANDS` and gives every one the
+`rmt_generation`, `banks`) with `run(args) -> dict`; this module registers them as `SUBCOMMANDS` and gives every one the
 common options --quick, --device, --dtype (bf16 = autocast), --output, --repeats, --warmup and --threads.
 The timing harness is `timing.py`, the shared model builders `models.py`, the targets and tables `reports.py`.
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.benchmarks import autoencoder, convert, long_context, memory, rmt_generation
+from eval.benchmarks import autoencoder, banks, convert, long_context, memory, rmt_generation
 from eval.benchmarks.reports import format_autoencoder, format_memory_table
 from training.plot import plot_beside, plot_benchmark
 
@@ -47,6 +47,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                                "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama"),
     "rmt-generation": Subcommand(rmt_generation.run, rmt_generation.format_rmt_generation,
                                  help="RMT generate(): segment cache vs whole-prefix recompute"),
+    "banks": Subcommand(banks.run, banks.format_banks, banks.add_arguments,
+                        "memory banks: encode tokens/s for 1 and 2 processes, peak RSS and TTFT vs bank size"),
 }
 
 
