@@ -18,7 +18,6 @@ checks every shard and the index.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from eval.banks import store
+from eval.banks.arguments import verify_parser
 
 # Config keys that describe where a config came from rather than what the encoder computes.
 _CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "use_cache",
@@ -260,16 +260,9 @@ def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, d
     return model.eval(), tokenizer
 
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models verify",
-                                     description="check every shard and the index of a memory bank")
-    parser.add_argument("bank", help="memory bank folder (from `memory-models encode`)")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """`memory-models verify BANK`."""
+    args = verify_parser().parse_args(argv)
     counts = verify_bank(args.bank)
     print(f"{args.bank}: {counts['documents']} documents in {counts['shards']} shards "
           f"({counts['bytes'] / 2**20:.1f} MiB), every SHA-256 matches")

@@ -19,7 +19,6 @@ A `save_to_disk` folder is memory-mapped.
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import sys
@@ -36,6 +35,7 @@ from accelerate import PartialState
 
 from conversion import safe_io
 from eval.banks import store
+from eval.banks.arguments import encode_parser
 from eval.banks.bank import fingerprint, fingerprint_differences, load_model_and_tokenizer
 from training.data import corpora
 
@@ -319,28 +319,8 @@ def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDa
 
 
 # ----------------------------------------------------------------------------- CLI
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models encode", description="encode a corpus into a memory bank "
-                                     "(one process, or many under torchrun / accelerate launch)")
-    parser.add_argument("--model", required=True, help="memory model folder or Hub id")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
-    parser.add_argument("--dataset", required=True,
-                        help="save_to_disk folder, local .txt/.json/.jsonl/.parquet/.csv file or folder (streamed), "
-                             "'python-docs', 'records', or a Hub dataset id (streamed)")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--id-column", default="id", help="document ids (default: row numbers if absent)")
-    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
-    parser.add_argument("--output", required=True, help="bank folder (new, or an unfinished bank to resume)")
-    parser.add_argument("--batch-size", type=int, default=64, help="chunks per encoder call")
-    parser.add_argument("--shard-size", type=int, default=256,
-                        help="documents per shard: the unit of work per process, of resuming and of reading")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = encode_parser().parse_args(argv)
     state = PartialState(cpu=not torch.cuda.is_available())  # gloo ranks on CPU, one GPU per rank otherwise
     try:
         model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype)

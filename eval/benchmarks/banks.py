@@ -67,14 +67,6 @@ QUICK = BankSizes(vocab_size=64, encoder_hidden=16, decoder_hidden=16, chunk_siz
                   batch_size=8, reads=3, warmup=0, repeats=1)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--documents", type=int, nargs="+", default=None, help="bank sizes (documents)")
-    parser.add_argument("--throughput-documents", type=int, default=None, help="corpus size of the throughput runs")
-    parser.add_argument("--shard-size", type=int, default=None, help="documents per shard")
-    parser.add_argument("--workdir", default=None, help="keep the model, corpus and banks here (default: a "
-                        "temporary folder, removed at the end)")
-
-
 def _sizes(args) -> BankSizes:
     sizes = QUICK if args.quick else BankSizes()
     for name in ("documents", "throughput_documents", "shard_size", "repeats", "warmup"):

@@ -53,13 +53,6 @@ QUICK = LongSizes(vocab_size=128, decoder_hidden=32, encoder_hidden=16, num_head
                   full_context_max=128, new_tokens=4, encode_batch=8, warmup=0, repeats=1)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--lengths", type=int, nargs="+", default=None, help="context lengths in tokens")
-    parser.add_argument("--full-context-max", type=int, default=None,
-                        help="longest context for the full-context Llama (memory grows with the square)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
-
-
 def _sizes(args) -> LongSizes:
     sizes = QUICK if args.quick else LongSizes()
     for name in ("lengths", "full_context_max", "new_tokens", "repeats", "warmup"):
