@@ -284,7 +284,8 @@ def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDa
 
     Returns:
         `dict`: `folder`, the bank's `num_documents` and `num_shards`, and what this run encoded (all ranks):
-        `documents`, `tokens`, `shards`, `seconds`, `processes`.
+        `documents`, `tokens`, `shards`, `seconds` (of which `complete_seconds`: rank 0 writing the index and
+        marking the bank complete), `processes`.
     """
     _check_arguments(model, batch_size, shard_size)
     folder, ranks = Path(output), Ranks.current()
@@ -306,16 +307,19 @@ def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDa
     statuses = ranks.all_gather({**done, "rank": ranks.rank, "host": ranks.host,
                                  "error": None if error is None else f"{type(error).__name__}: {error}"})
     _raise_failures(statuses, ranks, error, folder)
+    serial = 0.0
     if not manifest["complete"]:
         counts = {s["num_shards"] for s in statuses}
         if len(counts) != 1:
             raise RuntimeError(f"the ranks read different numbers of shards from the corpus ({sorted(counts)}): "
                                "the dataset must give the same rows in the same order to every process")
+        serial = time.perf_counter()
         manifest = ranks.on_main(lambda: _complete(folder, manifest, counts.pop()))
+        serial = time.perf_counter() - serial  # the one serial step: index and manifest, on rank 0
     return {"folder": folder, "num_documents": manifest["num_documents"], "num_shards": manifest["num_shards"],
             "documents": sum(s["documents"] for s in statuses), "tokens": sum(s["tokens"] for s in statuses),
             "shards": sum(s["shards"] for s in statuses), "seconds": time.perf_counter() - start,
-            "processes": ranks.world}
+            "complete_seconds": serial, "processes": ranks.world}
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -336,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = result["tokens"] / result["seconds"] if result["seconds"] else 0.0
         print(f"wrote {result['folder']}: {result['num_documents']} documents in {result['num_shards']} shards; "
               f"this run encoded {result['shards']} shards, {result['tokens']} tokens in {result['seconds']:.1f} s "
-              f"({rate:,.0f} tokens/s, {result['processes']} processes x {torch.get_num_threads()} threads)")
+              f"({rate:,.0f} tokens/s, {result['processes']} processes x {torch.get_num_threads()} threads; marking "
+              f"it complete took {result['complete_seconds']:.2f} s)")
     return 0
 
 
