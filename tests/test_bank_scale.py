@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import cases_banks
-from eval.banks import encode as memory_encode, generate as memory_generate
+from eval.banks import encode as memory_encode, generate as memory_generate, store
 from eval.banks.bank import load_memory_bank, verify_bank
 from eval.banks.encode import encode_bank, open_corpus
 from training.data import corpora
@@ -132,3 +132,19 @@ def test_ids_repeated_across_shards_leave_the_bank_incomplete(saved, tmp_path):
                     show_progress=False)
     with pytest.raises(ValueError, match="incomplete"):
         load_memory_bank(tmp_path / "bank")
+
+
+def test_index_in_many_buckets_finds_every_document(saved, tmp_path, monkeypatch):
+    """With 4 ids per index bucket (6 buckets for 24 documents) every document is found in its bucket and reads
+    the same row as in the one-bucket bank; `verify` counts every bucket's ids."""
+    root, model, tokenizer = saved
+    monkeypatch.setattr(store, "INDEX_BUCKET_SIZE", 4)
+    encode_bank(model, tokenizer, datasets.Dataset.from_list(cases_banks.rows()), tmp_path / "bank",
+                shard_size=cases_banks.SHARD_SIZE, batch_size=3, show_progress=False)
+    bank, reference = load_memory_bank(tmp_path / "bank"), load_memory_bank(root / "bank")
+    assert bank.manifest["index_buckets"] == 6 and reference.manifest["index_buckets"] == 1
+    assert sorted(p.name for p in (tmp_path / "bank" / "index").iterdir() if p.is_dir()) == [f"0000{b}" for b in range(6)]
+    assert verify_bank(tmp_path / "bank")["documents"] == 24
+    for row in cases_banks.rows():
+        assert bank.document(row["id"])["text"] == row["text"]
+        torch.testing.assert_close(bank.memories(row["id"]), reference.memories(row["id"]))

@@ -11,7 +11,7 @@ size, pooling, memory width, tokenizer) and refuses any difference with a `Value
     bank.memories(doc_id)                       # [1, n_chunks, d], for model.generate(..., memory_embeds=)
     bank.generation_inputs(doc_id, prompt_ids)  # input_ids (tail + prompt) and memory_embeds
 
-find the document in the memory-mapped index and read only its shard, after checking that shard's SHA-256:
+find the document in one memory-mapped bucket of the id index and read only its shard, after checking that shard's SHA-256:
 the cost of reading one document does not grow with the bank. `memory-models verify BANK` (`verify_bank`)
 checks every shard and the index.
 """
@@ -118,12 +118,9 @@ class MemoryBank:
         self.folder = folder
         self.manifest = manifest
         self.fingerprint = manifest["fingerprint"]
-        self.index = store.Index(folder)
+        self.index = store.Index(folder, manifest["index_buckets"])
         self.verify = verify
         self._shards: dict[int, datasets.Dataset] = {}
-        if len(self.index) != manifest["num_documents"]:
-            raise ValueError(f"the memory bank {folder} is corrupted: its index has {len(self.index)} documents, "
-                             f"the manifest {manifest['num_documents']}")
 
     def __len__(self) -> int:
         return self.manifest["num_documents"]
@@ -146,7 +143,7 @@ class MemoryBank:
         position = self.index.position(doc_id)
         if position is None:
             raise ValueError(f"document {doc_id!r} is not in the bank {self.folder} (ids such as "
-                             f"{self.index.sample()})")
+                             f"{self.index.sample(doc_id)})")
         k, row = divmod(position, self.manifest["shard_size"])
         if k >= len(self.manifest["shards"]):
             raise ValueError(f"the memory bank {self.folder} is corrupted: the index points {doc_id!r} at row "
@@ -237,9 +234,10 @@ def verify_bank(path) -> dict:
     if not index.is_dir() or store.files_sha256(index) != manifest["index_sha256"]:
         raise ValueError(f"the memory bank {folder} is corrupted: the files of its index ({store.INDEX}/) are "
                          "missing or do not match the SHA-256 recorded when it was written")
-    if total != manifest["num_documents"] or len(store.Index(folder)) != total:
-        raise ValueError(f"the memory bank {folder} is corrupted: {total} rows in its shards, the manifest says "
-                         f"{manifest['num_documents']}")
+    indexed = sum(store.Index(folder, manifest["index_buckets"]).bucket_sizes())
+    if total != manifest["num_documents"] or indexed != total:
+        raise ValueError(f"the memory bank {folder} is corrupted: {total} rows in its shards and {indexed} in its "
+                         f"index, the manifest says {manifest['num_documents']}")
     size = sum(store.folder_bytes(folder / store.SHARDS / s["name"]) for s in manifest["shards"])
     return {"documents": total, "shards": len(manifest["shards"]), "bytes": size}
 

@@ -233,23 +233,19 @@ def _prepare(folder: Path, current: dict, source: dict, shard_size: int, num_sha
 
 
 def _complete(folder: Path, manifest: dict, num_shards: int) -> dict:
-    """Check that every shard is recorded, write the index and mark the bank complete (rank 0 only)."""
-    records = [store.read_record(folder, store.shard_name(k)) for k in range(num_shards)]
-    missing = [store.shard_name(k) for k, record in enumerate(records) if record is None]
-    if missing:
-        raise RuntimeError(f"the memory bank {folder} is not complete: shards {missing[:5]} were not written")
-    ids = [doc_id for record in records for doc_id in record["ids"]]
-    if len(set(ids)) != len(ids):
-        seen, repeated = set(), []
-        for doc_id in ids:
-            if doc_id in seen and len(repeated) < 5:
-                repeated.append(doc_id)
-            seen.add(doc_id)
-        raise ValueError(f"document ids must be unique; the corpus repeats {repeated}: the bank {folder} stays "
-                         "incomplete")
-    shards = [{key: record[key] for key in ("name", "num_documents", "sha256", "rank", "host")} for record in records]
-    manifest = {**manifest, "num_documents": len(ids), "num_shards": num_shards, "shards": shards,
-                "index_sha256": store.write_index(folder, ids), "complete": True}
+    """Check that every shard is recorded, write the index and mark the bank complete (rank 0 only). Records are
+    read one at a time: the memory this takes does not grow with the bank."""
+    names = [store.shard_name(k) for k in range(num_shards)]
+    shards = []
+    for name in names:
+        record = store.read_record(folder, name)
+        if record is None:
+            raise RuntimeError(f"the memory bank {folder} is not complete: shard {name} was not written")
+        shards.append({key: record[key] for key in ("name", "num_documents", "sha256", "rank", "host")})
+    total = sum(shard["num_documents"] for shard in shards)
+    buckets, sha = store.write_index(folder, (store.read_record(folder, name)["ids"] for name in names), total)
+    manifest = {**manifest, "num_documents": total, "num_shards": num_shards, "shards": shards,
+                "index_buckets": buckets, "index_sha256": sha, "complete": True}
     store.write_json(folder / store.MANIFEST, manifest)
     return manifest
 

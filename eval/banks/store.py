@@ -5,15 +5,16 @@
                               SHA-256, and the rank and host that wrote it, and the index's SHA-256
       shards/NNNNN/           one `Dataset.save_to_disk` folder per shard: rows [N * shard_size, (N + 1) * shard_size)
       shards/NNNNN.json       the shard's record, written by the rank that encoded it right after the shard
-      index/                  `save_to_disk` folder: document `id` (sorted) -> `position` (row number in the bank)
+      index/NNNNN/            `save_to_disk` folders, one per hash bucket of the ids: `id` (sorted) -> `position`
+                              (the document's row number in the bank)
 
 Shards are written by whichever process encodes them, so each one has its own record file instead of an entry
 in a shared manifest; the manifest is written by one process only (when the bank is created, and once when it
 is complete). Every folder is filled under a temporary name and renamed into place (`conversion.safe_io`), and
 files and folders get the modes a plain `open` / `mkdir` gives under the user's umask.
 
-Reading one document costs the same whatever the bank's size: the manifest, a binary search in the
-memory-mapped index, and one shard (hashed, then memory-mapped).
+Reading one document costs the same whatever the bank's size: the manifest, a binary search in one memory-mapped
+index bucket, and one shard (hashed, then memory-mapped). Building the index holds one bucket of ids in memory.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import bisect
 import contextlib
 import hashlib
 import json
+import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import datasets
@@ -34,6 +37,9 @@ FORMAT_VERSION = 2
 SHARDS = "shards"
 INDEX = "index"
 BANK_KIND = "bank"
+INDEX_BUCKET_SIZE = 1 << 12
+MAX_INDEX_BUCKETS = 512
+INDEX_FEATURES = datasets.Features({"id": datasets.Value("string"), "position": datasets.Value("int64")})
 
 
 def shard_name(index: int) -> str:
@@ -115,28 +121,51 @@ class _Keys:
         return self.column[item].as_py()
 
 
+def id_bucket(doc_id: str, buckets: int) -> int:
+    """The index bucket of a document id (a stable hash: the same in every process and Python version)."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big") % buckets
+
+
+def index_buckets(num_documents: int) -> int:
+    """How many buckets the index of `num_documents` ids has: `INDEX_BUCKET_SIZE` ids each, `MAX_INDEX_BUCKETS` at
+    most (building the index holds one bucket in memory, and writes to every bucket at once)."""
+    return max(1, min(MAX_INDEX_BUCKETS, -(-num_documents // INDEX_BUCKET_SIZE)))
+
+
 class Index:
-    """Document id -> row number in the bank, by binary search in the memory-mapped, sorted `index/` column."""
+    """Document id -> row number in the bank: the id's hash bucket (`index/NNNNN/`, memory-mapped when first
+    used), then a binary search in that bucket's sorted `id` column."""
 
-    def __init__(self, folder: Path):
-        path = folder / INDEX
-        if not path.is_dir():
+    def __init__(self, folder: Path, buckets: int):
+        self.folder, self.buckets = folder / INDEX, buckets
+        if not self.folder.is_dir():
             raise ValueError(f"the memory bank {folder} is corrupted: its index folder {INDEX}/ is missing")
-        self.dataset = datasets.load_from_disk(str(path))
-        self.keys = _Keys(self.dataset.data.column("id"))
-        self.positions = self.dataset.data.column("position")
+        self._loaded: dict[int, tuple[_Keys, object]] = {}
 
-    def __len__(self) -> int:
-        return len(self.keys)
+    def _bucket(self, bucket: int) -> tuple[_Keys, object]:
+        if bucket not in self._loaded:
+            path = self.folder / shard_name(bucket)
+            if not path.is_dir():
+                raise ValueError(f"the memory bank {self.folder.parent} is corrupted: index bucket {path.name} is "
+                                 "missing")
+            table = datasets.load_from_disk(str(path)).data
+            self._loaded[bucket] = _Keys(table.column("id")), table.column("position")
+        return self._loaded[bucket]
+
+    def bucket_sizes(self) -> list[int]:
+        return [len(self._bucket(b)[0]) for b in range(self.buckets)]
 
     def position(self, doc_id: str) -> int | None:
-        where = bisect.bisect_left(self.keys, doc_id)
-        if where < len(self.keys) and self.keys[where] == doc_id:
-            return self.positions[where].as_py()
+        keys, positions = self._bucket(id_bucket(doc_id, self.buckets))
+        where = bisect.bisect_left(keys, doc_id)
+        if where < len(keys) and keys[where] == doc_id:
+            return positions[where].as_py()
         return None
 
-    def sample(self, count: int = 5) -> list[str]:
-        return [self.keys[i] for i in range(min(count, len(self.keys)))]
+    def sample(self, doc_id: str, count: int = 5) -> list[str]:
+        """Some ids of the bucket `doc_id` would be in (for error messages)."""
+        keys, _ = self._bucket(id_bucket(doc_id, self.buckets))
+        return [keys[i] for i in range(min(count, len(keys)))]
 
 
 # ----------------------------------------------------------------------------- writing (the only place)
@@ -170,12 +199,12 @@ def recover(folder: Path) -> None:
     safe_io.recover(folder / INDEX)
 
 
-def _write_dataset(target: Path, dataset: datasets.Dataset) -> str:
-    """`dataset.save_to_disk` into a staging folder next to `target`, renamed into place; its files' SHA-256."""
+def _write_staged(target: Path, fill: Callable[[Path], None]) -> str:
+    """`fill(staging)` a staging folder next to `target`, then rename it into place; its files' SHA-256."""
     staging = safe_io.staging_folder(target, BANK_KIND)
     try:
         with _quiet_datasets():
-            dataset.save_to_disk(str(staging))
+            fill(staging)
         sha = files_sha256(staging)
         safe_io.replace_folder(staging, target)
     except BaseException:
@@ -187,15 +216,48 @@ def _write_dataset(target: Path, dataset: datasets.Dataset) -> str:
 
 def write_shard(folder: Path, name: str, dataset: datasets.Dataset, record: dict) -> dict:
     """Write shard `name` and then its record (with the files' SHA-256); returns the record."""
-    record = {**record, "name": name, "sha256": _write_dataset(folder / SHARDS / name, dataset)}
+    sha = _write_staged(folder / SHARDS / name, lambda staging: dataset.save_to_disk(str(staging)))
+    record = {**record, "name": name, "sha256": sha}
     write_json(folder / SHARDS / f"{name}.json", record)
     return record
 
 
-def write_index(folder: Path, ids: list[str]) -> str:
-    """The sorted id -> position index of the bank's documents (`ids` in bank order); its files' SHA-256."""
-    order = sorted(range(len(ids)), key=ids.__getitem__)
-    index = datasets.Dataset.from_dict({"id": [ids[i] for i in order], "position": order},
-                                       features=datasets.Features({"id": datasets.Value("string"),
-                                                                   "position": datasets.Value("int64")}))
-    return _write_dataset(folder / INDEX, index)
+def _spill_ids(scratch: Path, id_lists: Iterable[list[str]], buckets: int) -> None:
+    """Append `[id, position]` lines to one file per bucket, reading the ids one shard at a time."""
+    handles = [open(scratch / f"{b}.jsonl", "w") for b in range(buckets)]
+    try:
+        position = 0
+        for ids in id_lists:
+            for doc_id in ids:
+                handles[id_bucket(doc_id, buckets)].write(json.dumps([doc_id, position]) + "\n")
+                position += 1
+    finally:
+        for handle in handles:
+            handle.close()
+
+
+def _bucket_dataset(path: Path) -> datasets.Dataset:
+    """One bucket's ids sorted, with their positions; a `ValueError` names repeated ids."""
+    with open(path) as handle:
+        entries = sorted(json.loads(line) for line in handle)
+    repeated = sorted({a[0] for a, b in zip(entries, entries[1:]) if a[0] == b[0]})
+    if repeated:
+        raise ValueError(f"document ids must be unique; the corpus repeats {repeated[:5]}")
+    return datasets.Dataset.from_dict({"id": [e[0] for e in entries], "position": [e[1] for e in entries]},
+                                      features=INDEX_FEATURES)
+
+
+def write_index(folder: Path, id_lists: Iterable[list[str]], num_documents: int) -> tuple[int, str]:
+    """The id index of a bank whose shards hold `id_lists` (in bank order), built one bucket at a time (memory
+    bounded by a bucket, whatever the bank's size); returns its bucket count and its files' SHA-256."""
+    buckets = index_buckets(num_documents)
+
+    def fill(staging: Path) -> None:
+        scratch = staging / "ids"
+        scratch.mkdir()
+        _spill_ids(scratch, id_lists, buckets)
+        for b in range(buckets):
+            _bucket_dataset(scratch / f"{b}.jsonl").save_to_disk(str(staging / shard_name(b)))
+        shutil.rmtree(scratch)
+
+    return buckets, _write_staged(folder / INDEX, fill)
