@@ -53,6 +53,7 @@ HUB_CORPORA = {
     "finemath": ("HuggingFaceTB/finemath", "finemath-4plus"),
 }
 LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+STREAM_JSON_BLOCK = 1 << 20
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> None:
@@ -211,7 +212,11 @@ def _load_local(path: Path, split: str, streaming: bool = False) -> datasets.Dat
                 f"of a single kind, found suffixes {suffixes or [p.suffix for p in files[:5]]}."
             )
         data_files = [str(p) for p in files if p.suffix in suffixes]
-        dataset = datasets.load_dataset(builders.pop(), data_files=data_files, split="train", streaming=streaming)
+        builder = builders.pop()
+        # Streamed JSON is parsed in blocks of `chunksize` bytes (datasets' default 10 MB): 1 MB keeps the reader's
+        # share of a streaming encoder's memory small.
+        block = {"chunksize": STREAM_JSON_BLOCK} if streaming and builder == "json" else {}
+        dataset = datasets.load_dataset(builder, data_files=data_files, split="train", streaming=streaming, **block)
     if split == "all":
         return dataset
     indices = np.arange(len(dataset))
