@@ -73,7 +73,7 @@ def test_two_processes_write_the_bank_one_process_writes(reference, tmp_path):
     host) and the bank equals the one-process bank."""
     proc = launch("accelerate", cases_banks.encode_args(reference, tmp_path / "bank"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    assert "24 documents in 12 shards" in proc.stdout and "2 processes x 1 threads" in proc.stdout
+    assert "24 documents in 12 shards" in proc.stdout and "processes x threads: 2 x 1" in proc.stdout
     shards = load_memory_bank(tmp_path / "bank").manifest["shards"]
     assert [s["rank"] for s in shards] == [0, 1] * 6
     assert {s["host"] for s in shards} == {socket.gethostname()}

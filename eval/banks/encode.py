@@ -1,8 +1,8 @@
 """`memory-models encode`: a corpus of any size encoded into a memory bank, by one process or many.
 
     memory-models encode --model DIR --dataset NAME_OR_PATH --output BANK [--batch-size 64] [--shard-size 256]
-    torchrun --nproc_per_node 8 -m eval.banks.encode --model DIR --dataset ... --output BANK
-    accelerate launch --num_processes 8 -m eval.banks.encode --model DIR --dataset ... --output BANK
+    torchrun --nproc_per_node 8 --no-python memory-models encode --model DIR --dataset ... --output BANK
+    accelerate launch --multi_gpu --num_processes 8 -m eval.banks.encode --model DIR --dataset ... --output BANK
 
 Shard `k` holds the documents `k * shard_size .. (k + 1) * shard_size - 1` of the corpus, whatever the number of
 processes, and rank `r` of `W` encodes the shards `k` with `k % W == r`, in batches of `batch_size` chunks per
@@ -14,18 +14,17 @@ builds the id index and marks the bank complete; a rank that fails makes every r
 
 Local files (`.txt` / `.json(l)` / `.parquet` / `.csv`) and Hub datasets are streamed: rows are read one shard
 at a time and the corpus is never held in memory (every rank reads the stream and skips the shards of others).
-A `save_to_disk` folder is memory-mapped.
+A `save_to_disk` folder is memory-mapped, and each rank reads only its own shards of it.
 """
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import datasets
 import numpy as np
@@ -336,8 +335,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rate = result["tokens"] / result["seconds"] if result["seconds"] else 0.0
         print(f"wrote {result['folder']}: {result['num_documents']} documents in {result['num_shards']} shards; "
               f"this run encoded {result['shards']} shards, {result['tokens']} tokens in {result['seconds']:.1f} s "
-              f"({rate:,.0f} tokens/s, {result['processes']} processes x {torch.get_num_threads()} threads; marking "
-              f"it complete took {result['complete_seconds']:.2f} s)")
+              f"({rate:,.0f} tokens/s; processes x threads: {result['processes']} x {torch.get_num_threads()}; "
+              f"marking it complete took {result['complete_seconds']:.2f} s)")
     return 0
 
 
