@@ -165,7 +165,7 @@ def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S5 recurrent memory transformer: decoder LlamaModel(d=512, 16 layers, 4 heads), one memory
     # token initialised to ones, 256 x 4, full BPTT.
     return _build(RecurrentMemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=258), chunk_size=256,
-                                 max_segments=4, num_memory_tokens=1, memory_init="ones", overrides=kw)
+                                 max_segments=4, num_memory_slots=1, filler="ones", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- tiny (tests, demos)

@@ -92,14 +92,15 @@ def test_reading_one_document_touches_only_its_shard(saved, tmp_path, capsys):
 
 
 def test_nan_encoder_never_gives_a_complete_bank(saved, tmp_path):
-    """NaN encoder weights: encode stops at the first shard, naming the document, and records nothing."""
+    """NaN encoder weights: encode stops at the first shard, naming the documents, and records nothing."""
     root, model, tokenizer = saved
     broken = type(model)(model.config).eval()
     broken.load_state_dict(model.state_dict())
     with torch.no_grad():
         broken.encoder.get_input_embeddings().weight[5:].fill_(float("nan"))
     corpus = datasets.Dataset.from_list(cases_banks.rows())
-    with pytest.raises(ValueError, match=r"non-finite memories \(NaN or inf\) for document 'doc-\d+' \(shard 00000\)"):
+    with pytest.raises(ValueError, match=r"NaN or inf memories for the documents \['doc-\d+'.*\] \(shard 00000\); the "
+                                         "shard is not recorded"):
         encode_bank(broken, tokenizer, corpus, tmp_path / "bank", shard_size=2, show_progress=False)
     assert not list((tmp_path / "bank" / "shards").iterdir())
     with pytest.raises(ValueError, match=r"incomplete \(0 of 12 shards written\)"):

@@ -1,6 +1,7 @@
 """The benchmark CLI: quick runs produce complete JSON; the paper's sequential loop equals the batched model."""
 
 import json
+import queue
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from eval.benchmarks import cli as benchmark
 from eval.benchmarks import memory
+from eval.benchmarks.checkpointing import QUICK, _step
 from eval.benchmarks.models import sequential_paper_loss
 from eval.benchmarks.reports import check_targets
 from eval.benchmarks.timing import cache_bytes
@@ -154,3 +156,15 @@ def test_banks_quick_run_reports_throughput_rss_and_ttft(tmp_path, capsys, monke
     assert all(x > 0 for x in _positive_numbers(result["banks"]) + _positive_numbers(result["throughput"]))
     assert result["ttft_flat_within_20_percent"] is None and result["ttft_largest_over_smallest"] > 0
     assert "| processes | threads per process | tokens/s |" in stdout and "| TTFT ms |" in stdout
+
+
+def test_checkpointing_step_saves_less_for_the_same_gradients():
+    """The checkpointing workload's training step (run here in-process, not in fresh processes): with gradient
+    checkpointing the mixer keeps fewer bytes for the backward and gets the same gradients."""
+    results = {}
+    for checkpointing in (False, True):
+        box = queue.Queue()
+        _step(QUICK, checkpointing, box)
+        results[checkpointing] = box.get()
+    assert results[True]["saved_bytes"] < 0.5 * results[False]["saved_bytes"]
+    torch.testing.assert_close(torch.tensor(results[True]["grad_norms"]), torch.tensor(results[False]["grad_norms"]))

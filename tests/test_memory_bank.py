@@ -146,7 +146,7 @@ def test_corrupted_or_foreign_folders_are_refused(saved, tmp_path, capsys):
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="is not a memory bank"):
+    with pytest.raises(ValueError, match="memory-models did not create"):
         encode_bank(model, tokenizer, corpus(["w3 w4"], ["x"]), foreign, show_progress=False)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="is not a memory bank"):

@@ -10,9 +10,9 @@ from modeling_memory.modeling_recurrent_memory import RecurrentMemoryCache
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"memory_init": "learned", "num_memory_tokens": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
     "last_token": {"write_position": "last_token"},
-    "mixer": {"decoder": "masked_mixer", "memory_init": "zeros"},
+    "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }
 
 
@@ -78,7 +78,7 @@ def test_cache_respects_the_context_limit():
 
 def test_generation_benchmark_quick(tmp_path, capsys):
     """`eval.benchmarks rmt-generation --quick` writes its JSON and table; both decodings give the same tokens."""
-    from eval.benchmarks import main
+    from eval.benchmarks.cli import main
 
     output = tmp_path / "rmt.json"
     assert main(["rmt-generation", "--quick", "--output", str(output)]) == 0

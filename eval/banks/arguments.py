@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from conversion.arguments import add_trust_remote_code
+
 
 def encode_parser() -> argparse.ArgumentParser:
     """The options of `memory-models encode`."""
@@ -29,6 +31,10 @@ def encode_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size", type=int, default=256,
                         help="documents per shard: the unit of work per process, of resuming and of reading")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
+                        "memory-models did not create, or created as another kind (a memory bank is resumed or "
+                        "refused, never replaced, without it)")
+    add_trust_remote_code(parser)
     return parser
 
 
@@ -49,12 +55,16 @@ def generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--memories", default=None, help="memory bank folder (from `memory-models encode`)")
     parser.add_argument("--document", default=None, help="document id in the bank (needs --memories)")
-    parser.add_argument("--memory-window", choices=["bounded", "rolling"], default=None,
-                        help="override the model's memory window ('rolling' reads documents of any length)")
-    parser.add_argument("--max-context", type=int, default=None, help="context advertised under --memory-window rolling")
+    parser.add_argument("--memory-window", choices=["bounded", "rolling"], default="rolling",
+                        help="the memory window to generate with (default rolling: the same tokens as bounded "
+                        "wherever bounded fits, and any length beyond it)")
+    parser.add_argument("--max-context", type=int, default=None,
+                        help="tokens (prompt, memories and new tokens) allowed under --memory-window rolling "
+                        "(default: the model's max_context, else 32768)")
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--seed", type=int, default=0)
+    add_trust_remote_code(parser)
     return parser
 
 
@@ -68,4 +78,5 @@ def read_back_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
     parser.add_argument("--batch-size", type=int, default=16, help="spans per decoder call")
     parser.add_argument("--output", default=None, help="JSON file for the full result")
+    add_trust_remote_code(parser)
     return parser

@@ -11,9 +11,10 @@ size, pooling, memory width, tokenizer) and refuses any difference with a `Value
     bank.memories(doc_id)                       # [1, n_chunks, d], for model.generate(..., memory_embeds=)
     bank.generation_inputs(doc_id, prompt_ids)  # input_ids (tail + prompt) and memory_embeds
 
-find the document in one memory-mapped bucket of the id index and read only its shard, after checking that shard's SHA-256:
-the cost of reading one document does not grow with the bank. `memory-models verify BANK` (`verify_bank`)
-checks every shard and the index.
+find the document in one memory-mapped bucket of the id index and read only its shard, after checking that
+shard's SHA-256: the cost of reading one document does not grow with the bank. `memory-models verify BANK`
+(`verify_bank`) checks every shard and the index. Models load through `conversion.loading` (checked weights;
+code shipped with a folder runs only with `trust_remote_code`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import datasets
 import numpy as np
 import torch
 
+from conversion.loading import load_config, load_model, load_tokenizer
 from eval.banks import store
 from eval.banks.arguments import verify_parser
 
@@ -243,18 +245,20 @@ def verify_bank(path) -> dict:
 
 
 def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32",
-                             memory_window: str | None = None, max_context: int | None = None):
-    """A memory model (`AutoModelForCausalLM`, remote code allowed) and its tokenizer (model folder by default);
-    `memory_window` / `max_context` override the saved config's (e.g. `"rolling"` for long documents)."""
-    import modeling_memory  # noqa: F401  (registers the memory model classes)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+                             memory_window: str | None = None, max_context: int | None = None,
+                             trust_remote_code: bool = False):
+    """A memory model and its tokenizer (model folder by default), loaded and checked by `conversion.loading`
+    (code shipped with the folder runs only with `trust_remote_code`); `memory_window` / `max_context` override
+    the saved config's (e.g. `"rolling"` for long documents)."""
     overrides = {k: v for k, v in (("memory_window", memory_window), ("max_context", max_context)) if v is not None}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype), trust_remote_code=True,
-                                                 **overrides)
-    if model.config.model_type != "memory_model":
-        raise ValueError(f"{model_dir} holds a {model.config.model_type!r} model; memory banks need a memory_model")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or model_dir)
+    config = load_config(model_dir, trust_remote_code=trust_remote_code, **overrides)
+    if config.model_type != "memory_model":
+        raise ValueError(f"--model {model_dir!r} holds a {config.model_type!r} model, not a memory model "
+                         "(model_type 'memory_model')")
+    model = load_model(model_dir, config=config, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
+                       allow_option=None)
+    tokenizer = load_tokenizer(tokenizer_dir or model_dir, option="--tokenizer" if tokenizer_dir else "--model",
+                               trust_remote_code=trust_remote_code)
     return model.eval(), tokenizer
 
 

@@ -19,6 +19,7 @@ A `save_to_disk` folder is memory-mapped, and each rank reads only its own shard
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
@@ -152,10 +153,10 @@ def _document_ids(rows: dict, id_column: str, first_row: int, count: int) -> lis
 
 
 def _check_finite(memories: list[np.ndarray], ids: list[str], name: str) -> None:
-    for doc_id, values in zip(ids, memories):
-        if not np.isfinite(values).all():
-            raise ValueError(f"the encoder gave non-finite memories (NaN or inf) for document {doc_id!r} (shard "
-                             f"{name}): its weights or inputs are broken; the shard was not recorded")
+    bad = [doc_id for doc_id, values in zip(ids, memories) if not np.isfinite(values).all()]
+    if bad:
+        raise ValueError(f"the encoder gave NaN or inf memories for the documents {bad[:5]} (shard {name}); the shard "
+                         "is not recorded")
 
 
 def _encode_shard(model, tokenizer, rows: dict, k: int, columns: tuple[str, str], shard_size: int,
@@ -207,15 +208,14 @@ def _encode_assigned(model, tokenizer, corpus, folder: Path, ranks: Ranks, colum
     return done
 
 
-def _prepare(folder: Path, current: dict, source: dict, shard_size: int, num_shards: int | None) -> dict:
-    """Create the bank, or check that the unfinished bank at `folder` was started the same way (rank 0 only)."""
-    reason = safe_io.protected_reason(folder)
-    if reason:
-        raise ValueError(f"--output {str(folder)!r} is not a valid bank folder: {reason}")
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"--output {str(folder)!r} is an existing file, not a folder")
-    if folder.is_dir() and any(folder.iterdir()):
-        manifest = store.read_manifest(folder)  # refuses any folder that is not one of our banks
+def _prepare(folder: Path, current: dict, source: dict, shard_size: int, num_shards: int | None,
+             lock: contextlib.ExitStack, overwrite: bool, inputs) -> dict:
+    """Lock the bank folder (held until `lock` closes), then create the bank, or check that the unfinished bank
+    there was started the same way (rank 0 only)."""
+    safe_io.check_target(folder, kind=store.BANK_KIND, overwrite=overwrite, inputs=inputs)
+    lock.enter_context(safe_io.locked(folder))
+    if (folder / store.MANIFEST).is_file():
+        manifest = store.read_manifest(folder)
         differences = fingerprint_differences(manifest["fingerprint"], current)
         if (manifest["source"], manifest["shard_size"]) != (source, shard_size):
             differences.append(f"source: bank {manifest['source']} with shard size {manifest['shard_size']} != now "
@@ -249,7 +249,7 @@ def _complete(folder: Path, manifest: dict, num_shards: int) -> dict:
     return manifest
 
 
-def _raise_failures(statuses: list[dict], ranks: Ranks, own_error: Exception | None, folder: Path) -> None:
+def _raise_failures(statuses: list[dict], own_error: Exception | None, folder: Path) -> None:
     if own_error is not None:
         raise own_error
     failed = [s for s in statuses if s["error"] is not None]
@@ -270,12 +270,14 @@ def _check_arguments(model, batch_size, shard_size) -> None:
 
 def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDataset, output, *,
                 text_column: str = "text", id_column: str = "id", source: dict | None = None, batch_size: int = 64,
-                shard_size: int = 256, show_progress: bool = True) -> dict:
+                shard_size: int = 256, show_progress: bool = True, overwrite: bool = False, inputs=()) -> dict:
     """Encode `corpus` (`text_column`; ids from `id_column`, else row numbers) into a bank at `output`.
 
     Called by every process of an initialised `torch.distributed` group, each encodes its share of the shards
     (see the module docstring). Resumes an unfinished bank made by the same model, tokenizer and `source`; refuses
-    a folder that is not such a bank.
+    any other bank, a folder that holds one of `inputs` (`(option, path)` pairs), and a non-empty folder that is
+    not a bank (unless `overwrite`: the bank is then written beside its files). Rank 0 holds the folder's lock
+    (`conversion.safe_io.locked`) from the start to the end: a second run on the same folder is refused.
 
     Returns:
         `dict`: `folder`, the bank's `num_documents` and `num_shards`, and what this run encoded (all ranks):
@@ -288,20 +290,29 @@ def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDa
     known = isinstance(corpus, datasets.Dataset)
     source = {**(source or {}), "text_column": text_column, "id_column": id_column,
               "num_rows": len(corpus) if known else None}
-    manifest = ranks.on_main(lambda: _prepare(folder, current, source, shard_size,
-                                              -(-len(corpus) // shard_size) if known else None))
+    with contextlib.ExitStack() as lock:
+        manifest = ranks.on_main(lambda: _prepare(folder, current, source, shard_size,
+                                                  -(-len(corpus) // shard_size) if known else None, lock, overwrite,
+                                                  inputs))
+        return _encode_and_complete(model, tokenizer, corpus, folder, manifest, ranks, (text_column, id_column),
+                                    shard_size, batch_size, show_progress)
+
+
+def _encode_and_complete(model, tokenizer, corpus, folder: Path, manifest: dict, ranks: Ranks,
+                         columns: tuple[str, str], shard_size: int, batch_size: int, show_progress: bool) -> dict:
+    """Every rank encodes its shards; all learn of any failure; rank 0 marks the bank complete."""
     start = time.perf_counter()
     done, error = {"tokens": 0, "documents": 0, "shards": 0, "num_shards": manifest["num_shards"]}, None
     if not manifest["complete"]:
         model.eval()
         try:
-            done = _encode_assigned(model, tokenizer, corpus, folder, ranks, (text_column, id_column), shard_size,
-                                    batch_size, show_progress)
+            done = _encode_assigned(model, tokenizer, corpus, folder, ranks, columns, shard_size, batch_size,
+                                    show_progress)
         except Exception as caught:  # noqa: BLE001 (every rank learns of it below, then it is raised)
             error = caught
     statuses = ranks.all_gather({**done, "rank": ranks.rank, "host": ranks.host,
                                  "error": None if error is None else f"{type(error).__name__}: {error}"})
-    _raise_failures(statuses, ranks, error, folder)
+    _raise_failures(statuses, error, folder)
     serial = 0.0
     if not manifest["complete"]:
         counts = {s["num_shards"] for s in statuses}
@@ -320,14 +331,17 @@ def encode_bank(model, tokenizer, corpus: datasets.Dataset | datasets.IterableDa
 # ----------------------------------------------------------------------------- CLI
 def main(argv: Sequence[str] | None = None) -> int:
     args = encode_parser().parse_args(argv)
+    inputs = [("--model", args.model), ("--tokenizer", args.tokenizer), ("--dataset", args.dataset)]
+    safe_io.check_target(args.output, kind=store.BANK_KIND, overwrite=args.overwrite, inputs=inputs)  # before loading
     state = PartialState(cpu=not torch.cuda.is_available())  # gloo ranks on CPU, one GPU per rank otherwise
     try:
-        model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype)
+        model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype,
+                                                    trust_remote_code=args.trust_remote_code)
         corpus = open_corpus(args.dataset, args.split, args.num_documents)
         source = {"dataset": args.dataset, "split": args.split, "num_documents": args.num_documents}
         result = encode_bank(model.to(state.device), tokenizer, corpus, args.output, text_column=args.text_column,
                              id_column=args.id_column, source=source, batch_size=args.batch_size,
-                             shard_size=args.shard_size)
+                             shard_size=args.shard_size, overwrite=args.overwrite, inputs=inputs)
     finally:
         if state.num_processes > 1:
             state.destroy_process_group()

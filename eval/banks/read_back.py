@@ -22,6 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from conversion.safe_io import write_text_atomic
 from eval.banks.arguments import read_back_parser
 from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 from training.data.objectives import copy_batch
@@ -118,13 +119,12 @@ def format_table(result: dict, limit: int = 20) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = read_back_parser().parse_args(argv)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, trust_remote_code=args.trust_remote_code)
     bank = load_memory_bank(args.memories, model, tokenizer)
     ids = bank.ids if args.num_documents is None else bank.ids[: args.num_documents]
     result = bank_retention(model, bank, ids, args.batch_size)
     if args.output:
-        with open(args.output, "w") as handle:
-            json.dump(result, handle, indent=2)
+        write_text_atomic(args.output, json.dumps(result, indent=2))
     print(format_table(result))
     return 0
 

@@ -47,9 +47,9 @@ def shard_name(index: int) -> str:
 
 
 def files_sha256(folder: Path) -> str:
-    """SHA-256 over the names and contents of every file under `folder`."""
+    """SHA-256 over the names and contents of every file under `folder` (our marker aside)."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != safe_io.MARKER):
         digest.update(str(path.relative_to(folder)).encode())
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
@@ -205,6 +205,7 @@ def _write_staged(target: Path, fill: Callable[[Path], None]) -> str:
     try:
         with _quiet_datasets():
             fill(staging)
+        safe_io.apply_modes(staging)
         sha = files_sha256(staging)
         safe_io.replace_folder(staging, target)
     except BaseException:

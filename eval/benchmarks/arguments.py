@@ -15,6 +15,7 @@ BENCHMARKS = {
     "long-context": "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama",
     "rmt-generation": "RMT generate(): segment cache vs whole-prefix recompute",
     "banks": "memory banks: encode tokens/s for 1 and 2 processes, peak RSS and time to first token vs bank size",
+    "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
 }
 
 

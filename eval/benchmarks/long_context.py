@@ -17,7 +17,7 @@ Ratios within one run are the numbers to trust (other processes share the CPU).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import transformers
@@ -157,7 +157,7 @@ def run(args) -> dict:
     load = load_average()
     with autocast(args.device, args.dtype):
         rows = [measure_length(memory, full_context_llama, sizes, n, args.device) for n in sizes.lengths]
-    return {"benchmark": "long-context", "settings": settings(args, sizes, load_average=[load, load_average()]),
+    return {"benchmark": "long-context", "settings": settings(args, load_average=[load, load_average()], **asdict(sizes)),
             "rows": rows, "targets": check_targets(rows)}
 
 

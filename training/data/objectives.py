@@ -17,9 +17,9 @@ from typing import Any
 
 import torch
 
+from modeling_memory import IGNORE_INDEX
 from training.data import OBJECTIVES
 
-IGNORE_INDEX = -100
 PADDING_SIDES = ("left", "right")
 
 
