@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import cases_banks
+import bank_fixtures
 from eval.banks import encode as memory_encode
 from eval.banks.bank import load_memory_bank, verify_bank
 
@@ -47,10 +47,10 @@ def launch(launcher: str, options: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The tiny model and corpus (`cases_banks`) and the bank one process writes (12 shards of 2 documents)."""
+    """The tiny model and corpus (`bank_fixtures`) and the bank one process writes (12 shards of 2 documents)."""
     root = tmp_path_factory.mktemp("bank-distributed")
-    cases_banks.save_model_and_corpus(root)
-    assert memory_encode.main(cases_banks.encode_args(root, root / "bank")) == 0
+    bank_fixtures.save_model_and_corpus(root)
+    assert memory_encode.main(bank_fixtures.encode_args(root, root / "bank")) == 0
     return root
 
 
@@ -60,7 +60,7 @@ def assert_same_bank(folder, reference_folder) -> None:
     bank, expected = load_memory_bank(folder), load_memory_bank(reference_folder)
     assert [(s["name"], s["num_documents"]) for s in bank.manifest["shards"]] == [
         (s["name"], s["num_documents"]) for s in expected.manifest["shards"]]
-    assert bank.ids == expected.ids and verify_bank(folder)["documents"] == cases_banks.NUM_DOCUMENTS
+    assert bank.ids == expected.ids and verify_bank(folder)["documents"] == bank_fixtures.NUM_DOCUMENTS
     for doc_id in expected.ids:
         got, want = bank.document(doc_id), expected.document(doc_id)
         for key in ("text", "input_ids", "tail_ids"):
@@ -71,7 +71,7 @@ def assert_same_bank(folder, reference_folder) -> None:
 def test_two_processes_write_the_bank_one_process_writes(reference, tmp_path):
     """`accelerate launch` with 2 CPU processes: each rank writes every other shard (recorded with its rank and
     host) and the bank equals the one-process bank."""
-    proc = launch("accelerate", cases_banks.encode_args(reference, tmp_path / "bank"))
+    proc = launch("accelerate", bank_fixtures.encode_args(reference, tmp_path / "bank"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     assert "24 documents in 12 shards" in proc.stdout and "processes x threads: 2 x 1" in proc.stdout
     shards = load_memory_bank(tmp_path / "bank").manifest["shards"]
@@ -85,7 +85,7 @@ def test_killed_or_failing_rank_then_rerun_finishes_the_bank(reference, tmp_path
     incomplete; a rerun where rank 1 raises -> every rank fails naming rank 1's error, still incomplete; a rerun
     in one process finishes the bank, keeping the shards both ranks wrote, equal to the one-process bank."""
     bank_folder = tmp_path / "bank"
-    options = cases_banks.encode_args(reference, bank_folder)
+    options = bank_fixtures.encode_args(reference, bank_folder)
     killed = launch("torchrun", ["--fail", "1:2:kill", *options])
     assert killed.returncode != 0
     with pytest.raises(ValueError, match="incomplete"):

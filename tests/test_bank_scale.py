@@ -9,7 +9,7 @@ import datasets
 import pytest
 import torch
 
-import cases_banks
+import bank_fixtures
 from eval.banks import encode as memory_encode, generate as memory_generate, store
 from eval.banks.bank import load_memory_bank, verify_bank
 from eval.banks.encode import encode_bank, open_corpus
@@ -18,11 +18,11 @@ from training.data import corpora
 
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory):
-    """The tiny model and corpus (`cases_banks`) and their bank from the in-memory rows (12 shards of 2)."""
+    """The tiny model and corpus (`bank_fixtures`) and their bank from the in-memory rows (12 shards of 2)."""
     root = tmp_path_factory.mktemp("bank-scale")
-    model, tokenizer = cases_banks.save_model_and_corpus(root)
-    encode_bank(model, tokenizer, datasets.Dataset.from_list(cases_banks.rows()), root / "bank",
-                shard_size=cases_banks.SHARD_SIZE, batch_size=3, show_progress=False)
+    model, tokenizer = bank_fixtures.save_model_and_corpus(root)
+    encode_bank(model, tokenizer, datasets.Dataset.from_list(bank_fixtures.rows()), root / "bank",
+                shard_size=bank_fixtures.SHARD_SIZE, batch_size=3, show_progress=False)
     return root, model, tokenizer
 
 
@@ -37,14 +37,14 @@ def test_streamed_corpus_gives_the_same_bank_as_rows_in_memory(saved, tmp_path, 
     root, model, tokenizer = saved
     local = open_corpus(str(root / "corpus.jsonl"))
     assert isinstance(local, datasets.IterableDataset)
-    assert memory_encode.main(cases_banks.encode_args(root, tmp_path / "local")) == 0
+    assert memory_encode.main(bank_fixtures.encode_args(root, tmp_path / "local")) == 0
     lookalike = tmp_path / "hub-lookalike"
     (lookalike / "data").mkdir(parents=True)
     shutil.copy(root / "corpus.jsonl", lookalike / "data" / "train-00000-of-00001.jsonl")
     calls, load_dataset = [], datasets.load_dataset
     monkeypatch.setattr(datasets, "load_dataset", lambda name, **kw: calls.append((name, kw)) or load_dataset(
         str(lookalike) if name == "someone/corpus" else name, **kw))
-    hub_args = cases_banks.encode_args(root, tmp_path / "hub")
+    hub_args = bank_fixtures.encode_args(root, tmp_path / "hub")
     hub_args[hub_args.index("--dataset") + 1] = "someone/corpus"
     assert memory_encode.main(hub_args) == 0
     assert calls == [("someone/corpus", {"split": "train", "streaming": True})]
@@ -98,7 +98,7 @@ def test_nan_encoder_never_gives_a_complete_bank(saved, tmp_path):
     broken.load_state_dict(model.state_dict())
     with torch.no_grad():
         broken.encoder.get_input_embeddings().weight[5:].fill_(float("nan"))
-    corpus = datasets.Dataset.from_list(cases_banks.rows())
+    corpus = datasets.Dataset.from_list(bank_fixtures.rows())
     with pytest.raises(ValueError, match=r"NaN or inf memories for the documents \['doc-\d+'.*\] \(shard 00000\); the "
                                          "shard is not recorded"):
         encode_bank(broken, tokenizer, corpus, tmp_path / "bank", shard_size=2, show_progress=False)
@@ -113,7 +113,7 @@ def test_bank_files_get_the_modes_of_the_umask(saved, tmp_path, umask):
     root, model, tokenizer = saved
     previous = os.umask(umask)
     try:
-        encode_bank(model, tokenizer, datasets.Dataset.from_list(cases_banks.rows()[:6]), tmp_path / "bank",
+        encode_bank(model, tokenizer, datasets.Dataset.from_list(bank_fixtures.rows()[:6]), tmp_path / "bank",
                     shard_size=2, show_progress=False)
     finally:
         os.umask(previous)
@@ -126,7 +126,7 @@ def test_ids_repeated_across_shards_leave_the_bank_incomplete(saved, tmp_path):
     """Ids must be unique over the whole corpus: a repeat in another shard is named when the bank would be marked
     complete, and the bank stays incomplete."""
     root, model, tokenizer = saved
-    rows = cases_banks.rows()[:6]
+    rows = bank_fixtures.rows()[:6]
     rows[5]["id"] = "doc-0"
     with pytest.raises(ValueError, match=r"ids must be unique; the corpus repeats \['doc-0'\]"):
         encode_bank(model, tokenizer, datasets.Dataset.from_list(rows), tmp_path / "bank", shard_size=2,
@@ -140,12 +140,12 @@ def test_index_in_many_buckets_finds_every_document(saved, tmp_path, monkeypatch
     the same row as in the one-bucket bank; `verify` counts every bucket's ids."""
     root, model, tokenizer = saved
     monkeypatch.setattr(store, "INDEX_BUCKET_SIZE", 4)
-    encode_bank(model, tokenizer, datasets.Dataset.from_list(cases_banks.rows()), tmp_path / "bank",
-                shard_size=cases_banks.SHARD_SIZE, batch_size=3, show_progress=False)
+    encode_bank(model, tokenizer, datasets.Dataset.from_list(bank_fixtures.rows()), tmp_path / "bank",
+                shard_size=bank_fixtures.SHARD_SIZE, batch_size=3, show_progress=False)
     bank, reference = load_memory_bank(tmp_path / "bank"), load_memory_bank(root / "bank")
     assert bank.manifest["index_buckets"] == 6 and reference.manifest["index_buckets"] == 1
     assert sorted(p.name for p in (tmp_path / "bank" / "index").iterdir() if p.is_dir()) == [f"0000{b}" for b in range(6)]
     assert verify_bank(tmp_path / "bank")["documents"] == 24
-    for row in cases_banks.rows():
+    for row in bank_fixtures.rows():
         assert bank.document(row["id"])["text"] == row["text"]
         torch.testing.assert_close(bank.memories(row["id"]), reference.memories(row["id"]))
