@@ -58,9 +58,9 @@ def test_folder_of_text_files_streams_one_document_per_file(tmp_path):
     for name, text in (("b.txt", "second\nfile"), ("a.txt", "first file"), ("c/d.txt", "third")):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
-    streamed = corpora._load_local(tmp_path, "all", streaming=True)
+    streamed = corpora.load_local_files(tmp_path, "all", streaming=True)
     assert isinstance(streamed, datasets.IterableDataset)
-    assert [row["text"] for row in streamed] == corpora._load_local(tmp_path, "all")["text"] == [
+    assert [row["text"] for row in streamed] == corpora.load_local_files(tmp_path, "all")["text"] == [
         "first file", "second\nfile", "third"]
 
 

@@ -51,7 +51,7 @@ def open_corpus(name_or_path: str, split: str = "train",
         if isinstance(dataset, datasets.DatasetDict):
             dataset = dataset[split]
     elif path.exists():
-        dataset = corpora._load_local(path, "all", streaming=True)
+        dataset = corpora.load_local_files(path, "all", streaming=True)
     elif name_or_path in corpora.known_corpora():
         dataset = corpora.load_corpus(name_or_path, split, num_documents=num_documents)
     else:

@@ -190,7 +190,7 @@ def _read_text_files(files: list[str]) -> Iterator[dict]:
         yield {"text": Path(file).read_text(encoding="utf-8")}
 
 
-def _load_local(path: Path, split: str, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
+def load_local_files(path: Path, split: str, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
     """A local file, or a folder of files of one kind; a folder of `.txt` files gives one document per file.
     `streaming=True` (with `split="all"`) reads the rows lazily, never holding the corpus in memory."""
     if streaming and split != "all":
@@ -278,7 +278,7 @@ def load_corpus(
         return dataset if num_documents is None else dataset.take(num_documents)
     elif Path(name_or_path).exists():
         _check_split(split, SPLITS + ("all",))
-        dataset = _select_text_column(_load_local(Path(name_or_path), split), text_column)
+        dataset = _select_text_column(load_local_files(Path(name_or_path), split), text_column)
     else:
         dataset = _select_text_column(_load_hub_dataset(name_or_path, split), text_column)
     if num_documents is not None:
