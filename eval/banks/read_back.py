@@ -1,4 +1,4 @@
-"""How much of its text a memory bank still holds: a blank-copy read-out of its memories (paper §4.2, §5.3, §6).
+"""How much of its text a memory bank still holds: a blank-copy read-out of its memories (the paper's blank-copy objective).
 
     memory-models bank-retention --model DIR --memories BANK [--num-documents N] [--output retention.json]
 

@@ -1,4 +1,4 @@
-"""Corpora and dataset preparation for the memory models (paper §7.2).
+"""Corpora and dataset preparation for the memory models (FineWeb-edu as in the paper, and offline corpora).
 
 Named corpora (all with one `text` column):
 
@@ -397,7 +397,7 @@ def count_blank_documents(dataset) -> int:
 
 
 def filter_full_length(dataset: datasets.Dataset | datasets.IterableDataset):
-    """Keep the rows without padding (attention mask all ones): the paper's copy-evaluation filter (§6.3)."""
+    """Keep the rows without padding (attention mask all ones): the paper's copy-evaluation filter."""
 
     def is_full(batch):
         masks = batch["attention_mask"]

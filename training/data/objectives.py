@@ -1,4 +1,4 @@
-"""Training objectives of the memory models (paper §5) as vectorised, pure batch builders.
+"""Training objectives of the memory models (causal, copy, blank copy, combined: paper Eq. 5) as vectorised, pure batch builders.
 
 Every builder takes `input_ids` of shape `[batch, seq_len]` (and optionally an attention mask and labels)
 and returns a new batch dict; the input tensors are never modified. Labels follow Hugging Face semantics:
@@ -76,7 +76,7 @@ def causal_batch(
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Causal language-modelling batch (paper §5.1): labels are the inputs with padded positions ignored.
+    """Causal language-modelling batch : labels are the inputs with padded positions ignored.
 
     Padding is taken from `attention_mask` (positions where it is 0). Only when no mask is given is it
     rebuilt from `pad_token_id`; prefer passing the mask, because with `pad == eos` (paper tokenizer) the
@@ -109,7 +109,7 @@ def copy_batch(
     delimiter_length: int = 3,
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Copy / blank-copy batch (paper §5.2-5.4), built with tensor ops for the whole batch.
+    """Copy / blank-copy batch (the paper's copy and blank-copy objectives), built with tensor ops for the whole batch.
 
     For a row `x` of even length `n` and `h = n / 2`:
 
@@ -120,7 +120,7 @@ def copy_batch(
       `x[delimiter_length - 1]`, predicted from the last delimiter (paper: `x_2` after two of three
       delimiters);
     * attention mask: `[m[:h], m[:h]]`, i.e. the copied half carries the first half's padding pattern (this
-      fixes the reference's bug, paper §4.6), with the delimiter positions set to 1.
+      fixes a masking bug of the research code), with the delimiter positions set to 1.
 
     Args:
         input_ids (`torch.LongTensor` of shape `[batch, n]`): token ids, `n` even.
@@ -256,7 +256,7 @@ def build_objective_batch(
 
 
 def full_length_mask(attention_mask: torch.Tensor) -> torch.BoolTensor:
-    """Rows without any padding (paper §6.3 / §7.2: copy evaluation uses full-length documents only).
+    """Rows without any padding (the paper evaluates copying on full-length documents only).
 
     Args:
         attention_mask (`torch.Tensor` of shape `[batch, seq_len]`): 1 for real tokens, 0 for pads.
