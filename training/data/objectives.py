@@ -76,7 +76,7 @@ def causal_batch(
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Causal language-modelling batch : labels are the inputs with padded positions ignored.
+    """Causal language-modelling batch: labels are the inputs with padded positions ignored.
 
     Padding is taken from `attention_mask` (positions where it is 0). Only when no mask is given is it
     rebuilt from `pad_token_id`; prefer passing the mask, because with `pad == eos` (paper tokenizer) the
