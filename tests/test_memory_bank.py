@@ -191,13 +191,14 @@ def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
     """The bank read-out (stored memories) equals evaluating the blank-copy objective on the document's tokens
     (memories recomputed by a full forward), span by span; the command prints the per-document table."""
     from eval.banks.read_back import bank_retention, copy_readout_batch
-    from training.data.objectives import copy_batch
+    from training.data.objectives import CopySettings, copy_batch
 
     root, model, tokenizer = saved
     bank = load_memory_bank(root / "bank", model, tokenizer)
     result = bank_retention(model, bank)
     doc = torch.tensor(documents()[3][: 5 * 2 * CHUNK]).view(5, 2 * CHUNK)  # 10 memories: 5 spans of 2 chunks
-    full = copy_batch(torch.cat([doc, doc], 1), blank=True, blank_token_id=1, delimiter_token_id=3)
+    settings = CopySettings(blank=True, blank_token_id=1, delimiter_token_id=3)
+    full = copy_batch(torch.cat([doc, doc], 1), settings=settings)
     with torch.no_grad():
         scores = model(input_ids=full["input_ids"]).logits[:, 2 * CHUNK : -1]
     targets = full["labels"][:, 2 * CHUNK + 1 :]
