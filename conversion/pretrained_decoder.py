@@ -1,5 +1,5 @@
 """`memory-models convert`: make a pretrained causal LM (Llama 3.2, Qwen, Mistral, Gemma, ...) the decoder of
-a memory model (paper §5.4, Fig. S6, Tables S1-S2; spec Part B §5.7) and write it as a Hub folder.
+a memory model (the paper's Llama-3.2-1B decoder: Fig. S6, Tables S1-S2) and write it as a Hub folder.
 
     memory-models convert --decoder unsloth/Llama-3.2-1B --encoder-preset llama-3.2-1b-memory \\
         --chunk-size 256 --memory-slots 4 --output runs/llama-memory

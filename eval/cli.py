@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from conversion.arguments import convert_parser, export_parser
 from conversion.safe_io import FolderInUseError
 from eval.arguments import retention_parser
-from eval.banks.arguments import encode_parser, generate_parser, read_back_parser
+from eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
 from eval.benchmarks.arguments import benchmark_parser
 from eval.experiments.arguments import demo_parser, launcher_check_parser, paper_check_parser, table4_parser
 from eval.harness.arguments import compare_parser, lookalike_parser
@@ -66,7 +66,9 @@ COMMANDS = {
                     "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
     "lookalike": Command(lookalike_parser, "eval.harness.lookalike",
                          "write offline look-alikes of the mmlu, longbench and swde lm-eval tasks"),
-    "encode": Command(encode_parser, "eval.banks.bank", "encode a corpus into a verified memory bank"),
+    "encode": Command(encode_parser, "eval.banks.encode",
+                      "encode a corpus into a memory bank (one process, or many under torchrun / accelerate)"),
+    "verify": Command(verify_parser, "eval.banks.bank", "check every shard and the index of a memory bank"),
     "generate": Command(generate_parser, "eval.banks.generate",
                         "continue a prompt, optionally from a document in a memory bank"),
     "bank-retention": Command(read_back_parser, "eval.banks.read_back",

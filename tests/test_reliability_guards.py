@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import datasets
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -21,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from cases_memory import memory_config, word_tokenizer, words
 from conversion import safe_io
 from conversion.export_to_hub import export_model
-from eval.banks.bank import encode_bank
+from eval.banks.encode import encode_bank
 from eval.cli import COMMANDS
 from eval.cli import main as cli
 from modeling_memory import MemoryForCausalLM
@@ -31,6 +32,11 @@ from training.trainer import MemoryTrainer
 ROOT = Path(__file__).resolve().parents[1]
 CLM = ["--preset", "transformer-clm-tiny", "--train-documents", "24", "--eval-documents", "4", "--batch-size", "2",
        "--context", "16", "--eval-steps", "100", "--max-steps", "2", "--save-steps", "1"]
+
+
+def documents(texts, ids) -> datasets.Dataset:
+    """A corpus for `encode_bank`."""
+    return datasets.Dataset.from_dict({"text": texts, "id": ids})
 
 
 def run(capsys, *argv) -> tuple[int, str]:
@@ -152,7 +158,8 @@ def test_nonfinite_weights_are_refused_by_name(workspace, tmp_path, capsys):
         model.encoder.norm.weight.fill_(float("inf"))  # in Python, past the loader: the shard check catches it
     with pytest.raises(ValueError, match=r"NaN or inf memories for the documents \['a'\] \(shard 00000\); the shard "
                                          "is not recorded"):
-        encode_bank(model, word_tokenizer(), ["w5 w6 w7 w8 w9"], ["a"], tmp_path / "nan-bank", show_progress=False)
+        encode_bank(model, word_tokenizer(), documents(["w5 w6 w7 w8 w9"], ["a"]), tmp_path / "nan-bank",
+                    show_progress=False)
     manifest = json.loads((tmp_path / "nan-bank" / "memory_bank.json").read_text())
     assert manifest["shards"] == [] and not (tmp_path / "nan-bank" / "shards" / "00000").exists()
     loud = copy_model(workspace, tmp_path / "loud", overflow)
@@ -329,8 +336,8 @@ def test_written_folders_follow_the_umask(workspace, tmp_path, umask, monkeypatc
     export_model(MemoryForCausalLM(memory_config()), tmp_path / "hub", word_tokenizer())
     torch.manual_seed(0)
     model, tokenizer = MemoryForCausalLM(memory_config()).eval(), word_tokenizer()
-    encode_bank(model, tokenizer, ["w5 w6 w7 w8 w9", "w10 w11"], ["a", "b"], tmp_path / "bank", shard_size=1,
-                show_progress=False)
+    encode_bank(model, tokenizer, documents(["w5 w6 w7 w8 w9", "w10 w11"], ["a", "b"]), tmp_path / "bank",
+                shard_size=1, show_progress=False)
     write_lookalike_tasks(tmp_path / "lookalike", docs=1, context_chars=50)
     (tmp_path / "corpus.txt").write_text("one two three\nfour five six\n" * 20)
     assert tokenizer_command.main(["--corpus", str(tmp_path / "corpus.txt"), "--vocab-size", "300", "--output",

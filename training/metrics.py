@@ -1,4 +1,4 @@
-"""Evaluation metrics of the paper (§6): entropy ratio `H_r` and Hamming token accuracy.
+"""Evaluation metrics of the paper: entropy ratio `H_r` and Hamming token accuracy.
 
 All functions are pure tensor code. Token accuracy is micro-averaged over targets != -100, unshifted for
 autoencoders (position `i` reconstructs token `i`) and shifted for causal models (position `p` predicts

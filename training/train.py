@@ -3,7 +3,7 @@
     memory-models train --preset memory-transformer-tiny --objective combined --max-steps 200 --output-dir runs/mt
     memory-models train --preset autoencoder-tiny --objective autoencode --context 8 --output-dir runs/ae
     memory-models train --preset memory-transformer-tiny --encoder-from runs/ae/final --freeze-encoder \\
-        --objective blank_copy --output-dir runs/blank                        # curriculum stage 2 (spec §5.6)
+        --objective blank_copy --output-dir runs/blank                        # the paper's curriculum, stage 2
     memory-models train --init-from runs/blank/final --objective copy --output-dir runs/copy
     memory-models train ... --resume                                         # continue the last complete checkpoint
     torchrun --nproc_per_node 2 -m training.train --preset ...               # DDP (gloo on CPU, nccl on GPU)
@@ -187,7 +187,7 @@ def check_objective(model, objective: str) -> None:
 
 
 def default_learning_rate(config) -> float:
-    """Spec §5.8: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
+    """The paper's learning rates: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
     decoder = getattr(config, "decoder_config", None) or config
     if decoder.model_type == MIXER_TYPE:
         return 5e-4
@@ -203,7 +203,7 @@ def model_context(config) -> int:
 
 
 def is_memory_model(config) -> bool:
-    """Chunked memory models get a copy-accuracy evaluation (spec §6.3)."""
+    """Chunked memory models get a copy-accuracy evaluation."""
     return config.model_type in MEMORY_TYPES
 
 
@@ -215,7 +215,7 @@ def _with_objective(dataset, objective: str):
 
 def build_datasets(args, tokenizer, context: int, config):
     """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus full-length `copy` rows for
-    memory models (paper §6.3: copy accuracy on held-out documents without padding)."""
+    memory models (copy accuracy on held-out documents without padding, as in the paper)."""
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
@@ -270,7 +270,7 @@ def _distributed_cpu() -> bool:
 
 
 def training_arguments(args, extras: Sequence[str], config):
-    """`TrainingArguments` from our options (spec §8.1 defaults), then the pass-through `--key value` extras."""
+    """`TrainingArguments` from our options (the paper's appendix S1 defaults), then the pass-through `--key value` extras."""
     eval_steps = args.eval_steps or max(1, args.max_steps // 5)
     defaults = {
         "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,

@@ -8,7 +8,7 @@ evaluation with streaming metrics and the entropy ratio, and resumption from the
   ignores any `checkpoint-N` without the marker (e.g. one written by another tool).
 * **Evaluation.** The eval datasets carry an `objective` column; [`RoutingCollator`] builds each eval batch
   with that objective (e.g. `clm` and `copy` for a memory model trained with `combined`). Metrics stream
-  (`batch_eval_metrics`), and the entropy ratio `H_r = 1 - CE / ln(V)` (spec §6.1) is added to each loss.
+  (`batch_eval_metrics`), and the entropy ratio `H_r = 1 - CE / ln(V)` (paper Eq. 2) is added to each loss.
 """
 
 from __future__ import annotations

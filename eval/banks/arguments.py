@@ -1,4 +1,5 @@
-"""Command-line options of the memory-bank commands (`memory-models encode`, `generate`, `bank-retention`).
+"""Command-line options of the memory-bank commands (`memory-models encode`, `verify`, `generate`,
+`bank-retention`).
 
 Kept apart from the implementations and importing only the standard library, so that `--help` answers without
 loading torch.
@@ -13,24 +14,35 @@ from conversion.arguments import add_trust_remote_code
 
 def encode_parser() -> argparse.ArgumentParser:
     """The options of `memory-models encode`."""
-    parser = argparse.ArgumentParser(prog="memory-models encode", description="Encode a corpus into a memory bank.")
+    parser = argparse.ArgumentParser(prog="memory-models encode", description="Encode a corpus into a memory bank, "
+                                     "in one process or in many (torchrun / accelerate launch: each rank encodes "
+                                     "every N-th shard).")
     parser.add_argument("--model", required=True, help="memory model folder or Hub id")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--dataset", required=True,
-                        help="save_to_disk folder, local .txt/.json/.jsonl/.parquet/.csv file or folder, "
-                             "'python-docs', 'records', or a Hub dataset id")
+                        help="save_to_disk folder, local .txt/.json/.jsonl/.parquet/.csv file or folder (streamed), "
+                             "'python-docs', 'records', or a Hub dataset id (streamed)")
     parser.add_argument("--split", default="train")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--id-column", default="id", help="document ids (default: row numbers if absent)")
     parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
     parser.add_argument("--output", required=True, help="bank folder (new, or an unfinished bank to resume)")
     parser.add_argument("--batch-size", type=int, default=64, help="chunks per encoder call")
-    parser.add_argument("--shard-size", type=int, default=256, help="documents per shard (the resume unit)")
+    parser.add_argument("--shard-size", type=int, default=256,
+                        help="documents per shard: the unit of work per process, of resuming and of reading")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
                         "memory-models did not create, or created as another kind (a memory bank is resumed or "
                         "refused, never replaced, without it)")
     add_trust_remote_code(parser)
+    return parser
+
+
+def verify_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models verify`."""
+    parser = argparse.ArgumentParser(prog="memory-models verify", description="Check every shard and the index of "
+                                     "a memory bank against the SHA-256 recorded when they were written.")
+    parser.add_argument("bank", help="memory bank folder (from `memory-models encode`)")
     return parser
 
 

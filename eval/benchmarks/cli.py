@@ -1,13 +1,19 @@
 """Speed and memory benchmarks: a table on stdout and a JSON file (plus a plot beside it).
 
     python -m eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
-    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing [--quick] ...
+    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing | banks [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
+<<<<<<< HEAD
 `rmt_generation`, `checkpointing`) with `run(args) -> dict`; this module maps the names to them (`WORKLOADS`). Every workload
 takes the common options --quick, --device, --dtype (bf16 = autocast), --output, --repeats, --warmup and
 --threads (`arguments.py`), and reports every timed figure as the median and the min-max over its repeats
 (`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
+=======
+`rmt_generation`, `checkpointing`, `banks`) with `run(args) -> dict`; this module maps the names to them
+(`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
+--repeats, --warmup and --threads (`arguments.py`). The timing harness is `timing.py`, the shared model builders `models.py`, the
+>>>>>>> main
 targets and tables `reports.py`.
 """
 
@@ -20,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.benchmarks import autoencoder, checkpointing, convert, long_context, memory, rmt_generation
+from eval.benchmarks import autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation
 from eval.benchmarks.arguments import benchmark_parser
 from eval.benchmarks.reports import format_autoencoder, format_memory_table
 from eval.benchmarks.timing import load_average
@@ -44,6 +50,7 @@ WORKLOADS: dict[str, Workload] = {
     "long-context": Workload(long_context.run, long_context.format_table),
     "rmt-generation": Workload(rmt_generation.run, rmt_generation.format_rmt_generation),
     "checkpointing": Workload(checkpointing.run, checkpointing.format_checkpointing),
+    "banks": Workload(banks.run, banks.format_banks),
 }
 
 

@@ -9,7 +9,7 @@ One memory model with the rolling memory window (`S` slots of chunk `L`), in one
 * decode tokens/s of each candidate and KV-cache bytes after the context: the memory model's must stay flat as
   `n` grows (judged on decode rounds of their own: the cheap bank calls of every length back to back, many
   times, as one call's decode rate varies by +-40% even on an idle machine);
-* encoding throughput of the bank encoder (`eval.banks.bank.encode_documents`), in tokens/s.
+* encoding throughput of the bank encoder (`eval.banks.encode.encode_documents`), in tokens/s.
 
 One sample = one `generate(max_new_tokens=new_tokens)` call per candidate (bank, on the fly, full context) and
 length, all of them in each round, timed by a `timing.DecodeClock`: TTFT = from the call to the first new token; decode
@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import torch
 import transformers
 
-from eval.banks.bank import encode_documents
+from eval.banks.encode import encode_documents
 from eval.benchmarks.models import llama_config
 from eval.benchmarks.reports import fmt_spread, verdict
 from eval.benchmarks.timing import (autocast, cache_bytes, generation_figures, paired_ratio, progress, rates,

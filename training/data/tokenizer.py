@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer training with the paper's special-token conventions (paper §7.1).
+"""Byte-level BPE tokenizer training with the paper's special-token conventions (its 8k FineWeb tokenizer).
 
 The paper's 8k FineWeb tokenizer has `<|begin_of_text|>` = 0 and `<|end_of_text|>` = 1, with pad = eos = 1,
 and uses reserved special tokens as copy delimiters. Ours keeps those ids: `<|bos|>` = 0, `<|eos|>` = 1
