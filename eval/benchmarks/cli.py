@@ -4,16 +4,10 @@
     python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing | banks [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
-<<<<<<< HEAD
-`rmt_generation`, `checkpointing`) with `run(args) -> dict`; this module maps the names to them (`WORKLOADS`). Every workload
-takes the common options --quick, --device, --dtype (bf16 = autocast), --output, --repeats, --warmup and
---threads (`arguments.py`), and reports every timed figure as the median and the min-max over its repeats
-(`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
-=======
 `rmt_generation`, `checkpointing`, `banks`) with `run(args) -> dict`; this module maps the names to them
 (`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
---repeats, --warmup and --threads (`arguments.py`). The timing harness is `timing.py`, the shared model builders `models.py`, the
->>>>>>> main
+--repeats, --warmup and --threads (`arguments.py`), and reports every timed figure as the median and the min-max
+over its repeats (`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
 targets and tables `reports.py`.
 """
 
