@@ -1,6 +1,7 @@
 """The benchmark CLI: quick runs produce complete JSON whose timed figures are medians with their min-max; the
 decode clock times the decode steps alone; the paper's sequential loop equals the batched model."""
 
+import itertools
 import json
 import os
 import queue
@@ -21,6 +22,12 @@ from modeling_memory import MemoryConfig, MemoryForCausalLM
 
 REPEATS = 2
 QUICK_ARGS = ["--quick", "--repeats", str(REPEATS), "--threads", "2"]
+
+
+def _positive_numbers(tree) -> list:
+    if isinstance(tree, dict):
+        return [x for value in tree.values() for x in _positive_numbers(value)]
+    return [tree] if isinstance(tree, (int, float)) and not isinstance(tree, bool) else []
 
 
 def run_quick(name: str, tmp_path, capsys, *extra) -> tuple[dict, str]:
@@ -276,8 +283,10 @@ def test_banks_quick_run_reports_throughput_rss_and_ttft(tmp_path, capsys, monke
     test_bank_distributed.py), so the test checks the wiring, the banks it reads and the tables."""
     from eval.benchmarks import banks
 
-    def in_process(work, corpus, sizes, processes, threads, device):
-        output, stats = tmp_path / f"bank-{len(list(tmp_path.glob('bank-*')))}", tmp_path / "stats.json"
+    runs = itertools.count()
+
+    def in_process(work, corpus, sizes, processes, threads, device):  # a new folder per run, as mkdtemp gives
+        output, stats = tmp_path / f"bank-{next(runs)}", tmp_path / "stats.json"
         assert banks._worker(["--model", str(work / "model"), "--corpus", str(corpus), "--output", str(output / "bank"),
                               "--shard-size", str(sizes.shard_size), "--batch-size", str(sizes.batch_size),
                               "--threads", str(threads), "--device", device, "--stats", str(stats)]) == 0
