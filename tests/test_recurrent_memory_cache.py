@@ -77,11 +77,16 @@ def test_cache_respects_the_context_limit():
 
 
 def test_generation_benchmark_quick(tmp_path, capsys):
-    """`eval.benchmarks rmt-generation --quick` writes its JSON and table; both decodings give the same tokens."""
+    """`eval.benchmarks rmt-generation --quick --repeats 2` writes its JSON and table; both decodings give the same
+    tokens; every timing is a median with its min-max over 2 calls."""
+    from benchmark_checks import assert_spreads
     from eval.benchmarks.cli import main
 
     output = tmp_path / "rmt.json"
-    assert main(["rmt-generation", "--quick", "--output", str(output)]) == 0
+    assert main(["rmt-generation", "--quick", "--repeats", "2", "--output", str(output)]) == 0
     result = json.loads(output.read_text())["rmt_generation"]
     assert result["same_tokens"] is True and result["prompt"] == 24 and result["new_tokens"] == 8
+    figures = assert_spreads(result, 2, {"/speedup"} | {f"/{kind}_{figure}" for kind in ("cached", "uncached")
+                                                        for figure in ("seconds", "tokens_per_s", "decode_tokens_per_s")})
+    assert len(figures) == 7
     assert "segment cache" in capsys.readouterr().out

@@ -156,19 +156,34 @@ def test_bounded_window_still_refuses_long_inputs():
 
 
 def test_long_context_benchmark_quick(tmp_path, capsys):
-    """`python -m eval.benchmarks long-context --quick` writes every row; the memory model's KV cache is the same
-    size at every length (the full-context Llama's grows) and answering from a bank equals encoding on the fly."""
+    """`python -m eval.benchmarks long-context --quick --repeats 2` writes every row; the memory model's KV cache is
+    the same size at every length (the full-context Llama's grows); answering from a bank equals encoding on the
+    fly; every timing is a median with its min-max over 2 runs and the decode clock counted new_tokens - 1 steps."""
     import json
 
+    from benchmark_checks import assert_spreads
     from eval.benchmarks import cli as benchmark
+    from eval.benchmarks.long_context import QUICK
 
     output = tmp_path / "long.json"
-    assert benchmark.main(["long-context", "--quick", "--output", str(output)]) == 0
+    assert benchmark.main(["long-context", "--quick", "--repeats", "2", "--threads", "2", "--output", str(output)]) == 0
     result = json.loads(output.read_text())
     rows = result["rows"]
     assert [row["context"] for row in rows] == [64, 128] and "| 128 |" in capsys.readouterr().out
     assert rows[0]["kv_cache_bytes"]["memory"] == rows[1]["kv_cache_bytes"]["memory"] > 0
     assert rows[1]["kv_cache_bytes"]["full_context"] > rows[0]["kv_cache_bytes"]["full_context"]
     assert all(row["bank_equals_on_the_fly"] for row in rows)
-    assert all(value > 0 for row in rows for value in [*row["ttft_s"].values(), row["encode_tokens_per_s"]])
-    assert {check["name"].split(" at ")[0] for check in result["targets"]} >= {"ttft_bank_over_full"}
+    assert result["settings"]["sizes"]["decode_repeats"] == 2 and set(result["settings"]["samples"]) == {
+        "generation", "decode", "encode"}  # the decode rounds: 2 at --quick sizes, like --repeats 2 here
+    candidates = {"memory_bank", "memory_on_the_fly", "full_context"}
+    assert all(row["decode_steps"] == dict.fromkeys(candidates, QUICK.new_tokens - 1) for row in rows)
+    figures = assert_spreads(result, 2, {f"/{figure}/{name}" for figure in ("ttft_s", "decode_tokens_per_s")
+                                         for name in candidates} | {
+        "/decode_over_shortest/memory_bank", "/decode_over_shortest/memory_on_the_fly", "/encode_tokens_per_s",
+        "/ratios/ttft_bank_over_full", "/ratios/ttft_on_the_fly_over_full"})
+    assert len(figures) == 2 * 11
+    same = {"median": 1.0, "min": 1.0, "max": 1.0, "interval": [1.0, 1.0], "runs": 2}  # the shortest length against itself, round by round
+    assert rows[0]["decode_over_shortest"] == {"memory_bank": same, "memory_on_the_fly": same}
+    names = {check["name"].split(" at ")[0] for check in result["targets"]}
+    assert names == {"ttft_bank_over_full", "ttft_on_the_fly_over_full", "memory decode tokens/s (from a bank)"}
+    assert {check["status"] for check in result["targets"]} == {"n/a"}  # stated for the full sizes

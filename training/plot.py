@@ -131,9 +131,19 @@ def retention_title(settings: dict) -> str:
 BENCHMARK_MODELS = {"memory": "memory model", "llama_full_context": "full-context Llama"}
 
 
+def _with_error(figures: list) -> tuple[list, list]:
+    """Medians and `[below, above]` error lengths of benchmark figures: a spread (`median`, `min`, `max`) or a
+    plain number (a byte count: no error)."""
+    medians = [f["median"] if isinstance(f, dict) else f for f in figures]
+    below = [m - f["min"] if isinstance(f, dict) else 0 for m, f in zip(medians, figures)]
+    above = [f["max"] - m if isinstance(f, dict) else 0 for m, f in zip(medians, figures)]
+    return medians, [below, above]
+
+
 def plot_benchmark(result: dict, output) -> list[Path]:
     """Prefill seconds, decode tokens/s and KV-cache bytes against context (log axes); training tokens/s too,
-    when measured. Memory model against full-context Llama with the same decoder weights."""
+    when measured. Memory model against full-context Llama with the same decoder weights. Points are medians,
+    bars the min-max over the repeats."""
     inference, training = result.get("inference", []), result.get("training", [])
     if not inference and not training:
         raise ValueError("nothing to plot: the benchmark result has neither training nor inference rows")
@@ -145,14 +155,17 @@ def plot_benchmark(result: dict, output) -> list[Path]:
         if panel == "training":
             names = sorted({name for row in training for name in row["tokens_per_s"]})
             for name in names:
-                points = [(row["context"], row["tokens_per_s"][name]) for row in training if name in row["tokens_per_s"]]
-                axis.plot(*zip(*points), marker="o", label=name.replace("_", " "))
+                rows = [row for row in training if name in row["tokens_per_s"]]
+                medians, error = _with_error([row["tokens_per_s"][name] for row in rows])
+                axis.errorbar([row["context"] for row in rows], medians, yerr=error, marker="o", capsize=3,
+                              label=name.replace("_", " "))
             axis.set(ylabel="training tokens/s", title="training step (fwd + bwd + AdamW)")
         else:
             key, label = panel
             for model, name in BENCHMARK_MODELS.items():
-                axis.plot([row["context"] for row in inference], [row[model][key] for row in inference],
-                          marker="o", label=name)
+                medians, error = _with_error([row[model][key] for row in inference])
+                axis.errorbar([row["context"] for row in inference], medians, yerr=error, marker="o", capsize=3,
+                              label=name)
             axis.set(ylabel=label, title=label.split(" (")[0])
         axis.set_xscale("log", base=2)
         axis.set_yscale("log")
@@ -165,8 +178,8 @@ def plot_benchmark(result: dict, output) -> list[Path]:
     load = f"; load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""  # noisy timings when > threads
     figure.suptitle(f"memory-models benchmark memory{' --quick' if settings.get('quick') else ''}: "
                     f"{settings.get('device')} {settings.get('dtype')}, {settings.get('threads')} threads; decoder "
-                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk {sizes.get('chunk_size')}{load}",
-                    fontsize=10)
+                    f"{sizes.get('decoder_hidden')} x {sizes.get('num_layers')} layers, chunk "
+                    f"{sizes.get('chunk_size')}{load}; median, bars min-max", fontsize=10)
     figure.tight_layout()
     return save_figure(figure, output)
 

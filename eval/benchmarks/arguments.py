@@ -30,6 +30,8 @@ def _long_context_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-context-max", type=int, default=None,
                         help="longest context for the full-context Llama (memory grows with the square)")
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
+    parser.add_argument("--decode-repeats", type=int, default=None,
+                        help="rounds of the back-to-back bank calls that time the memory model's decode (default 100)")
 
 
 def _banks_options(parser: argparse.ArgumentParser) -> None:
@@ -55,7 +57,8 @@ def benchmark_parser(prog: str = "memory-models benchmark") -> argparse.Argument
         sub.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="bf16 = autocast")
         sub.add_argument("--output", default=None, help=f"JSON path (default benchmark-{name}.json); the plot "
                          "goes beside it (.png, .svg)")
-        sub.add_argument("--repeats", type=int, default=None, help="timed repeats per measurement (median)")
+        sub.add_argument("--repeats", type=int, default=None,
+                         help="timed repeats per measurement (reported: median and min-max)")
         sub.add_argument("--warmup", type=int, default=None, help="untimed warm-up calls per measurement")
         sub.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
         OPTIONS.get(name, lambda _: None)(sub)

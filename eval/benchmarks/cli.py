@@ -6,7 +6,8 @@
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
 `rmt_generation`, `checkpointing`, `banks`) with `run(args) -> dict`; this module maps the names to them
 (`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
---repeats, --warmup and --threads (`arguments.py`). The timing harness is `timing.py`, the shared model builders `models.py`, the
+--repeats, --warmup and --threads (`arguments.py`), and reports every timed figure as the median and the min-max
+over its repeats (`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
 targets and tables `reports.py`.
 """
 
@@ -22,6 +23,7 @@ import torch
 from eval.benchmarks import autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation
 from eval.benchmarks.arguments import benchmark_parser
 from eval.benchmarks.reports import format_autoencoder, format_memory_table
+from eval.benchmarks.timing import load_average
 from training.plot import plot_beside, plot_benchmark
 
 
@@ -46,6 +48,12 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 
+def _load_line(settings: dict) -> str:
+    before, after = ("?" if value is None else f"{value:.2f}" for value in settings["load_average"])
+    return (f"1-minute load average {before} before, {after} after, on {settings['threads']} threads "
+            f"(above the thread count, other processes shared the CPU)")
+
+
 def main(argv=None) -> int:
     """`memory-models benchmark NAME ...`: run one workload, write its JSON (and plot), print its table."""
     args = benchmark_parser().parse_args(argv)
@@ -54,11 +62,14 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     workload = WORKLOADS[args.benchmark]
+    load = load_average()
     result = workload.run(args)
+    result["settings"]["load_average"] = [load, load_average()]  # the whole run's, before and after
     output = args.output or f"benchmark-{args.benchmark}.json"
     with open(output, "w") as handle:  # before printing, so a closed stdout cannot lose the measurements
         json.dump(result, handle, indent=2)
     print(workload.format(result))
+    print(_load_line(result["settings"]))
     plots = plot_beside(output, lambda stem: workload.plot(result, stem)) if workload.plot else []
     print(f"\nwrote {', '.join(map(str, [output, *plots]))}")
     return 0

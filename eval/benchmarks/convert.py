@@ -1,25 +1,30 @@
 """`python -m eval.benchmarks convert`: converting a pretrained decoder, and LoRA vs full fine-tuning speed.
 
 * `bench_conversion`: writes a random Llama-3.2-1B-shaped checkpoint (bf16, tied embeddings, GQA, llama3 rope
-  scaling; `--quick`: a small one), then runs `memory-models convert` on it in a child process and reports its
-  wall time and peak resident memory against the checkpoint's bytes (target: peak <= 1.5x the checkpoint).
+  scaling; `--quick`: a small one), then runs `memory-models convert` on it in a child process, `repeats` times,
+  and reports each run's wall time and peak resident memory against the checkpoint's bytes (target: peak <=
+  1.5x the checkpoint).
 * `bench_lora_vs_full`: tokens/s of copy-objective training steps (forward, backward, AdamW step) of a memory
   model whose decoder has the 1B model's width but fewer layers, with LoRA (r=64, alpha=32, the paper's
-  helper) and with full fine-tuning, in the same process.
-Compare ratios from one run, never absolute times across runs.
+  helper) and with full fine-tuning, in the same process (one model after the other: both at once would not fit
+  a small machine), each step one sample.
+Every figure is the median and the min-max over the repeats. Compare ratios from one run, never absolute times
+across runs.
 """
 
 from __future__ import annotations
 
 import os
 import pathlib
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
 import torch
+
+from eval.benchmarks.reports import fmt_spread
+from eval.benchmarks.timing import rates, ratio_bounds, sample_seconds, spread
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET_PEAK_OVER_CHECKPOINT = 1.5
@@ -57,27 +62,53 @@ def write_random_checkpoint(folder, config) -> int:
     return sum(p.stat().st_size for p in pathlib.Path(folder).glob("*.safetensors"))
 
 
-def bench_conversion(quick: bool = False, encoder_preset: str = "llama-3.2-1b-memory") -> dict:
-    """Convert a random checkpoint in a child process: wall time and peak RSS against the checkpoint size."""
+# Runs a module as `__main__`, then prints the process's own peak RSS (`VmHWM`, KiB) as its last stdout line. The
+# child's `ru_maxrss` would not do: it keeps the high-water mark of the memory it shared with this process
+# before `exec`, so a large benchmark process inflates every child's peak.
+PEAK_RSS_WRAPPER = """
+import runpy, sys
+module, sys.argv = sys.argv[1], sys.argv[1:]
+try:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    print(f"\\nVmHWM {peak}", flush=True)
+"""
+
+
+def run_with_peak_rss(module: str, args: list, env: dict) -> tuple[float, int]:
+    """Wall seconds and peak RSS (bytes, its own `VmHWM`) of `python -m module *args` in a child process."""
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PEAK_RSS_WRAPPER, module, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{module} failed:\n{proc.stderr[-3000:]}")
+    return seconds, int(proc.stdout.split()[-1]) * 1024
+
+
+def bench_conversion(quick: bool = False, encoder_preset: str = "llama-3.2-1b-memory", repeats: int = 3) -> dict:
+    """Convert a random checkpoint in a child process `repeats` times: wall time and peak RSS of each run
+    against the checkpoint size."""
     config = llama_1b_config(hidden=256, layers=2, vocab_size=8192, heads=8, kv_heads=2, intermediate=1024) if quick \
         else llama_1b_config()
     preset = "autoencoder-tiny" if quick else encoder_preset
+    runs = []
     with tempfile.TemporaryDirectory() as scratch:
-        source, output = pathlib.Path(scratch) / "decoder", pathlib.Path(scratch) / "memory"
+        source = pathlib.Path(scratch) / "decoder"
         checkpoint_bytes = write_random_checkpoint(source, config)
-        command = [sys.executable, "-m", "conversion.pretrained_decoder", "--decoder", str(source),
-                   "--encoder-preset", preset, "--chunk-size", "8" if quick else "256", "--output", str(output)]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-        start = time.perf_counter()
-        proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise RuntimeError(f"conversion failed:\n{proc.stderr[-3000:]}")
-        # The only child of this process so far: its peak RSS (KiB on Linux).
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        for index in range(repeats):
+            output = pathlib.Path(scratch) / f"memory-{index}"
+            runs.append(run_with_peak_rss("conversion.pretrained_decoder", [
+                "--decoder", str(source), "--encoder-preset", preset, "--chunk-size", "8" if quick else "256",
+                "--output", str(output)], env))
         output_bytes = sum(p.stat().st_size for p in output.glob("*.safetensors"))
+    seconds, peaks = [run[0] for run in runs], [run[1] for run in runs]
     return {"decoder_params": _params(config), "checkpoint_bytes": checkpoint_bytes, "output_bytes": output_bytes,
-            "seconds": seconds, "peak_rss_bytes": peak, "peak_over_checkpoint": peak / checkpoint_bytes,
+            "repeats": repeats, "seconds": spread(seconds), "peak_rss_bytes": spread(peaks),
+            "peak_over_checkpoint": spread([peak / checkpoint_bytes for peak in peaks]),
             "target_peak_over_checkpoint": TARGET_PEAK_OVER_CHECKPOINT, "encoder_preset": preset}
 
 
@@ -88,7 +119,8 @@ def _params(config) -> int:
     return v * d + layers * per_layer + d  # tied head
 
 
-def _copy_steps_per_second(model, ids, steps: int) -> float:
+def _copy_tokens_per_second(model, ids, repeats: int, warmup: int) -> list[float]:
+    """Tokens/s of each of `repeats` copy-training steps, after `warmup` steps (optimizer state allocation)."""
     from training.data.objectives import ObjectiveCollator
 
     batch = ObjectiveCollator.from_config("copy", model.config, max_length=ids.shape[1])(
@@ -101,15 +133,14 @@ def _copy_steps_per_second(model, ids, steps: int) -> float:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up (optimizer state allocation)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return steps * ids.numel() / (time.perf_counter() - start)
+    return rates(ids.numel(), sample_seconds({"step": step}, repeats, warmup, "cpu")["step"])
 
 
-def bench_lora_vs_full(quick: bool = False, layers: int = 2, batch: int = 2, steps: int = 2, seed: int = 0) -> dict:
-    """Copy-training tokens/s with LoRA (r=64, alpha=32, attention + MLP) vs full fine-tuning, same model."""
+def bench_lora_vs_full(quick: bool = False, layers: int = 2, batch: int = 2, repeats: int = 3, warmup: int = 1,
+                       seed: int = 0) -> dict:
+    """Copy-training tokens/s with LoRA (r=64, alpha=32, attention + MLP) vs full fine-tuning, same model; one
+    step per sample, `warmup` untimed steps first. The ratio of the medians is bounded by the extreme
+    combinations (the two modes run one after the other)."""
     from transformers import LlamaForCausalLM
 
     from configuration import get_preset
@@ -123,7 +154,7 @@ def bench_lora_vs_full(quick: bool = False, layers: int = 2, batch: int = 2, ste
         config, encoder, chunk = llama_1b_config(layers=layers), "llama-3.2-1b-memory", 256
     length = 4 * chunk if quick else 2 * chunk  # copy rows: two chunks of text, two of its copy
     result = {"hidden": config.hidden_size, "layers": config.num_hidden_layers, "vocab_size": config.vocab_size,
-              "batch": batch, "length": length, "steps": steps}
+              "batch": batch, "length": length, "repeats": repeats, "warmup": warmup}
     ids = torch.randint(2, config.vocab_size, (batch, length // 2))
     for mode in ("full", "lora"):
         torch.manual_seed(seed)
@@ -134,35 +165,45 @@ def bench_lora_vs_full(quick: bool = False, layers: int = 2, batch: int = 2, ste
         if mode == "lora":
             model = apply_lora(model, 64, 32.0)
         result[f"{mode}_trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        result[f"{mode}_tokens_per_s"] = _copy_steps_per_second(model, torch.cat([ids, ids], 1)[:, :length], steps)
+        result[f"{mode}_tokens_per_s"] = spread(_copy_tokens_per_second(model, torch.cat([ids, ids], 1)[:, :length],
+                                                                        repeats, warmup))
         del model
-    result["lora_over_full"] = result["lora_tokens_per_s"] / result["full_tokens_per_s"]
+    result["lora_over_full"] = ratio_bounds(result["lora_tokens_per_s"], result["full_tokens_per_s"])
     return result
 
 
 def run(args) -> dict:
     import transformers
 
-    result = {"benchmark": "convert",
-              "settings": {"quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
-                           "transformers": transformers.__version__},
-              "conversion": bench_conversion(args.quick),
-              "lora_vs_full": bench_lora_vs_full(args.quick, steps=args.repeats or 2)}
-    return result
+    repeats = args.repeats or (1 if args.quick else 3)
+    warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
+    conversion = bench_conversion(args.quick, repeats=repeats)
+    training = bench_lora_vs_full(args.quick, repeats=repeats, warmup=warmup)
+    samples = {"conversion": f"{repeats} conversions, each a fresh child process (no warm-up)",
+               "lora_vs_full": f"{warmup} warm-up + {repeats} timed copy-training steps per mode; one sample = one "
+                               f"step of {training['batch']} x {training['length']} tokens"}
+    return {"benchmark": "convert",
+            "settings": {"quick": args.quick, "threads": torch.get_num_threads(), "torch": torch.__version__,
+                         "transformers": transformers.__version__, "samples": samples},
+            "conversion": conversion, "lora_vs_full": training}
 
 
 def format_result(result: dict) -> str:
     conversion, train = result["conversion"], result["lora_vs_full"]
     gib = 1024 ** 3
+    one, two, three = (lambda v: f"{v:.1f}"), (lambda v: f"{v:.2f}"), (lambda v: f"{v:.3f}")
     return "\n".join([
         f"convert benchmark ({'quick' if result['settings']['quick'] else 'Llama-3.2-1B shape'}, "
-        f"{result['settings']['threads']} threads)",
+        f"{result['settings']['threads']} threads); median (min-max) over {conversion['repeats']} runs",
         f"conversion of {conversion['decoder_params'] / 1e6:.0f}M decoder parameters, checkpoint "
-        f"{conversion['checkpoint_bytes'] / gib:.3f} GiB: {conversion['seconds']:.1f} s, peak RSS "
-        f"{conversion['peak_rss_bytes'] / gib:.3f} GiB = {conversion['peak_over_checkpoint']:.2f}x the checkpoint "
+        f"{conversion['checkpoint_bytes'] / gib:.3f} GiB: {fmt_spread(conversion['seconds'], number=one)} s, peak RSS "
+        f"{fmt_spread(conversion['peak_rss_bytes'], 1 / gib, three)} GiB = "
+        f"{fmt_spread(conversion['peak_over_checkpoint'], number=two)}x the checkpoint "
         f"(target <= {conversion['target_peak_over_checkpoint']}x)",
         f"copy training, d={train['hidden']}, {train['layers']} layers, batch {train['batch']} x {train['length']}: "
-        f"full fine-tuning {train['full_tokens_per_s']:.1f} tok/s ({train['full_trainable_params'] / 1e6:.1f}M "
-        f"trainable), LoRA r=64 {train['lora_tokens_per_s']:.1f} tok/s ({train['lora_trainable_params'] / 1e6:.1f}M "
-        f"trainable), LoRA/full {train['lora_over_full']:.2f}",
+        f"full fine-tuning {fmt_spread(train['full_tokens_per_s'], number=one)} tok/s "
+        f"({train['full_trainable_params'] / 1e6:.1f}M trainable), LoRA r=64 "
+        f"{fmt_spread(train['lora_tokens_per_s'], number=one)} tok/s ({train['lora_trainable_params'] / 1e6:.1f}M "
+        f"trainable), LoRA/full {fmt_spread(train['lora_over_full'], number=two)}",
+        f"samples: {result['settings']['samples']['conversion']}; {result['settings']['samples']['lora_vs_full']}",
     ])

@@ -7,8 +7,10 @@ allow:
       model's submodules, a full-context `LlamaForCausalLM` with the decoder's weights, and the recurrent
       memory transformer (RMT) with the same decoder weights;
   (b) inference: prefill latency (time to first token), decode tokens/s and KV-cache bytes of the memory
-      model and the full-context Llama, both through `generate()` with their caches.
-Timings are medians over repeats after warm-up; ratios are only meaningful within one run.
+      model and the full-context Llama, both through `generate()` with their caches; the decode clock
+      (`timing.DecodeClock`) timestamps every new token inside one `generate` call.
+Every timed figure is the median and the min-max over the repeats (`timing.spread`); candidates run in
+interleaved rounds and their ratios are taken per round. Ratios are only meaningful within one run.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 from eval.benchmarks.models import (build_memory_model, llama_with_decoder_weights, rmt_with_decoder_weights,
                                     sequential_paper_loss)
 from eval.benchmarks.reports import check_targets
-from eval.benchmarks.timing import autocast, cache_bytes, load_average, median_seconds, progress, settings
+from eval.benchmarks.timing import (autocast, cache_bytes, generation_figures, load_average, paired_ratio, progress,
+                                    rates, sample_generation, sample_seconds, settings, spread)
 
 
 @dataclass
@@ -38,10 +41,10 @@ class Sizes:
     train_contexts: tuple = (1024, 2048, 4096)
     full_comparison_contexts: tuple = (1024,)  # where the sequential loop and the RMT are timed too
     inference_contexts: tuple = (1024, 2048, 4096, 8192)
-    new_tokens: int = 32
+    new_tokens: int = 64  # per generate call: the first token times the prefill, the other 63 the decode
     warmup: int = 1
-    repeats: int = 3  # training steps
-    inference_repeats: int = 5  # generate calls (cheaper, noisier)
+    repeats: int = 5  # training steps per model (one step = one sample)
+    inference_repeats: int = 10  # generate calls per model (one call = one sample of TTFT and of decode rate)
     notes: list = field(default_factory=list)
 
 
@@ -84,48 +87,51 @@ def measure_training(sizes: Sizes, context: int, device: str, dtype: str, full: 
         steps["recurrent_memory"] = _step_fn(rmt, lambda: rmt(ids, labels=ids).loss, device, dtype)
     progress(f"training at context {context}: {', '.join(steps)}")
     load = load_average()
-    seconds = median_seconds(steps, sizes, device)
-    rate = {name: ids.numel() / value for name, value in seconds.items()}
-    base = rate["memory_batched"]
+    seconds = sample_seconds(steps, sizes.repeats, sizes.warmup, device, label=f"training {context}")
+    samples = {name: rates(ids.numel(), values) for name, values in seconds.items()}
+    base = samples["memory_batched"]
     return {
         "context": context, "chunk_size": sizes.chunk_size, "num_chunks": context // sizes.chunk_size,
-        "batch_size": batch, "load_average": [load, load_average()], "tokens_per_s": rate,
-        "speedup_of_batched": {f"vs_{name}": base / value for name, value in rate.items() if name != "memory_batched"},
+        "batch_size": batch, "load_average": [load, load_average()],
+        "tokens_per_s": {name: spread(values) for name, values in samples.items()},
+        "speedup_of_batched": {f"vs_{name}": paired_ratio(base, values)
+                               for name, values in samples.items() if name != "memory_batched"},
     }
 
 
 # ----------------------------------------------------------------------------- (b) inference
-def _generate(model, ids, new_tokens: int, device: str, dtype: str):
+def _generate(model, ids, new_tokens: int, device: str, dtype: str, streamer=None):
     with torch.no_grad(), autocast(device, dtype):
         return model.generate(
             ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-            do_sample=False, use_cache=True, pad_token_id=1, return_dict_in_generate=True,
+            do_sample=False, use_cache=True, pad_token_id=1, return_dict_in_generate=True, streamer=streamer,
         )
 
 
-def measure_generation(models: dict, ids, sizes: Sizes, device: str, dtype: str) -> dict:
+def measure_generation(models: dict, ids, sizes: Sizes, device: str, dtype: str) -> tuple[dict, dict]:
     """Time to first token, decode tokens/s and final KV-cache bytes of greedy `generate`, per model.
 
-    Prefill = `generate(max_new_tokens=1)`; decode rate = `(new_tokens - 1) / (t(new_tokens) - t(1))`, so chunk
-    boundaries crossed while decoding (re-encoding, slot recomputation) count in the decode rate.
+    One sample = one `generate(new_tokens)` call timed by a `DecodeClock`: prefill = call to first new token;
+    decode rate = `(new_tokens - 1) / (t_last - t_first)`, so chunk boundaries crossed while decoding
+    (re-encoding, slot recomputation) count in the decode rate and the prefill does not. Returns the figures
+    per model and the clocks (for per-round ratios).
     """
     n = sizes.new_tokens
-    calls = {}
-    for name, model in models.items():
+    for model in models.values():
         model.eval()
-        calls[f"{name}/prefill"] = lambda model=model: _generate(model, ids, 1, device, dtype)
-        calls[f"{name}/total"] = lambda model=model: _generate(model, ids, n, device, dtype)
+    calls = {name: lambda streamer, model=model: _generate(model, ids, n, device, dtype, streamer)
+             for name, model in models.items()}
     progress(f"generation, prompt {ids.shape[1]} tokens: {', '.join(models)}")
-    seconds = median_seconds(calls, replace(sizes, repeats=sizes.inference_repeats), device)
+    clocks = sample_generation(calls, sizes.inference_repeats, sizes.warmup, device, label=f"prompt {ids.shape[1]}")
     result = {}
     for name, model in models.items():
         out = _generate(model, ids, n, device, dtype)
         if out.sequences.shape[1] != ids.shape[1] + n:
             raise RuntimeError(f"{name} generated {out.sequences.shape[1] - ids.shape[1]} tokens, expected {n}")
-        prefill, total = seconds[f"{name}/prefill"], seconds[f"{name}/total"]
-        result[name] = {"prefill_s": prefill, "decode_tokens_per_s": (n - 1) / max(total - prefill, 1e-9),
-                        "kv_cache_bytes": cache_bytes(out.past_key_values)}
-    return result
+        figures = generation_figures(clocks[name], n)
+        result[name] = {"prefill_s": figures["first_token_s"], "decode_tokens_per_s": figures["decode_tokens_per_s"],
+                        "decode_steps": figures["decode_steps"], "kv_cache_bytes": cache_bytes(out.past_key_values)}
+    return result, clocks
 
 
 def measure_inference(sizes: Sizes, context: int, device: str, dtype: str) -> dict:
@@ -142,13 +148,16 @@ def measure_inference(sizes: Sizes, context: int, device: str, dtype: str) -> di
     result = {"context": context, "prompt_tokens": ids.shape[1], "new_tokens": sizes.new_tokens,
               "num_memory_slots": slots}
     load = load_average()
-    result.update(measure_generation({"memory": memory, "llama_full_context": llama}, ids, sizes, device, dtype))
+    figures, clocks = measure_generation({"memory": memory, "llama_full_context": llama}, ids, sizes, device, dtype)
+    result.update(figures)
     result["load_average"] = [load, load_average()]
-    mem, full = result["memory"], result["llama_full_context"]
+    mem, full = clocks["memory"], clocks["llama_full_context"]
+    kv_memory, kv_llama = result["memory"]["kv_cache_bytes"], result["llama_full_context"]["kv_cache_bytes"]
     result["ratios"] = {
-        "prefill_memory_over_llama": mem["prefill_s"] / full["prefill_s"],
-        "decode_memory_over_llama": mem["decode_tokens_per_s"] / full["decode_tokens_per_s"],
-        "kv_bytes_memory_over_llama": mem["kv_cache_bytes"] / max(full["kv_cache_bytes"], 1),
+        "prefill_memory_over_llama": paired_ratio([c.first_token_s() for c in mem], [c.first_token_s() for c in full]),
+        "decode_memory_over_llama": paired_ratio([c.decode_tokens_per_s() for c in mem],
+                                                 [c.decode_tokens_per_s() for c in full]),
+        "kv_bytes_memory_over_llama": kv_memory / max(kv_llama, 1),
         "kv_bytes_expected_ratio": (slots + sizes.chunk_size) / context,
     }
     return result
@@ -162,6 +171,9 @@ def run(args) -> dict:
             setattr(sizes, name, getattr(args, name))
     if args.repeats is not None:
         sizes.inference_repeats = args.repeats
+    if sizes.new_tokens < 2:
+        raise ValueError(f"--new-tokens must be at least 2 (a decode rate needs a token after the first), "
+                         f"got {sizes.new_tokens}")
     sizes.notes += [
         f"training batch = {sizes.train_tokens_per_step} tokens / context (same tokens per step at every context); "
         "batched memory model and sequential loop in paper mode (within-chunk targets, paper loss)",
@@ -173,5 +185,10 @@ def run(args) -> dict:
                 for context in sizes.train_contexts] if "training" in sections else []
     inference = [measure_inference(sizes, context, args.device, args.dtype)
                  for context in sizes.inference_contexts] if "inference" in sections else []
-    return {"benchmark": "memory", "settings": settings(args, sizes=sizes), "training": training,
+    samples = {"training": f"{sizes.warmup} warm-up + {sizes.repeats} timed steps per model and context, "
+                           f"interleaved; one sample = one step of {sizes.train_tokens_per_step} tokens",
+               "inference": f"{sizes.warmup} warm-up + {sizes.inference_repeats} timed generate calls per model and "
+                            f"context, interleaved; one sample = one call: prefill to the first token, then "
+                            f"{sizes.new_tokens - 1} decode steps timed token by token"}
+    return {"benchmark": "memory", "settings": settings(args, sizes=sizes, samples=samples), "training": training,
             "inference": inference, "targets": check_targets(training, inference, quick=args.quick)}
