@@ -162,6 +162,15 @@ class MemoryModel(MemoryPreTrainedModel):
         encoder.requires_grad_(False)
         if self.config.fresh_encoder_embedding:
             encoder.get_input_embeddings().requires_grad_(True)
+        encoder.eval()
+
+    def train(self, mode: bool = True):
+        """Like `nn.Module.train`, but a frozen encoder always stays in eval mode: no dropout, so its memories are
+        the ones it gives on its own (e.g. inside the autoencoder it was trained in)."""
+        super().train(mode)
+        if getattr(self, "encoder", None) is not None and self.config.freeze_encoder:
+            self.encoder.eval()
+        return self
 
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()
