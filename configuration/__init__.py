@@ -5,6 +5,10 @@
 >>> model = build_model(config)
 """
 
+import inspect
+
+from transformers import AutoModel, AutoModelForCausalLM
+
 from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
 
 from .presets import PRESETS
@@ -21,8 +25,6 @@ def get_preset(name: str, **overrides):
     Every override must be a parameter of the preset function or a field of its config (a typo raises a
     `ValueError` instead of being stored silently).
     """
-    import inspect
-
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; available: {', '.join(list_presets())}")
     function = PRESETS[name]
@@ -38,13 +40,18 @@ def get_preset(name: str, **overrides):
 
 def build_model(config):
     """A randomly initialised model for `config`: the causal-LM class where there is one, else the base."""
-    import modeling_memory  # noqa: F401  (registers our Auto classes)
-    from transformers import AutoModel, AutoModelForCausalLM
-
     try:
         return AutoModelForCausalLM.from_config(config)
     except ValueError:
         return AutoModel.from_config(config)
+
+
+def main(argv=None) -> int:
+    """`memory-models presets`: one line per preset (name, model type, context)."""
+    for name in list_presets():
+        config = get_preset(name)
+        print(f"{name:<34} {config.model_type:<20} context {config.max_position_embeddings}")
+    return 0
 
 
 __all__ = ["MaskedMixerConfig", "MemoryAutoencoderConfig", "MemoryConfig", "RecurrentMemoryConfig",

@@ -1,16 +1,16 @@
 """Export a model as a Hub-ready folder: weights, config with `auto_map`, code, tokenizer, model card.
 
-    python -m conversion.export_to_hub --preset memory-transformer-tiny --output hub/memory-tiny
-    python -m conversion.export_to_hub --model runs/clm/checkpoint-100 --output hub/clm --push-to-hub org/name
+    memory-models export --preset memory-transformer-tiny --output hub/memory-tiny
+    memory-models export --model runs/clm/checkpoint-100 --output hub/clm --push-to-hub org/name
 
 The folder loads anywhere with `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`:
 only torch and transformers are needed on the loading side (checked by `lint_hub_folder`).
 """
 
-import argparse
 import json
 import pathlib
 import stat
+import sys
 import uuid
 
 from huggingface_hub import HfApi
@@ -19,6 +19,7 @@ from transformers import AutoTokenizer
 import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
 from configuration import build_model, get_preset
 from conversion.adapters import load_adapter
+from conversion.arguments import export_parser
 from conversion.extract_decoder import decoder_model_card, extract_decoder
 from conversion.isolation import lint_hub_folder
 from conversion.loading import check_model_path, load_model
@@ -102,27 +103,9 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
     return output_dir
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a saved model folder (loaded with trust_remote_code)")
-    source.add_argument("--preset", help="a preset name: export a randomly initialised model")
-    parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
-    parser.add_argument("--output", required=True)
-    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing non-empty --output folder that memory-models did not create")
-    parser.add_argument("--allow-missing-weights", action="store_true",
-                        help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
-    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
-                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
-    parser.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="base model of a LoRA adapter --model folder "
-                        "(default: the one recorded in adapter_config.json; the export holds the merged model); "
-                        "otherwise the model card's base_model, the checkpoint this was converted from")
-    parser.add_argument("--metrics", metavar="JSON", help="a training run's metrics.json for the model card "
-                        "(default: for RUN/final, RUN/metrics.json if present)")
-    parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
-    args = parser.parse_args(argv)
+def main(argv=None) -> int:
+    """`memory-models export` (`memory-models export`)."""
+    args = export_parser().parse_args(argv)
 
     check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
     if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
@@ -149,7 +132,8 @@ def main(argv=None):
                           base_model=None if args.model and (pathlib.Path(args.model) / "adapter_config.json").exists()
                           else args.base_model, license=args.license)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -17,6 +17,12 @@ import os
 import re
 from pathlib import Path
 
+import torch
+from safetensors import safe_open
+from transformers import AutoModel, AutoModelForCausalLM
+
+import modeling_memory  # noqa: F401  (registers our Auto classes)
+
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 OFFLINE_VALUES = {"1", "true", "yes", "on"}
 
@@ -38,8 +44,6 @@ def check_model_path(path, option: str = "--model") -> None:
 
 def check_weight_files(folder) -> None:
     """Open every `*.safetensors` file of `folder`; a truncated or corrupt one is named in a `ValueError`."""
-    from safetensors import safe_open
-
     for file in sorted(Path(folder).glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="pt") as handle:
@@ -51,8 +55,6 @@ def check_weight_files(folder) -> None:
 
 def nonfinite_tensors(model) -> list[str]:
     """Names of the floating-point parameters and buffers of `model` holding NaN or inf."""
-    import torch
-
     tensors = list(model.named_parameters()) + list(model.named_buffers())
     return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
@@ -81,9 +83,6 @@ def load_model(path, *, config=None, allow_missing: bool = False, allow_unexpect
         allow_unexpected (`bool`, *optional*): accept unused checkpoint tensors; defaults to `allow_missing`.
         option / allow_option (`str`): the CLI names used in error messages.
     """
-    import modeling_memory  # noqa: F401  (registers our Auto classes)
-    from transformers import AutoModel, AutoModelForCausalLM
-
     check_model_path(path, option)
     if Path(str(path)).expanduser().is_dir():
         check_weight_files(Path(str(path)).expanduser())

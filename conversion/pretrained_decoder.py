@@ -14,11 +14,21 @@ into the config; the `masked` filler makes the model with no memories exactly th
 
 from __future__ import annotations
 
-import argparse
 import json
 import pathlib
 import sys
 from collections.abc import Sequence
+
+import torch
+from safetensors import safe_open
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from configuration import get_preset
+from conversion.arguments import convert_parser
+from conversion.export_to_hub import export_model
+from modeling_memory import MemoryConfig, MemoryForCausalLM
+from modeling_memory.config_utils import check_decoder_config
+from modeling_memory.native_decoders import same_architecture
 
 DEFAULT_ENCODER_PRESET = "llama-3.2-1b-memory"  # Fig. S6: encoder d=512, 16 layers, on the decoder's vocabulary
 LLAMA3_DELIMITER = "<|reserved_special_token_0|>"  # the paper's copy delimiter on the Llama 3 tokenizer
@@ -42,17 +52,11 @@ def tokenizer_special_ids(tokenizer, delimiter: str | None = None) -> dict:
 
 
 def _saved_config(folder):
-    import modeling_memory  # noqa: F401  (our config classes)
-    from transformers import AutoConfig
-
     return AutoConfig.from_pretrained(folder)
 
 
 def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=None, encoder_preset=None):
     """The encoder config: the preset's (on the decoder's vocabulary) and/or the saved model's, checked to agree."""
-    from configuration import get_preset
-    from modeling_memory.native_decoders import same_architecture
-
     vocab = decoder_config.vocab_size
     expected = None
     if encoder_preset is not None or encoder_from is None:
@@ -82,8 +86,6 @@ def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=No
 
 def load_encoder_weights(encoder, folder) -> None:
     """Load the `encoder.*` tensors of the safetensors checkpoint in `folder` into `encoder` (strict)."""
-    from safetensors import safe_open
-
     folder = pathlib.Path(folder)
     index = folder / "model.safetensors.index.json"
     if index.exists():
@@ -119,13 +121,6 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
         dtype: `"auto"` (the checkpoint's) or a torch dtype / its name.
         copy_delimiter: token string of the copy delimiter (default `<|reserved_special_token_0|>` if present).
     """
-    import modeling_memory  # noqa: F401
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    from modeling_memory import MemoryConfig, MemoryForCausalLM
-    from modeling_memory.config_utils import check_decoder_config
-
     decoder_config = AutoConfig.from_pretrained(decoder)
     check_decoder_config(decoder_config)  # a ValueError naming the model_type before any weight is read
     tokenizer = AutoTokenizer.from_pretrained(tokenizer or decoder)
@@ -146,30 +141,9 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
     return model, tokenizer
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--decoder", required=True, metavar="PATH_OR_HUB_ID", help="pretrained causal LM")
-    encoder = parser.add_argument_group("encoder (default: a fresh encoder of preset llama-3.2-1b-memory)")
-    encoder.add_argument("--encoder-from", metavar="DIR", help="copy the encoder of this autoencoder/memory model")
-    encoder.add_argument("--encoder-preset", metavar="NAME", help="preset whose encoder config to use")
-    encoder.add_argument("--freeze-encoder", action="store_true", help="freeze the encoder (paper: frozen AE encoder)")
-    parser.add_argument("--tokenizer", metavar="DIR", help="default: the decoder's tokenizer")
-    parser.add_argument("--chunk-size", type=int, default=256, help="tokens per chunk L (paper: 256)")
-    parser.add_argument("--memory-slots", type=int, default=4, help="memory slots S (paper: 4)")
-    parser.add_argument("--filler", default="masked", help="empty-slot filler (default masked: no memories = "
-                        "the pretrained decoder exactly)")
-    parser.add_argument("--dtype", default="auto", help="auto (the checkpoint's), bfloat16, float32, ...")
-    parser.add_argument("--copy-delimiter", metavar="TOKEN", help="copy delimiter token "
-                        f"(default {LLAMA3_DELIMITER} if the tokenizer has it)")
-    parser.add_argument("--output", required=True, help="output folder (Hub-ready)")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: convert and export (`memory-models convert`, `python -m conversion.pretrained_decoder`)."""
-    from conversion.export_to_hub import export_model
-
-    args = build_parser().parse_args(argv)
+    args = convert_parser().parse_args(argv)
     model, tokenizer = convert(args.decoder, encoder_from=args.encoder_from, encoder_preset=args.encoder_preset,
                                tokenizer=args.tokenizer, chunk_size=args.chunk_size,
                                num_memory_slots=args.memory_slots, filler=args.filler,

@@ -5,7 +5,7 @@ Llama 3.2, Qwen3, ...) is frozen, its last-position embedding feeds a fresh deco
 expansion, and the decoder is trained to reconstruct the input. The held-out loss, entropy ratio
 `H_r = 1 - CE / ln V` and token accuracy measure what the embedding retained.
 
-    python -m eval.information_retention --encoder bert-base-uncased --context 16 64 --steps 2000 \\
+    memory-models retention --encoder bert-base-uncased --context 16 64 --steps 2000 \\
         --dataset python-docs --output retention.json      # also retention.png / .svg (matplotlib)
 
 Differences from the paper's runs (Table 2: decoder 16 layers x 512, 40k-200k steps at global batch
@@ -14,11 +14,11 @@ Differences from the paper's runs (Table 2: decoder 16 layers x 512, 40k-200k st
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -26,9 +26,10 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
 
 from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
-from training.metrics import StreamingMetrics
+from eval.arguments import retention_parser
 from modeling_memory import MemoryAutoencoder
 from training.data.corpora import load_corpus
+from training.metrics import StreamingMetrics
 from training.plot import plot_beside, plot_retention, retention_title
 
 logger = logging.getLogger(__name__)
@@ -265,34 +266,12 @@ def format_table(results: Sequence[RetentionResult]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="memory-models retention", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--encoder", required=True, help="folder or Hub id of the encoder (any model)")
-    parser.add_argument("--tokenizer", help="tokenizer folder or Hub id (default: the encoder's)")
-    parser.add_argument("--context", type=int, nargs="+", default=[16, 64], help="context lengths n_ctx")
-    parser.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
-    parser.add_argument("--steps", type=int, default=1000, help="decoder training steps per context")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--train-documents", type=int, help="training texts (default steps x batch size)")
-    parser.add_argument("--eval-documents", type=int, default=200)
-    parser.add_argument("--decoder-layers", type=int, default=4)
-    parser.add_argument("--decoder-hidden", type=int, default=256)
-    parser.add_argument("--decoder-heads", type=int, default=4)
-    parser.add_argument("--pooling", default="last", choices=["last", "penultimate", "last_nonpad"])
-    parser.add_argument("--fresh-embedding", action="store_true", help="trainable new token embedding")
-    parser.add_argument("--pass-attention-mask", action="store_true", help="give the encoder the padding mask")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--allow-missing-weights", action="store_true",
-                        help="probe a checkpoint whose encoder tensors are incomplete (they stay random)")
-    parser.add_argument("--output", help="write the results as JSON here")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> list[RetentionResult]:
-    """CLI: probe an encoder at several context lengths, print the table, optionally write JSON."""
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """`memory-models retention`: probe an encoder at several context lengths, print the table, optionally write
+    JSON."""
+    args = retention_parser().parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = measure_retention(
         args.encoder, args.tokenizer, contexts=args.context, dataset=args.dataset, train_steps=args.steps,
@@ -312,8 +291,8 @@ def main(argv: Sequence[str] | None = None) -> list[RetentionResult]:
             json.dump(payload, handle, indent=2)
         plot_beside(args.output, lambda stem: plot_retention({args.encoder: payload["results"]}, stem,
                                                              retention_title(payload["settings"])))
-    return results
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

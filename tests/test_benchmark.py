@@ -112,21 +112,14 @@ def test_cache_bytes_counts_keys_and_values():
     assert cache_bytes(None) == 0
 
 
-def test_subcommand_registry_is_extensible(tmp_path, capsys):
-    """A registered sub-command gets the common options and its JSON written by `main`."""
-    seen = {}
+def test_every_benchmark_has_a_workload_and_options():
+    """The light parser (what `--help` reads) and the workload table name the same benchmarks."""
+    from eval.benchmarks.arguments import BENCHMARKS, benchmark_parser
 
-    def run(args):
-        seen.update(quick=args.quick, device=args.device, dtype=args.dtype)
-        return {"benchmark": "dummy", "value": 1.5}
-
-    benchmark.SUBCOMMANDS["dummy"] = benchmark.Subcommand(run, lambda r: f"value {r['value']}")
-    try:
-        result, stdout = run_quick("dummy", tmp_path, capsys)
-    finally:
-        benchmark.SUBCOMMANDS.pop("dummy")
-    assert result == {"benchmark": "dummy", "value": 1.5} and "value 1.5" in stdout
-    assert seen == {"quick": True, "device": "cpu", "dtype": "fp32"}
+    assert set(BENCHMARKS) == set(benchmark.WORKLOADS)
+    for name in BENCHMARKS:
+        args = benchmark_parser().parse_args([name, "--quick"])
+        assert (args.benchmark, args.quick, args.device, args.dtype) == (name, True, "cpu", "fp32")
 
 
 def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):

@@ -2,12 +2,13 @@
 
 import json
 
-from eval.experiments.demo import main
+from eval.experiments.arguments import demo_parser
+from eval.experiments.demo import run
 
 
 def test_demo_quick(tmp_path, capsys):
     """Both models report CLM and copy accuracy; the exported checkpoint reloads from its shipped code."""
-    result = main(["--quick", "--output-dir", str(tmp_path / "demo")])
+    result = run(demo_parser().parse_args(["--quick", "--output-dir", str(tmp_path / "demo")]))
     out = capsys.readouterr().out
     assert "| memory |" in out and "| no-memory control |" in out and "completion:" in out
     for name in ("memory", "no-memory control"):

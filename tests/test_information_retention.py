@@ -90,11 +90,11 @@ def test_cli_on_transformers_checkpoints(kind, tokenizer, tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(sentences(200)))
     output = tmp_path / "out" / "retention.json"
-    results = main(["--encoder", folder, "--context", "8", "16", "--dataset", str(corpus), "--steps", "20",
-                    "--batch-size", "8", "--eval-documents", "10", "--decoder-layers", "1",
-                    "--decoder-hidden", "32", "--decoder-heads", "2", "--output", str(output)])
-    check_results(results)
+    assert main(["--encoder", folder, "--context", "8", "16", "--dataset", str(corpus), "--steps", "20",
+                 "--batch-size", "8", "--eval-documents", "10", "--decoder-layers", "1",
+                 "--decoder-hidden", "32", "--decoder-heads", "2", "--output", str(output)]) == 0
     payload = json.loads(output.read_text())
+    check_results([RetentionResult(**row) for row in payload["results"]])
     assert [row["context"] for row in payload["results"]] == [8, 16]
     assert payload["results"][0]["encoder"] == folder and payload["settings"]["steps"] == 20
 

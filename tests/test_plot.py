@@ -48,9 +48,9 @@ def test_retention_plot_has_one_line_per_encoder(tmp_path):
         (tmp_path / f"{name}.json").write_text(json.dumps({"settings": {"encoder": f"runs/{name}/final",
                                                                         "dataset": "records", "steps": 10},
                                                            "results": rows}))
-    paths = plot.main(["retention", str(tmp_path / "autoencoder.json"), str(tmp_path / "causal.json"),
-                       "--output", str(tmp_path / "retention")])
-    text = svg_text(paths[1])
+    assert plot.main(["retention", str(tmp_path / "autoencoder.json"), str(tmp_path / "causal.json"),
+                      "--output", str(tmp_path / "retention")]) == 0
+    text = svg_text(tmp_path / "retention.svg")
     for label in ("runs/autoencoder/final", "runs/causal/final", "context length n_ctx (tokens)",
                   "reconstruction accuracy (%)", "H_r = 1 - CE / ln V", "--dataset records --steps 10"):
         assert label in text, label

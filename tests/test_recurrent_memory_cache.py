@@ -78,7 +78,7 @@ def test_cache_respects_the_context_limit():
 
 def test_generation_benchmark_quick(tmp_path, capsys):
     """`eval.benchmarks rmt-generation --quick` writes its JSON and table; both decodings give the same tokens."""
-    from eval.benchmarks import main
+    from eval.benchmarks.cli import main
 
     output = tmp_path / "rmt.json"
     assert main(["rmt-generation", "--quick", "--output", str(output)]) == 0

@@ -2,6 +2,10 @@
 
 import pathlib
 import re
+import subprocess
+import sys
+
+import pytest
 
 from eval.cli import COMMANDS, main
 
@@ -34,6 +38,28 @@ def test_cli_help_lists_every_command(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
     assert main(["no-such-command"]) == 2
+    rows = [line for line in out.splitlines() if line.startswith("  ")]
+    widths = {line.index(line.split(maxsplit=1)[1], 2 + len(line.split()[0])) for line in rows}
+    assert len(widths) == 1, "the summaries start in one column, after the longest command name"
+
+
+def test_every_command_parses_without_torch():
+    """`memory-models X --help` imports nothing heavy: in a fresh interpreter, building every command's parser
+    loads neither torch nor transformers (so --help answers at once)."""
+    script = ("import sys; from eval.cli import COMMANDS; [c.parser() for c in COMMANDS.values()]; "
+              "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'lm_eval') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]"
+
+
+def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
+    """A bad input prints `memory-models X: error: ...` on one line and exits 2; --debug raises it instead."""
+    argv = ["export", "--model", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("memory-models export: error: --model") and "\n" not in err and "Traceback" not in err
+    with pytest.raises(ValueError, match="no such folder"):
+        main(["--debug", *argv])
 
 
 def test_cli_presets_lists_presets(capsys):

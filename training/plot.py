@@ -10,11 +10,12 @@ Each writes `OUTPUT.png` and `OUTPUT.svg`. `memory-models train` draws `loss_cur
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from training.arguments import plot_parser
 
 INSTALL_HINT = "plots need matplotlib: pip install -c constraints.txt -e '.[plot]' (included in '.[eval]')"
 
@@ -179,14 +180,9 @@ def plot_beside(json_path, plot) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def main(argv: Sequence[str] | None = None) -> list[Path]:
+def main(argv: Sequence[str] | None = None) -> int:
     """`memory-models plot {training,retention,benchmark} JSON... --output STEM`."""
-    parser = argparse.ArgumentParser(prog="memory-models plot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("kind", choices=["training", "retention", "benchmark"])
-    parser.add_argument("inputs", nargs="+", help="metrics.json / retention JSON (several: one line each) / "
-                        "benchmark JSON")
-    parser.add_argument("--output", required=True, help="output path without extension (.png and .svg are written)")
-    args = parser.parse_args(argv)
+    args = plot_parser().parse_args(argv)
     loaded = [json.loads(Path(path).read_text()) for path in args.inputs]
     if args.kind != "retention" and len(loaded) > 1:
         raise ValueError(f"`plot {args.kind}` takes one JSON file, got {len(loaded)}: {args.inputs}")
@@ -201,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
             results[name if name not in results else f"{name} ({path})"] = payload["results"]
         paths = plot_retention(results, args.output, retention_title(loaded[0].get("settings", {})))
     print("wrote " + ", ".join(map(str, paths)))
-    return paths
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -37,12 +37,13 @@ from conversion.safe_io import write_text_atomic
 from training.metrics import preprocess_logits_for_metrics
 from training.data.corpora import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
                            tokenize_corpus)
+from training.arguments import train_parser
 from training.lora import apply_lora
-from training.data.objectives import OBJECTIVES, ObjectiveCollator
+from training.data.objectives import ObjectiveCollator
 from training.plot import plot_beside, plot_training
 from training.run_folder import prepare_run_folder, run_identity
 from training.data.tokenizer import load_default_tokenizer, special_token_ids
-from training.trainer import (MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
+from training.trainer import (STREAM_LOSS_NAMES, MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
                               forward_arguments, last_complete_checkpoint)
 
 AUTOENCODER_TYPE = "memory_autoencoder"
@@ -50,55 +51,9 @@ MEMORY_TYPES = ("memory_model", "recurrent_memory")
 MIXER_TYPE = "masked_mixer"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line options of `memory-models train` (TrainingArguments pass through as extras)."""
-    parser = argparse.ArgumentParser(prog="memory-models train", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False, epilog="Any other `--key value` is a transformers "
-                                     "TrainingArguments option, e.g. --warmup_steps 10 --gradient_accumulation_steps 2.")
-    model = parser.add_argument_group("model")
-    source = model.add_mutually_exclusive_group()
-    source.add_argument("--preset", help="preset name (`memory-models presets` lists them)")
-    source.add_argument("--init-from", metavar="DIR", help="start from the weights of a checkpoint/Hub folder")
-    model.add_argument("--vocab-size", type=int, help="default: len(tokenizer)")
-    model.add_argument("--encoder-from", metavar="DIR", help="copy the encoder of an autoencoder/memory model")
-    model.add_argument("--freeze-encoder", action="store_true", help="freeze the (copied) encoder")
-    model.add_argument("--no-memory", action="store_true", help="the paper's no-memory control")
-    data = parser.add_argument_group("data")
-    data.add_argument("--objective", choices=OBJECTIVES, default="clm")
-    data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
-    data.add_argument("--tokenizer", metavar="DIR", help="default: the python-docs BPE tokenizer (8192)")
-    data.add_argument("--context", type=int, help="tokens per row; default: the model's context")
-    data.add_argument("--pack", action="store_true", help="pack documents into full rows (default: truncate)")
-    data.add_argument("--train-documents", type=int, help="use only the first N training documents")
-    data.add_argument("--eval-documents", type=int, default=200, help="held-out documents (and at most as many rows) to evaluate on")
-    run = parser.add_argument_group("run")
-    run.add_argument("--output-dir", required=True)
-    run.add_argument("--max-steps", type=int, default=1000)
-    run.add_argument("--batch-size", type=int, default=8, help="per-device batch size")
-    run.add_argument("--learning-rate", type=float, help="default: spec §5.8 (2e-4 transformers, 5e-4 mixers)")
-    run.add_argument("--eval-steps", type=int, help="default: max_steps / 5")
-    run.add_argument("--save-steps", type=int, help="default: the eval steps")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
-    run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
-    run.add_argument("--overwrite", action="store_true", help="replace another run's outputs in --output-dir "
-                     "(or write into a non-empty folder memory-models did not create)")
-    model.add_argument("--allow-missing-weights", action="store_true", help="load --init-from / --encoder-from "
-                       "checkpoints with missing or unused tensors (missing ones stay random)")
-    lora = parser.add_argument_group("LoRA (training.lora): adapters on the decoder; final/ holds the merged model")
-    lora.add_argument("--lora-r", type=int, help="LoRA rank (enables LoRA; paper's helper: 64)")
-    lora.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank; paper's helper: 32)")
-    lora.add_argument("--lora-dropout", type=float, default=0.0, help="LoRA dropout")
-    lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
-                      help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
-    run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
-                     "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
-    return parser
-
-
 def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
     """Parse our options; the rest must be `--key value` TrainingArguments options."""
-    args, extras = build_parser().parse_known_args(argv)
+    args, extras = train_parser().parse_known_args(argv)
     if args.preset is None and args.init_from is None:
         raise ValueError("Pass --preset NAME or --init-from DIR.")
     if args.freeze_encoder and args.encoder_from is None and args.init_from is None:
@@ -376,8 +331,6 @@ def last_evaluation(trainer) -> dict | None:
 
 def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) -> dict:
     """The `metrics.json` content: final eval metrics, the run's configuration, steps and time."""
-    from training.trainer import STREAM_LOSS_NAMES
-
     model, targs, state = trainer.model, trainer.args, trainer.state
     history = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h]
     streams = {key: [(h["step"], h[key]) for h in state.log_history if key in h] for key in STREAM_LOSS_NAMES}

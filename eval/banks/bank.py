@@ -22,7 +22,6 @@ answer from a document without reading its tokens again.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -35,6 +34,8 @@ from typing import Any, Sequence
 import datasets
 import numpy as np
 import torch
+
+from eval.banks.arguments import encode_parser
 
 MANIFEST = "memory_bank.json"
 BANK_FORMAT = "memory-models/memory-bank"
@@ -381,26 +382,8 @@ def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, d
     return model.eval(), tokenizer
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models encode", description="encode a corpus into a memory bank")
-    parser.add_argument("--model", required=True, help="memory model folder or Hub id")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
-    parser.add_argument("--dataset", required=True,
-                        help="save_to_disk folder, local .txt/.json/.jsonl/.parquet/.csv file or folder, "
-                             "'python-docs', 'records', or a Hub dataset id")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--id-column", default="id", help="document ids (default: row numbers if absent)")
-    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
-    parser.add_argument("--output", required=True, help="bank folder (new, or an unfinished bank to resume)")
-    parser.add_argument("--batch-size", type=int, default=64, help="chunks per encoder call")
-    parser.add_argument("--shard-size", type=int, default=256, help="documents per shard (the resume unit)")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = encode_parser().parse_args(argv)
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype)
     texts, ids = load_documents(args.dataset, args.split, args.text_column, args.id_column, args.num_documents)
     source = {"dataset": args.dataset, "split": args.split, "text_column": args.text_column}

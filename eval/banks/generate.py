@@ -10,29 +10,13 @@ document's tokens followed by the prompt, without encoding the document again.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Sequence
 
 import torch
 
+from eval.banks.arguments import generate_parser
 from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models generate", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="memory model folder or Hub id")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--memories", default=None, help="memory bank folder (from `memory-models encode`)")
-    parser.add_argument("--document", default=None, help="document id in the bank (needs --memories)")
-    parser.add_argument("--memory-window", choices=["bounded", "rolling"], default=None,
-                        help="override the model's memory window ('rolling' reads documents of any length)")
-    parser.add_argument("--max-context", type=int, default=None, help="context advertised under --memory-window rolling")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def generation_inputs(model, tokenizer, prompt: str, bank=None, document=None) -> dict:
@@ -46,7 +30,7 @@ def generation_inputs(model, tokenizer, prompt: str, bank=None, document=None) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = generate_parser().parse_args(argv)
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, memory_window=args.memory_window,

@@ -15,7 +15,6 @@ bank's stored memories: it checks the bank, not a fresh encoding.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from typing import Sequence
@@ -23,13 +22,14 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from eval.banks.arguments import read_back_parser
+from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
+from training.data.objectives import copy_batch
 from training.metrics import IGNORE_INDEX, entropy_ratio
 
 
 def copy_readout_batch(model, span_ids: torch.LongTensor) -> dict:
     """The copy half of a blank-copy row for `span_ids` `[b, h]`: `input_ids` and `labels` `[b, h]`."""
-    from training.data.objectives import copy_batch
-
     config = model.config
     row = torch.cat([span_ids, span_ids], dim=1)
     batch = copy_batch(row, blank=True, blank_token_id=config.blank_token_id,
@@ -116,21 +116,8 @@ def format_table(result: dict, limit: int = 20) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models bank-retention", description=__doc__.split("\n")[0])
-    parser.add_argument("--model", required=True, help="the memory model that made the bank (folder or Hub id)")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
-    parser.add_argument("--memories", required=True, help="memory bank folder")
-    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
-    parser.add_argument("--batch-size", type=int, default=16, help="spans per decoder call")
-    parser.add_argument("--output", default=None, help="JSON file for the full result")
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-
-    args = build_parser().parse_args(argv)
+    args = read_back_parser().parse_args(argv)
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer)
     bank = load_memory_bank(args.memories, model, tokenizer)
     ids = bank.ids if args.num_documents is None else bank.ids[: args.num_documents]

@@ -17,7 +17,7 @@ Ratios within one run are the numbers to trust (other processes share the CPU).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import transformers
@@ -51,13 +51,6 @@ class LongSizes:
 
 QUICK = LongSizes(vocab_size=128, decoder_hidden=32, encoder_hidden=16, num_heads=2, chunk_size=8, lengths=(64, 128),
                   full_context_max=128, new_tokens=4, encode_batch=8, warmup=0, repeats=1)
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--lengths", type=int, nargs="+", default=None, help="context lengths in tokens")
-    parser.add_argument("--full-context-max", type=int, default=None,
-                        help="longest context for the full-context Llama (memory grows with the square)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
 
 
 def _sizes(args) -> LongSizes:
@@ -164,7 +157,7 @@ def run(args) -> dict:
     load = load_average()
     with autocast(args.device, args.dtype):
         rows = [measure_length(memory, full_context_llama, sizes, n, args.device) for n in sizes.lengths]
-    return {"benchmark": "long-context", "settings": settings(args, sizes, load_average=[load, load_average()]),
+    return {"benchmark": "long-context", "settings": settings(args, load_average=[load, load_average()], **asdict(sizes)),
             "rows": rows, "targets": check_targets(rows)}
 
 

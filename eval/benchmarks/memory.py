@@ -13,7 +13,6 @@ Timings are medians over repeats after warm-up; ratios are only meaningful withi
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -176,9 +175,3 @@ def run(args) -> dict:
                  for context in sizes.inference_contexts] if "inference" in sections else []
     return {"benchmark": "memory", "settings": settings(args, sizes=sizes), "training": training,
             "inference": inference, "targets": check_targets(training, inference, quick=args.quick)}
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sections", nargs="+", choices=["training", "inference"], default=None,
-                        help="what to measure (default: both)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")

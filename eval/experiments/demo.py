@@ -15,9 +15,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from transformers import set_seed
@@ -25,12 +25,11 @@ from transformers import set_seed
 from configuration import build_model
 from configuration.presets import llama
 from conversion.isolation import run_without_our_packages
+from eval.experiments.arguments import demo_parser
 from modeling_memory import MemoryConfig
 from training import train
 from training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
 from training.train import load_tokenizer
-
-DEFAULT_PROMPT = "The import statement"
 
 # Runs where our packages cannot be imported (see conversion.isolation.run_without_our_packages).
 LOADER = """
@@ -48,24 +47,6 @@ LOADER = """
     print(json.dumps({"model_class": type(model).__name__, "model_module": type(model).__module__,
                       "completion": text}))
     """
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Options of `memory-models demo`."""
-    parser = argparse.ArgumentParser(prog="memory-models demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="memory-demo")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of each of the two models")
-    parser.add_argument("--hidden", type=int, default=96, help="encoder and decoder width")
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--chunk-size", type=int, default=8)
-    parser.add_argument("--slots", type=int, default=4, help="memory slots (context = chunk size x slots)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vocab-size", type=int, default=2048, help="tokenizer trained for the demo")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
-    parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model (smoke test)")
-    return parser
 
 
 def demo_tokenizer(output_dir: Path, vocab_size: int):
@@ -129,12 +110,11 @@ def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
         raise RuntimeError(f"reloading {folder} without our packages failed: {error}") from None
 
 
-def main(argv=None) -> dict:
+def run(args) -> dict:
     """Run the demo; prints the comparison table and the generation, writes `demo.json`; returns its content."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
     if args.quick:
         args.steps, args.hidden, args.vocab_size, args.max_new_tokens = min(args.steps, 2), 32, 512, 8
     for name in ("steps", "hidden", "layers", "chunk_size", "slots", "batch_size", "max_new_tokens"):
@@ -160,5 +140,11 @@ def main(argv=None) -> dict:
     return result
 
 
+def main(argv=None) -> int:
+    """`memory-models demo`."""
+    run(demo_parser().parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,8 +7,8 @@
 must log the same training losses (`loss` and, for the combined objective, `loss_clm` / `loss_copy`), report the
 same eval metrics and end with the same weights. Prints one row per launcher and writes the table as JSON.
 
-    python -m eval.experiments.launcher_check --output-dir runs/launcher-check     # about 2 minutes on 2 CPU cores
-    python -m eval.experiments.launcher_check --preset autoencoder-tiny --objective autoencode --context 16 \\
+    memory-models launcher-check --output-dir runs/launcher-check     # about 2 minutes on 2 CPU cores
+    memory-models launcher-check --preset autoencoder-tiny --objective autoencode --context 16 \\
         --output-dir runs/launcher-check-ae
 
 `tests/test_distributed.py` asserts the same equalities.
@@ -16,13 +16,16 @@ same eval metrics and end with the same weights. Prints one row per launcher and
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from safetensors.torch import load_file
+
+from eval.experiments.arguments import launcher_check_parser
 
 LAUNCHERS = {
     "1 process, batch 4": (1, ["--batch-size", "4"]),
@@ -54,8 +57,6 @@ def run_launcher(processes: int, options: list[str], output: Path) -> dict:
 
 def max_weight_difference(folder: Path, reference: Path) -> float:
     """Largest absolute difference between two runs' final weights."""
-    from safetensors.torch import load_file
-
     got, expected = load_file(folder / "final" / "model.safetensors"), load_file(reference / "final" / "model.safetensors")
     return max(float((got[k] - expected[k]).abs().max()) for k in expected)
 
@@ -72,13 +73,8 @@ def row(name: str, summary: dict, weight_difference: float) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.experiments.launcher_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", required=True)
-    parser.add_argument("--preset", default="memory-transformer-tiny")
-    parser.add_argument("--objective", default="combined")
-    parser.add_argument("--context", type=int, help="tokens per row (default: the model's context)")
-    parser.add_argument("--steps", type=int, default=2)
-    args = parser.parse_args(argv)
+    """`memory-models launcher-check`: the same run under every launcher; one row each."""
+    args = launcher_check_parser().parse_args(argv)
     common = ["--preset", args.preset, "--objective", args.objective, "--dataset", "records", "--train-documents",
               "32", "--eval-documents", "4", "--max-steps", str(args.steps), "--eval-steps", str(args.steps),
               "--save-steps", str(args.steps), "--learning-rate", "1e-2", "--logging_steps", "1"]

@@ -1,7 +1,7 @@
 """Does it learn what the paper says? A small-scale benchmark run on the embedded corpus (issue 5, item 7).
 
-    python -m eval.experiments.paper_check --output-dir runs/paper-check          # ~8 min on 2 idle CPU cores
-    python -m eval.experiments.paper_check --steps 5000 --hidden 256 --output-dir runs/paper-check-gpu   # on a GPU
+    memory-models paper-check --output-dir runs/paper-check          # ~8 min on 2 idle CPU cores
+    memory-models paper-check --steps 5000 --hidden 256 --output-dir runs/paper-check-gpu   # on a GPU
 
 (a) Table 1 ordering: an autoencoder keeps far more of its input than a causal LM. We train a transformer
     autoencoder and a causal transformer of the same size for the same steps, then measure each frozen
@@ -17,9 +17,9 @@ Writes `paper_check.json` and prints both tables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -27,28 +27,12 @@ from transformers import set_seed
 
 from configuration import build_model
 from configuration.presets import llama
+from eval.experiments.arguments import paper_check_parser
+from eval.experiments.demo import demo_tokenizer, memory_config
 from eval.information_retention import measure_retention
 from modeling_memory import MemoryAutoencoderConfig
 from training import train
-from eval.experiments.demo import demo_tokenizer, memory_config
 from training.train import load_tokenizer
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.experiments.paper_check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output-dir", default="runs/paper-check")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of every model")
-    parser.add_argument("--probe-steps", type=int, default=1000, help="decoder steps of each retention probe")
-    parser.add_argument("--hidden", type=int, default=96)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--context", type=int, default=16, help="retention context (part a)")
-    parser.add_argument("--chunk-size", type=int, default=8, help="memory chunk (part b; 4 slots)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vocab-size", type=int, default=2048)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--part", choices=["a", "b", "all"], default="all", help="retention (a), memory (b)")
-    return parser
 
 
 def _train(args, name: str, objective: str, model, tokenizer_dir: Path, context: int) -> dict:
@@ -119,11 +103,10 @@ def format_tables(results: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    """Run both parts, print the tables, write `paper_check.json`."""
+def run(args) -> dict:
+    """Run both parts, print the tables, write `paper_check.json`; returns its content."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-    args = build_parser().parse_args(argv)
     if min(args.steps, args.probe_steps, args.hidden, args.layers, args.context, args.chunk_size) < 1:
         raise ValueError(f"sizes and steps must be positive, got {vars(args)}")
     start = time.perf_counter()
@@ -142,5 +125,11 @@ def main(argv=None) -> dict:
     return results
 
 
+def main(argv=None) -> int:
+    """`memory-models paper-check`."""
+    run(paper_check_parser().parse_args(argv))
+    return 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

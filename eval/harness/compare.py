@@ -2,7 +2,7 @@
 
     memory-models eval --model runs/causal/final --model runs/combined/final --tasks mmlu,longbench,swde
     memory-models eval --model runs/mt/final --tasks mmlu --no-memory --limit 50 --output-dir runs/eval
-    python -m eval.harness.lookalike --output lookalike   # offline look-alikes of mmlu / longbench / swde, then:
+    memory-models lookalike --output lookalike   # offline look-alikes of mmlu / longbench / swde, then:
     memory-models eval --model runs/mt/final --tasks mmlu,longbench,swde --include-path lookalike --limit 2
 
 Writes, under --output-dir: `<label>.json` per model (lm-eval's results), `comparison.json`,
@@ -13,39 +13,16 @@ memories ablated (every slot holds the filler).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from pathlib import Path
 
+from eval.harness.arguments import compare_parser
 from eval.harness.runner import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
                           task_manager_for, with_rolling_window)
 
 MARKER = ".memory-models-eval"  # marks an output folder this command created
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="memory-models eval", description=__doc__.split("\n\n")[0],
-                                     allow_abbrev=False)
-    parser.add_argument("--model", action="append", required=True, metavar="DIR",
-                        help="a saved causal model (repeat for a side-by-side comparison)")
-    parser.add_argument("--tasks", required=True, help="comma-separated lm-eval tasks/groups, e.g. mmlu,longbench,swde")
-    parser.add_argument("--no-memory", action="store_true", help="also evaluate each memory model with memories ablated")
-    parser.add_argument("--limit", type=float, help="documents per task (lm-eval --limit)")
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--include-path", metavar="DIR", help="folder of extra task YAMLs (e.g. the look-alikes)")
-    parser.add_argument("--tokenizer", metavar="DIR", help="default: each model's own folder")
-    parser.add_argument("--max-length", type=int, help="context lm-eval truncates to (default: the model's)")
-    parser.add_argument("--rolling-context", type=int, metavar="N",
-                        help="read memory models through the rolling memory window, advertising N tokens (lets "
-                             "generation tasks run on models trained on a short window)")
-    parser.add_argument("--num-fewshot", type=int)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--log-samples", action="store_true", help="keep every document's request and answer")
-    parser.add_argument("--output-dir", default="eval-results")
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
 
 
 def model_labels(model_dirs: list[str]) -> list[str]:
@@ -133,7 +110,7 @@ def run(args) -> dict:
         if args.no_memory:
             check_has_memory(model_dir)
             runs.append((f"{label} (no memory)", model_dir, True))
-    unknown = [task for task in tasks if task not in task_manager_for(args.include_path).all_tasks]
+    unknown = [task for task in tasks if task not in task_manager_for(args.include_path, tasks).all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
     output_dir = Path(args.output_dir)
@@ -162,12 +139,7 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except ValueError as error:
-        print(f"memory-models eval: error: {error}", file=sys.stderr)
-        return 2
+    run(compare_parser().parse_args(argv))
     return 0
 
 

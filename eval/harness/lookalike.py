@@ -2,7 +2,7 @@
 datasets, and task configs that reuse the installed lm-eval task definitions unchanged except for where the
 data comes from.
 
-    python -m eval.harness.lookalike --output lookalike
+    memory-models lookalike --output lookalike
     lm_eval --model hf --model_args pretrained=DIR,trust_remote_code=True --include_path lookalike \\
         --tasks mmlu,longbench,swde --device cpu --batch_size 4 --limit 2
 
@@ -17,13 +17,15 @@ runs and scores, not how good a model is.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
+
+from eval.harness.arguments import lookalike_parser
 
 MARKER = ".memory-models-lookalike"
 MMLU_SUBJECT = "abstract_algebra"
@@ -84,8 +86,6 @@ def qasper_docs(rng: random.Random, count: int, chars: int) -> list[dict]:
 
 
 def _python_sources() -> list[str]:
-    import sysconfig
-
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     return [str(stdlib / name) for name in ("textwrap.py", "fnmatch.py", "colorsys.py", "bisect.py", "shlex.py")]
 
@@ -234,17 +234,9 @@ def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.harness.lookalike", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--output", required=True, help="folder to write (new, or written by this command)")
-    parser.add_argument("--docs", type=int, default=4, help="documents per task")
-    parser.add_argument("--context-chars", type=int, default=3000, help="characters per long context")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    try:
-        folder = write_lookalike_tasks(args.output, args.docs, args.context_chars, args.seed)
-    except ValueError as error:
-        print(f"eval.harness.lookalike: error: {error}", file=sys.stderr)
-        return 2
+    """`memory-models lookalike`: write the look-alike tasks and data."""
+    args = lookalike_parser().parse_args(argv)
+    folder = write_lookalike_tasks(args.output, args.docs, args.context_chars, args.seed)
     print(f"wrote {folder}: --include_path {folder} --tasks mmlu,longbench,swde")
     return 0
 

@@ -105,18 +105,22 @@ def build_lm(model_dir: str, *, tokenizer: str | None = None, batch_size: int = 
     return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length)
 
 
-@functools.lru_cache(maxsize=4)
-def _task_manager(include_paths: tuple):
+@functools.lru_cache(maxsize=8)
+def _task_manager(include_paths: tuple, include_defaults: bool):
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=list(include_paths))
+    return TaskManager(include_path=list(include_paths), include_defaults=include_defaults)
 
 
-def task_manager_for(include_path: str | None = None):
-    """lm-eval's `TaskManager` over the installed tasks, `eval/harness/tasks` and `include_path`, built once per process
-    (indexing the ~10k installed task YAMLs takes ~20 s of CPU)."""
-    paths = [str(TASKS_DIR)] + ([str(Path(include_path).resolve())] if include_path else [])
-    return _task_manager(tuple(paths))
+def task_manager_for(include_path: str | None = None, tasks=()):
+    """lm-eval's `TaskManager` over `eval/harness/tasks`, `include_path` and, unless every one of `tasks` is found
+    there, the installed tasks; built once per process (indexing the ~10k installed task YAMLs takes ~20 s of
+    CPU, which a run of the package's own tasks skips)."""
+    paths = tuple([str(TASKS_DIR)] + ([str(Path(include_path).resolve())] if include_path else []))
+    local = _task_manager(paths, False)
+    if tasks and all(task in local.all_tasks for task in tasks):
+        return local
+    return _task_manager(paths, True)
 
 
 def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | None = None, batch_size: int = 1,
@@ -146,11 +150,11 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
         raise ValueError(f"limit must be positive, got {limit}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-    task_manager = task_manager_for(include_path)
+    task_manager = task_manager_for(include_path, tasks)
     unknown = [task for task in tasks if task not in task_manager.all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks "
-                         f"(`python -m eval.harness.lookalike --output DIR` writes the offline look-alikes)")
+                         f"(`memory-models lookalike --output DIR` writes the offline look-alikes)")
     lm = build_lm(model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device, no_memory=no_memory,
                   max_length=max_length, rolling_context=rolling_context)
     return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=task_manager,

@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
+from training.data import OBJECTIVES
+
 IGNORE_INDEX = -100
-OBJECTIVES = ("clm", "copy", "blank_copy", "combined", "autoencode")
 PADDING_SIDES = ("left", "right")
 
 

@@ -8,15 +8,15 @@ tokens when encoding (the paper tokenises all data with `add_special_tokens=Fals
 
 Command line (trains on the train split of a corpus, see `training.data.corpora.load_corpus`):
 
-    python -m training.data.tokenizer --corpus python-docs --vocab-size 8192 --output tokenizer-8k
+    memory-models tokenizer --corpus python-docs --vocab-size 8192 --output tokenizer-8k
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -25,6 +25,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from conversion.export_to_hub import staging_folder
+from training.arguments import tokenizer_parser
 from training.data.corpora import load_corpus
 
 BOS_TOKEN = "<|bos|>"
@@ -139,16 +140,9 @@ def load_default_tokenizer(
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
-def main(argv: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
-    """Command line: train a tokenizer on a corpus and save it (with `special_tokens.json`) to `--output`."""
-    parser = argparse.ArgumentParser(description="Train a byte-level BPE tokenizer with the paper's special ids.")
-    parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data.corpora)")
-    parser.add_argument("--vocab-size", type=int, default=8192)
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--num-documents", type=int, default=None, help="train on the first N documents only")
-    parser.add_argument("--text-column", default="text")
-    parser.add_argument("--num-reserved-tokens", type=int, default=8)
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    """`memory-models tokenizer`: train a tokenizer on a corpus and save it (with `special_tokens.json`)."""
+    args = tokenizer_parser().parse_args(argv)
 
     start = time.perf_counter()
     texts = corpus_texts(args.corpus, args.text_column, args.num_documents)
@@ -159,8 +153,8 @@ def main(argv: Sequence[str] | None = None) -> PreTrainedTokenizerFast:
         f"Saved tokenizer to {args.output}: vocab size {len(tokenizer)}, {ids}, "
         f"{time.perf_counter() - start:.1f} s"
     )
-    return tokenizer
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Command-line options of the conversion commands (`memory-models export`, `convert`).
+
+Kept apart from the implementations and importing only the standard library, so that `memory-models X --help`
+answers without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def export_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models export`."""
+    parser = argparse.ArgumentParser(prog="memory-models export", description="Export a model as a Hub-ready "
+                                     "folder: weights, config with auto_map, code, tokenizer, model card.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="a saved model folder (loaded with trust_remote_code)")
+    source.add_argument("--preset", help="a preset name: export a randomly initialised model")
+    parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing non-empty --output folder that memory-models did not create")
+    parser.add_argument("--allow-missing-weights", action="store_true",
+                        help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
+    parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
+                        "class (e.g. LlamaForCausalLM), loadable without trust_remote_code")
+    parser.add_argument("--base-model", metavar="DIR_OR_HUB_ID", help="base model of a LoRA adapter --model folder "
+                        "(default: the one recorded in adapter_config.json; the export holds the merged model); "
+                        "otherwise the model card's base_model, the checkpoint this was converted from")
+    parser.add_argument("--metrics", metavar="JSON", help="a training run's metrics.json for the model card "
+                        "(default: for RUN/final, RUN/metrics.json if present)")
+    parser.add_argument("--license", help="model card: Hub license id (e.g. apache-2.0)")
+    return parser
+
+
+def convert_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models convert`."""
+    parser = argparse.ArgumentParser(prog="memory-models convert", description="Make a pretrained causal LM "
+                                     "(Llama 3.2, Qwen, Mistral, Gemma, ...) the decoder of a memory model.")
+    parser.add_argument("--decoder", required=True, metavar="PATH_OR_HUB_ID", help="pretrained causal LM")
+    encoder = parser.add_argument_group("encoder (default: a fresh encoder of preset llama-3.2-1b-memory)")
+    encoder.add_argument("--encoder-from", metavar="DIR", help="copy the encoder of this autoencoder/memory model")
+    encoder.add_argument("--encoder-preset", metavar="NAME", help="preset whose encoder config to use")
+    encoder.add_argument("--freeze-encoder", action="store_true", help="freeze the encoder (paper: frozen AE encoder)")
+    parser.add_argument("--tokenizer", metavar="DIR", help="default: the decoder's tokenizer")
+    parser.add_argument("--chunk-size", type=int, default=256, help="tokens per chunk L (paper: 256)")
+    parser.add_argument("--memory-slots", type=int, default=4, help="memory slots S (paper: 4)")
+    parser.add_argument("--filler", default="masked", help="empty-slot filler (default masked: no memories = "
+                        "the pretrained decoder exactly)")
+    parser.add_argument("--dtype", default="auto", help="auto (the checkpoint's), bfloat16, float32, ...")
+    parser.add_argument("--copy-delimiter", metavar="TOKEN", help="copy delimiter token (default: Llama 3's "
+                        "<|reserved_special_token_0|> if the tokenizer has it)")
+    parser.add_argument("--output", required=True, help="output folder (Hub-ready)")
+    return parser

@@ -1,0 +1,59 @@
+"""Command-line options of the memory-bank commands (`memory-models encode`, `generate`, `bank-retention`).
+
+Kept apart from the implementations and importing only the standard library, so that `--help` answers without
+loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def encode_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models encode`."""
+    parser = argparse.ArgumentParser(prog="memory-models encode", description="Encode a corpus into a memory bank.")
+    parser.add_argument("--model", required=True, help="memory model folder or Hub id")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
+    parser.add_argument("--dataset", required=True,
+                        help="save_to_disk folder, local .txt/.json/.jsonl/.parquet/.csv file or folder, "
+                             "'python-docs', 'records', or a Hub dataset id")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--text-column", default="text")
+    parser.add_argument("--id-column", default="id", help="document ids (default: row numbers if absent)")
+    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
+    parser.add_argument("--output", required=True, help="bank folder (new, or an unfinished bank to resume)")
+    parser.add_argument("--batch-size", type=int, default=64, help="chunks per encoder call")
+    parser.add_argument("--shard-size", type=int, default=256, help="documents per shard (the resume unit)")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    return parser
+
+
+def generate_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models generate`."""
+    parser = argparse.ArgumentParser(prog="memory-models generate", description="Continue a prompt with a memory "
+                                     "model, optionally reading a document from a memory bank.")
+    parser.add_argument("--model", required=True, help="memory model folder or Hub id")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--memories", default=None, help="memory bank folder (from `memory-models encode`)")
+    parser.add_argument("--document", default=None, help="document id in the bank (needs --memories)")
+    parser.add_argument("--memory-window", choices=["bounded", "rolling"], default=None,
+                        help="override the model's memory window ('rolling' reads documents of any length)")
+    parser.add_argument("--max-context", type=int, default=None, help="context advertised under --memory-window rolling")
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def read_back_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models bank-retention`."""
+    parser = argparse.ArgumentParser(prog="memory-models bank-retention", description="How much of its text a "
+                                     "memory bank still holds: a blank-copy read-out of its memories.")
+    parser.add_argument("--model", required=True, help="the memory model that made the bank (folder or Hub id)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
+    parser.add_argument("--memories", required=True, help="memory bank folder")
+    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
+    parser.add_argument("--batch-size", type=int, default=16, help="spans per decoder call")
+    parser.add_argument("--output", default=None, help="JSON file for the full result")
+    return parser
