@@ -57,19 +57,20 @@ def transformer_clm_table1(vocab_size=PAPER_VOCAB, **kw):
     return llama(512, 8, 4, vocab_size=vocab_size, positions=512, **kw)
 
 
-def mixer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
-    # Table 1 "Autoencoder" mixer: AutoencodingMixer(d=1024, 8 layers, k=16, unroll, L=512).
-    block = mixer(1024, 8, 512, kernel=16, vocab_size=vocab_size)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   overrides=kw)
+def mixer_autoencoder_table1(vocab_size=PAPER_VOCAB, context=512, **kw):
+    # Table 1 "Autoencoder" mixer: AutoencodingMixer(d=1024, 8 layers, k=16, unroll, L=512). `context` 256 gives
+    # the autoencoder of a 256-token memory chunk (the curriculum's encoder).
+    block = mixer(1024, 8, context, kernel=16, vocab_size=vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
 
 
-def transformer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
+def transformer_autoencoder_table1(vocab_size=PAPER_VOCAB, context=512, **kw):
     # Table 1 "Autoencoder" transformer: UnrolledAutoencodingTransformer(d=512, 8 layers, 16 heads, L=512)
     # (drivers use 16 or 8 heads; the paper's caption says n_l=8).
-    block = llama(512, 8, 16, vocab_size=vocab_size, positions=512)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   overrides=kw)
+    block = llama(512, 8, 16, vocab_size=vocab_size, positions=context)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Table 2 (LLM probes)
@@ -186,10 +187,10 @@ def mixer_autoencoder_small(vocab_size=SMALL_VOCAB, context=16, **kw):
                   expansion="unroll", overrides=kw)
 
 
-def transformer_autoencoder_small(vocab_size=SMALL_VOCAB, context=16, **kw):
+def transformer_autoencoder_small(vocab_size=SMALL_VOCAB, context=16, heads=SMALL["heads"], **kw):
     # Table 1 transformer autoencoder at 1/32 context (16 of 512 tokens), 1/4 width, 1/4 depth: Llama d=128,
     # 2 layers, 4 heads, unroll.
-    block = llama(**SMALL, vocab_size=vocab_size, positions=context)
+    block = llama(SMALL["hidden"], SMALL["layers"], heads, vocab_size=vocab_size, positions=context)
     return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
                   expansion="unroll", overrides=kw)
 
@@ -260,14 +261,14 @@ def memory_mixer_tiny(vocab_size=99, **kw):
                         overrides=kw)
 
 
-def autoencoder_tiny(vocab_size=99, **kw):
-    block = llama(32, 2, 2, vocab_size=vocab_size, positions=16)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
+def autoencoder_tiny(vocab_size=99, context=16, **kw):
+    block = llama(32, 2, 2, vocab_size=vocab_size, positions=context)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context, overrides=kw)
 
 
-def mixer_autoencoder_tiny(vocab_size=99, **kw):
-    block = mixer(32, 2, 16, kernel=4, vocab_size=vocab_size)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
+def mixer_autoencoder_tiny(vocab_size=99, context=16, **kw):
+    block = mixer(32, 2, context, kernel=4, vocab_size=vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context, overrides=kw)
 
 
 def recurrent_memory_tiny(vocab_size=99, **kw):
