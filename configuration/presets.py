@@ -2,7 +2,7 @@
 
 Paper: B. L. Badger, "Language Model Memory and Memory Models for Language", arXiv 2602.13466.
 Sizes come from the paper's tables and figures and, where the paper is silent, from the research
-code's drivers (blbadger/memorymodels @ b5bbc77), as summarised in the spec (Part B §4.9, §9).
+code's drivers (blbadger/memorymodels @ b5bbc77).
 Every preset function takes `vocab_size` and keyword overrides of the top-level config.
 """
 
@@ -134,7 +134,7 @@ LLAMA3_SPECIAL = dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128
 
 def llama3_encoder(vocab_size=LLAMA3_VOCAB, **special):
     # Fig. S6 encoder: the transformer autoencoder's encoder trained on the Llama 3 tokenizer, d=512, 16 layers,
-    # 4 heads, L=256 (fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256_b64x2; spec Part B §5.7).
+    # 4 heads, L=256 (fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256_b64x2).
     return llama(512, 16, vocab_size=vocab_size, positions=256, **{**LLAMA3_SPECIAL, **special})
 
 
@@ -154,7 +154,7 @@ def llama_3_2_1b_memory(vocab_size=LLAMA3_VOCAB, **kw):
 def autoencoder_llama3_figs6(vocab_size=LLAMA3_VOCAB, **kw):
     # The Fig. S6 encoder's autoencoder: unrolled transformer autoencoder on the Llama 3 tokenizer, encoder =
     # decoder = Llama d=512, 16 layers, L=256 (run fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256;
-    # the research code configures 16 layers but runs 8, spec Part B §5.7: we build the 16 of the config).
+    # the research code configures 16 layers but runs 8: we build the 16 of the config).
     # Its encoder has exactly the shapes of llama-3.2-1b-memory's encoder (train --encoder-from fits it).
     block = llama3_encoder(vocab_size)
     return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=256, expansion="unroll",
@@ -166,7 +166,7 @@ def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S5 recurrent memory transformer: decoder LlamaModel(d=512, 16 layers, 4 heads), one memory
     # token initialised to ones, 256 x 4, full BPTT.
     return _build(RecurrentMemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=258), chunk_size=256,
-                                 max_segments=4, num_memory_tokens=1, memory_init="ones", overrides=kw)
+                                 max_segments=4, num_memory_slots=1, filler="ones", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- small (2 CPU cores, minutes)

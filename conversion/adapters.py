@@ -61,8 +61,9 @@ def adapter_base(folder) -> str | None:
         return json.load(handle).get("base_model_name_or_path") or None
 
 
-def load_adapter(folder, base_model=None):
-    """The merged model of the adapter in `folder` on `base_model` (folder; default: the recorded base)."""
+def load_adapter(folder, base_model=None, trust_remote_code: bool = False):
+    """The merged model of the adapter in `folder` on `base_model` (folder; default: the recorded base), loaded
+    with `conversion.loading.load_model`."""
     base_path = base_model or adapter_base(folder)
     if base_path is None or not os.path.exists(os.path.join(base_path, "config.json")):
         raise ValueError(
@@ -70,6 +71,7 @@ def load_adapter(folder, base_model=None):
             "--base-model DIR (the model the adapter was trained on), or export the run's final/ folder, which "
             "holds the merged model"
         )
-    peft_model = PeftModel.from_pretrained(load_model(base_path, option="--base-model"), folder)
+    base = load_model(base_path, option="--base-model", trust_remote_code=trust_remote_code, allow_option=None)
+    peft_model = PeftModel.from_pretrained(base, folder)
     load_extras(peft_model, folder)
     return merge_adapter(peft_model)

@@ -9,18 +9,27 @@ from __future__ import annotations
 import argparse
 
 
+def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
+    """`--trust-remote-code`: the consent every command that loads a model or tokenizer asks for before it runs
+    code shipped with a folder or Hub repo (`auto_map`) whose model type is not installed."""
+    parser.add_argument("--trust-remote-code", action="store_true", help="run code shipped with a model or "
+                        "tokenizer whose type is not installed (off: memory-models' own and transformers' types load "
+                        "with the installed classes, anything else is refused)")
+
+
 def export_parser() -> argparse.ArgumentParser:
     """The options of `memory-models export`."""
     parser = argparse.ArgumentParser(prog="memory-models export", description="Export a model as a Hub-ready "
                                      "folder: weights, config with auto_map, code, tokenizer, model card.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="a saved model folder (loaded with trust_remote_code)")
+    source.add_argument("--model", help="a saved model folder or Hub id")
     source.add_argument("--preset", help="a preset name: export a randomly initialised model")
     parser.add_argument("--tokenizer", help="tokenizer folder to include (default: the model folder's, if any)")
     parser.add_argument("--output", required=True)
     parser.add_argument("--push-to-hub", metavar="ORG/NAME", help="also upload the folder to this repo")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing non-empty --output folder that memory-models did not create")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
+                        "memory-models did not create, or created as another kind (a training run, a bank, ...)")
+    add_trust_remote_code(parser)
     parser.add_argument("--allow-missing-weights", action="store_true",
                         help="export a --model checkpoint with missing or unused tensors (missing ones stay random)")
     parser.add_argument("--decoder-only", action="store_true", help="export a memory model's decoder as its native "
@@ -52,4 +61,7 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--copy-delimiter", metavar="TOKEN", help="copy delimiter token (default: Llama 3's "
                         "<|reserved_special_token_0|> if the tokenizer has it)")
     parser.add_argument("--output", required=True, help="output folder (Hub-ready)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
+                        "memory-models did not create, or created as another kind")
+    add_trust_remote_code(parser)
     return parser

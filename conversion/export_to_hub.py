@@ -9,12 +9,9 @@ only torch and transformers are needed on the loading side (checked by `lint_hub
 
 import json
 import pathlib
-import stat
 import sys
-import uuid
 
 from huggingface_hub import HfApi
-from transformers import AutoTokenizer
 
 import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
 from configuration import build_model, get_preset
@@ -22,36 +19,9 @@ from conversion.adapters import load_adapter
 from conversion.arguments import export_parser
 from conversion.extract_decoder import decoder_model_card, extract_decoder
 from conversion.isolation import lint_hub_folder
-from conversion.loading import check_model_path, load_model
+from conversion.loading import check_model_path, load_model, load_tokenizer
 from conversion.model_card import model_card
 from conversion.safe_io import MARKER, check_target, write_folder
-
-
-def staging_folder(parent, name: str) -> pathlib.Path:
-    """A new, uniquely named hidden folder `parent/.name.XXXX` created by a plain `mkdir`.
-
-    Unlike `tempfile.mkdtemp` (always mode 0700), it gets the permissions of any folder the user creates
-    (0755 under umask 022), which the final folder keeps after the atomic rename.
-    """
-    parent = pathlib.Path(parent)
-    parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        folder = parent / f".{name}.{uuid.uuid4().hex[:12]}"
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:  # pragma: no cover - a 48-bit collision
-            continue
-
-
-def match_folder_modes(folder) -> None:
-    """Give everything under `folder` the modes a plain `mkdir` / `open` would under the user's umask, read off
-    `folder` itself (made by `staging_folder`): files copied by `save_pretrained` otherwise keep their source's."""
-    folder = pathlib.Path(folder)
-    folder_mode = stat.S_IMODE(folder.stat().st_mode)
-    for path in folder.rglob("*"):
-        if not path.is_symlink():
-            path.chmod(folder_mode if path.is_dir() else folder_mode & 0o666)
 
 
 def push_folder(folder, repo_id: str, commit_message: str | None = None, private: bool | None = None) -> str:
@@ -69,13 +39,15 @@ def push_folder(folder, repo_id: str, commit_message: str | None = None, private
 def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = None, push: bool = False,
                  safe_serialization: bool = True, overwrite: bool = False, training: dict | None = None,
                  base_model: str | None = None, license: str | None = None, commit_message: str | None = None,
-                 card_text: str | None = None) -> pathlib.Path:
+                 card_text: str | None = None, kind: str = "export", inputs=()) -> pathlib.Path:
     """Save `model` (and `tokenizer`) as a Hub-ready folder, atomically; optionally push it.
 
     The folder is written next to `output_dir` under a temporary name and renamed into place only after
-    saving and linting succeeded (`conversion.safe_io.write_folder`): a failed export never leaves a
-    half-written folder, and an existing export is replaced atomically. An existing non-empty folder that
-    memory-models did not create is refused unless `overwrite=True`. `training` (a `metrics.json` summary),
+    saving and linting succeeded (`conversion.safe_io.write_folder`, which also locks it and gives it the
+    umask's modes): a failed export never leaves a half-written folder, and an existing export is replaced
+    atomically. An existing non-empty folder that memory-models did not create, or created as another `kind`
+    (a training run, a memory bank, ...), is refused unless `overwrite=True`; one that holds or lies inside one of
+    `inputs` (`(option, path)` pairs) always is. `training` (a `metrics.json` summary),
     `base_model` and `license` go into the model card (`conversion.model_card`; `card_text` replaces it);
     `push=True` creates the repo `repo_id` if needed and uploads the folder with `commit_message`.
     """
@@ -92,32 +64,35 @@ def export_model(model, output_dir, tokenizer=None, *, repo_id: str | None = Non
             card = model_card(model, repo_id or str(output_dir), training=training, base_model=base_model,
                               license=license)
             card.save(staging / "README.md")
-        match_folder_modes(staging)
         problems = lint_hub_folder(staging)
         if problems:
             raise ValueError("the exported code would not load for a Hub user:\n" + "\n".join(problems))
 
-    output_dir = write_folder(output_dir, write, kind="export", overwrite=overwrite)
+    output_dir = write_folder(output_dir, write, kind=kind, overwrite=overwrite, inputs=inputs)
     if push:
         push_folder(output_dir, repo_id, commit_message)
     return output_dir
 
 
 def main(argv=None) -> int:
-    """`memory-models export` (`memory-models export`)."""
+    """`memory-models export`."""
     args = export_parser().parse_args(argv)
 
-    check_target(args.output, overwrite=args.overwrite)  # before the (slow) loading
+    adapter = bool(args.model) and (pathlib.Path(args.model) / "adapter_config.json").exists()
+    inputs = [("--model", args.model), ("--tokenizer", args.tokenizer), ("--base-model", args.base_model),
+              ("--metrics", args.metrics)]
+    check_target(args.output, kind="export", overwrite=args.overwrite, inputs=inputs)  # before the (slow) loading
     if args.tokenizer and not pathlib.Path(args.tokenizer).expanduser().is_dir():
         check_model_path(args.tokenizer, "--tokenizer")
     if args.preset:
         model = build_model(get_preset(args.preset))
-    elif (pathlib.Path(args.model) / "adapter_config.json").exists():
-        model = load_adapter(args.model, args.base_model)  # merged; refuses clearly without a base model
+    elif adapter:
+        model = load_adapter(args.model, args.base_model, trust_remote_code=args.trust_remote_code)  # merged
     else:
-        model = load_model(args.model, allow_missing=args.allow_missing_weights, trust_remote_code=True)
+        model = load_model(args.model, allow_missing=args.allow_missing_weights,
+                           trust_remote_code=args.trust_remote_code)
     tokenizer_dir = args.tokenizer or (args.model if args.model and (pathlib.Path(args.model) / "tokenizer.json").exists() else None)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir) if tokenizer_dir else None
+    tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=args.trust_remote_code) if tokenizer_dir else None
     card = None
     if args.decoder_only:
         model = extract_decoder(model)
@@ -128,9 +103,8 @@ def main(argv=None) -> int:
     if args.metrics and training is None:
         raise ValueError(f"--metrics {args.metrics}: no such file")
     folder = export_model(model, args.output, tokenizer, repo_id=args.push_to_hub, push=bool(args.push_to_hub),
-                          overwrite=args.overwrite, training=training, card_text=card,
-                          base_model=None if args.model and (pathlib.Path(args.model) / "adapter_config.json").exists()
-                          else args.base_model, license=args.license)
+                          overwrite=args.overwrite, training=training, card_text=card, inputs=inputs,
+                          base_model=None if adapter else args.base_model, license=args.license)
     print(f"exported {type(model).__name__} to {folder}" + (f" and pushed to {args.push_to_hub}" if args.push_to_hub else ""))
     return 0
 

@@ -2,7 +2,7 @@
 
     memory-models export --model runs/copy/final --decoder-only --output runs/copy/decoder
 
-The folder holds e.g. a `LlamaForCausalLM` (the spec's `llm_memory_converter.py` equivalent, Part B §5.7): it
+The folder holds e.g. a `LlamaForCausalLM` (what the paper evaluates in Tables S1-S2): it
 loads without `trust_remote_code`, and its logits equal `model.decoder`'s bit for bit, i.e. the decoder with no
 memories. This is the model that Tables S1/S2 evaluate with lm-eval before and after memory training.
 """

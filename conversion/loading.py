@@ -1,30 +1,43 @@
-"""Loading saved models without silent surprises.
+"""The one checked way every command and Python helper loads a saved model, its config and its tokenizer.
 
-`from_pretrained` fills tensors missing from a checkpoint with random values and only warns; a path that is
-not a folder is tried as a Hub repo id; a truncated weights file fails without naming the file. [`load_model`]
-turns each of these into a `ValueError` that names the folder, the file or the tensors:
+`from_pretrained` fills tensors missing from a checkpoint with random values and only warns; a path that is not a
+folder is tried as a Hub repo id; a truncated weights file fails without naming the file; a config without
+`model_type` triggers an interactive custom-code prompt; and code shipped in a folder runs when asked to. Here:
 
-* a local-looking path (`./x`, `runs/x/final`, `/abs`, `~/x`) that is not a folder, or a Hub-id-like
-  name that is neither a folder nor a loadable (or, offline, cached) Hub model;
-* an unreadable (truncated, corrupt) `*.safetensors` file;
-* tensors missing from the checkpoint, or checkpoint tensors the model does not use (unless allowed);
-* NaN or inf in the loaded weights.
+* [`load_config`] refuses an invalid `config.json` (naming the line), a missing or unknown `model_type`, sizes that
+  are not positive integers (naming the field) and fields the config class cannot default (its own `ValueError`);
+* code shipped with a folder (`auto_map`) runs only with `trust_remote_code=True` (`--trust-remote-code`); our
+  own model types and transformers' load with the installed classes without it;
+* [`load_model`] refuses a local-looking path that is not a folder, an unreadable (truncated, corrupt)
+  `*.safetensors` file, a shard missing from `model.safetensors.index.json`, tensors missing from the checkpoint
+  or unused by the model (unless allowed) and NaN or inf in the loaded weights, naming the file and the tensors.
+
+Every refusal is a `ValueError` naming the option (`--model`, `--init-from`, ...) and the path.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import safe_open
-from transformers import AutoModel, AutoModelForCausalLM
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-import modeling_memory  # noqa: F401  (registers our Auto classes)
+from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
+from modeling_memory.config_utils import check_sizes
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 OFFLINE_VALUES = {"1", "true", "yes", "on"}
+SHARD_INDEX = "model.safetensors.index.json"
+TRUST_FLAG = "--trust-remote-code"
+OUR_MODEL_TYPES = tuple(c.model_type for c in (MemoryConfig, MemoryAutoencoderConfig, RecurrentMemoryConfig,
+                                               MaskedMixerConfig))  # importing them registers our Auto classes
+CONFIG_ERRORS = (ValueError, TypeError, KeyError, StrictDataclassError)  # what config classes raise on bad fields
 
 
 def check_model_path(path, option: str = "--model") -> None:
@@ -42,15 +55,114 @@ def check_model_path(path, option: str = "--model") -> None:
         raise ValueError(f"{option} {text!r}: no such folder (and not a Hub repo id).")
 
 
-def check_weight_files(folder) -> None:
-    """Open every `*.safetensors` file of `folder`; a truncated or corrupt one is named in a `ValueError`."""
-    for file in sorted(Path(folder).glob("*.safetensors")):
+def _local(path) -> Path | None:
+    folder = Path(str(path)).expanduser()
+    return folder if folder.is_dir() else None
+
+
+def read_config_file(folder, option: str = "--model") -> dict:
+    """The content of `folder/config.json`; invalid JSON or a non-object is a `ValueError` naming the line."""
+    file = Path(folder) / "config.json"
+    try:
+        content = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{option}: {file}: not valid JSON ({error.msg} at line {error.lineno}, column "
+                         f"{error.colno}).") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{option}: {file}: not UTF-8 text ({error.reason}).") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{option}: {file}: a JSON {type(content).__name__}, not an object.")
+    return content
+
+
+def check_config_content(content: dict, file, *, option: str, trust_remote_code: bool) -> None:
+    """Refuse a config without a usable `model_type`, or one whose code ships in the folder without consent."""
+    model_type = content.get("model_type")
+    remote = (content.get("auto_map") or {}).get("AutoConfig") if isinstance(content.get("auto_map"), dict) else None
+    if not isinstance(model_type, str) or not model_type:
+        raise ValueError(f"{option}: {file}: no model_type, so the kind of model it holds is unknown (add "
+                         "\"model_type\", e.g. \"memory_model\" or \"llama\").")
+    if model_type in CONFIG_MAPPING:
+        return
+    unknown = f"{option}: {file}: model_type {model_type!r} is neither memory-models' ({', '.join(OUR_MODEL_TYPES)}) " \
+              "nor transformers'"
+    if remote is None:
+        raise ValueError(f"{unknown}.")
+    if not trust_remote_code:
+        raise ValueError(f"{unknown}; the folder ships code for it (auto_map AutoConfig: {remote!r}): pass "
+                         f"{TRUST_FLAG} to run that code if you trust it.")
+
+
+def _refuse_remote_code(error: ValueError, path, option: str) -> None:
+    if "trust_remote_code" in str(error):
+        raise ValueError(f"{option} {str(path)!r} needs code shipped with it (custom code); pass {TRUST_FLAG} to "
+                         "run that code if you trust it.") from error
+
+
+def load_config(path, *, trust_remote_code: bool = False, option: str = "--model", **overrides):
+    """The checked config of a saved model (folder or Hub id); `overrides` set config fields (see the module doc)."""
+    check_model_path(path, option)
+    folder = _local(path)
+    where = f"{folder / 'config.json'}" if folder else str(path)
+    if folder is not None:
+        check_config_content(read_config_file(folder, option), where, option=option,
+                             trust_remote_code=trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code, **overrides)
+    except OSError as error:  # a Hub id that is neither cached (offline) nor reachable
+        if folder is not None:
+            raise ValueError(f"{option} {str(path)!r}: {error}") from error
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
+        raise ValueError(f"{option} {str(path)!r}: no such folder, and no Hub model of that name could be loaded"
+                         + (" (HF_HUB_OFFLINE is set and it is not cached)" if offline else "")
+                         + f": {error}") from error
+    except CONFIG_ERRORS as error:
+        if isinstance(error, ValueError):
+            _refuse_remote_code(error, path, option)
+        raise ValueError(f"{option}: {where}: {error}") from error
+    try:
+        check_sizes(type(config).__name__, config)
+    except ValueError as error:
+        raise ValueError(f"{option}: {where}: {error}") from error
+    return config
+
+
+def load_tokenizer(path, *, trust_remote_code: bool = False, option: str = "--tokenizer"):
+    """`AutoTokenizer.from_pretrained(path)`, refusing code shipped with it unless `trust_remote_code`."""
+    if _local(path) is None:
+        check_model_path(path, option)
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except ValueError as error:
+        _refuse_remote_code(error, path, option)
+        raise ValueError(f"{option} {str(path)!r}: {error}") from error
+    except OSError as error:
+        raise ValueError(f"{option} {str(path)!r} holds no loadable tokenizer: {error}") from error
+
+
+def weight_files(folder, option: str = "--model") -> dict[str, Path]:
+    """Tensor name -> the `*.safetensors` file of `folder` that holds it, every file opened (a truncated or corrupt
+    one is named in a `ValueError`); a shard listed in `model.safetensors.index.json` but missing is named too."""
+    folder = Path(folder)
+    index = folder / SHARD_INDEX
+    if index.is_file():
+        try:
+            listed = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as error:
+            raise ValueError(f"{option} {str(folder)!r}: {index} is unreadable: {error!r}") from None
+        missing = [name for name in listed if not (folder / name).is_file()]
+        if missing:
+            raise ValueError(f"{option} {str(folder)!r}: the shards {missing} listed in {SHARD_INDEX} are missing.")
+    holders = {}
+    for file in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for key in handle.keys():
                     handle.get_slice(key)
+                    holders[key] = file
         except Exception as error:  # safetensors raises its own error types
             raise ValueError(f"{file} is unreadable (truncated or corrupt?): {error}") from error
+    return holders
 
 
 def nonfinite_tensors(model) -> list[str]:
@@ -59,51 +171,74 @@ def nonfinite_tensors(model) -> list[str]:
     return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t).all())]
 
 
+def check_finite(model, path, option: str = "--model", files: dict[str, Path] | None = None) -> None:
+    """Refuse `model` if a weight holds NaN or inf, naming the tensors and (when known) their files."""
+    bad = nonfinite_tensors(model)
+    if not bad:
+        return
+    named = [f"{name} ({files[name].name})" if files and name in files else name for name in bad[:10]]
+    raise ValueError(f"{option} {str(path)!r} holds NaN or inf in the tensors {named}"
+                     + (f" and {len(bad) - 10} more" if len(bad) > 10 else "") + ".")
+
+
 def check_loading_info(path, info: dict, *, allow_missing: bool = False, allow_unexpected: bool = False,
-                       option: str = "--model", allow_option: str = "--allow-missing-weights") -> None:
+                       option: str = "--model", allow_option: str | None = "--allow-missing-weights") -> None:
     """Refuse a load whose `output_loading_info` reports missing, unexpected or mismatched tensors."""
     problems = []
     if info.get("missing_keys") and not allow_missing:
         problems.append(f"missing from the checkpoint (would be random): {sorted(info['missing_keys'])}")
     if info.get("unexpected_keys") and not allow_unexpected:
         problems.append(f"in the checkpoint but not in the model: {sorted(info['unexpected_keys'])}")
+    hint = f". Pass {allow_option} to load it anyway" if problems and allow_option else ""
     if info.get("mismatched_keys"):
         problems.append(f"with mismatched shapes: {sorted(str(k) for k in info['mismatched_keys'])}")
     if problems:
         raise ValueError(f"{option} {str(path)!r} does not fit the model; tensors " + "; tensors ".join(problems)
-                         + f". Pass {allow_option} to load it anyway.")
+                         + hint + ".")
 
 
-def load_model(path, *, config=None, allow_missing: bool = False, allow_unexpected: bool | None = None,
-               option: str = "--model", allow_option: str = "--allow-missing-weights", **kwargs):
-    """`AutoModelForCausalLM` (else `AutoModel`) `.from_pretrained(path)`, checked as the module doc says.
+def load_model(path, *, config=None, trust_remote_code: bool = False, allow_missing: bool = False,
+               allow_unexpected: bool | None = None, option: str = "--model",
+               allow_option: str | None = "--allow-missing-weights", auto_classes=(AutoModelForCausalLM, AutoModel),
+               return_info: bool = False, **kwargs):
+    """The first of `auto_classes` that has a class for the config `.from_pretrained(path)`, checked as the module
+    doc says; with `return_info`, `(model, loading_info)`.
 
     Args:
+        config (*optional*): a config to load the weights into (default: [`load_config`] of `path`).
+        trust_remote_code (`bool`): run code shipped with the folder (`auto_map`) for types not installed.
         allow_missing (`bool`): accept tensors missing from the checkpoint (they stay randomly initialised).
         allow_unexpected (`bool`, *optional*): accept unused checkpoint tensors; defaults to `allow_missing`.
-        option / allow_option (`str`): the CLI names used in error messages.
+        option / allow_option (`str`): the CLI names used in error messages (`allow_option=None`: a command
+            without such a flag).
+        **kwargs: passed to `from_pretrained` (`dtype`, ...).
     """
-    check_model_path(path, option)
-    if Path(str(path)).expanduser().is_dir():
-        check_weight_files(Path(str(path)).expanduser())
-    if config is not None:
-        kwargs["config"] = config
+    if config is None:
+        config = load_config(path, trust_remote_code=trust_remote_code, option=option)
+    folder = _local(path)
+    files = weight_files(folder, option) if folder is not None else None
+    load = {"config": config, "trust_remote_code": trust_remote_code, "output_loading_info": True, **kwargs}
     try:
-        try:
-            model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
-        except ValueError:
-            model, info = AutoModel.from_pretrained(path, output_loading_info=True, **kwargs)
-    except OSError as error:  # a Hub id that is neither cached (offline) nor reachable
-        if Path(str(path)).expanduser().is_dir():
-            raise
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in OFFLINE_VALUES
-        raise ValueError(f"{option} {str(path)!r}: no such folder, and no Hub model of that name could be loaded"
-                         + (" (HF_HUB_OFFLINE is set and it is not cached)" if offline else "") + f": {error}") from error
+        model, info = _from_pretrained(auto_classes, str(path), load)
+    except ValueError as error:
+        _refuse_remote_code(error, path, option)
+        raise
+    except OSError as error:  # e.g. a folder without any weights file
+        raise ValueError(f"{option} {str(path)!r}: {error}") from error
     check_loading_info(path, info, allow_missing=allow_missing,
                        allow_unexpected=allow_missing if allow_unexpected is None else allow_unexpected,
                        option=option, allow_option=allow_option)
-    bad = nonfinite_tensors(model)
-    if bad:
-        raise ValueError(f"{option} {str(path)!r} holds NaN or inf in the tensors {bad[:10]}"
-                         + (f" and {len(bad) - 10} more" if len(bad) > 10 else "") + ".")
-    return model
+    check_finite(model, path, option, files)
+    return (model, info) if return_info else model
+
+
+def _from_pretrained(auto_classes, path: str, load: dict):
+    """`from_pretrained` of the first Auto class with a class for the config."""
+    *others, last = auto_classes
+    for auto_class in others:
+        try:
+            return auto_class.from_pretrained(path, **load)
+        except ValueError as error:
+            if "Unrecognized configuration class" not in str(error):
+                raise
+    return last.from_pretrained(path, **load)

@@ -1,5 +1,5 @@
 """`memory-models convert`: make a pretrained causal LM (Llama 3.2, Qwen, Mistral, Gemma, ...) the decoder of
-a memory model (paper §5.4, Fig. S6, Tables S1-S2; spec Part B §5.7) and write it as a Hub folder.
+a memory model (the paper's Llama-3.2-1B decoder: Fig. S6, Tables S1-S2) and write it as a Hub folder.
 
     memory-models convert --decoder unsloth/Llama-3.2-1B --encoder-preset llama-3.2-1b-memory \\
         --chunk-size 256 --memory-slots 4 --output runs/llama-memory
@@ -21,11 +21,12 @@ from collections.abc import Sequence
 
 import torch
 from safetensors import safe_open
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from configuration import get_preset
 from conversion.arguments import convert_parser
 from conversion.export_to_hub import export_model
+from conversion.loading import check_finite, load_config, load_model, load_tokenizer, weight_files
+from conversion.safe_io import check_target
 from modeling_memory import MemoryConfig, MemoryForCausalLM
 from modeling_memory.config_utils import check_decoder_config
 from modeling_memory.native_decoders import same_architecture
@@ -51,11 +52,8 @@ def tokenizer_special_ids(tokenizer, delimiter: str | None = None) -> dict:
     return ids
 
 
-def _saved_config(folder):
-    return AutoConfig.from_pretrained(folder)
-
-
-def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=None, encoder_preset=None):
+def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=None, encoder_preset=None,
+                       trust_remote_code: bool = False):
     """The encoder config: the preset's (on the decoder's vocabulary) and/or the saved model's, checked to agree."""
     vocab = decoder_config.vocab_size
     expected = None
@@ -67,7 +65,8 @@ def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=No
         if expected is None:
             raise ValueError(f"preset {name!r} ({preset.model_type}) has no encoder_config")
     if encoder_from is not None:
-        saved = getattr(_saved_config(encoder_from), "encoder_config", None)
+        saved = getattr(load_config(encoder_from, option="--encoder-from", trust_remote_code=trust_remote_code),
+                        "encoder_config", None)
         if saved is None:
             raise ValueError(f"{encoder_from} holds no model with an encoder (no encoder_config in config.json)")
         if expected is not None:
@@ -85,8 +84,10 @@ def encoder_config_for(decoder_config, tokenizer, special: dict, encoder_from=No
 
 
 def load_encoder_weights(encoder, folder) -> None:
-    """Load the `encoder.*` tensors of the safetensors checkpoint in `folder` into `encoder` (strict)."""
+    """Load the `encoder.*` tensors of the safetensors checkpoint in `folder` into `encoder` (strict); unreadable
+    or missing files and NaN/inf tensors are refused by name (`conversion.loading`)."""
     folder = pathlib.Path(folder)
+    weight_files(folder, "--encoder-from")
     index = folder / "model.safetensors.index.json"
     if index.exists():
         weight_map = json.loads(index.read_text())["weight_map"]
@@ -104,11 +105,12 @@ def load_encoder_weights(encoder, folder) -> None:
     missing = [k for k in missing if not k.endswith("inv_freq")]
     if missing or unexpected:
         raise ValueError(f"the encoder weights of {folder} do not fit: missing {missing}, unexpected {unexpected}")
+    check_finite(encoder, folder, "--encoder-from")
 
 
 def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, chunk_size: int = 256,
             num_memory_slots: int = 4, filler: str = "masked", freeze_encoder: bool = False, dtype="auto",
-            copy_delimiter: str | None = None, **config_kwargs):
+            copy_delimiter: str | None = None, trust_remote_code: bool = False, **config_kwargs):
     """Build the memory model of a pretrained decoder (folder or Hub id). Returns `(model, tokenizer)`.
 
     Args:
@@ -120,21 +122,25 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
         chunk_size, num_memory_slots, filler, freeze_encoder, **config_kwargs: `MemoryConfig` fields.
         dtype: `"auto"` (the checkpoint's) or a torch dtype / its name.
         copy_delimiter: token string of the copy delimiter (default `<|reserved_special_token_0|>` if present).
+        trust_remote_code: run code shipped with the decoder or tokenizer (`--trust-remote-code`).
     """
-    decoder_config = AutoConfig.from_pretrained(decoder)
+    decoder_config = load_config(decoder, option="--decoder", trust_remote_code=trust_remote_code)
     check_decoder_config(decoder_config)  # a ValueError naming the model_type before any weight is read
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer or decoder)
+    tokenizer = load_tokenizer(tokenizer or decoder, option="--tokenizer" if tokenizer else "--decoder",
+                               trust_remote_code=trust_remote_code)
     if decoder_config.vocab_size < len(tokenizer):
         raise ValueError(f"decoder vocabulary {decoder_config.vocab_size} is smaller than the tokenizer "
                          f"({len(tokenizer)} tokens)")
     special = tokenizer_special_ids(tokenizer, copy_delimiter)
-    encoder_config = encoder_config_for(decoder_config, tokenizer, special, encoder_from, encoder_preset)
+    encoder_config = encoder_config_for(decoder_config, tokenizer, special, encoder_from, encoder_preset,
+                                        trust_remote_code)
     fields = dict(chunk_size=chunk_size, num_memory_slots=num_memory_slots, filler=filler,
                   freeze_encoder=freeze_encoder, **{**special, **config_kwargs})
     MemoryConfig(encoder_config=encoder_config, decoder_config=decoder_config, **fields)  # validate before loading
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
-    model_decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
+    model_decoder = load_model(decoder, config=decoder_config, dtype=dtype, option="--decoder", allow_option=None,
+                               trust_remote_code=trust_remote_code)
     model = MemoryForCausalLM.from_pretrained_decoder(model_decoder, encoder_config=encoder_config, **fields)
     if encoder_from is not None:
         load_encoder_weights(model.encoder, encoder_from)
@@ -144,12 +150,14 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: convert and export (`memory-models convert`, `python -m conversion.pretrained_decoder`)."""
     args = convert_parser().parse_args(argv)
+    inputs = [("--decoder", args.decoder), ("--encoder-from", args.encoder_from), ("--tokenizer", args.tokenizer)]
+    check_target(args.output, kind="converted", overwrite=args.overwrite, inputs=inputs)  # before loading
     model, tokenizer = convert(args.decoder, encoder_from=args.encoder_from, encoder_preset=args.encoder_preset,
                                tokenizer=args.tokenizer, chunk_size=args.chunk_size,
                                num_memory_slots=args.memory_slots, filler=args.filler,
                                freeze_encoder=args.freeze_encoder, dtype=args.dtype,
-                               copy_delimiter=args.copy_delimiter)
-    folder = export_model(model, args.output, tokenizer)
+                               copy_delimiter=args.copy_delimiter, trust_remote_code=args.trust_remote_code)
+    folder = export_model(model, args.output, tokenizer, overwrite=args.overwrite, kind="converted", inputs=inputs)
     n = sum(p.numel() for p in model.parameters())
     print(f"converted {args.decoder} ({model.config.decoder_config.model_type}, {model.dtype}) into a memory model "
           f"of {n / 1e6:.1f}M parameters: {folder}")

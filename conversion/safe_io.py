@@ -1,43 +1,97 @@
-"""Safe writing of output folders and files: never delete what a user owns, never leave a half-written state.
+"""The one way this package writes folders and files: never into what a user owns, never half-written, one writer
+at a time, with the modes the user's umask gives.
 
-Every folder this package creates (an export, a run's `final/`, a run folder) holds the marker file
-[`MARKER`]. The rules, used by `conversion.export_to_hub` and `training.train`:
+Every folder memory-models creates holds the marker file [`MARKER`], which records the folder's *kind* (see
+[`KINDS`]). The rules:
 
 * [`check_target`] refuses `.`, a parent of the current folder, the home folder and the filesystem root, an
-  existing file, and an existing non-empty folder without our marker (unless `overwrite=True`).
-* [`replace_folder`] puts a completely written staging folder at the target: the old folder is renamed
-  aside (`.<name>.old-*`), the new one renamed in, and the old one removed last. A kill at any moment leaves
-  the old or the new complete folder at the target, or (between the two renames) the old one aside, which
-  [`recover`] renames back before anything reads or writes the target again.
-* [`staging_folder`] creates `.<name>.staging-*` next to the target (marked as ours); [`recover`] removes
-  the leftovers of killed writes. Only folders carrying our marker are ever removed.
-* [`write_text_atomic`] writes a file next to its target and renames it into place.
+  existing file, a folder that holds one of the command's inputs (or lies inside one), and, unless
+  `overwrite=True`, an existing non-empty folder that is not ours or is ours but of another kind: `export` never
+  replaces a training run, `train` never writes into an export.
+* [`locked`] holds an OS file lock (`flock`, released by the kernel when the process dies, so a killed writer never
+  blocks a rerun) on `.<name>.lock` next to a target while a command writes it: a second writer gets
+  [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target.
+* [`write_folder`] fills a staging folder `.<name>.staging-*` and [`replace_folder`]s it into place: the old
+  folder is renamed aside (`.<name>.old-*`), the new one renamed in, the old one removed last. A kill at any
+  moment leaves the old or the new complete folder at the target, or (between the two renames) the old one aside,
+  which [`recover`] renames back before anything reads or writes the target again; [`recover`] also removes
+  leftover staging folders and stale lock files. Only folders carrying our marker are ever removed.
+* [`write_text_atomic`] writes a file next to its target and renames it into place ([`recover_all`] removes the
+  temporary files of a killed write).
+* [`apply_modes`] gives everything in a written folder the modes a plain `mkdir` / `open` gets under the umask
+  (0755 / 0644 under umask 022, 0700 / 0600 under 077), whatever the writing library chose.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MARKER = ".memory-models"
 STAGING_INFIX = ".staging-"
 ASIDE_INFIX = ".old-"
+LOCK_SUFFIX = ".lock"
+# What each kind of folder holds, for messages (a folder's kind is recorded in its marker).
+KINDS = {
+    "run": "a training run", "export": "a Hub-ready export", "converted": "a converted pretrained model",
+    "bank": "a memory bank", "eval": "an evaluation's results", "lookalike": "look-alike lm-eval tasks",
+    "tokenizer": "a tokenizer", "adapter": "a LoRA adapter",
+}
+# Markers of earlier versions, recognised as ours (and their kind) where they are found.
+OLDER_MARKERS = {".memory-models-eval": "eval", ".memory-models-lookalike": "lookalike", "memory_bank.json": "bank"}
+TEMPORARY_FILE = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp$")
+_HELD: dict[Path, list] = {}  # lock path -> [file descriptor, depth]: this process's locks (re-entrant)
 
 
-def is_ours(folder) -> bool:
-    """True if `folder` is a folder holding our marker file."""
-    return (Path(folder) / MARKER).is_file()
+class FolderInUseError(RuntimeError):
+    """Another process holds the lock of an output folder."""
 
 
+class DiskFullError(OSError):
+    """The filesystem of an output folder ran out of space (`errno.ENOSPC`); `filename` is the folder."""
+
+    def __init__(self, folder):
+        super().__init__(errno.ENOSPC, f"no space left on {folder}", str(folder))
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+# ----------------------------------------------------------------------------------------------- kinds
 def mark(folder, kind: str) -> None:
-    """Write our marker into `folder` (`kind` says what wrote it: "export", "run", ...)."""
+    """Write our marker into `folder`, recording its `kind` (a key of [`KINDS`])."""
     (Path(folder) / MARKER).write_text(json.dumps({"created_by": "memory-models", "kind": kind}) + "\n")
 
 
+def folder_kind(folder) -> str | None:
+    """The kind recorded in `folder`'s marker (`"unknown"` for an unreadable one), or `None` if it is not ours."""
+    folder = Path(folder)
+    if (folder / MARKER).is_file():
+        try:
+            return str(json.loads((folder / MARKER).read_text())["kind"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return "unknown"
+    return next((kind for name, kind in OLDER_MARKERS.items() if (folder / name).is_file()), None)
+
+
+def is_ours(folder) -> bool:
+    """True if `folder` is a folder that memory-models created (it holds our marker)."""
+    return folder_kind(folder) is not None
+
+
+def _describe(kind: str | None) -> str:
+    return KINDS.get(kind, f"a memory-models folder of kind {kind!r}") if kind else "not created by memory-models"
+
+
+# ----------------------------------------------------------------------------------------------- targets
 def protected_reason(path) -> str | None:
     """Why `path` can never be an output folder (the root, the home folder, `.` or a parent of it), or `None`."""
     resolved = Path(path).expanduser().resolve()
@@ -53,12 +107,33 @@ def protected_reason(path) -> str | None:
     return None
 
 
-def check_target(path, *, overwrite: bool = False, option: str = "--output") -> Path:
-    """Validate an output folder before anything is written; returns it as a `Path`.
+def check_inputs(path, inputs: Iterable[tuple[str, object]] = (), option: str = "--output") -> None:
+    """Refuse an output folder that is, holds or lies inside one of the command's local inputs.
+
+    Args:
+        inputs: `(option, path)` pairs, e.g. `[("--model", "runs/c1/final")]`; `None` paths and Hub ids are skipped.
+    """
+    target = Path(path).expanduser().resolve()
+    for name, value in inputs:
+        if value is None or not Path(str(value)).expanduser().exists():
+            continue
+        source = Path(str(value)).expanduser().resolve()
+        if source == target or target in source.parents:
+            raise ValueError(f"{option} {str(path)!r} holds {name} {str(value)!r}: writing there would destroy "
+                             "the input. Choose another folder.")
+        if source in target.parents:
+            raise ValueError(f"{option} {str(path)!r} lies inside {name} {str(value)!r}: writing there would "
+                             "change the input. Choose a folder outside it.")
+
+
+def check_target(path, *, kind: str, overwrite: bool = False, option: str = "--output",
+                 inputs: Iterable[tuple[str, object]] = ()) -> Path:
+    """Validate an output folder of `kind` before anything is written; returns it as a `Path`.
 
     Raises:
-        ValueError: `path` is protected (see [`protected_reason`]), an existing file, or an existing
-            non-empty folder that this package did not create (no [`MARKER`]) and `overwrite` is False.
+        ValueError: `path` is protected (see [`protected_reason`]), an existing file, overlaps an input (see
+            [`check_inputs`]; `overwrite` does not lift this), or, unless `overwrite`, a non-empty folder that is
+            not ours or is ours but of another kind.
     """
     path = Path(path)
     reason = protected_reason(path)
@@ -66,13 +141,134 @@ def check_target(path, *, overwrite: bool = False, option: str = "--output") -> 
         raise ValueError(f"{option} {str(path)!r} is not a valid output folder: {reason}.")
     if path.exists() and not path.is_dir():
         raise ValueError(f"{option} {str(path)!r} is an existing file, not a folder; choose another path.")
-    if path.is_dir() and any(path.iterdir()) and not is_ours(path) and not overwrite:
+    check_inputs(path, inputs, option)
+    if overwrite or not path.is_dir() or not any(path.iterdir()):
+        return path
+    found = folder_kind(path)
+    if found is None:
         raise ValueError(f"{option} {str(path)!r} is a non-empty folder that memory-models did not create "
-                         f"(no {MARKER} marker); refusing to replace it. Choose an empty or new folder, or pass "
+                         f"(no {MARKER} marker); refusing to write into it. Choose an empty or new folder, or pass "
                          "--overwrite.")
+    if found != kind:
+        raise ValueError(f"{option} {str(path)!r} holds {_describe(found)}, not {_describe(kind)}; refusing to "
+                         "write into it. Choose an empty or new folder, or pass --overwrite to replace it.")
     return path
 
 
+# ----------------------------------------------------------------------------------------------- locks
+def lock_path(target) -> Path:
+    """The lock file of `target`: `.<name>.lock` beside it."""
+    target = Path(target).absolute()
+    return target.parent / f".{target.name}{LOCK_SUFFIX}"
+
+
+def _holder(path: Path) -> str:
+    try:
+        pid = path.read_text().strip()
+    except OSError:
+        pid = ""
+    return f"process {pid}" if pid.isdigit() else "another process"
+
+
+def _acquire(path: Path, wait: bool) -> int:
+    """An open descriptor of `path` holding its exclusive `flock` (the file at `path` when it was taken)."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(descriptor)
+            return -1
+        try:
+            same = os.stat(path).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:  # its holder removed it on release: take the new one
+            same = False
+        if same:
+            return descriptor
+        os.close(descriptor)
+
+
+@contextmanager
+def locked(target, *, wait: bool = False) -> Iterator[Path]:
+    """Hold the lock of `target` (see the module doc) for the duration of a write; re-entrant in one process.
+
+    Raises:
+        FolderInUseError: another process holds it (with `wait=True`, wait for it instead).
+        DiskFullError: the filesystem ran out of space inside the block (any `ENOSPC`, also from libraries that
+            wrap it in their own error type).
+    """
+    target = Path(target)
+    path = lock_path(target)
+    held = _HELD.get(path)
+    if held is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = _acquire(path, wait)
+        if descriptor < 0:
+            raise FolderInUseError(f"{target} is in use by {_holder(path)}")
+        os.ftruncate(descriptor, 0)
+        os.write(descriptor, f"{os.getpid()}\n".encode())
+        held = _HELD[path] = [descriptor, 0]
+    held[1] += 1
+    try:
+        yield target
+    except Exception as error:
+        if _is_disk_full(error) and not isinstance(error, DiskFullError):
+            raise DiskFullError(target) from error
+        raise
+    finally:
+        held[1] -= 1
+        if held[1] == 0:
+            del _HELD[path]
+            path.unlink(missing_ok=True)  # while still locked: a waiting process then retries on a new file
+            os.close(held[0])
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if "No space left on device" in str(error):  # safetensors and others wrap the OSError in their own type
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _remove_stale_lock(target: Path) -> None:
+    """Remove the lock file of `target` if no process holds it (a killed writer's)."""
+    path = lock_path(target)
+    if path in _HELD or not path.is_file():
+        return
+    descriptor = _acquire(path, wait=False)
+    if descriptor >= 0:
+        path.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+# ----------------------------------------------------------------------------------------------- modes
+def umask() -> int:
+    """The process umask, read without changing it where Linux shows it (`/proc/self/status`)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_modes(folder) -> None:
+    """Give `folder` and everything under it the modes of a plain `mkdir` / `open` under the umask (files copied or
+    written through temporary files by other libraries otherwise keep 0600 or their source's mode)."""
+    mask = umask()
+    folder = Path(folder)
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+# ----------------------------------------------------------------------------------------------- recovery
 def _siblings(target: Path, infix: str) -> list[Path]:
     if not target.parent.is_dir():
         return []
@@ -90,7 +286,8 @@ def _new_name(target: Path, infix: str) -> Path:
 
 def recover(target) -> None:
     """Finish or undo a write of `target` that was killed: an old folder renamed aside comes back if the
-    target is missing (else it is removed), and leftover staging folders of ours are removed."""
+    target is missing (else it is removed), leftover staging folders of ours are removed, and so is a lock file
+    no process holds."""
     target = Path(target)
     for aside in _siblings(target, ASIDE_INFIX):
         if not target.exists():
@@ -99,15 +296,19 @@ def recover(target) -> None:
             shutil.rmtree(aside)
     for staging in _siblings(target, STAGING_INFIX):
         shutil.rmtree(staging)
+    _remove_stale_lock(target)
 
 
 def recover_all(folder) -> None:
-    """[`recover`] every target of `folder` that has an aside or staging folder of ours."""
+    """[`recover`] every target of `folder` that has an aside or staging folder of ours, and remove the temporary
+    files of killed [`write_text_atomic`] calls (call it while holding `folder`'s lock)."""
     folder = Path(folder)
     if not folder.is_dir():
         return
     names = set()
     for path in folder.iterdir():
+        if TEMPORARY_FILE.match(path.name) and path.is_file():
+            path.unlink()
         for infix in (ASIDE_INFIX, STAGING_INFIX):
             if path.name.startswith(".") and infix in path.name and is_ours(path):
                 names.add(path.name[1:].rsplit(infix, 1)[0])
@@ -115,13 +316,14 @@ def recover_all(folder) -> None:
         recover(folder / name)
 
 
+# ----------------------------------------------------------------------------------------------- writing
 def staging_folder(target, kind: str) -> Path:
     """A new marked folder `.<name>.staging-*` next to `target` (after [`recover`] of older leftovers)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     staging = _new_name(target, STAGING_INFIX)
-    staging.mkdir()  # permissions follow the umask (no chmod here)
+    staging.mkdir()  # permissions follow the umask
     mark(staging, kind)
     return staging
 
@@ -142,20 +344,24 @@ def replace_folder(staging, target) -> Path:
 
 
 def write_folder(target, write: Callable[[Path], None], *, kind: str, overwrite: bool = False,
-                 option: str = "--output") -> Path:
-    """Check `target`, let `write(staging)` fill a staging folder, then [`replace_folder`] it into place.
+                 option: str = "--output", inputs: Iterable[tuple[str, object]] = ()) -> Path:
+    """Check `target` ([`check_target`]), lock it, let `write(staging)` fill a staging folder, give it the umask's
+    modes, then [`replace_folder`] it into place.
 
     A failure inside `write` removes the staging folder and leaves `target` untouched.
     """
-    target = check_target(target, overwrite=overwrite, option=option)
-    staging = staging_folder(target, kind)
-    try:
-        write(staging)
-        mark(staging, kind)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return replace_folder(staging, target)
+    target = check_target(target, kind=kind, overwrite=overwrite, option=option, inputs=inputs)
+    with locked(target):
+        check_target(target, kind=kind, overwrite=overwrite, option=option)  # as found under the lock
+        staging = staging_folder(target, kind)
+        try:
+            write(staging)
+            apply_modes(staging)
+            mark(staging, kind)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return replace_folder(staging, target)
 
 
 def write_text_atomic(path, text: str) -> Path:

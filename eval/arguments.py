@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from conversion.arguments import add_trust_remote_code
+
 POOLINGS = ("last", "penultimate", "last_nonpad")
 
 
@@ -38,4 +40,5 @@ def retention_parser() -> argparse.ArgumentParser:
     parser.add_argument("--allow-missing-weights", action="store_true",
                         help="probe a checkpoint whose encoder tensors are incomplete (they stay random)")
     parser.add_argument("--output", help="write the results as JSON here")
+    add_trust_remote_code(parser)
     return parser

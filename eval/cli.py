@@ -11,7 +11,9 @@
 How a command is wired: its options live in a light `arguments.py` beside its code (standard library only), so
 that `--help` and a mistyped option answer at once; its implementation module is imported only after the
 options parsed, and its `main(argv) -> int` runs it. An error prints one line, `memory-models X: error: ...`,
-and exits 2 (a bad input) or 1 (anything else); `--debug` shows the traceback instead.
+and exits 2 (a bad input) or 1 (anything else: an output folder in use by another process, a full disk, ...);
+an interrupt prints one line too (`train` names the step and how to resume) and exits 130; `--debug` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from conversion.arguments import convert_parser, export_parser
+from conversion.safe_io import FolderInUseError
 from eval.arguments import retention_parser
-from eval.banks.arguments import encode_parser, generate_parser, read_back_parser
+from eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
 from eval.benchmarks.arguments import benchmark_parser
 from eval.experiments.arguments import demo_parser, launcher_check_parser, reproduce_parser
 from eval.harness.arguments import compare_parser, lookalike_parser
@@ -63,7 +66,9 @@ COMMANDS = {
                     "lm-eval tasks (mmlu, longbench, swde, ...) on saved models, side by side"),
     "lookalike": Command(lookalike_parser, "eval.harness.lookalike",
                          "write offline look-alikes of the mmlu, longbench and swde lm-eval tasks"),
-    "encode": Command(encode_parser, "eval.banks.bank", "encode a corpus into a verified memory bank"),
+    "encode": Command(encode_parser, "eval.banks.encode",
+                      "encode a corpus into a memory bank (one process, or many under torchrun / accelerate)"),
+    "verify": Command(verify_parser, "eval.banks.bank", "check every shard and the index of a memory bank"),
     "generate": Command(generate_parser, "eval.banks.generate",
                         "continue a prompt, optionally from a document in a memory bank"),
     "bank-retention": Command(read_back_parser, "eval.banks.read_back",
@@ -88,11 +93,16 @@ def usage() -> str:
 
 
 def error_line(prog: str, error: BaseException) -> tuple[str, int]:
-    """The one line (and exit code) an error prints: 2 for a bad input (`ValueError`), 1 for anything else."""
+    """The one line (and exit code) an error prints: 2 for a bad input (`ValueError`), 1 for anything else; 130 for
+    an interrupt (its message, when it has one: "interrupted at step N: rerun with --resume ...")."""
+    if isinstance(error, KeyboardInterrupt):
+        return f"{prog}: {str(error) or 'interrupted'}", 130
     if isinstance(error, ValueError):
         return f"{prog}: error: {error}", 2
+    if isinstance(error, FolderInUseError):
+        return f"{prog}: error: {error}", 1
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-        return f"{prog}: error: no space left on the device of {error.filename or 'the output folder'}", 1
+        return f"{prog}: error: no space left on {error.filename or 'the output folder'}", 1
     return f"{prog}: error: {type(error).__name__}: {error} (rerun with --debug for the traceback)", 1
 
 
@@ -106,11 +116,12 @@ def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     try:
         module = importlib.import_module(command.module)  # deferred: the parsers above load no torch
         return int(module.main(list(argv)) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         if debug:
             raise
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
+        line, code = error_line(prog, interrupt)
+        print(f"\n{line}", file=sys.stderr)
+        return code
     except BrokenPipeError:  # the reader went away (`memory-models presets | head`): nothing left to say
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's exit flush quiet
         return 0

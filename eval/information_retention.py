@@ -23,11 +23,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel
+from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
-from conversion.loading import check_model_path, check_weight_files, nonfinite_tensors
+from conversion.loading import load_model, load_tokenizer
+from conversion.safe_io import write_text_atomic
 from eval.arguments import retention_parser
-from modeling_memory import MemoryAutoencoder
+from modeling_memory import IGNORE_INDEX, MemoryAutoencoder
 from training.data.corpora import load_corpus
 from training.metrics import StreamingMetrics
 from training.plot import plot_beside, plot_retention, retention_title
@@ -70,35 +71,27 @@ def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
     return model.base_model
 
 
-def load_encoder(encoder, *, trust_remote_code: bool = True,
+def load_encoder(encoder, *, trust_remote_code: bool = False,
                  allow_missing_weights: bool = False) -> tuple[PreTrainedModel, str]:
-    """`(base encoder module, name)` from a module, a local folder or a Hub id.
+    """`(base encoder module, name)` from a module, a local folder or a Hub id (`conversion.loading.load_model`).
 
-    A folder that does not exist, an unreadable weights file, encoder tensors missing from the checkpoint
-    (they would be random; unless `allow_missing_weights`) and NaN/inf encoder weights are `ValueError`s;
-    unused checkpoint tensors (heads the probe drops) are fine.
+    A folder that does not exist, an unreadable weights file or missing shard, code shipped with the folder
+    (without `trust_remote_code`), encoder tensors missing from the checkpoint (they would be random; unless
+    `allow_missing_weights`) and NaN/inf weights are `ValueError`s; unused checkpoint tensors (heads the probe
+    drops) are fine.
     """
     if not isinstance(encoder, (str, os.PathLike)):
         name = getattr(getattr(encoder, "config", None), "name_or_path", "") or type(encoder).__name__
         return base_encoder(encoder), name
     name = str(encoder)
-    check_model_path(name, "--encoder")
-    if os.path.isdir(name):
-        check_weight_files(name)
-    try:
-        model, info = AutoModel.from_pretrained(name, trust_remote_code=trust_remote_code, output_loading_info=True)
-    except (ValueError, KeyError):  # no AutoModel mapping for this type (e.g. a memory-model folder)
-        model, info = AutoModelForCausalLM.from_pretrained(name, trust_remote_code=trust_remote_code,
-                                                           output_loading_info=True)
+    model, info = load_model(name, trust_remote_code=trust_remote_code, allow_missing=True, option="--encoder",
+                             auto_classes=(AutoModel, AutoModelForCausalLM), return_info=True)
     module = base_encoder(model)
     prefix = next((f"{path}." if path else "" for path, sub in model.named_modules() if sub is module), "")
     missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith(prefix))
     if missing and not allow_missing_weights:
         raise ValueError(f"--encoder {name!r}: encoder tensors missing from the checkpoint (they would be random): "
                          f"{missing}. Pass --allow-missing-weights to probe it anyway.")
-    bad = nonfinite_tensors(module)
-    if bad:
-        raise ValueError(f"--encoder {name!r} holds NaN or inf in the tensors {bad[:10]}.")
     return module, name
 
 
@@ -144,7 +137,7 @@ def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: in
         attention_mask[row, : len(ids)] = 1
     if input_ids.numel() and int(input_ids.max()) >= vocab_size:
         raise ValueError(f"token id {int(input_ids.max())} is outside the encoder vocabulary of {vocab_size}")
-    labels = input_ids.masked_fill(attention_mask == 0, -100)
+    labels = input_ids.masked_fill(attention_mask == 0, IGNORE_INDEX)
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -220,12 +213,13 @@ def measure_retention(
     device: str = "cpu",
     seed: int = 0,
     allow_missing_weights: bool = False,
+    trust_remote_code: bool = False,
 ) -> list[RetentionResult]:
     """Train a fresh decoder on a frozen copy of `encoder` per context length and report held-out retention.
 
     Args:
         encoder: a module (any transformers model; heads and wrappers are stripped by `base_encoder`), a
-            folder or a Hub id (loaded with `trust_remote_code=True`).
+            folder or a Hub id (loaded with `conversion.loading`).
         tokenizer: a tokenizer, a path, or `None` for the encoder's own folder. Special tokens are added as
             the tokenizer does by default (BERT's [CLS]/[SEP], Llama's BOS), as in the paper.
         contexts: input lengths `n_ctx` to probe (one probe each).
@@ -240,14 +234,17 @@ def measure_retention(
         pack: probe on full rows of concatenated texts instead of each text's first `n_ctx` tokens, right-padded
             (the distribution an autoencoder trained with `train --pack` saw).
         allow_missing_weights: probe a checkpoint whose encoder tensors are incomplete (see `load_encoder`).
+        trust_remote_code: run code shipped with the encoder or tokenizer whose type is not installed.
     Returns:
         One [`RetentionResult`] per context.
     """
-    encoder_module, name = load_encoder(encoder, allow_missing_weights=allow_missing_weights)
+    encoder_module, name = load_encoder(encoder, allow_missing_weights=allow_missing_weights,
+                                        trust_remote_code=trust_remote_code)
     if tokenizer is None or isinstance(tokenizer, (str, os.PathLike)):
         if tokenizer is None and not isinstance(encoder, (str, os.PathLike)):
             raise ValueError("pass a tokenizer when the encoder is a module")
-        tokenizer = AutoTokenizer.from_pretrained(str(tokenizer or encoder), trust_remote_code=True)
+        tokenizer = load_tokenizer(str(tokenizer or encoder), option="--tokenizer" if tokenizer else "--encoder",
+                                   trust_remote_code=trust_remote_code)
     vocab_size = encoder_module.config.vocab_size
     train_texts = load_texts(dataset, "train", train_documents or train_steps * batch_size, seed)
     eval_texts = load_texts(dataset, "test", eval_documents, seed)
@@ -293,8 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_documents=args.train_documents, eval_documents=args.eval_documents, batch_size=args.batch_size,
         lr=args.lr, decoder_layers=args.decoder_layers, decoder_hidden=args.decoder_hidden,
         decoder_heads=args.decoder_heads, pooling=args.pooling, fresh_embedding=args.fresh_embedding,
+<<<<<<< HEAD
         pass_attention_mask=args.pass_attention_mask, pack=args.pack, device=args.device, seed=args.seed,
         allow_missing_weights=args.allow_missing_weights,
+=======
+        pass_attention_mask=args.pass_attention_mask, device=args.device, seed=args.seed,
+        allow_missing_weights=args.allow_missing_weights, trust_remote_code=args.trust_remote_code,
+>>>>>>> main
     )
     print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")
     print(format_table(results))
@@ -302,8 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         payload = {"settings": {k: v for k, v in vars(args).items() if k != "output"},
                    "results": [asdict(r) for r in results]}
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w") as handle:
-            json.dump(payload, handle, indent=2)
+        write_text_atomic(args.output, json.dumps(payload, indent=2))
         plot_beside(args.output, lambda stem: plot_retention({args.encoder: payload["results"]}, stem,
                                                              retention_title(payload["settings"])))
     return 0

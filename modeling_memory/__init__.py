@@ -17,6 +17,7 @@ from .modeling_autoencoder import MemoryAutoencoder, MemoryAutoencoderOutput, Me
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedMixerModel, MaskedMixerPreTrainedModel
 from .modeling_memory import MemoryForCausalLM, MemoryModel, MemoryPreTrainedModel
 from .modeling_recurrent_memory import RecurrentMemoryForCausalLM, RecurrentMemoryPreTrainedModel
+from .sequence_ops import IGNORE_INDEX
 
 
 def _register(config_class, model_class=None, causal_lm_class=None):
@@ -36,6 +37,7 @@ _register(MemoryAutoencoderConfig, MemoryAutoencoder)
 _register(RecurrentMemoryConfig, causal_lm_class=RecurrentMemoryForCausalLM)
 
 __all__ = [
+    "IGNORE_INDEX",
     "MaskedMixerConfig",
     "MaskedMixerForCausalLM",
     "MaskedMixerModel",

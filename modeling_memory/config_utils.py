@@ -11,6 +11,33 @@ from .configuration_masked_mixer import MaskedMixerConfig
 # Our own model types are rebuilt by explicit dispatch: on a Hub user's machine they are not
 # registered with AutoConfig. Native transformers types go through AutoConfig.for_model.
 LOCAL_CONFIG_CLASSES = {"llama": LlamaConfig, "masked_mixer": MaskedMixerConfig}
+# Sizes that must be positive integers wherever a config sets them (a negative one fails deep inside torch).
+SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "max_position_embeddings")
+
+
+class RequiredFieldsMixin:
+    """Refuses, in `from_dict` (what `from_pretrained` calls), a saved config without one of `required_fields`:
+    their defaults are the paper's sizes, which would not fit the saved weights and fail later on a derived size."""
+
+    required_fields: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        missing = [name for name in cls.required_fields if config_dict.get(name) is None]
+        if missing:
+            raise ValueError(f"{cls.__name__}: the saved config has no {', '.join(missing)} (required; a default "
+                             "would not fit the saved weights)")
+        return super().from_dict(config_dict, **kwargs)
+
+
+def check_sizes(owner: str, config) -> None:
+    """Raise a `ValueError` naming `owner.field` for a size in `SIZE_FIELDS` that `config` (a config object or
+    its dict) sets to anything but a positive integer."""
+    for name in SIZE_FIELDS:
+        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
+        if value is not None:
+            check_positive_int(owner, name, value)
 
 
 def build_sub_config(value, name: str, allowed: tuple[str, ...] | None = None) -> PretrainedConfig | None:
@@ -21,6 +48,7 @@ def build_sub_config(value, name: str, allowed: tuple[str, ...] | None = None) -
         model_type = value.get("model_type")
         if model_type is None:
             raise ValueError(f"{name} is a dict without 'model_type': {sorted(value)}")
+        check_sizes(name, value)
         fields = {k: v for k, v in value.items() if k != "model_type"}
         if model_type in LOCAL_CONFIG_CLASSES:
             value = LOCAL_CONFIG_CLASSES[model_type].from_dict(fields)
@@ -28,9 +56,20 @@ def build_sub_config(value, name: str, allowed: tuple[str, ...] | None = None) -
             value = AutoConfig.for_model(model_type, **fields)
     if not isinstance(value, PretrainedConfig):
         raise ValueError(f"{name} must be a config object or a dict, got {type(value).__name__}")
+    check_sizes(name, value)
     if allowed is not None and value.model_type not in allowed:
         raise ValueError(f"{name} has model_type {value.model_type!r}; supported: {list(allowed)}")
     return value
+
+
+def keep_sub_config_implementations(kwargs: dict) -> dict:
+    """`PretrainedConfig.__init__` applies `attn_implementation` / `experts_implementation` to every entry of
+    `sub_configs`, resetting them when none is asked for. Unless one is asked for, keep the sub-configs' own
+    (e.g. the "eager" of a decoder loaded with `attn_implementation="eager"`)."""
+    for key in ("attn_implementation", "experts_implementation"):
+        if kwargs.get(key) is None:
+            kwargs[key] = {}  # a per-sub-config dict without entries: every sub-config keeps its own
+    return kwargs
 
 
 def check_choice(owner: str, name: str, value, choices) -> None:
@@ -52,7 +91,8 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-OWN_DECODER_TYPES = ("llama", "masked_mixer")  # built by explicit dispatch (the paper's sub-models)
+OWN_MODEL_TYPES = ("llama", "masked_mixer")  # the paper's sub-models, built by explicit dispatch
+POOLINGS = ("last", "last_nonpad", "penultimate")  # which encoder position becomes the memory / embedding
 DECODER_INPUTS = ("inputs_embeds", "position_ids", "attention_mask")  # what the memory model passes its decoder
 
 
@@ -66,7 +106,7 @@ def check_decoder_config(config: PretrainedConfig) -> None:
     model can drive: `XForCausalLM` with the base model in `.model` (the Llama layout) whose forward accepts
     `inputs_embeds`, `position_ids` and `attention_mask`. Checked on the classes, before anything is built."""
     model_type = config.model_type
-    if model_type in OWN_DECODER_TYPES:
+    if model_type in OWN_MODEL_TYPES:
         return
     causal = _transformers_class(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.get(model_type))
     base = _transformers_class(MODEL_MAPPING_NAMES.get(model_type))

@@ -1,15 +1,22 @@
-"""Configuration of the memory autoencoder / information-retention probe (Badger, §1.6, §2.3-2.5, §3)."""
+"""Configuration of the memory autoencoder / information-retention probe (Badger 2026, Tables 1 and 2)."""
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_positive_int, context_length
+from .config_utils import (
+    OWN_MODEL_TYPES,
+    POOLINGS,
+    RequiredFieldsMixin,
+    build_sub_config,
+    check_choice,
+    check_positive_int,
+    context_length,
+    keep_sub_config_implementations,
+)
 
-DECODER_MODEL_TYPES = ("llama", "masked_mixer")
 EXPANSIONS = ("unroll", "repeat")
-AUTOENCODER_POOLINGS = ("last", "last_nonpad", "penultimate")
 
 
-class MemoryAutoencoderConfig(PretrainedConfig):
+class MemoryAutoencoderConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryAutoencoder`]: encode `L` tokens into one embedding, then reconstruct them.
 
@@ -26,7 +33,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         max_position_embeddings (`int`, *optional*, defaults to 512): tokens per input (the paper's `n_ctx`).
         expansion (`str`, *optional*, defaults to `"unroll"`):
             How the single embedding becomes `L` decoder inputs: `"unroll"` (cyclic windows of width `d/2`
-            through one shared projection, spec §2.4) or `"repeat"` (the embedding tiled `L` times).
+            through one shared projection, as in the paper) or `"repeat"` (the embedding tiled `L` times).
         compression (`int`, *optional*, defaults to 1): bottleneck factor `c` (`d -> d/c -> d`).
         pooling (`str`, *optional*, defaults to `"last"`):
             `"last"`, `"penultimate"` (for causal mixers, whose last row is never trained) or `"last_nonpad"`.
@@ -40,6 +47,8 @@ class MemoryAutoencoderConfig(PretrainedConfig):
     """
 
     model_type = "memory_autoencoder"
+    sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
+    required_fields = ("encoder_config", "decoder_config", "max_position_embeddings")
 
     def __init__(
         self,
@@ -68,12 +77,12 @@ class MemoryAutoencoderConfig(PretrainedConfig):
             )
         self.encoder_config = build_sub_config(encoder_config, "encoder_config")
         if decoder_config is None:
-            if self.encoder_config.model_type not in DECODER_MODEL_TYPES:
+            if self.encoder_config.model_type not in OWN_MODEL_TYPES:
                 raise ValueError(
                     f"decoder_config is required for an encoder of type {self.encoder_config.model_type!r}"
                 )
             decoder_config = self.encoder_config.to_dict()
-        self.decoder_config = build_sub_config(decoder_config, "decoder_config", DECODER_MODEL_TYPES)
+        self.decoder_config = build_sub_config(decoder_config, "decoder_config", OWN_MODEL_TYPES)
         self.max_position_embeddings = max_position_embeddings
         self.expansion = expansion
         self.compression = compression
@@ -89,7 +98,13 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         self.hidden_size = self.decoder_config.hidden_size
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)
-        super().__init__(**kwargs)
+        super().__init__(**keep_sub_config_implementations(kwargs))
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The encoder's config with `encoder=True` only, else the decoder's (the side that produces the text)."""
+        if encoder and not decoder:
+            return self.encoder_config
+        return self.decoder_config
 
     @property
     def encoder_hidden_size(self) -> int:
@@ -101,7 +116,7 @@ class MemoryAutoencoderConfig(PretrainedConfig):
         check_positive_int(owner, "max_position_embeddings", self.max_position_embeddings)
         check_positive_int(owner, "compression", self.compression)
         check_choice(owner, "expansion", self.expansion, EXPANSIONS)
-        check_choice(owner, "pooling", self.pooling, AUTOENCODER_POOLINGS)
+        check_choice(owner, "pooling", self.pooling, POOLINGS)
         length = self.max_position_embeddings
         if self.pooling == "penultimate" and length < 2:
             raise ValueError(f"pooling='penultimate' needs max_position_embeddings >= 2, got {length}")

@@ -1,4 +1,4 @@
-"""Configuration of the masked mixer (Badger, "Language Model Memory and Memory Models for Language", §1)."""
+"""Configuration of the masked mixer (Badger 2026, "Language Model Memory and Memory Models for Language")."""
 
 from transformers import PretrainedConfig
 

@@ -1,20 +1,28 @@
-"""Configuration of the parallel encoder-decoder memory model (Badger, §4-5)."""
+"""Configuration of the parallel encoder-decoder memory model (Badger 2026, Tables 3 and 4)."""
 
-from transformers import LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
-from .config_utils import build_sub_config, check_choice, check_decoder_config, check_positive_int, context_length
+from .config_utils import (
+    OWN_MODEL_TYPES,
+    POOLINGS,
+    RequiredFieldsMixin,
+    build_sub_config,
+    check_choice,
+    check_decoder_config,
+    check_positive_int,
+    context_length,
+    keep_sub_config_implementations,
+)
 
-MEMORY_SUB_MODEL_TYPES = ("llama", "masked_mixer")
 MEMORY_LAYOUTS = ("fixed", "variable")
 MEMORY_WINDOWS = ("bounded", "rolling")
 DEFAULT_ROLLING_CONTEXT = 32768  # what a rolling-window model advertises when max_context is not set
 FILLERS = ("ones", "zeros", "learned", "masked")
-POOLINGS = ("last", "last_nonpad", "penultimate")
 LOSS_REDUCTIONS = ("token_mean", "paper")
 
 
 def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: int) -> LlamaConfig:
-    # Every small transformer in the paper: intermediate 4d, 4 heads, HF defaults otherwise (spec §2.1).
+    # Every small transformer in the paper: intermediate 4d, 4 heads, HF defaults otherwise.
     return LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -30,7 +38,7 @@ def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: 
     )
 
 
-class MemoryConfig(PretrainedConfig):
+class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     r"""
     Configuration for [`MemoryModel`] and [`MemoryForCausalLM`].
 
@@ -89,6 +97,11 @@ class MemoryConfig(PretrainedConfig):
     """
 
     model_type = "memory_model"
+    # transformers reaches the inner configs through these keys: `attn_implementation=`, `dtype` and the text config.
+    sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
+    keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
+    # evaluation keeps it out of the predictions
+    required_fields = ("decoder_config", "chunk_size", "num_memory_slots")
 
     def __init__(
         self,
@@ -123,7 +136,7 @@ class MemoryConfig(PretrainedConfig):
             kwargs.pop(derived, None)  # derived below; present in saved config.json files
         if decoder_config is None:
             decoder_config = _paper_llama(512, 16, 8000, num_memory_slots + chunk_size)
-        self.encoder_config = build_sub_config(encoder_config, "encoder_config", MEMORY_SUB_MODEL_TYPES)
+        self.encoder_config = build_sub_config(encoder_config, "encoder_config", OWN_MODEL_TYPES)
         self.decoder_config = build_sub_config(decoder_config, "decoder_config")  # any native decoder-only type
         check_decoder_config(self.decoder_config)
         self.chunk_size = chunk_size
@@ -157,7 +170,14 @@ class MemoryConfig(PretrainedConfig):
             self.max_position_embeddings = DEFAULT_ROLLING_CONTEXT if max_context is None else max_context
         self._validate()
         kwargs.setdefault("tie_word_embeddings", False)  # tying, if any, lives in the decoder sub-config
-        super().__init__(**kwargs)
+        super().__init__(**keep_sub_config_implementations(kwargs))
+
+    def get_text_config(self, decoder=None, encoder=None) -> PretrainedConfig:
+        """The decoder's config (the text model that `generate`, caches and tying read); with `encoder=True` only,
+        the encoder's (when there is one)."""
+        if encoder and not decoder and self.encoder_config is not None:
+            return self.encoder_config
+        return self.decoder_config
 
     def __setattr__(self, key, value):
         super().__setattr__(key, value)

@@ -8,7 +8,7 @@ come from `generate` itself).
 
 import torch
 
-IGNORE_INDEX = -100
+from .sequence_ops import IGNORE_INDEX
 
 
 def check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, allow_ignore: bool = False) -> None:
@@ -36,6 +36,14 @@ def check_matches(name: str, tensor: torch.Tensor | None, shape: tuple, what: st
                          "they must match exactly (no broadcasting)")
 
 
+def check_targets(vocab_size: int, shape: tuple, labels=None, shift_labels=None) -> None:
+    """`labels` / `shift_labels` (if given) must be `[batch, seq_len]` of the input and hold ids or -100."""
+    for name, targets in (("labels", labels), ("shift_labels", shift_labels)):
+        if targets is not None:
+            check_matches(name, targets, shape)
+            check_token_ids(name, targets, vocab_size, allow_ignore=True)
+
+
 def check_embeds(name: str, embeds: torch.Tensor, width: int, batch: int | None = None) -> None:
     """`embeds` must be a finite floating-point `[batch, n, width]` tensor (with the given batch size)."""
     if not embeds.is_floating_point():
@@ -50,9 +58,9 @@ def check_embeds(name: str, embeds: torch.Tensor, width: int, batch: int | None 
 
 
 def check_inputs(vocab_size: int, width: int, input_ids=None, attention_mask=None, inputs_embeds=None,
-                 labels=None) -> tuple[int, int]:
+                 labels=None, shift_labels=None) -> tuple[int, int]:
     """The common checks of a `forward`: exactly one of ids/embeds, ids in `[0, vocab_size)`, embeds of
-    `width`, mask and labels of the same `[batch, seq_len]`, labels in range. Returns `(batch, seq_len)`."""
+    `width`, mask and (shift) labels of the same `[batch, seq_len]`, labels in range. Returns `(batch, seq_len)`."""
     if (input_ids is None) == (inputs_embeds is None):
         raise ValueError("pass exactly one of input_ids and inputs_embeds")
     if input_ids is not None:
@@ -62,7 +70,5 @@ def check_inputs(vocab_size: int, width: int, input_ids=None, attention_mask=Non
         check_embeds("inputs_embeds", inputs_embeds, width)
         shape, what = tuple(inputs_embeds.shape[:2]), "inputs_embeds [batch, seq_len]"
     check_matches("attention_mask", attention_mask, shape, what)
-    if labels is not None:
-        check_matches("labels", labels, shape, what)
-        check_token_ids("labels", labels, vocab_size, allow_ignore=True)
+    check_targets(vocab_size, shape, labels, shift_labels)
     return shape

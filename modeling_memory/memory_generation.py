@@ -10,7 +10,14 @@ row uses any more are dropped.
 
 import torch
 from transformers import DynamicCache, GenerationMixin
+from transformers.modeling_outputs import BaseModelOutput
 
+from .model_utils import (
+    GENERATED_AFTER_EMBEDS,
+    PromptEmbedsGenerationMixin,
+    forward_generation_kwargs,
+    refuse_assisted_decoding,
+)
 from .sequence_ops import map_row_state, row_gather, row_lengths
 
 
@@ -21,11 +28,13 @@ class MemoryCache(DynamicCache):
         kv_mask `[b, S + W]` (bool): which cached columns a row attends to;
         bank `[b, S, d_dec]`: the row's memories from the oldest one its current chunk reads (`memory_window`) on;
         chunk_index `[b]`: global index `g` of the current chunk (= memories available to it);
-        chunk_ids / chunk_mask `[b, L]`: tokens of the current chunk; fill `[b]`: how many it has.
+        chunk_ids / chunk_mask `[b, L]`: tokens of the current chunk (-1: known only by its embedding, from a prompt
+        given as `inputs_embeds`); fill `[b]`: how many it has.
     `num_fed` counts the `input_ids` columns consumed, so that `generate` feeds only new tokens.
     """
 
     state_names = ("kv_mask", "bank", "chunk_index", "chunk_ids", "chunk_mask", "fill")
+    is_croppable = False  # chunk boundaries rebuild the slots: generate never rolls this cache back
 
     def __init__(self, config=None, **kwargs):
         # Full (DynamicLayer) layers only: this cache slices its keys/values directly, which the bookkeeping of
@@ -67,8 +76,8 @@ class MemoryCache(DynamicCache):
         self.kv_mask = self.kv_mask[:, index]
 
 
-class MemoryGenerationMixin(GenerationMixin):
-    """`generate()` support for `MemoryForCausalLM`: a `MemoryCache` for Llama decoders (new tokens only per
+class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
+    """`generate()` support for `MemoryForCausalLM`: a `MemoryCache` for attention decoders (new tokens only per
     step, chunk boundaries handled inside), full recomputation for masked-mixer decoders."""
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
@@ -89,70 +98,101 @@ class MemoryGenerationMixin(GenerationMixin):
         past_key_values=None,
         attention_mask=None,
         inputs_embeds=None,
-        memory_embeds=None,
-        memory_attention_mask=None,
         use_cache=None,
-        logits_to_keep=None,
         **kwargs,
     ) -> dict:
-        """Only the tokens the cache has not seen (all of them without a filled cache); memories pass through."""
-        if inputs_embeds is not None:
-            raise ValueError("generate() with inputs_embeds is not supported by memory models: pass input_ids")
-        if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
-            input_ids = input_ids[:, past_key_values.num_fed :]
-        inputs = dict(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            memory_embeds=memory_embeds,
-            memory_attention_mask=memory_attention_mask,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-        )
-        if logits_to_keep is not None:
-            inputs["logits_to_keep"] = logits_to_keep
-        return inputs
+        """Only the tokens the cache has not seen (all of them without a filled cache). A prompt given as
+        `inputs_embeds` is read at the first step (the prompt ids, if given too, count as seen; without a cache
+        it is re-read at every step); memories and other model kwargs pass through to `forward`."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": past_key_values,
+                  "use_cache": use_cache}
+        filled = isinstance(past_key_values, MemoryCache) and past_key_values.is_filled
+        if filled:
+            inputs["input_ids"] = input_ids[:, past_key_values.num_fed :]
+        elif inputs_embeds is not None and isinstance(past_key_values, MemoryCache):
+            past_key_values.num_fed = input_ids.shape[1]  # prompt ids passed with the embeddings are not fed again
+            inputs.update(input_ids=None, inputs_embeds=inputs_embeds)
+        elif inputs_embeds is not None:  # no cache (masked-mixer decoder): the prompt, then the tokens so far
+            generated = kwargs.get(GENERATED_AFTER_EMBEDS, 0)
+            inputs.update(input_ids=None,
+                          inputs_embeds=self.prompt_embeds_with_new_tokens(input_ids, inputs_embeds, generated))
+        return forward_generation_kwargs(inputs, kwargs)
 
-    def fill_cache(self, cache, extras: dict, num_input_tokens: int):
-        """After a (prefill) forward: keys/values of every row's last chunk, and the per-row chunk state.
+    def _assisted_decoding(self, *args, **kwargs):
+        reason = ("its decoder has no KV cache" if self.config.decoder_config.model_type == "masked_mixer" else
+                  "a MemoryCache cannot be cropped back to the accepted candidates (chunk boundaries rebuild it)")
+        refuse_assisted_decoding(type(self).__name__, reason)
 
+    def fill_cache(self, cache, inputs, num_input_ids: int, decoder_cache: DynamicCache | None = None):
+        """After a (prefill) forward over `inputs` ([`MemoryDecoderInputs`]): keys/values of every row's last chunk,
+        and the per-row chunk state.
+
+        Args:
+            num_input_ids: the `input_ids` columns the prefill consumed (0 for a prompt given as `inputs_embeds`).
+            decoder_cache (*optional*): the keys/values of every chunk from the forward's own decoder call, taken
+                instead of running the decoder again over each row's last chunk.
         Returns:
-            the filled `MemoryCache`, and the decoder's hidden state `[b, d]` at each row's last real token.
+            the filled `MemoryCache`, and the decoder's hidden state `[b, d]` at each row's last real token (`None`
+            when `decoder_cache` is given: the forward has it).
         """
         cache = MemoryCache(config=self.config.decoder_config) if cache is None else cache
-        chunk, num_chunks = self.config.chunk_size, extras["num_chunks"]
-        ids, mask = extras["ids"], extras["mask"]  # rolled, padded to k*L
+        chunk, num_chunks = self.config.chunk_size, inputs.num_chunks
+        ids, mask = inputs.token_ids, inputs.token_mask  # rolled, padded to k*L
         batch = ids.shape[0]
         rows = torch.arange(batch, device=ids.device)
         lengths = row_lengths(mask)
         last_chunk = torch.div((lengths - 1).clamp(min=0), chunk, rounding_mode="floor")  # (b,)
         selected = rows * num_chunks + last_chunk  # decoder row of each row's last chunk
-        positions = extras["positions"]
-        positions = positions[selected] if positions.shape[0] > 1 else positions
-        dec_mask = extras["dec_mask"][selected]  # (b, S+L)
-        hidden = self.run_decoder(extras["embeds"][selected], dec_mask, positions, past_key_values=cache, use_cache=True)
+        positions = inputs.positions[selected] if inputs.positions.shape[0] > 1 else inputs.positions
+        dec_mask = inputs.mask[selected]  # (b, S+L)
+        hidden = None
+        if decoder_cache is None:
+            out = self.run_decoder(inputs.embeds[selected], dec_mask, positions, cache, use_cache=True)
+            hidden = out.last_hidden_state
+        else:
+            for index, layer in enumerate(decoder_cache.layers):
+                cache.update(layer.keys[selected], layer.values[selected], index)
         cache.kv_mask = dec_mask.clone()
-        cache.chunk_index = extras["counts"] + last_chunk
+        cache.chunk_index = inputs.counts + last_chunk
         # Keep only the S bank columns from the oldest memory the current chunk reads on: with a rolling window
         # the cache then stays the same size however long the input and the generation.
         first, _ = self.memory_window(cache.chunk_index)
         columns = (first[:, None] + torch.arange(self.config.num_memory_slots, device=ids.device))
-        cache.bank = row_gather(extras["bank"], columns.clamp(max=extras["bank"].shape[1] - 1))
+        cache.bank = row_gather(inputs.bank, columns.clamp(max=inputs.bank.shape[1] - 1))
         cache.chunk_ids = ids.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.chunk_mask = mask.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.fill = lengths - last_chunk * chunk
-        cache.num_fed = num_input_tokens
+        cache.num_fed += num_input_ids
         cache.is_filled = True
         cache.trim(self.config.num_memory_slots)
         last = self.config.num_memory_slots + cache.fill - 1  # (b,) column of the last real token
-        return cache, hidden[rows, last]
+        return cache, None if hidden is None else hidden[rows, last]
 
-    def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
-        """Feed new tokens `[b, q]` (all real) through a filled cache; returns their logits `[b, q, vocab]`."""
-        logits = [self._cached_token(input_ids[:, t], cache) for t in range(input_ids.shape[1])]
+    def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache, output_attentions=False,
+                    output_hidden_states=False) -> BaseModelOutput:
+        """Feed new tokens `[b, q]` (all real) through a filled cache.
+
+        Returns:
+            their decoder states `[b, q, d]` and, if asked, per-layer states `[b, q, d]` and the attention weights
+            `[b, heads, 1, cached columns]` of a single new token (the cached columns change from token to token).
+        """
+        if output_attentions and input_ids.shape[1] != 1:
+            raise ValueError(f"output_attentions over a filled MemoryCache needs one new token per call, got "
+                             f"{input_ids.shape[1]}: the cached columns change from token to token")
+        steps = [self._cached_token(input_ids[:, t], cache, output_attentions, output_hidden_states)
+                 for t in range(input_ids.shape[1])]
         cache.num_fed += input_ids.shape[1]
-        return torch.stack(logits, dim=1)
+        layer_states = None
+        if output_hidden_states:
+            layer_states = tuple(torch.cat(layer, dim=1) for layer in zip(*[step.hidden_states for step in steps]))
+        return BaseModelOutput(
+            last_hidden_state=torch.cat([step.last_hidden_state for step in steps], dim=1),
+            hidden_states=layer_states, attentions=steps[0].attentions if output_attentions else None,
+        )
 
-    def _cached_token(self, token: torch.LongTensor, cache: MemoryCache) -> torch.Tensor:
+    def _cached_token(self, token: torch.LongTensor, cache: MemoryCache, output_attentions=False,
+                      output_hidden_states=False):
+        """One token per row through the cache; the decoder's output over that position (`[b, 1, d]` states)."""
         batch = token.shape[0]
         crossing = cache.fill >= self.config.chunk_size
         if bool(crossing.any()):
@@ -163,11 +203,11 @@ class MemoryGenerationMixin(GenerationMixin):
         positions = self.token_positions(self.memory_window(cache.chunk_index)[1], cache.fill)[:, None]  # (b, 1)
         embeds = self.get_input_embeddings()(token[:, None])  # (b, 1, d)
         mask = torch.cat([cache.kv_mask, cache.kv_mask.new_ones(batch, 1)], dim=1)
-        hidden = self.run_decoder(embeds, mask, positions, past_key_values=cache, use_cache=True)
+        out = self.run_decoder(embeds, mask, positions, cache, True, output_attentions, output_hidden_states)
         cache.kv_mask = mask
         cache.fill = cache.fill + 1
         cache.trim(self.config.num_memory_slots)
-        return self.decoder.lm_head(hidden[:, -1])  # (b, vocab)
+        return out
 
     def _start_new_chunks(self, rows: torch.LongTensor, cache: MemoryCache):
         """Rows whose chunk is full: encode it into a memory and rebuild their slot keys/values."""
@@ -184,6 +224,10 @@ class MemoryGenerationMixin(GenerationMixin):
         if not config.no_memory:
             if self.encoder is None:
                 raise ValueError("this memory model has no encoder: generation cannot cross a chunk boundary")
+            if bool((cache.chunk_ids[rows] < 0).any()):
+                raise ValueError("generation from inputs_embeds cannot cross a chunk boundary: the memory encoder "
+                                 "reads token ids, and the prompt's chunk is known only by its embeddings (pass "
+                                 "input_ids, or fewer new tokens)")
             memory = self._encode_chunks(cache.chunk_ids[rows], cache.chunk_mask[rows])  # (r, d)
             cache.bank[rows, old_index - old_first] = memory.to(cache.bank.dtype)
         new_first, visible = self.memory_window(old_index + 1)
@@ -196,7 +240,7 @@ class MemoryGenerationMixin(GenerationMixin):
         first = torch.zeros_like(visible)[:, None]  # the bank now starts at the oldest memory read
         slots, slot_mask, slot_positions = self.slot_inputs(cache.bank[rows], first, visible[:, None])
         fresh = DynamicCache(config=config.decoder_config)
-        self.run_decoder(slots[:, 0], slot_mask[:, 0], slot_positions[None], past_key_values=fresh, use_cache=True)
+        self.run_decoder(slots[:, 0], slot_mask[:, 0], slot_positions[None], fresh, use_cache=True)
         for layer, new in zip(cache.layers, fresh.layers):
             layer.keys[rows, :, :slots_n] = new.keys
             layer.values[rows, :, :slots_n] = new.values

@@ -1,4 +1,4 @@
-"""Memory autoencoder and information-retention probe (Badger, §1.6, §2.3-2.5, §3).
+"""Memory autoencoder and information-retention probe (Badger 2026, the autoencoders of Tables 1 and 2).
 
 An encoder turns `L` tokens into one embedding; a decoder reconstructs all `L` tokens from it. With a
 frozen (e.g. pretrained) encoder and a fresh decoder, the reconstruction accuracy measures how much of
@@ -17,8 +17,9 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_autoencoder import MemoryAutoencoderConfig
 from .input_checks import check_inputs
+from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .modeling_masked_mixer import MaskedMixerModel
-from .sequence_ops import loss_divisor
+from .sequence_ops import IGNORE_INDEX, loss_divisor
 
 
 @dataclass
@@ -33,15 +34,24 @@ class MemoryAutoencoderOutput(ModelOutput):
             (unshifted).
         memory_embeds (`torch.FloatTensor` of shape `[batch, decoder_hidden]`): the single embedding the
             decoder is conditioned on (after compression and bridge).
+        decoder_hidden_states / encoder_hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers
+            + 1` states `[batch, seq_len, hidden]` of each side (named as in transformers' encoder-decoder outputs).
+        decoder_attentions / encoder_attentions (*optional*, with `output_attentions` and eager attention):
+            `num_hidden_layers` weights `[batch, heads, seq_len, seq_len]` of each side with attention (`None` for
+            a masked-mixer side).
     """
 
     loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     memory_embeds: torch.FloatTensor | None = None
+    decoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    decoder_attentions: tuple[torch.FloatTensor, ...] | None = None
+    encoder_hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    encoder_attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 def unroll_index(length: int, hidden: int, device=None) -> torch.LongTensor:
-    """`idx[i, q] = ((i mod D) + q) mod D` for `i < length`, `q < D/2`: the cyclic windows of spec §2.4.
+    """`idx[i, q] = ((i mod D) + q) mod D` for `i < length`, `q < D/2`: the paper's cyclic unroll windows.
 
     Built on the fly (a few hundred integers): a non-persistent buffer would come back uninitialised from
     `from_pretrained`, which materialises models from the meta device.
@@ -102,7 +112,7 @@ class MemoryAutoencoderPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
-class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
+class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
     """Encode `L` tokens into one embedding, expand it to `L` decoder inputs, reconstruct the tokens.
 
     Modules: `encoder` (any transformers base model, or our masked mixer), optional compression
@@ -139,34 +149,6 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         self._encoder_takes_use_cache = "use_cache" in inspect.signature(self.encoder.forward).parameters
         self.post_init()
         self.apply_freezing()
-
-    # ------------------------------------------------------------------ freezing
-    def apply_freezing(self):
-        """Set `requires_grad` from the config: the frozen encoder's parameters (but a fresh embedding) get none."""
-        if not self.config.freeze_encoder:
-            return
-        self.encoder.requires_grad_(False)
-        if self.config.fresh_encoder_embedding:
-            self.encoder.get_input_embeddings().weight.requires_grad_(True)
-        self.encoder.eval()
-
-    @property
-    def encoder_needs_grad(self) -> bool:
-        return any(p.requires_grad for p in self.encoder.parameters())
-
-    def train(self, mode: bool = True):
-        """Like `nn.Module.train`, but a frozen encoder always stays in eval mode (no dropout)."""
-        super().train(mode)
-        if self.config.freeze_encoder:
-            self.encoder.eval()
-        return self
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        loaded = super().from_pretrained(*args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True
-        model.apply_freezing()  # loading hands back fresh nn.Parameters (requires_grad=True)
-        return loaded
 
     @classmethod
     def from_encoder(cls, encoder_model: PreTrainedModel, decoder_config, **config_kwargs) -> "MemoryAutoencoder":
@@ -209,20 +191,18 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         self.lm_head = value
 
     # ------------------------------------------------------------------ forward
-    def encode(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        inputs_embeds: torch.FloatTensor | None = None,
-    ) -> torch.Tensor:
-        """Run the encoder and pool one position: `[batch, seq_len]` -> `[batch, encoder_hidden]`."""
+    def _run_encoder(self, input_ids, attention_mask, inputs_embeds, output_attentions=False,
+                     output_hidden_states=False):
+        """The encoder's output (a frozen encoder runs without grad); attention weights only from attention."""
         kwargs = {"attention_mask": attention_mask} if self.config.pass_attention_mask_to_encoder else {}
         if self._encoder_takes_use_cache:
             kwargs["use_cache"] = False
+        if output_attentions and self.config.encoder_config.model_type != "masked_mixer":
+            kwargs["output_attentions"] = True
         needs_grad = self.encoder_needs_grad or (inputs_embeds is not None and inputs_embeds.requires_grad)
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_grad):
-            hidden = self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds, **kwargs).last_hidden_state
-        return self.pool(hidden, attention_mask)
+            return self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds,
+                                output_hidden_states=output_hidden_states, return_dict=True, **kwargs)
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Select the pooled position of `hidden` `[batch, seq_len, d]` -> `[batch, d]`."""
@@ -252,8 +232,12 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        shift_labels: torch.LongTensor | None = None,
         **kwargs,
-    ) -> MemoryAutoencoderOutput:
+    ) -> MemoryAutoencoderOutput | tuple:
         """
         Args:
             input_ids (`[batch, seq_len]`): tokens to reconstruct, `seq_len <= max_position_embeddings`.
@@ -262,9 +246,21 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
             labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (no shift); -100 ignored.
             inputs_embeds (`[batch, seq_len, encoder_hidden]`, *optional*): encoder input embeddings
                 instead of `input_ids`.
+            output_attentions / output_hidden_states / return_dict: as in transformers (see the output's fields;
+                attention weights need `attn_implementation="eager"`).
+            shift_labels: refused (`ValueError`): the reconstruction targets are not shifted.
         Returns:
-            [`MemoryAutoencoderOutput`] with `logits` `[batch, seq_len, vocab]`.
+            [`MemoryAutoencoderOutput`] with `logits` `[batch, seq_len, vocab]` (a tuple if not `return_dict`).
         """
+        output_attentions, output_hidden_states, return_dict = output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        if shift_labels is not None:
+            raise ValueError("shift_labels: the autoencoder reconstructs every token in place (position i predicts "
+                             "token i), so there is nothing to shift; pass the targets as labels")
+        kinds = (self.config.encoder_config.model_type, self.config.decoder_config.model_type)
+        if all(kind == "masked_mixer" for kind in kinds):
+            check_no_attentions("every part of this autoencoder", output_attentions)
         _, length = check_inputs(self.config.vocab_size, self.config.encoder_hidden_size, input_ids, attention_mask,
                                  inputs_embeds, labels)
         if length > self.config.max_position_embeddings:
@@ -272,19 +268,27 @@ class MemoryAutoencoder(MemoryAutoencoderPreTrainedModel):
                 f"input length {length} exceeds the autoencoder length max_position_embeddings="
                 f"{self.config.max_position_embeddings}"
             )
-        memory = self.encode(input_ids, attention_mask, inputs_embeds).to(self.lm_head.weight.dtype)  # (B, d_e)
+        encoded = self._run_encoder(input_ids, attention_mask, inputs_embeds, output_attentions, output_hidden_states)
+        memory = self.pool(encoded.last_hidden_state, attention_mask).to(self.lm_head.weight.dtype)  # (B, d_e)
         if self.config.compression > 1:
             memory = self.compression_up(self.compression_down(memory))
         if hasattr(self, "bridge"):
             memory = self.bridge(memory)  # (B, D)
-        decoder_inputs = self.expand(memory, length)  # (B, L, D)
         decoder_kwargs = {"use_cache": False} if isinstance(self.decoder, LlamaModel) else {}
-        hidden = self.decoder(inputs_embeds=decoder_inputs, **decoder_kwargs).last_hidden_state
-        logits = self.lm_head(hidden)  # (B, L, V)
+        if output_attentions and kinds[1] != "masked_mixer":
+            decoder_kwargs["output_attentions"] = True
+        decoded = self.decoder(inputs_embeds=self.expand(memory, length), output_hidden_states=output_hidden_states,
+                               return_dict=True, **decoder_kwargs)  # inputs (B, L, D)
+        logits = self.lm_head(decoded.last_hidden_state)  # (B, L, V)
         loss = None
         if labels is not None:
             loss = reconstruction_loss(logits, labels, num_items_in_batch)
-        return MemoryAutoencoderOutput(loss=loss, logits=logits, memory_embeds=memory)
+        output = MemoryAutoencoderOutput(
+            loss=loss, logits=logits, memory_embeds=memory, decoder_hidden_states=decoded.hidden_states,
+            decoder_attentions=getattr(decoded, "attentions", None), encoder_hidden_states=encoded.hidden_states,
+            encoder_attentions=getattr(encoded, "attentions", None),
+        )
+        return as_return(output, return_dict)
 
 
 def reconstruction_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
@@ -296,5 +300,5 @@ def reconstruction_loss(logits: torch.Tensor, labels: torch.LongTensor, num_item
     if labels.shape != logits.shape[:2]:
         raise ValueError(f"labels shape {tuple(labels.shape)} does not match logits {tuple(logits.shape[:2])}")
     labels = labels.to(logits.device)
-    total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100, reduction="sum")
+    total = F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
     return total / loss_divisor(labels, num_items_in_batch)

@@ -1,4 +1,4 @@
-"""Masked mixer language model (Badger, §1): attention replaced by causally masked token-mixing convolutions."""
+"""Masked mixer language model (Badger 2026): attention replaced by causally masked token-mixing convolutions."""
 
 import math
 
@@ -6,11 +6,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput, CausalLMOutput
 
 from .auto_map import AutoMapMixin
 from .configuration_masked_mixer import MaskedMixerConfig
-from .input_checks import check_inputs, check_matches, check_token_ids
+from .input_checks import check_inputs, check_targets
+from .model_utils import (
+    GENERATED_AFTER_EMBEDS,
+    PromptEmbedsGenerationMixin,
+    as_return,
+    check_no_attentions,
+    forward_generation_kwargs,
+    output_flags,
+    refuse_assisted_decoding,
+)
 from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
 
@@ -97,8 +107,11 @@ class MultiHeadTokenMixing(nn.Module):
         return self.out_proj(u.transpose(1, 2).reshape(batch, length, hidden))
 
 
-class MaskedMixerBlock(nn.Module):
-    """Pre-norm residual block: `x + mix(LN(x))`, then `x + FF(LN(x))` (GELU feed-forward)."""
+class MaskedMixerBlock(GradientCheckpointingLayer):
+    """Pre-norm residual block: `x + mix(LN(x))`, then `x + FF(LN(x))` (GELU feed-forward).
+
+    A `GradientCheckpointingLayer`: `gradient_checkpointing_enable()` recomputes it in the backward pass.
+    """
 
     def __init__(self, config: MaskedMixerConfig, length: int | None = None):
         super().__init__()
@@ -149,7 +162,6 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(MaskedMixerBlock(config) for _ in range(config.num_hidden_layers))
-        self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
@@ -163,8 +175,11 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> BaseModelOutput:
+    ) -> BaseModelOutput | tuple:
         """
         Args:
             input_ids (`[batch, seq_len]`): token ids, `seq_len <= config.max_position_embeddings`.
@@ -172,9 +187,17 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
                 rolled so that their tokens start at position 0 (the mixer's weights depend on the position), which gives
                 every row exactly its unpadded result; right padding never affects real tokens (causal).
             inputs_embeds (`[batch, seq_len, hidden]`): used instead of `input_ids`.
+            output_hidden_states (`bool`, *optional*): also return the embeddings and every block's output.
+            output_attentions: refused (`ValueError`): a mixer has no attention weights.
+            return_dict (`bool`, *optional*): `False` returns a tuple (defaults to `config.return_dict`).
         Returns:
-            `BaseModelOutput` with `last_hidden_state` `[batch, seq_len, hidden]`.
+            `BaseModelOutput` with `last_hidden_state` `[batch, seq_len, hidden]` and, if asked, `hidden_states`
+            (`num_hidden_layers + 1` tensors `[batch, seq_len, hidden]`).
         """
+        output_attentions, output_hidden_states, return_dict = output_flags(
+            self.config, output_attentions, output_hidden_states, return_dict
+        )
+        check_no_attentions(type(self).__name__, output_attentions)
         vocab_size = self.config.vocab_size if self.embed_tokens is None else self.embed_tokens.num_embeddings
         check_inputs(vocab_size, self.config.hidden_size, input_ids, attention_mask, inputs_embeds)
         hidden_states = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
@@ -186,15 +209,19 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
                 f"input length {length} exceeds the mixer length max_position_embeddings="
                 f"{self.config.max_position_embeddings}"
             )
+        all_states = [hidden_states] if output_hidden_states else None
         for layer in self.layers:
-            if self.gradient_checkpointing and self.training:
-                hidden_states = torch.utils.checkpoint.checkpoint(layer, hidden_states, use_reentrant=False)
-            else:
-                hidden_states = layer(hidden_states)
-        return BaseModelOutput(last_hidden_state=roll_rows(hidden_states, shift, inverse=True))
+            hidden_states = layer(hidden_states)
+            if output_hidden_states:
+                all_states.append(hidden_states)
+        output = BaseModelOutput(
+            last_hidden_state=roll_rows(hidden_states, shift, inverse=True),
+            hidden_states=tuple(roll_rows(h, shift, inverse=True) for h in all_states) if output_hidden_states else None,
+        )
+        return as_return(output, return_dict)
 
 
-class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
+class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, PromptEmbedsGenerationMixin, GenerationMixin):
     """Masked mixer with a language-modelling head. `generate()` recomputes the prefix (no KV cache)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -225,30 +252,51 @@ class MaskedMixerForCausalLM(MaskedMixerPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> CausalLMOutput:
+    ) -> CausalLMOutput | tuple:
         """
         Args:
-            input_ids (`[batch, seq_len]`), attention_mask, inputs_embeds: see [`MaskedMixerModel`].
+            input_ids (`[batch, seq_len]`), attention_mask, inputs_embeds, output_hidden_states, output_attentions,
+                return_dict: see [`MaskedMixerModel`].
             labels (`[batch, seq_len]`, *optional*): next-token targets aligned with `input_ids`
                 (the shift happens inside); `-100` is ignored.
+            shift_labels (`[batch, seq_len]`, *optional*): targets already aligned with the logits (position `p`
+                predicts `shift_labels[:, p]`), as the `Trainer` passes them under context parallelism; they replace
+                the shifted `labels`.
         Returns:
-            `CausalLMOutput` with `loss` (only when `labels` are given) and `logits` `[batch, seq_len, vocab]`.
+            `CausalLMOutput` with `loss` (only when `labels` or `shift_labels` are given), `logits`
+            `[batch, seq_len, vocab]` and, if asked, `hidden_states`.
         """
-        if labels is not None:
-            reference = input_ids if input_ids is not None else inputs_embeds
-            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
-        hidden_states = self.model(input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds).last_hidden_state
-        logits = self.lm_head(hidden_states)
+        _, _, return_dict = output_flags(self.config, output_attentions, output_hidden_states, return_dict)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is not None:
+            check_targets(self.config.vocab_size, tuple(reference.shape[:2]), labels, shift_labels)
+        outputs = self.model(input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                             output_hidden_states=output_hidden_states, output_attentions=output_attentions,
+                             return_dict=True)
+        logits = self.lm_head(outputs.last_hidden_state)
         loss = None
-        if labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch)
-        return CausalLMOutput(loss=loss, logits=logits)
+        if labels is not None or shift_labels is not None:
+            loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels)
+        return as_return(CausalLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states), return_dict)
 
     def prepare_inputs_for_generation(self, input_ids, attention_mask=None, inputs_embeds=None, **kwargs):
-        # No cache: every step re-runs the whole (causal) prefix.
-        return {"input_ids": input_ids, "attention_mask": attention_mask}
+        """No cache: every step re-runs the whole (causal) prefix. A prompt given as `inputs_embeds` is kept and the
+        tokens generated so far (`input_ids`) are embedded after it; model kwargs pass through to `forward`."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if inputs_embeds is not None:
+            generated = kwargs.get(GENERATED_AFTER_EMBEDS, 0)
+            embeds = self.prompt_embeds_with_new_tokens(input_ids, inputs_embeds, generated)
+            inputs.update(input_ids=None, inputs_embeds=embeds)
+        kwargs.pop("past_key_values", None)  # none to use: mixers have no cache
+        return forward_generation_kwargs(inputs, kwargs)
+
+    def _assisted_decoding(self, *args, **kwargs):
+        refuse_assisted_decoding(type(self).__name__, "it has no KV cache to verify candidate tokens against")
 
     @classmethod
     def _supports_default_dynamic_cache(cls) -> bool:

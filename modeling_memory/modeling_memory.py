@@ -1,69 +1,32 @@
-"""Parallel encoder-decoder memory model (Badger, "Language Model Memory and Memory Models for Language", §4-5).
+"""Parallel encoder-decoder memory model (Badger 2026, "Language Model Memory and Memory Models for Language").
 
 The input is cut into chunks of `L = chunk_size` tokens. The encoder turns every complete chunk into one
 embedding (a memory); the decoder reads chunk `g` with the memories `m_0 .. m_{g-1}` of the preceding chunks in
 `S = num_memory_slots` slots in front of its tokens. All chunks are encoded in ONE encoder call
 (`[b*(k-1), L]`) and decoded in ONE decoder call (`[b*k, S+L, d]`), which is exactly equivalent to the paper's
-sequential loop over chunks (spec §4.11).
+sequential loop over chunks.
 """
-
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import Cache, LlamaForCausalLM, LlamaModel, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import AutoModelForCausalLM, Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
 
 from .auto_map import AutoMapMixin
 from .configuration_memory import MemoryConfig
-from .input_checks import check_embeds, check_inputs, check_matches, check_token_ids
+from .input_checks import check_embeds, check_inputs, check_matches, check_targets
 from .memory_generation import MemoryCache, MemoryGenerationMixin
-from .native_decoders import attach_pretrained_decoder, build_native_decoder
+from .memory_loss import MemoryLossMixin, shifted_targets
+from .memory_outputs import MemoryCausalLMOutput, MemoryDecodeOutput, MemoryDecoderInputs, MemoryModelOutput
+from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
     MaskedTokenMixing,
     MultiHeadTokenMixing,
 )
-from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows, row_gather, row_lengths
-
-
-
-@dataclass
-class MemoryModelOutput(ModelOutput):
-    """Output of [`MemoryModel`].
-
-    Args:
-        last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
-        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
-        past_key_values (`MemoryCache`, *optional*): generation cache.
-    """
-
-    last_hidden_state: torch.FloatTensor | None = None
-    memory_embeds: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-
-
-@dataclass
-class MemoryCausalLMOutput(ModelOutput):
-    """Output of [`MemoryForCausalLM`].
-
-    Args:
-        loss (scalar, *optional*): returned when `labels` are given (see `MemoryConfig.loss_reduction`).
-        logits (`[batch, seq_len, vocab]`, *optional*): aligned with `input_ids` (position `p` predicts token
-            `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
-        past_key_values (`MemoryCache`, *optional*): generation cache.
-        memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
-        stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
-            so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
-    """
-
-    loss: torch.FloatTensor | None = None
-    logits: torch.FloatTensor | None = None
-    past_key_values: Cache | None = None
-    memory_embeds: torch.FloatTensor | None = None
-    stream_losses: torch.FloatTensor | None = None
+from .native_decoders import attach_pretrained_decoder, build_native_decoder
+from .sequence_ops import left_pad_shift, roll_rows, row_gather, row_lengths
 
 
 def _build_sub_model(config, causal_lm: bool):
@@ -72,9 +35,6 @@ def _build_sub_model(config, causal_lm: bool):
     if config.model_type != "llama" and causal_lm:
         return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
     return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
-
-
-LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
 
 
 class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -98,7 +58,7 @@ class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.normal_(module.filler, mean=0.0, std=self.config.initializer_range)
 
 
-class MemoryModel(MemoryPreTrainedModel):
+class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
     """Memory model returning the decoder's hidden states of the token positions (no language-model head).
 
     It has the same modules (and state-dict keys) as [`MemoryForCausalLM`], so either class loads the other's
@@ -121,18 +81,11 @@ class MemoryModel(MemoryPreTrainedModel):
         self.filler = nn.Parameter(torch.zeros(d_dec)) if config.filler == "learned" else None
         self.decoder = _build_sub_model(config.decoder_config, causal_lm=True)
         self.post_init()
-        self._freeze_encoder()
-
-    @classmethod
-    def from_pretrained(cls, *args, **kwargs):
-        # Loading rebuilds parameters from the checkpoint and drops `requires_grad=False`: freeze again.
-        loaded = super().from_pretrained(*args, **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded)._freeze_encoder()  # tuple: output_loading_info=True
-        return loaded
+        self.apply_freezing()
 
     @classmethod
     def from_pretrained_decoder(cls, decoder, encoder=None, encoder_config=None, dtype="auto", **config_kwargs):
-        """A memory model whose decoder is a pretrained causal LM (paper §5.4, Fig. S6; e.g. Llama-3.2-1B).
+        """A memory model whose decoder is a pretrained causal LM (e.g. Llama-3.2-1B: the paper's Fig. S6, Tables S1/S2).
 
         Args:
             decoder (`str`, `os.PathLike` or `PreTrainedModel`): a native decoder-only causal LM or its folder /
@@ -146,14 +99,13 @@ class MemoryModel(MemoryPreTrainedModel):
             the memory model; no random decoder is materialised (built on the meta device, then attached).
         """
         if not isinstance(decoder, nn.Module):
-            from transformers import AutoModelForCausalLM
-
             decoder = AutoModelForCausalLM.from_pretrained(decoder, dtype=dtype)
         if encoder_config is None and encoder is not None:
             encoder_config = encoder.config
         config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
         return attach_pretrained_decoder(cls, decoder, config, encoder)
 
+<<<<<<< HEAD
     def _freeze_encoder(self):
         """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
         encoder = getattr(self, "encoder", None)
@@ -172,6 +124,8 @@ class MemoryModel(MemoryPreTrainedModel):
             self.encoder.eval()
         return self
 
+=======
+>>>>>>> main
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()
 
@@ -182,8 +136,7 @@ class MemoryModel(MemoryPreTrainedModel):
     def _encode_chunks(self, chunk_ids: torch.LongTensor, chunk_mask: torch.Tensor) -> torch.Tensor:
         """Memories of `[n, L]` chunks: pooled encoder state, optional bottleneck and projection -> `[n, d_dec]`."""
         config = self.config
-        frozen = config.freeze_encoder and not config.fresh_encoder_embedding
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_needs_grad):
             if config.encoder_config.model_type == "masked_mixer":
                 hidden = self.encoder(input_ids=chunk_ids).last_hidden_state  # mixers read pads as tokens
             else:
@@ -340,17 +293,24 @@ class MemoryModel(MemoryPreTrainedModel):
             return num_memories + offsets
         return self.config.num_memory_slots + offsets
 
-    def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False) -> torch.Tensor:
-        """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions."""
-        if self.config.decoder_config.model_type == "masked_mixer":
-            return self.decoder.model(inputs_embeds=embeds).last_hidden_state  # fixed layout, no mask
+    def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False, output_attentions=False,
+                    output_hidden_states=False):
+        """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions.
+
+        Returns the decoder base model's output (`last_hidden_state` `[n, len, d]`, and the states / weights asked for).
+        """
+        if self.config.decoder_config.model_type == "masked_mixer":  # fixed layout, no mask, no attention
+            return self.decoder.model(inputs_embeds=embeds, output_hidden_states=output_hidden_states, return_dict=True)
         return self.decoder.model(
             inputs_embeds=embeds,
             attention_mask=mask,
             position_ids=positions,
             past_key_values=past_key_values,
             use_cache=use_cache,
-        ).last_hidden_state
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
 
     def _chunk_decoder_inputs(self, tokens, token_mask, bank, counts):
         """Decoder inputs for all chunks: `[b*k, S+L, d]` embeddings, `[b*k, S+L]` mask and positions."""
@@ -368,7 +328,7 @@ class MemoryModel(MemoryPreTrainedModel):
             positions = torch.cat([slot_pos, token_pos], dim=2).view(batch * num_chunks, -1)
         else:
             positions = torch.cat([slot_positions, self.token_positions(None, offsets)])[None]  # (1, S+L)
-        return embeds, mask, positions, num_memories
+        return embeds, mask, positions
 
     def _check_inputs(self, input_ids, inputs_embeds, memory_embeds, memory_attention_mask):
         config = self.config
@@ -412,18 +372,11 @@ class MemoryModel(MemoryPreTrainedModel):
             check_matches("memory_attention_mask", memory_attention_mask, memory_embeds.shape[:2],
                           "memory_embeds [batch, n_memories]")
 
-    def decode(
-        self,
-        input_ids=None,
-        attention_mask=None,
-        inputs_embeds=None,
-        memory_embeds=None,
-        memory_attention_mask=None,
-        return_decoder_inputs: bool = False,
-        run_decoder: bool = True,
-    ):
-        """Shared forward body. Returns hidden `[b, T, d]` in ROLLED order (`None` if not `run_decoder`), the
-        row shift, memories used, and (if asked) the chunked decoder inputs for building a generation cache."""
+    def _decoder_inputs(self, input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask):
+        """Checks the inputs and lays them out for the decoder: every chunk of every row with its memory slots.
+
+        Rows are rolled so that each starts at its first real token (`shift`), then padded to whole chunks.
+        """
         config = self.config
         num_chunks = self._check_inputs(input_ids, inputs_embeds, memory_embeds, memory_attention_mask)
         self._check_values(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
@@ -448,22 +401,54 @@ class MemoryModel(MemoryPreTrainedModel):
         if ids is not None:
             ids = F.pad(ids, (0, pad), value=config.pad_token_id or 0)
         tokens = F.pad(tokens, (0, 0, 0, pad))
-        if ids is None:
-            ids = torch.zeros(batch, padded, dtype=torch.long, device=device)  # never encoded (one chunk)
+        if ids is None:  # never encoded (one chunk); -1 marks tokens known only by their embeddings
+            ids = torch.full((batch, padded), -1, dtype=torch.long, device=device)
         bank, counts, n_used = self._memory_bank(ids, mask, num_chunks, memory_embeds, memory_attention_mask)
-        embeds, dec_mask, positions, num_memories = self._chunk_decoder_inputs(
+        embeds, dec_mask, positions = self._chunk_decoder_inputs(
             tokens.view(batch, num_chunks, chunk, -1), mask.view(batch, num_chunks, chunk), bank, counts
         )
-        hidden = None
-        if run_decoder:
-            hidden = self.run_decoder(embeds, dec_mask, positions)  # (b*k, S+L, d)
-            hidden = hidden[:, config.num_memory_slots :].reshape(batch, padded, -1)[:, :length]  # (b, T, d)
-        memories = bank[:, :n_used] if not config.no_memory else bank[:, :0]
-        extras = None
-        if return_decoder_inputs:
-            extras = dict(ids=ids, mask=mask, bank=bank, counts=counts, embeds=embeds, dec_mask=dec_mask,
-                          positions=positions, num_memories=num_memories, num_chunks=num_chunks)
-        return hidden, shift, memories, extras
+        return MemoryDecoderInputs(
+            token_ids=ids, token_mask=mask, shift=shift, length=length, num_chunks=num_chunks, bank=bank,
+            counts=counts, memory_embeds=bank[:, :n_used] if not config.no_memory else bank[:, :0],
+            embeds=embeds, mask=dec_mask, positions=positions,
+        )
+
+    def decode(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        memory_embeds=None,
+        memory_attention_mask=None,
+        run_decoder: bool = True,
+        use_cache: bool = False,
+        output_attentions: bool = False,
+        output_hidden_states: bool = False,
+    ) -> "MemoryDecodeOutput":
+        """The shared forward body: memories, decoder inputs and (if `run_decoder`) one decoder call over all chunks.
+
+        Returns:
+            [`MemoryDecodeOutput`]: rows are in rolled order (each row starts at its first real token; undo with
+            `roll_rows(x, output.decoder_inputs.shift, inverse=True)`).
+        """
+        inputs = self._decoder_inputs(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
+        if not run_decoder:
+            return MemoryDecodeOutput(memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
+        cache = DynamicCache(config=self.config.decoder_config) if use_cache else None
+        out = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions, cache, use_cache, output_attentions,
+                               output_hidden_states)  # (b*k, S+L, d)
+        states = tuple(self._token_states(h, inputs) for h in out.hidden_states) if output_hidden_states else None
+        return MemoryDecodeOutput(
+            last_hidden_state=self._token_states(out.last_hidden_state, inputs), memory_embeds=inputs.memory_embeds,
+            decoder_inputs=inputs, hidden_states=states, attentions=out.attentions if output_attentions else None,
+            decoder_cache=cache,
+        )
+
+    def _token_states(self, states: torch.Tensor, inputs: "MemoryDecoderInputs") -> torch.Tensor:
+        """Decoder states `[b*k, S+L, d]` of every chunk -> the token positions `[b, T, d]` (rolled order)."""
+        batch = inputs.token_ids.shape[0]
+        tokens = states[:, self.config.num_memory_slots :].reshape(batch, inputs.token_ids.shape[1], -1)
+        return tokens[:, : inputs.length]
 
     def forward(
         self,
@@ -472,8 +457,11 @@ class MemoryModel(MemoryPreTrainedModel):
         inputs_embeds: torch.FloatTensor | None = None,
         memory_embeds: torch.FloatTensor | None = None,
         memory_attention_mask: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> MemoryModelOutput:
+    ) -> MemoryModelOutput | tuple:
         """
         Args:
             input_ids (`[batch, seq_len]`): tokens; with the bounded memory window, `seq_len` plus the given
@@ -484,25 +472,39 @@ class MemoryModel(MemoryPreTrainedModel):
             memory_embeds (`[batch, n_mem, d_dec]`, *optional*): memories of chunks preceding the input
                 (e.g. from `encode`).
             memory_attention_mask (`[batch, n_mem]`, *optional*): 1 = real memory (left-padded memories).
+            output_attentions / output_hidden_states / return_dict: as in transformers (see [`MemoryModelOutput`];
+                attention weights need `attn_implementation="eager"`; a masked-mixer decoder has none).
         Returns:
-            `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds`.
+            `MemoryModelOutput` with `last_hidden_state` `[batch, seq_len, d_dec]` and `memory_embeds` (a tuple if
+            not `return_dict`).
         """
-        hidden, shift, memories, _ = self.decode(
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
         )
-        return MemoryModelOutput(last_hidden_state=roll_rows(hidden, shift, inverse=True), memory_embeds=memories)
+        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
+                              output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+        shift = decoded.decoder_inputs.shift
+        output = MemoryModelOutput(
+            last_hidden_state=roll_rows(decoded.last_hidden_state, shift, inverse=True),
+            memory_embeds=decoded.memory_embeds, hidden_states=unroll_all(decoded.hidden_states, shift),
+            attentions=decoded.attentions,
+        )
+        return as_return(output, return_dict)
+
+    def _output_flags(self, output_attentions, output_hidden_states, return_dict):
+        """The call's flags (argument, else config); attention weights only from an attention decoder."""
+        flags = output_flags(self.config, output_attentions, output_hidden_states, return_dict)
+        if self.config.decoder_config.model_type == "masked_mixer":
+            check_no_attentions("the decoder", flags[0])
+        return flags
 
 
-def shifted_targets(labels: torch.LongTensor, chunk_size: int, paper_chunk_targets: bool) -> torch.LongTensor:
-    """`targets[:, p] = labels[:, p+1]` (last position: none); paper mode drops targets that start a chunk."""
-    targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    if paper_chunk_targets:
-        starts = (torch.arange(labels.shape[1], device=labels.device) + 1) % chunk_size == 0  # p+1 starts a chunk
-        targets = targets.masked_fill(starts[None], IGNORE_INDEX)
-    return targets
+def unroll_all(states, shift):
+    """Undo the rows' roll on each of a tuple of `[b, T, d]` states (`None` stays `None`)."""
+    return None if states is None else tuple(roll_rows(h, shift, inverse=True) for h in states)
 
 
-class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
+class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
     """Memory model with the decoder's language-modelling head: logits `[batch, seq_len, vocab]` aligned with
     `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
 
@@ -527,138 +529,103 @@ class MemoryForCausalLM(MemoryModel, MemoryGenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int = 0,
         num_items_in_batch: torch.Tensor | int | None = None,
+        shift_labels: torch.LongTensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> MemoryCausalLMOutput:
+    ) -> MemoryCausalLMOutput | tuple:
         """
         Args:
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask: see [`MemoryModel`].
+            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, output_attentions,
+                output_hidden_states, return_dict: see [`MemoryModel`].
             labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside); -100 ignored.
             stream_ids (`[batch]`, *optional*): 0 = causal row, 1 = copy row (combined objective); weights the
                 streams' losses with `clm_loss_weight` / `copy_loss_weight`.
             past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
-                new tokens. `use_cache=True` without a cache starts one.
+                new tokens. `use_cache=True` without a cache starts one; `use_cache` defaults to `config.use_cache`
+                outside training (a masked-mixer decoder has no cache).
             logits_to_keep (`int`): if > 0, only the last `logits_to_keep` positions get logits.
             num_items_in_batch (`int` or `Tensor`, *optional*): target counts of the whole optimizer step (all
                 gradient-accumulation micro-batches and processes; passed by the `Trainer`): a scalar total, or
                 per loss group as from `loss_target_counts`. The loss then sums this batch's cross-entropy over
                 those counts, so that the step's loss and gradient do not depend on how its batch is split.
+            shift_labels (`[batch, seq_len]`, *optional*): targets already aligned with the logits (the `Trainer`'s
+                under context parallelism); they replace the shifted `labels`.
         Returns:
             `MemoryCausalLMOutput` (loss, logits `[batch, seq_len, vocab]`, past_key_values, memory_embeds,
-            stream_losses).
+            stream_losses, hidden_states, attentions), or its tuple if not `return_dict`.
         """
+        output_attentions, output_hidden_states, return_dict = self._output_flags(
+            output_attentions, output_hidden_states, return_dict
+        )
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
-            logits = self.cached_step(input_ids, past_key_values)
-            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values)
-        if labels is not None:
-            reference = input_ids if input_ids is not None else inputs_embeds
-            check_matches("labels", labels, reference.shape[:2] if reference is not None else labels.shape)
-            check_token_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
-        want_cache = isinstance(past_key_values, MemoryCache) or (use_cache is True and past_key_values is None)
-        want_cache = want_cache and input_ids is not None and self.config.decoder_config.model_type != "masked_mixer"
-        if want_cache and labels is None and logits_to_keep == 1 and self._ends_on_real_tokens(attention_mask):
-            # Prefill for generate(): the first new token needs only the memories of the complete chunks and
-            # ONE decoder pass over each row's last chunk (the pass that fills the cache), not all chunks.
-            _, shift, memories, extras = self.decode(input_ids, attention_mask, None, memory_embeds,
-                                                     memory_attention_mask, return_decoder_inputs=True, run_decoder=False)
-            past_key_values, last_hidden = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-            logits = self.decoder.lm_head(last_hidden[:, None])  # (b, 1, V)
-            return MemoryCausalLMOutput(logits=logits, past_key_values=past_key_values, memory_embeds=memories)
-        hidden, shift, memories, extras = self.decode(
-            input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, return_decoder_inputs=want_cache
-        )
+            step = self.cached_step(input_ids, past_key_values, output_attentions, output_hidden_states)
+            return as_return(self._output(step, *self._head_and_loss(step.last_hidden_state), past_key_values),
+                             return_dict)
+        reference = input_ids if input_ids is not None else inputs_embeds
+        if reference is not None:
+            check_targets(self.config.vocab_size, tuple(reference.shape[:2]), labels, shift_labels)
+        has_targets = labels is not None or shift_labels is not None
+        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
+        want_cache = isinstance(past_key_values, MemoryCache) or (use_cache and past_key_values is None)
+        want_cache = want_cache and self.config.decoder_config.model_type != "masked_mixer"
+        # Prefill for generate(): the first new token needs only the memories of the complete chunks and ONE decoder
+        # pass over each row's last chunk (the pass that fills the cache), not all chunks.
+        prefill = (want_cache and not has_targets and logits_to_keep == 1 and not output_attentions
+                   and not output_hidden_states and self._ends_on_real_tokens(attention_mask))
+        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
+                              run_decoder=not prefill, use_cache=want_cache, output_attentions=output_attentions,
+                              output_hidden_states=output_hidden_states)
+        inputs = decoded.decoder_inputs
         if want_cache:
-            past_key_values, _ = self.fill_cache(past_key_values, extras, input_ids.shape[1])
-        loss = logits = stream_losses = None
-        if labels is not None:
-            targets = shifted_targets(
-                roll_rows(labels, shift), self.config.chunk_size, self.config.paper_chunk_targets
-            )
-            loss, logits, stream_losses = self._loss(hidden, targets, stream_ids, num_items_in_batch)
-        if logits is None and not (self.training and labels is not None):
-            hidden = roll_rows(hidden, shift, inverse=True)
-            logits = self.decoder.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-        elif logits is not None:
-            logits = roll_rows(logits, shift, inverse=True)
-            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
+            num_ids = 0 if input_ids is None else input_ids.shape[1]
+            past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, num_ids, decoded.decoder_cache)
+        if prefill:
+            logits, loss, stream_losses = self._head_and_loss(last_hidden[:, None])  # (b, 1, V)
+        else:
+            targets = None
+            if has_targets:
+                targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
+                                          self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
+                                          inputs.token_mask[:, : inputs.length])
+            logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
+                                                              stream_ids, logits_to_keep, num_items_in_batch)
+        decoded.hidden_states = unroll_all(decoded.hidden_states, inputs.shift)
+        output = self._output(decoded, logits, loss, stream_losses, past_key_values if want_cache else None)
+        return as_return(output, return_dict)
+
+    @staticmethod
+    def _output(decoded, logits, loss, stream_losses, past_key_values) -> MemoryCausalLMOutput:
+        """The output of a forward from the decoder's (`decoded`: memories, hidden states and attentions)."""
         return MemoryCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=past_key_values if want_cache else None, memory_embeds=memories,
-            stream_losses=stream_losses,
+            loss=loss, logits=logits, past_key_values=past_key_values, stream_losses=stream_losses,
+            memory_embeds=getattr(decoded, "memory_embeds", None), hidden_states=decoded.hidden_states,
+            attentions=decoded.attentions,
         )
+
+    def _head_and_loss(self, hidden, shift=None, targets=None, stream_ids=None, logits_to_keep=0,
+                       num_items_in_batch=None):
+        """The language-modelling head (the one place it runs on the outputs) and the loss.
+
+        Args:
+            hidden (`[b, T, d]`): decoder states, rows rolled by `shift`; targets (`[b, T]`, *optional*): rolled too.
+        Returns:
+            logits `[b, T or logits_to_keep, V]` in input order (`None` in training with targets: the head then runs
+            inside the loss, on the positions with targets only), loss and per-stream losses (`None` without targets).
+        """
+        keep = logits_to_keep if targets is None else 0  # the loss needs every position's logits
+        hidden = roll_rows(hidden, shift, inverse=True)
+        hidden = hidden[:, -keep:] if keep else hidden
+        logits = None if self.training and targets is not None else self.decoder.lm_head(hidden)
+        if targets is None:
+            return logits, None, None
+        rolled = roll_rows(hidden if logits is None else logits, shift)
+        loss, stream_losses = self._loss(rolled, targets, stream_ids, num_items_in_batch, logits is not None)
+        logits = logits[:, -logits_to_keep:] if logits is not None and logits_to_keep else logits
+        return logits, loss, stream_losses
 
     @staticmethod
     def _ends_on_real_tokens(attention_mask) -> bool:
         """True if every row's last position is a real token (no right padding), as in `generate`'s inputs."""
         return attention_mask is None or bool(attention_mask[:, -1].bool().all())
-
-    def loss_target_counts(self, labels, attention_mask=None, stream_ids=None) -> torch.LongTensor:
-        """Targets per loss group of a batch (`[groups]`): streams (causal, copy), and chunks under `paper`
-        reduction. Summed over a step's micro-batches and processes, they are the `num_items_in_batch` that
-        makes the step's loss the same token mean (per group) however the batch is split."""
-        mask = torch.ones_like(labels, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
-        targets = shifted_targets(
-            roll_rows(labels, left_pad_shift(mask)), self.config.chunk_size, self.config.paper_chunk_targets
-        )
-        group, num_groups, _, _ = self._loss_groups(targets, stream_ids)
-        return torch.zeros(num_groups, dtype=torch.long, device=group.device).index_add(0, group, torch.ones_like(group))
-
-    def _loss_groups(self, targets, stream_ids):
-        """Group index of every valid target (row-major order), the number of groups, the stream weights and the
-        divisor (chunks under `paper` reduction, else 1)."""
-        config = self.config
-        batch, length = targets.shape
-        rows, positions = (targets != IGNORE_INDEX).nonzero(as_tuple=True)
-        weights = torch.ones(1, device=targets.device)
-        group = torch.zeros_like(rows)
-        if stream_ids is not None:
-            stream_ids = stream_ids.to(rows.device).long()
-            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
-                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
-            group = stream_ids[rows]
-            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=targets.device)
-        divisor = 1
-        if config.loss_reduction == "paper":
-            divisor = -(-length // config.chunk_size)  # chunks, by prediction position
-            group = group * divisor + torch.div(positions, config.chunk_size, rounding_mode="floor")
-        return group, weights.numel() * divisor, weights, divisor
-
-    def _loss(self, hidden, targets, stream_ids, num_items_in_batch=None):
-        """Loss over valid targets (see `MemoryConfig.loss_reduction`); also the full logits outside training.
-
-        Returns:
-            loss (scalar), logits `[b, T, V]` in rolled order (`None` in training mode), and the unweighted
-            per-stream parts of the loss `[2]` (detached; `None` without `stream_ids`).
-        """
-        valid = targets != IGNORE_INDEX  # (b, T)
-        logits = None
-        if self.training:  # head only where there are targets
-            head_inputs, head = hidden[valid], self.decoder.lm_head  # (N, d)
-        else:
-            logits = self.decoder.lm_head(hidden)
-            head_inputs, head = logits[valid], torch.nn.Identity()  # (N, V)
-        # Cross-entropy in blocks of rows: the fp32 log-softmax of a [N, V] block stays cache-sized (about 1.6x
-        # faster under bf16 autocast on CPU than one [N, V] call) and the float copy of the logits stays small.
-        ce = torch.cat([
-            F.cross_entropy(head(rows).float(), row_targets, reduction="none")
-            for rows, row_targets in zip(head_inputs.split(LOSS_BLOCK_ROWS), targets[valid].split(LOSS_BLOCK_ROWS))
-        ])  # (N,); an empty batch of targets still gives a (zero) loss with a grad_fn
-        group, num_groups, weights, divisor = self._loss_groups(targets, stream_ids)
-        sums = ce.new_zeros(num_groups).index_add(0, group, ce)
-        counts = torch.zeros(num_groups, device=ce.device).index_add(0, group, torch.ones_like(ce))
-        means = group_means(sums, counts, num_items_in_batch)  # empty groups give 0
-        per_stream = means.view(weights.numel(), -1).sum(1) / divisor  # (streams,)
-        loss = (weights * per_stream).sum()
-        return loss, logits, per_stream.detach() if stream_ids is not None else None
-
-
-def group_means(sums: torch.Tensor, counts: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
-    """`sums / counts` per loss group, or the batch's share of a whole step's means given the step's counts
-    `num_items_in_batch` (per group; or a scalar total, which weights this batch by its share of all targets)."""
-    if num_items_in_batch is None:
-        return sums / counts.clamp(min=1)
-    total = torch.as_tensor(num_items_in_batch, dtype=sums.dtype, device=sums.device).reshape(-1)
-    if total.numel() == sums.numel():
-        return sums / total.clamp(min=1)
-    if total.numel() == 1:
-        return sums / counts.clamp(min=1) * (counts.sum() / total.clamp(min=1))
-    raise ValueError(f"num_items_in_batch must be a scalar or have one count per loss group ({sums.numel()}), "
-                     f"got shape {tuple(total.shape)}")

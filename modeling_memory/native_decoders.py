@@ -82,5 +82,5 @@ def attach_pretrained_decoder(cls, decoder: nn.Module, config, encoder: nn.Modul
     if left:
         raise RuntimeError(f"parameters left on the meta device after attaching the decoder: {left[:5]}")
     model.config.dtype = dtype
-    model._freeze_encoder()
+    model.apply_freezing()
     return model

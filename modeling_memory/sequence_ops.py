@@ -40,18 +40,21 @@ def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = F
     return row_gather(x, index)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor, num_items_in_batch=None) -> torch.Tensor:
+def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor | None, num_items_in_batch=None,
+                   shift_labels: torch.LongTensor | None = None) -> torch.Tensor:
     """Token-mean cross-entropy of `logits[:, p]` against `labels[:, p + 1]`, ignoring -100.
 
-    With `num_items_in_batch` (the targets of a whole optimizer step, over its gradient-accumulation micro-batches
-    and processes, as the `Trainer` counts them) the sum is divided by that count instead, so that the step's
-    loss is one token mean however the batch is split. A batch without any target gives a zero loss that still
-    has a grad_fn (never NaN).
+    `shift_labels` (`[b, T]`, already aligned with the logits: the target of position `p` at `p`, as the `Trainer`
+    passes them under context parallelism) replace the shifted `labels`. With `num_items_in_batch` (the targets of a
+    whole optimizer step, over its gradient-accumulation micro-batches and processes, as the `Trainer` counts them)
+    the sum is divided by that count instead, so that the step's loss is one token mean however the batch is split.
+    A batch without any target gives a zero loss that still has a grad_fn (never NaN).
     """
-    logits = logits[:, :-1].flatten(0, 1).float()  # (b*(T-1), V)
-    labels = labels[:, 1:].flatten().to(logits.device)
-    total = F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / loss_divisor(labels, num_items_in_batch)
+    if shift_labels is None:
+        shift_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # the last position has no target
+    targets = shift_labels.flatten().to(logits.device)
+    total = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    return total / loss_divisor(targets, num_items_in_batch)
 
 
 def loss_divisor(labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:

@@ -40,19 +40,20 @@ def token_inputs(batch: int, length: int = 12) -> dict:
     return {"input_ids": torch.randint(2, VOCAB, (batch, length))}
 
 
-def case(name, build) -> ModelCase:
-    return ModelCase(name, build, token_inputs, auto_class="AutoModel", output_key="logits", labels_key="labels")
+def case(name, build, contract: bool = False) -> ModelCase:
+    return ModelCase(name, build, token_inputs, auto_class="AutoModel", output_key="logits", labels_key="labels",
+                     contract=contract)
 
 
 CASES = [
-    case("autoencoder_llama_unroll", lambda: autoencoder(llama_block())),
+    case("autoencoder_llama_unroll", lambda: autoencoder(llama_block()), contract=True),
     case("autoencoder_mixer_repeat_penultimate",
-         lambda: autoencoder(mixer_block(), expansion="repeat", pooling="penultimate")),
+         lambda: autoencoder(mixer_block(), expansion="repeat", pooling="penultimate"), contract=True),
     case("autoencoder_compression_bridge",
          lambda: autoencoder(llama_block(32), llama_block(16), compression=2, pooling="last_nonpad")),
     case("autoencoder_frozen_encoder", lambda: autoencoder(llama_block(), freeze_encoder=True)),
     case("autoencoder_bert_encoder",
-         lambda: autoencoder(bert_block(), llama_block(), pass_attention_mask_to_encoder=False)),
+         lambda: autoencoder(bert_block(), llama_block(), pass_attention_mask_to_encoder=False), contract=True),
     case("autoencoder_bert_frozen_fresh_embedding",
          lambda: autoencoder(bert_block(), llama_block(), freeze_encoder=True, fresh_encoder_embedding=True)),
 ]

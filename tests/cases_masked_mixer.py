@@ -19,7 +19,7 @@ def token_inputs(batch: int, length: int = 12) -> dict:
 
 
 CASES = [
-    ModelCase("masked_mixer_clm", lambda: MaskedMixerForCausalLM(mixer_config()), token_inputs),
+    ModelCase("masked_mixer_clm", lambda: MaskedMixerForCausalLM(mixer_config()), token_inputs, contract=True),
     ModelCase("masked_mixer_clm_k3", lambda: MaskedMixerForCausalLM(mixer_config(kernel_size=3)), token_inputs),
     ModelCase(
         "masked_mixer_clm_heads_tied",
@@ -33,5 +33,6 @@ CASES = [
         auto_class="AutoModel",
         output_key="last_hidden_state",
         labels_key=None,
+        contract=True,
     ),
 ]

@@ -41,20 +41,24 @@ def causal_lm(**kw):
     return lambda: MemoryForCausalLM(memory_config(**kw))
 
 
+# generate(inputs_embeds=...) cannot cross a chunk boundary (the encoder reads token ids): prompt and new tokens fit one.
+ONE_CHUNK_PROMPT = dict(prompt_length=2, max_new_tokens=2)
+
 # Multi-chunk inputs: the encoder needs token ids, so inputs_embeds can't replace them (tested separately
 # for single-chunk inputs in test_modeling_memory.py).
 _CASES = [
-    ModelCase("memory_llama_fixed_ones", causal_lm(filler="ones"), token_inputs),
+    ModelCase("memory_llama_fixed_ones", causal_lm(filler="ones"), token_inputs, contract=True, **ONE_CHUNK_PROMPT),
     ModelCase("memory_llama_variable_masked_c2_w16", causal_lm(memory_layout="variable", filler="masked",
                                                               compression=2, encoder_hidden=16), token_inputs),
     ModelCase("memory_llama_learned_filler", causal_lm(filler="learned", pooling="last_nonpad"), token_inputs),
     # Encoder narrower than the decoder (as in the paper's Fig. 2 mixers): with equal widths and no projection, the
     # mixer encoder's token-mixing bias (a constant across the hidden axis) is invisible behind the decoder's LayerNorms.
-    ModelCase("memory_mixer_mixer_zeros_w16", causal_lm(encoder="mixer", decoder="mixer", encoder_hidden=16), token_inputs),
+    ModelCase("memory_mixer_mixer_zeros_w16", causal_lm(encoder="mixer", decoder="mixer", encoder_hidden=16), token_inputs,
+              contract=True, **ONE_CHUNK_PROMPT),
     ModelCase("memory_llama_frozen_encoder", causal_lm(freeze_encoder=True, paper_chunk_targets=True,
                                                       loss_reduction="paper"), token_inputs),
     ModelCase("memory_model", lambda: MemoryModel(memory_config(filler="masked")), token_inputs,
-              auto_class="AutoModel", output_key="last_hidden_state", labels_key=None),
+              auto_class="AutoModel", output_key="last_hidden_state", labels_key=None, contract=True),
 ]
 CASES = [dataclasses.replace(case, supports_inputs_embeds=False) for case in _CASES]
 

@@ -10,7 +10,11 @@ import pathlib
 from dataclasses import dataclass, field
 from typing import Callable
 
+import pytest
 import torch
+import torch.nn.functional as F
+from transformers import Cache, PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 TESTS_DIR = pathlib.Path(__file__).parent
 
@@ -32,6 +36,10 @@ class ModelCase:
     # False where inputs_embeds can't stand in for input_ids (a memory model's encoder needs token ids).
     supports_inputs_embeds: bool = True
     extra_forward_kwargs: dict = field(default_factory=dict)
+    # Runs the transformers-contract checks (CONTRACT_CHECKS): one case per family and decoder kind keeps them fast.
+    contract: bool = False
+    prompt_length: int = 3  # generation checks: prompt tokens and new tokens (a memory model's prompt from
+    max_new_tokens: int = 3  # inputs_embeds must fit one chunk, so its cases use fewer)
 
     def __repr__(self):
         return self.name
@@ -43,6 +51,10 @@ def all_cases() -> list[ModelCase]:
         module = importlib.import_module(path.stem)
         cases.extend(module.CASES)
     return cases
+
+
+def contract_cases() -> list[ModelCase]:
+    return [case for case in all_cases() if case.contract]
 
 
 def seeded(seed: int = 0):
@@ -157,6 +169,34 @@ def check_config_round_trip(case: ModelCase, tmp_path):
     assert cls.from_pretrained(tmp_path).to_dict() == config.to_dict()
 
 
+def check_sub_configs(case: ModelCase, tmp_path):
+    """A composite config declares its `sub_configs`, so `from_pretrained(attn_implementation=..., dtype=...)`
+    reaches every inner model, `get_text_config()` is the decoder's, and tying set there ties the decoder
+    (transformers' test_attn_implementation_composite_models and test_internal_model_config_and_subconfig_are_same)."""
+    seeded()
+    model = case.build()
+    config = model.config
+    inner_configs = [key for key in ("encoder_config", "decoder_config") if getattr(config, key, None) is not None]
+    if not inner_configs:
+        return
+    assert set(inner_configs) <= set(config.sub_configs), f"undeclared sub-configs: {inner_configs}"
+    text = config.get_text_config(decoder=True)
+    assert text is config.decoder_config and text.num_hidden_layers >= 1
+    model.save_pretrained(tmp_path)
+    loaded = type(model).from_pretrained(tmp_path, attn_implementation="eager", dtype=torch.bfloat16)
+    inner = [m for m in loaded.modules() if isinstance(m, PreTrainedModel) and m is not loaded]
+    assert inner, "a composite model without inner transformers models"
+    for module in inner:
+        assert module.config._attn_implementation == "eager", type(module).__name__
+        assert module.config.dtype == torch.bfloat16, type(module).__name__
+        assert any(module.config is getattr(loaded.config, key) for key in config.sub_configs), type(module).__name__
+    if case.auto_class == "AutoModelForCausalLM":
+        config = copy.deepcopy(config)
+        config.get_text_config().tie_word_embeddings = True
+        tied = type(model)(config)
+        assert tied.get_output_embeddings().weight is tied.get_input_embeddings().weight
+
+
 ALL_CHECKS = [
     check_shapes,
     check_loss_iff_labels,
@@ -166,4 +206,261 @@ ALL_CHECKS = [
     check_training_step,
     check_inputs_embeds,
     check_config_round_trip,
+]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The contract of transformers' own common tests (test_modeling_common.py, generation/test_utils.py), mirrored for
+# our families. Where a habit cannot apply, the check asserts the clear ValueError instead.
+
+
+def is_causal_lm(case: ModelCase) -> bool:
+    return case.auto_class == "AutoModelForCausalLM"
+
+
+def attention_parts(model) -> dict:
+    """`{output field: config}` of the parts whose attention weights the model reports."""
+    config = model.config
+    if config.model_type == "memory_autoencoder":
+        return {"encoder_attentions": config.encoder_config, "decoder_attentions": config.decoder_config}
+    return {"attentions": config.get_text_config(decoder=True)}
+
+
+def hidden_state_parts(model) -> dict:
+    """`{output field: config}` of the parts whose hidden states the model reports."""
+    config = model.config
+    if config.model_type == "memory_autoencoder":
+        return {"encoder_hidden_states": config.encoder_config, "decoder_hidden_states": config.decoder_config}
+    return {"hidden_states": config.get_text_config(decoder=True)}
+
+
+def has_attention(config) -> bool:
+    return config.model_type != "masked_mixer"
+
+
+def assert_same_outputs(first, second):
+    """Two output tuples hold the same tensors (nested tuples compared item by item; caches by type)."""
+    assert len(first) == len(second), (len(first), len(second))
+    for a, b in zip(first, second):
+        if isinstance(a, (tuple, list)):
+            assert_same_outputs(a, b)
+        elif isinstance(a, Cache):
+            assert type(a) is type(b)
+        else:
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def check_return_dict_false(case: ModelCase):
+    """`return_dict=False` gives the ModelOutput's tuple (transformers' test_model_outputs_equivalence)."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    extras = [{}, {"output_hidden_states": True}]
+    if case.labels_key is not None:
+        extras.append({case.labels_key: inputs["input_ids"], "output_hidden_states": True})
+    for extra in extras:
+        as_dict = run(model, inputs, return_dict=True, **extra)
+        as_tuple = run(model, inputs, return_dict=False, **extra)
+        assert isinstance(as_tuple, tuple), type(as_tuple)
+        assert_same_outputs(as_tuple, as_dict.to_tuple())
+
+
+def check_hidden_states(case: ModelCase):
+    """`output_hidden_states` (argument or config) gives `num_hidden_layers + 1` states `[batch, seq_len, hidden]`
+    per part, the last one feeding the head (transformers' test_hidden_states_output)."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    batch, length = inputs["input_ids"].shape
+    expected = getattr(run(model, inputs), case.output_key)
+    for how in ("argument", "config"):
+        if how == "config":
+            model.config.output_hidden_states = True
+        out = run(model, inputs, **({"output_hidden_states": True} if how == "argument" else {}))
+        for field_name, config in hidden_state_parts(model).items():
+            states = getattr(out, field_name)
+            assert states is not None and len(states) == config.num_hidden_layers + 1, (field_name, how)
+            for state in states:
+                assert state.shape == (batch, length, config.hidden_size), (field_name, state.shape)
+        last = getattr(out, next(reversed(hidden_state_parts(model))))[-1]
+        head = model.get_output_embeddings() if case.output_key == "logits" else torch.nn.Identity()
+        torch.testing.assert_close(head(last), expected, rtol=1e-4, atol=1e-5)
+
+
+def eager_copy(model):
+    """The same weights with eager attention everywhere (the only kind that returns attention weights)."""
+    eager = type(model)._from_config(copy.deepcopy(model.config), attn_implementation="eager")
+    eager.load_state_dict(model.state_dict())
+    return eager.eval()
+
+
+def check_attentions(case: ModelCase):
+    """With eager attention, `output_attentions` gives `num_hidden_layers` weights `[..., heads, q, k]` per part
+    with attention, and the same outputs as SDPA (transformers' test_attention_outputs and
+    test_eager_matches_sdpa_inference); a masked-mixer part refuses with a ValueError."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    parts = attention_parts(model)
+    if not any(has_attention(config) for config in parts.values()):
+        with pytest.raises(ValueError, match="masked mixer"):
+            run(model, inputs, output_attentions=True)
+        return
+    eager = eager_copy(model)
+    out = run(eager, inputs, output_attentions=True)
+    for field_name, config in parts.items():
+        weights = getattr(out, field_name)
+        if not has_attention(config):
+            assert weights is None, field_name
+            continue
+        assert len(weights) == config.num_hidden_layers, field_name
+        for weight in weights:
+            assert weight.shape[-3] == config.num_attention_heads and weight.shape[-1] == weight.shape[-2]
+            torch.testing.assert_close(weight.sum(-1), torch.ones_like(weight.sum(-1)))  # softmax rows
+    sdpa = getattr(run(model, inputs), case.output_key)
+    torch.testing.assert_close(getattr(out, case.output_key), sdpa, rtol=1e-4, atol=1e-5)
+
+
+def check_shift_labels(case: ModelCase):
+    """A causal LM trains against `shift_labels` when given (the Trainer's pre-shifted targets under context
+    parallelism): `labels` shifted by hand give the same loss, other `shift_labels` another one (transformers'
+    test_causal_lm_loss_honors_shift_labels). The autoencoder's targets are not shifted: it refuses them."""
+    if case.labels_key is None:
+        return
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    ids = inputs["input_ids"]
+    shifted = F.pad(ids[:, 1:], (0, 1), value=-100)
+    if not is_causal_lm(case):
+        with pytest.raises(ValueError, match="shift_labels"):
+            run(model, inputs, labels=ids, shift_labels=shifted)
+        return
+    loss = run(model, inputs, labels=ids).loss
+    torch.testing.assert_close(run(model, inputs, labels=ids, shift_labels=shifted).loss, loss)
+    torch.testing.assert_close(run(model, inputs, shift_labels=shifted).loss, loss)
+    other = run(model, inputs, labels=ids, shift_labels=torch.roll(shifted, 1, dims=1)).loss
+    assert (other - loss).abs() > 1e-4
+
+
+def check_generation_kwargs_forwarded(case: ModelCase):
+    """`prepare_inputs_for_generation` hands every model kwarg on to `forward` (transformers'
+    test_prepare_inputs_for_generation_kwargs_forwards)."""
+    if not is_causal_lm(case):
+        return
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    prepared = model.prepare_inputs_for_generation(inputs["input_ids"][:, :3], custom_arg=1, output_attentions=True)
+    assert prepared["custom_arg"] == 1 and prepared["output_attentions"] is True
+
+
+def check_gradient_checkpointing(case: ModelCase):
+    """`gradient_checkpointing_enable()` recomputes the transformers `GradientCheckpointingLayer`s in the backward
+    pass and leaves the gradients unchanged (transformers' test_training_gradient_checkpointing)."""
+    if case.labels_key is None:
+        return
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    model.train()
+    labels = {case.labels_key: inputs["input_ids"]}
+    seeded(1)  # the same dropout masks in both runs (the checkpoint replays the RNG state)
+    model(**inputs, **labels).loss.backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    assert layers and all(layer.gradient_checkpointing for layer in layers)
+    runs, checkpoint = [], layers[-1]._gradient_checkpointing_func
+
+    def counting_checkpoint(function, *args, **kwargs):
+        def counted(*inner_args, **inner_kwargs):
+            runs.append(1)
+            return function(*inner_args, **inner_kwargs)
+
+        return checkpoint(counted, *args, **kwargs)
+
+    layers[-1]._gradient_checkpointing_func = counting_checkpoint
+    seeded(1)
+    loss = model(**inputs, **labels).loss
+    forward_runs = len(runs)  # once per decoder call (an RMT calls its decoder once per segment)
+    loss.backward()
+    assert forward_runs >= 1 and len(runs) == 2 * forward_runs, (forward_runs, len(runs))  # each recomputed once
+    for name, grad in expected.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, msg=name)
+
+
+def greedy(model, **kwargs):
+    return model.generate(do_sample=False, pad_token_id=model.config.pad_token_id, **kwargs)
+
+
+def check_generate_from_inputs_embeds(case: ModelCase):
+    """`generate(inputs_embeds=...)` (with or without the prompt ids) generates the tokens of `generate(input_ids)`
+    (transformers' test_generate_from_inputs_embeds)."""
+    if not is_causal_lm(case):
+        return
+    seeded()
+    model = case.build().eval()
+    prompt = case.inputs(2)["input_ids"][:, : case.prompt_length]
+    embeds = model.get_input_embeddings()(prompt).detach()
+    expected = greedy(model, input_ids=prompt, max_new_tokens=case.max_new_tokens)
+    from_embeds = greedy(model, inputs_embeds=embeds, max_new_tokens=case.max_new_tokens)
+    assert torch.equal(from_embeds, expected[:, case.prompt_length :])
+    assert torch.equal(greedy(model, input_ids=prompt, inputs_embeds=embeds, max_new_tokens=case.max_new_tokens),
+                       expected)
+
+
+def check_generate_continues_from_cache(case: ModelCase):
+    """A forward returns `past_key_values` (models with a cache), and a second `generate` given the first one's
+    cache continues exactly as one uninterrupted call (transformers' test_generate_continue_from_past_key_values).
+    Without a cache (masked mixers), assisted decoding refuses with a ValueError."""
+    if not is_causal_lm(case):
+        return
+    seeded()
+    model = case.build().eval()
+    prompt = case.inputs(2)["input_ids"][:, : case.prompt_length]
+    has_cache = "past_key_values" in run(model, {"input_ids": prompt})
+    first = greedy(model, input_ids=prompt, max_new_tokens=3, return_dict_in_generate=True)
+    if not has_cache:
+        assert first.past_key_values is None
+        with pytest.raises(ValueError, match="assisted decoding"):
+            greedy(model, input_ids=prompt, max_new_tokens=2, assistant_model=model)
+        return
+    expected = greedy(model, input_ids=prompt, max_new_tokens=6)
+    continued = greedy(model, input_ids=first.sequences, past_key_values=first.past_key_values, max_new_tokens=3)
+    assert torch.equal(continued, expected)
+
+
+def check_generate_dict_outputs(case: ModelCase):
+    """`generate(return_dict_in_generate=True, output_hidden_states=True, output_attentions=True)` returns one entry
+    per step: the prompt's states `[batch, prompt, hidden]`, then one position per new token (transformers'
+    _check_generate_outputs)."""
+    if not is_causal_lm(case):
+        return
+    seeded()
+    model = case.build().eval()
+    config = model.config.get_text_config(decoder=True)
+    prompt = case.inputs(2)["input_ids"][:, : case.prompt_length]
+    attentions = has_attention(config)
+    if attentions:
+        model = eager_copy(model)
+    out = greedy(model, input_ids=prompt, max_new_tokens=3, return_dict_in_generate=True, output_hidden_states=True,
+                 output_attentions=attentions)
+    cached = out.past_key_values is not None  # without a cache every step re-runs the whole prefix
+    assert len(out.hidden_states) == 3
+    for step, states in enumerate(out.hidden_states):
+        length = case.prompt_length + step if step == 0 or not cached else 1
+        assert len(states) == config.num_hidden_layers + 1
+        assert states[-1].shape == (2, length, config.hidden_size), states[-1].shape
+    if attentions:
+        assert len(out.attentions) == 3 and all(len(step) == config.num_hidden_layers for step in out.attentions)
+        assert out.attentions[-1][0].shape[:3] == (2, config.num_attention_heads, 1)
+
+
+CONTRACT_CHECKS = [
+    check_sub_configs,
+    check_return_dict_false,
+    check_hidden_states,
+    check_attentions,
+    check_shift_labels,
+    check_generation_kwargs_forwarded,
+    check_gradient_checkpointing,
+    check_generate_from_inputs_embeds,
+    check_generate_continues_from_cache,
+    check_generate_dict_outputs,
 ]

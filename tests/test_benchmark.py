@@ -1,6 +1,7 @@
 """The benchmark CLI: quick runs produce complete JSON; the paper's sequential loop equals the batched model."""
 
 import json
+import queue
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from eval.benchmarks import cli as benchmark
 from eval.benchmarks import memory
+from eval.benchmarks.checkpointing import QUICK, _step
 from eval.benchmarks.models import sequential_paper_loss
 from eval.benchmarks.reports import check_targets
 from eval.benchmarks.timing import cache_bytes
@@ -131,3 +133,38 @@ def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):
     for key in ("mixer_tokens_per_s", "llama_tokens_per_s", "mixer_over_llama"):
         assert result["mixer_vs_llama"][key] > 0
     assert "unroll" in stdout and "mixer" in stdout
+
+
+def test_banks_quick_run_reports_throughput_rss_and_ttft(tmp_path, capsys, monkeypatch):
+    """`banks --quick` writes the throughput, peak-RSS and TTFT tables. Here each encode runs the benchmark's
+    worker in this process (1 process whatever the layout; the multi-process encoder is tested in
+    test_bank_distributed.py), so the test checks the wiring, the banks it reads and the tables."""
+    from eval.benchmarks import banks
+
+    def in_process(work, corpus, sizes, processes, threads, device):
+        output, stats = tmp_path / f"bank-{len(list(tmp_path.glob('bank-*')))}", tmp_path / "stats.json"
+        assert banks._worker(["--model", str(work / "model"), "--corpus", str(corpus), "--output", str(output / "bank"),
+                              "--shard-size", str(sizes.shard_size), "--batch-size", str(sizes.batch_size),
+                              "--threads", str(threads), "--device", device, "--stats", str(stats)]) == 0
+        return {**json.loads(stats.read_text()), "bank": str(output / "bank"), "load_average": [None]}
+
+    monkeypatch.setattr(banks, "_encode", in_process)
+    result, stdout = run_quick("banks", tmp_path, capsys)
+    assert [(r["processes"], r["threads_per_process"]) for r in result["throughput"]] == [(1, 1), (1, 2), (2, 1)]
+    assert [row["documents"] for row in result["banks"]] == [20, 40]
+    assert [row["shards"] for row in result["banks"]] == [5, 10]
+    assert all(x > 0 for x in _positive_numbers(result["banks"]) + _positive_numbers(result["throughput"]))
+    assert result["ttft_flat_within_20_percent"] is None and result["ttft_largest_over_smallest"] > 0
+    assert "| processes | threads per process | tokens/s |" in stdout and "| TTFT ms |" in stdout
+
+
+def test_checkpointing_step_saves_less_for_the_same_gradients():
+    """The checkpointing workload's training step (run here in-process, not in fresh processes): with gradient
+    checkpointing the mixer keeps fewer bytes for the backward and gets the same gradients."""
+    results = {}
+    for checkpointing in (False, True):
+        box = queue.Queue()
+        _step(QUICK, checkpointing, box)
+        results[checkpointing] = box.get()
+    assert results[True]["saved_bytes"] < 0.5 * results[False]["saved_bytes"]
+    torch.testing.assert_close(torch.tensor(results[True]["grad_norms"]), torch.tensor(results[False]["grad_norms"]))

@@ -1,7 +1,11 @@
 """Config classes and presets: validation, round trips, unique model types."""
 
+import json
+import pathlib
+
 import pytest
-from transformers import BertConfig, LlamaConfig
+import torch
+from transformers import AutoConfig, BertConfig, LlamaConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
 from configuration import build_model, get_preset, list_presets
@@ -98,7 +102,7 @@ def tiny_llama(**kw):
                                           max_position_embeddings=16), "even"),
         (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=128), "64.*128"),
         (lambda: MemoryAutoencoderConfig(tiny_llama(), tiny_llama(), max_position_embeddings=16, fresh_encoder_embedding=True), "freeze_encoder"),
-        (lambda: RecurrentMemoryConfig(tiny_llama(), chunk_size=8, memory_init="gaussian"), "memory_init"),
+        (lambda: RecurrentMemoryConfig(tiny_llama(), chunk_size=8, filler="gaussian"), "filler"),
         (lambda: RecurrentMemoryConfig(llama(32, 1, 2, vocab_size=99, positions=9), chunk_size=8), "10 positions.*9"),
     ],
 )
@@ -131,3 +135,32 @@ def test_no_split_modules_are_the_blocks_present(name, expected):
     assert set(model._no_split_modules) == expected
     present = {type(m).__name__ for m in model.modules()}
     assert expected <= present
+
+
+SAVED_CONFIGS = pathlib.Path(__file__).parent / "saved_configs"  # config.json files written by main at f873552
+
+
+@pytest.mark.parametrize("path", sorted(SAVED_CONFIGS.glob("*.json")), ids=lambda p: p.stem)
+def test_configs_saved_before_sub_configs_still_load(path):
+    """A config.json written before the composite configs declared `sub_configs` loads, builds its model and
+    reaches the inner configs like a new one (`get_text_config()` is the decoder's)."""
+    saved = json.loads(path.read_text())
+    config = AutoConfig.for_model(**saved)
+    assert config.decoder_config.to_dict()["hidden_size"] == saved["decoder_config"]["hidden_size"]
+    assert config.get_text_config(decoder=True) is config.decoder_config
+    model = build_model(config)
+    ids = torch.randint(2, config.vocab_size, (2, 8))
+    assert model(input_ids=ids).logits.shape == (2, 8, config.vocab_size)
+
+
+def test_recurrent_memory_config_migrates_the_old_field_names():
+    """The RMT's fields carry the memory model's names (num_memory_slots, filler); a config saved with the old ones
+    (num_memory_tokens, memory_init) loads into them and saves back with the new names only."""
+    saved = json.loads((SAVED_CONFIGS / "recurrent_memory.json").read_text())
+    assert saved["num_memory_tokens"] == 2 and saved["memory_init"] == "learned"
+    config = AutoConfig.for_model(**saved)
+    assert (config.num_memory_slots, config.filler) == (2, "learned")
+    assert config.segment_length == 2 + config.chunk_size + 2
+    again = config.to_dict()
+    assert "num_memory_tokens" not in again and "memory_init" not in again
+    assert RecurrentMemoryConfig.from_dict(again).to_dict() == again

@@ -260,9 +260,9 @@ def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, cap
     (foreign / "notes.txt").write_text("mine")
     argv = ["eval", "--model", str(workspace["models"]["llama"]), "--tasks", "mmlu", "--include-path",
             str(workspace["tasks"]), "--output-dir", str(foreign)]
-    assert main(argv) == 2 and "not created by `memory-models eval`" in capsys.readouterr().err
+    assert main(argv) == 2 and "memory-models did not create" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
-    with pytest.raises(ValueError, match="was not written by eval.harness.lookalike"):
+    with pytest.raises(ValueError, match="memory-models did not create"):
         write_lookalike_tasks(foreign)
 
 

@@ -11,7 +11,7 @@ import torch
 from transformers import TrainingArguments
 
 from configuration import build_model, get_preset
-from training.data.objectives import build_objective_batch
+from training.data.objectives import CopySettings, build_objective_batch
 from training.trainer import MemoryTrainer
 
 PAD = 1
@@ -26,7 +26,7 @@ def _batch(preset: str, objective: str, length: int) -> dict:
     mask[2, :3] = 0  # left padding
     mask[3, length // 2 + 1 :] = 0
     if preset.startswith("memory-") and objective != "clm":
-        batch = build_objective_batch(objective, ids, mask, delimiter_token_id=3, pad_token_id=PAD)
+        batch = build_objective_batch(objective, ids, mask, pad_token_id=PAD, settings=CopySettings(blank_token_id=PAD, delimiter_token_id=3))
     else:
         batch = build_objective_batch(objective, ids.masked_fill(mask == 0, PAD), mask, pad_token_id=PAD)
     if not preset.startswith("memory-"):

@@ -1,13 +1,18 @@
-"""Memory banks (eval/banks/bank.py): encode a corpus once, reload it verified, answer from it."""
+"""Memory banks (eval/banks): encode a corpus once, open it, answer from it one document at a time."""
 
 import json
+import os
+import shutil
 
+import datasets
+import numpy as np
 import pytest
 import torch
 
 from cases_memory import CHUNK, VOCAB, memory_config, word_tokenizer, words
-from eval.banks import bank as memory_bank, generate as memory_generate
-from eval.banks.bank import encode_bank, load_memory_bank
+from eval.banks import bank as memory_bank, encode as memory_encode, generate as memory_generate
+from eval.banks.bank import load_memory_bank, verify_bank
+from eval.banks.encode import encode_bank
 from modeling_memory import MemoryForCausalLM
 
 DOC_LENGTHS = (3, 9, 22, 41)  # tokens; chunk 4: 0, 2, 5 and 10 memories
@@ -21,6 +26,10 @@ def documents(lengths=DOC_LENGTHS):
 def build(seed=0, **kw):
     torch.manual_seed(seed)
     return MemoryForCausalLM(memory_config(**kw)).eval()
+
+
+def corpus(texts, ids):
+    return datasets.Dataset.from_dict({"id": list(ids), "text": list(texts)})
 
 
 def greedy(model, new_tokens=4, **inputs):
@@ -39,7 +48,7 @@ def saved(tmp_path_factory):
     model.config.memory_window = "rolling"
     corpus = root / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": f"doc-{i}", "text": words(d)}) + "\n" for i, d in enumerate(documents())))
-    assert memory_bank.main(["--model", str(root / "model"), "--dataset", str(corpus), "--output", str(root / "bank"),
+    assert memory_encode.main(["--model", str(root / "model"), "--dataset", str(corpus), "--output", str(root / "bank"),
                              "--shard-size", "2", "--batch-size", "3"]) == 0
     return root, model, tokenizer
 
@@ -73,8 +82,8 @@ def test_generation_from_bank_equals_generation_from_tokens(saved, tmp_path, win
     docs = documents()
     if window == "bounded":
         model, docs = build(), documents((3, 9, 6))
-        folder = encode_bank(model, tokenizer, [words(d) for d in docs], ["a", "b", "c"], tmp_path / "bank",
-                             show_progress=False)
+        folder = encode_bank(model, tokenizer, corpus([words(d) for d in docs], ["a", "b", "c"]), tmp_path / "bank",
+                             show_progress=False)["folder"]
     bank = load_memory_bank(folder, model, tokenizer)
     prompt = [7, 8]
     for doc_id, doc in zip(bank.ids, docs):
@@ -112,28 +121,33 @@ def test_mismatched_bank_is_refused(saved):
     assert decoder_only(**inputs).logits.shape == (1, 3, VOCAB)
 
 
-def test_corrupted_or_foreign_folders_are_refused(saved, tmp_path):
-    """Changed shard bytes, a broken manifest and folders that are not banks give clear ValueErrors; encode never
+def test_corrupted_or_foreign_folders_are_refused(saved, tmp_path, capsys):
+    """Changed shard bytes are refused when that shard is read (naming it) and by `verify`, while the other
+    shards still answer; a broken manifest and folders that are not banks give clear ValueErrors; encode never
     writes into a folder it did not create."""
     root, model, tokenizer = saved
-    import shutil
-
     copy = tmp_path / "copy"
     shutil.copytree(root / "bank", copy)
+    assert memory_bank.main([str(copy)]) == 0
+    assert "4 documents in 2 shards" in capsys.readouterr().out
     arrow = sorted((copy / "shards" / "00001").glob("*.arrow"))[0]
     data = bytearray(arrow.read_bytes())
     data[-20] ^= 0xFF
     arrow.write_bytes(bytes(data))
+    bank = load_memory_bank(copy)
+    assert list(bank.document("doc-1")["input_ids"]) == documents()[1]
     with pytest.raises(ValueError, match="corrupted: the files of shard 00001"):
-        load_memory_bank(copy)
+        bank.memories("doc-2")
+    with pytest.raises(ValueError, match="corrupted: the files of shard 00001"):
+        memory_bank.main([str(copy)])
     (copy / "memory_bank.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupted"):
         load_memory_bank(copy)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
-    with pytest.raises(ValueError, match="is not a memory bank"):
-        encode_bank(model, tokenizer, ["w3 w4"], ["x"], foreign, show_progress=False)
+    with pytest.raises(ValueError, match="memory-models did not create"):
+        encode_bank(model, tokenizer, corpus(["w3 w4"], ["x"]), foreign, show_progress=False)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="is not a memory bank"):
         load_memory_bank(foreign)
@@ -141,10 +155,10 @@ def test_corrupted_or_foreign_folders_are_refused(saved, tmp_path):
 
 def test_interrupted_encoding_resumes(saved, tmp_path, monkeypatch):
     """An interrupted encode leaves a bank that refuses to load as incomplete; rerunning encodes only the missing
-    shards and gives the same rows as an uninterrupted run."""
+    shards (and one whose files changed) and gives the same bank as an uninterrupted run."""
     root, model, tokenizer = saved
     texts, ids = [words(d) for d in documents()], [f"doc-{i}" for i in range(4)]
-    calls, original = [], memory_bank.encode_documents
+    calls, original = [], memory_encode.encode_documents
 
     def failing(*args, **kw):
         calls.append(1)
@@ -152,19 +166,23 @@ def test_interrupted_encoding_resumes(saved, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(*args, **kw)
 
-    monkeypatch.setattr(memory_bank, "encode_documents", failing)
+    monkeypatch.setattr(memory_encode, "encode_documents", failing)
     with pytest.raises(KeyboardInterrupt):
-        encode_bank(model, tokenizer, texts, ids, tmp_path / "bank", shard_size=1, show_progress=False)
-    assert sorted(p.name for p in (tmp_path / "bank" / "shards").iterdir()) == ["00000", "00001"]  # no temp left
-    with pytest.raises(ValueError, match=r"incomplete \(2 of 4 shards\)"):
+        encode_bank(model, tokenizer, corpus(texts, ids), tmp_path / "bank", shard_size=1, show_progress=False)
+    assert sorted(p.name for p in (tmp_path / "bank" / "shards").iterdir()) == [
+        "00000", "00000.json", "00001", "00001.json"]  # no temporary folder left
+    with pytest.raises(ValueError, match=r"incomplete \(2 of 4 shards written\)"):
         load_memory_bank(tmp_path / "bank")
     with pytest.raises(ValueError, match="not resuming: source"):
-        encode_bank(model, tokenizer, texts[:3], ids[:3], tmp_path / "bank", shard_size=1, show_progress=False)
+        encode_bank(model, tokenizer, corpus(texts[:3], ids[:3]), tmp_path / "bank", shard_size=1,
+                    show_progress=False)
+    (tmp_path / "bank" / "shards" / "00000" / "state.json").write_text("{}")  # a shard changed since it was written
     calls.clear()
-    monkeypatch.setattr(memory_bank, "encode_documents", lambda *a, **k: calls.append(1) or original(*a, **k))
-    encode_bank(model, tokenizer, texts, ids, tmp_path / "bank", shard_size=1, show_progress=False)
-    assert len(calls) == 2
+    monkeypatch.setattr(memory_encode, "encode_documents", lambda *a, **k: calls.append(1) or original(*a, **k))
+    encode_bank(model, tokenizer, corpus(texts, ids), tmp_path / "bank", shard_size=1, show_progress=False)
+    assert len(calls) == 3  # shards 00000 (changed), 00002 and 00003
     resumed, reference = load_memory_bank(tmp_path / "bank"), load_memory_bank(root / "bank")
+    assert resumed.ids == ids and verify_bank(tmp_path / "bank")["documents"] == 4
     for doc_id in ids:
         torch.testing.assert_close(resumed.memories(doc_id), reference.memories(doc_id))
 
@@ -173,13 +191,14 @@ def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
     """The bank read-out (stored memories) equals evaluating the blank-copy objective on the document's tokens
     (memories recomputed by a full forward), span by span; the command prints the per-document table."""
     from eval.banks.read_back import bank_retention, copy_readout_batch
-    from training.data.objectives import copy_batch
+    from training.data.objectives import CopySettings, copy_batch
 
     root, model, tokenizer = saved
     bank = load_memory_bank(root / "bank", model, tokenizer)
     result = bank_retention(model, bank)
     doc = torch.tensor(documents()[3][: 5 * 2 * CHUNK]).view(5, 2 * CHUNK)  # 10 memories: 5 spans of 2 chunks
-    full = copy_batch(torch.cat([doc, doc], 1), blank=True, blank_token_id=1, delimiter_token_id=3)
+    settings = CopySettings(blank=True, blank_token_id=1, delimiter_token_id=3)
+    full = copy_batch(torch.cat([doc, doc], 1), settings=settings)
     with torch.no_grad():
         scores = model(input_ids=full["input_ids"]).logits[:, 2 * CHUNK : -1]
     targets = full["labels"][:, 2 * CHUNK + 1 :]

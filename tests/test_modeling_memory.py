@@ -267,6 +267,36 @@ def test_inputs_embeds():
         model(inputs_embeds=model.get_input_embeddings()(ids_of(2, 8)))
 
 
+def test_generate_from_inputs_embeds_stays_in_the_prompt_chunk():
+    """generate(inputs_embeds=...) works inside the prompt's chunk (common contract tests); crossing into the next
+    chunk would need the prompt's token ids for the encoder: a ValueError says so, as does a longer prompt."""
+    model = build()
+    embeds = model.get_input_embeddings()(ids_of(2, 3)).detach()
+    with pytest.raises(ValueError, match="cannot cross a chunk boundary"):
+        model.generate(inputs_embeds=embeds, max_new_tokens=4, do_sample=False, pad_token_id=1)
+    with pytest.raises(ValueError, match="encoder reads token ids"):
+        model.generate(inputs_embeds=model.get_input_embeddings()(ids_of(2, 6)).detach(), max_new_tokens=1,
+                       do_sample=False, pad_token_id=1)
+    no_memory = build(no_memory=True)  # nothing to encode: any length
+    out = no_memory.generate(inputs_embeds=no_memory.get_input_embeddings()(ids_of(2, 3)).detach(), max_new_tokens=6,
+                             do_sample=False, pad_token_id=1)
+    assert out.shape == (2, 6)
+
+
+def test_shift_labels_counts_match_labels():
+    """`loss_target_counts` (the Trainer's num_items_in_batch) counts pre-shifted targets like shifted labels."""
+    model = build(paper_chunk_targets=True, loss_reduction="paper")
+    ids = ids_of(2, 14)
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0  # a left-padded row
+    labels = ids.masked_fill(mask == 0, -100)
+    shifted = F.pad(labels[:, 1:], (0, 1), value=-100)  # as the Trainer shifts them (a pad predicts the first token)
+    counts = model.loss_target_counts(labels, mask)
+    assert torch.equal(model.loss_target_counts(None, mask, shift_labels=shifted), counts)
+    torch.testing.assert_close(model(ids, attention_mask=mask, shift_labels=shifted).loss,
+                               model(ids, attention_mask=mask, labels=labels).loss)
+
+
 def _encoder_grad_modes(model):
     modes = []
     model.encoder.register_forward_hook(lambda *_: modes.append(torch.is_grad_enabled()))
@@ -309,6 +339,26 @@ def test_fresh_encoder_embedding(tmp_path):
     assert [n for n, p in reloaded.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
 
 
+def test_one_freezing_api_for_memory_model_and_autoencoder(tmp_path):
+    """Both encoder families freeze through the same `apply_freezing`: after anything that unfreezes the encoder
+    (a loader, a copied encoder) it restores the config's freezing, and a frozen encoder stays in eval mode."""
+    from cases_autoencoder import autoencoder, llama_block
+    from training.train import copy_encoder
+
+    memory = build(fresh_encoder_embedding=True)  # the paper's variant: frozen blocks, trainable embedding
+    source = autoencoder(llama_block())
+    source.save_pretrained(tmp_path)
+    for model in (memory, autoencoder(llama_block(), freeze_encoder=True, fresh_encoder_embedding=True)):
+        model.encoder.requires_grad_(True)
+        model.train()
+        assert not model.encoder.training
+        model.apply_freezing()
+        assert [n for n, p in model.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
+    memory.encoder.requires_grad_(True)
+    copy_encoder(memory, str(tmp_path))  # train.py re-applies the freezing after copying an encoder in
+    assert [n for n, p in memory.encoder.named_parameters() if p.requires_grad] == ["embed_tokens.weight"]
+
+
 def test_compression_and_projection():
     """compression c adds a d -> d/c -> d bottleneck; a narrower encoder adds the projection to d_dec."""
     model = build(compression=4, encoder_hidden=16)
@@ -330,22 +380,6 @@ def test_encode_shapes_and_errors():
         build(encoder=None).encode(ids_of(1, 8))
 
 
-def test_gradient_checkpointing():
-    """Activation checkpointing reaches the inner models and gives the same gradients."""
-    grads = []
-    for checkpointing in (False, True):
-        model = build(compression=2).train()
-        if checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            assert model.decoder.model.layers[0].gradient_checkpointing
-            assert model.encoder.layers[0].gradient_checkpointing
-        ids = ids_of(2, 14)
-        model(ids, labels=ids).loss.backward()
-        grads.append({n: p.grad for n, p in model.named_parameters()})
-    for name, grad in grads[0].items():
-        torch.testing.assert_close(grads[1][name], grad, msg=name)
-
-
 def test_tied_decoder_embeddings_survive_save_load(tmp_path):
     """A decoder with tied embeddings (like Llama-3.2-1B) stays tied after save/load."""
     torch.manual_seed(0)
@@ -361,8 +395,10 @@ def test_tied_decoder_embeddings_survive_save_load(tmp_path):
 
 
 def test_auto_model_loads_causal_lm_folder(tmp_path):
-    """AutoModel on a MemoryForCausalLM folder gives a MemoryModel whose hidden states feed the same head."""
+    """AutoModel on a MemoryForCausalLM folder gives a MemoryModel whose hidden states feed the same head. The head
+    class is its own base model (transformers' test_model_base_model_prefix does not apply): same modules."""
     model, ids = build(), ids_of(2, 14)
+    assert model.base_model is model
     model.save_pretrained(tmp_path)
     base = AutoModel.from_pretrained(tmp_path).eval()
     assert type(base) is MemoryModel

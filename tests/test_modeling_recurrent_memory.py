@@ -2,15 +2,16 @@
 
 import pytest
 import torch
+from transformers import AutoModel
 
 from cases_recurrent_memory import CHUNK, VOCAB, recurrent_config, recurrent_model
 from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"memory_init": "learned", "num_memory_tokens": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
     "last_token": {"write_position": "last_token"},
-    "mixer": {"decoder": "masked_mixer", "memory_init": "zeros"},
+    "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }
 
 
@@ -34,9 +35,9 @@ def test_output_shapes(variant):
     """Logits cover every position of every segment; one memory per (possibly partial) segment."""
     model = build(variant)
     out = model(ids_of(3, 14))
-    m = model.config.num_memory_tokens
+    m = model.config.num_memory_slots
     assert out.logits.shape == (3, 14, VOCAB)
-    assert out.memory_embeddings.shape == (3, 4, m, 32)  # 14 tokens = 3 full segments + 1 partial
+    assert out.memory_embeds.shape == (3, 4, m, 32)  # 14 tokens = 3 full segments + 1 partial
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -99,7 +100,7 @@ def test_append_layout_matches_a_manual_decoder_call():
     ids = ids_of(2, 2 * CHUNK)
     with torch.no_grad():
         out = model(ids)
-        memory = out.memory_embeddings[:, 0]  # (B, m, D)
+        memory = out.memory_embeds[:, 0]  # (B, m, D)
         embeds = model.get_input_embeddings()(ids[:, CHUNK:])
         hidden = model.decoder.model(inputs_embeds=torch.cat([memory, embeds, memory], 1)).last_hidden_state
         expected = model.decoder.lm_head(hidden[:, 2 : 2 + CHUNK])
@@ -209,10 +210,10 @@ def test_bad_inputs_raise_value_errors():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"memory_init": "random"}, "memory_init"),
+        ({"filler": "random"}, "filler"),
         ({"write_position": "prepend"}, "write_position"),
         ({"bptt_segments": 0}, "bptt_segments"),
-        ({"write_position": "last_token", "num_memory_tokens": 2}, "num_memory_tokens=1"),
+        ({"write_position": "last_token", "num_memory_slots": 2}, "num_memory_slots=1"),
     ],
 )
 def test_bad_configs_raise_value_errors(overrides, message):
@@ -243,16 +244,10 @@ def test_tied_decoder_embeddings_survive_save_and_load(tmp_path):
     torch.testing.assert_close(logits(reloaded, ids), logits(model, ids), rtol=0, atol=0)
 
 
-def test_gradient_checkpointing_gives_the_same_gradients():
-    """gradient_checkpointing_enable() reaches the inner decoder and leaves loss and gradients unchanged."""
+def test_the_rmt_is_its_own_base_model():
+    """The RMT has no headless class (transformers' test_model_base_model_prefix does not apply): `base_model` is the
+    model, and AutoModel refuses its config with a ValueError."""
     model = build("append")
-    model.train()
-    ids = ids_of(2, 12)
-    model(ids, labels=ids).loss.backward()
-    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
-    model.zero_grad()
-    model.gradient_checkpointing_enable()
-    assert model.decoder.model.gradient_checkpointing
-    model(ids, labels=ids).loss.backward()
-    for name, param in model.named_parameters():
-        torch.testing.assert_close(param.grad, expected[name], rtol=1e-5, atol=1e-6)
+    assert model.base_model is model
+    with pytest.raises(ValueError, match="RecurrentMemoryConfig"):
+        AutoModel.from_config(model.config)

@@ -1,5 +1,6 @@
 """Tests of the training objectives (paper §5): exact positions on small hand-written batches."""
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 
 from training.data.objectives import (
     OBJECTIVES,
+    CopySettings,
     ObjectiveCollator,
     build_objective_batch,
     causal_batch,
@@ -61,7 +63,7 @@ def test_causal_mask_rules():
 
 def test_copy_with_delimiter_exact_layout(tokens):
     """Copy input, labels and mask match the paper's layout for n=12 and a 3-token delimiter."""
-    batch = copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=3)
+    batch = copy_batch(tokens, settings=CopySettings(delimiter_token_id=DELIM, delimiter_length=3))
     expected_ids = _row(10, 11, 12, 13, 14, 15, DELIM, DELIM, DELIM, 13, 14, 15)
     # Positions 6 and 7 (targets 10, 11) are hidden; x_2 = 12 is the label at 8, predicted from position 7.
     expected_labels = _row(*[IGNORE] * 8, 12, 13, 14, 15)
@@ -73,23 +75,24 @@ def test_copy_with_delimiter_exact_layout(tokens):
 
 def test_copy_without_delimiter(tokens):
     """delimiter_token_id=None: no overwrite and no extra label masking."""
-    batch = copy_batch(tokens, delimiter_token_id=None)
+    batch = copy_batch(tokens, settings=CopySettings(delimiter_token_id=None))
     assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, 10, 11, 12, 13, 14, 15))
     assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, 13, 14, 15))
 
 
 def test_blank_copy_exact_layout(tokens):
     """Blank copy: the second half is blank tokens except the delimiters; labels as for copy."""
-    batch = copy_batch(tokens, blank=True, blank_token_id=BLANK, delimiter_token_id=DELIM, delimiter_length=3)
+    settings = CopySettings(blank=True, blank_token_id=BLANK, delimiter_token_id=DELIM, delimiter_length=3)
+    batch = copy_batch(tokens, settings=settings)
     assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, DELIM, DELIM, DELIM, BLANK, BLANK, BLANK))
     assert torch.equal(batch["labels"], _row(*[IGNORE] * 8, 12, 13, 14, 15))
-    no_delim = copy_batch(tokens, blank=True, blank_token_id=7, delimiter_token_id=None)
+    no_delim = copy_batch(tokens, settings=CopySettings(blank=True, blank_token_id=7, delimiter_token_id=None))
     assert torch.equal(no_delim["input_ids"][:, 6:], torch.full((1, 6), 7))
 
 
 def test_copy_delimiter_length_one(tokens):
     """A 1-token delimiter hides no target: x_0 is the label at the delimiter position."""
-    batch = copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=1)
+    batch = copy_batch(tokens, settings=CopySettings(delimiter_token_id=DELIM, delimiter_length=1))
     assert torch.equal(batch["input_ids"], _row(10, 11, 12, 13, 14, 15, DELIM, 11, 12, 13, 14, 15))
     assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, 13, 14, 15))
 
@@ -97,7 +100,7 @@ def test_copy_delimiter_length_one(tokens):
 def test_copy_right_padded_rows(padded):
     """The copied half carries the first half's padding pattern; pad targets stay -100."""
     ids, mask = padded
-    batch = copy_batch(ids, mask, delimiter_token_id=DELIM, delimiter_length=3)
+    batch = copy_batch(ids, mask, settings=CopySettings(delimiter_token_id=DELIM, delimiter_length=3))
     expected_ids = torch.tensor(
         [
             [10, 11, 12, 13, 14, 1, DELIM, DELIM, DELIM, 13, 14, 1],
@@ -115,22 +118,22 @@ def test_copy_uses_given_labels(tokens):
     """Explicit labels (e.g. a collator's) provide the copy targets."""
     labels = tokens.clone()
     labels[0, 3] = IGNORE
-    batch = copy_batch(tokens, labels=labels, delimiter_token_id=None)
+    batch = copy_batch(tokens, labels=labels, settings=CopySettings(delimiter_token_id=None))
     assert torch.equal(batch["labels"], _row(*[IGNORE] * 6, 10, 11, 12, IGNORE, 14, 15))
 
 
 def test_combined_batch(padded):
     """Combined: a 2b batch whose first half is the causal batch and second half the copy batch."""
     ids, mask = padded
-    kwargs = {"delimiter_token_id": DELIM, "delimiter_length": 3}
-    batch = combined_batch(ids, mask, **kwargs)
-    causal, copy = causal_batch(ids, mask), copy_batch(ids, mask, **kwargs)
+    settings = CopySettings(delimiter_token_id=DELIM, delimiter_length=3)
+    batch = combined_batch(ids, mask, settings=settings)
+    causal, copy = causal_batch(ids, mask), copy_batch(ids, mask, settings=settings)
     assert batch["input_ids"].shape == (4, 12)
     assert torch.equal(batch["stream_ids"], torch.tensor([0, 0, 1, 1]))
     for key in ("input_ids", "attention_mask", "labels"):
         assert torch.equal(batch[key][:2], causal[key])
         assert torch.equal(batch[key][2:], copy[key])
-    blank = combined_batch(ids, mask, blank=True, blank_token_id=BLANK, **kwargs)
+    blank = combined_batch(ids, mask, settings=replace(settings, blank=True, blank_token_id=BLANK))
     assert torch.equal(blank["input_ids"][2:, 9:], torch.ones(2, 3, dtype=torch.long))
 
 
@@ -139,9 +142,9 @@ def test_inputs_not_mutated(padded):
     ids, mask = padded
     labels = ids.masked_fill(mask == 0, IGNORE)
     originals = (ids.clone(), mask.clone(), labels.clone())
-    copy_batch(ids, mask, labels, delimiter_token_id=DELIM)
-    copy_batch(ids, mask, labels, blank=True, delimiter_token_id=DELIM)
-    combined_batch(ids, mask, labels, delimiter_token_id=DELIM)
+    copy_batch(ids, mask, labels, settings=CopySettings(delimiter_token_id=DELIM))
+    copy_batch(ids, mask, labels, settings=CopySettings(blank=True, delimiter_token_id=DELIM))
+    combined_batch(ids, mask, labels, settings=CopySettings(delimiter_token_id=DELIM))
     causal_batch(ids, mask)
     for before, after in zip(originals, (ids, mask, labels)):
         assert torch.equal(before, after)
@@ -157,7 +160,7 @@ def test_odd_length_raises(length):
 def test_bad_inputs_raise(tokens):
     """Too-long delimiters, mismatched shapes and 1-D inputs raise ValueError."""
     with pytest.raises(ValueError, match="delimiter_length=6"):
-        copy_batch(tokens, delimiter_token_id=DELIM, delimiter_length=6)
+        copy_batch(tokens, settings=CopySettings(delimiter_token_id=DELIM, delimiter_length=6))
     with pytest.raises(ValueError, match="attention_mask"):
         copy_batch(tokens, torch.ones(1, 10))
     with pytest.raises(ValueError, match="labels"):
@@ -169,10 +172,10 @@ def test_bad_inputs_raise(tokens):
 def test_build_objective_batch_dispatch(padded):
     """Each objective name dispatches to its builder; unknown names list the choices."""
     ids, mask = padded
-    kwargs = {"blank_token_id": None, "delimiter_token_id": DELIM, "delimiter_length": 3, "pad_token_id": 1}
+    kwargs = {"settings": CopySettings(delimiter_token_id=DELIM, delimiter_length=3), "pad_token_id": 1}
     assert torch.equal(build_objective_batch("clm", ids, mask, **kwargs)["labels"], causal_batch(ids, mask)["labels"])
     blank = build_objective_batch("blank_copy", ids, mask, **kwargs)
-    assert torch.equal(blank["input_ids"], copy_batch(ids, mask, blank=True, delimiter_token_id=DELIM)["input_ids"])
+    assert torch.equal(blank["input_ids"], copy_batch(ids, mask, settings=CopySettings(blank=True, delimiter_token_id=DELIM))["input_ids"])
     assert build_objective_batch("combined", ids, mask, **kwargs)["input_ids"].shape == (4, 12)
     autoencode = build_objective_batch("autoencode", ids, mask, **kwargs)
     assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
@@ -213,7 +216,8 @@ def test_collator_left_padding_and_given_mask():
 
 def test_collator_copy_objective():
     """The collator builds the copy batch of the padded rows."""
-    collator = ObjectiveCollator("copy", pad_token_id=1, delimiter_token_id=DELIM, delimiter_length=1, max_length=6)
+    collator = ObjectiveCollator("copy", pad_token_id=1, copy=CopySettings(delimiter_token_id=DELIM, delimiter_length=1),
+                                 max_length=6)
     batch = collator([{"input_ids": [10, 11, 12, 13]}])
     assert torch.equal(batch["input_ids"], _row(10, 11, 12, DELIM, 11, 12))
     assert torch.equal(batch["labels"], _row(IGNORE, IGNORE, IGNORE, 10, 11, 12))
@@ -233,8 +237,8 @@ def test_collator_from_config():
     """from_config reads the special-token fields of a model config, with defaults and overrides."""
     config = SimpleNamespace(pad_token_id=2, blank_token_id=4, copy_delimiter_token_id=100, copy_delimiter_length=2)
     collator = ObjectiveCollator.from_config("blank_copy", config, max_length=8)
-    assert (collator.pad_token_id, collator.blank_token_id) == (2, 4)
-    assert (collator.delimiter_token_id, collator.delimiter_length, collator.max_length) == (100, 2, 8)
+    assert (collator.pad_token_id, collator.max_length) == (2, 8)
+    assert collator.copy == CopySettings(blank_token_id=4, delimiter_token_id=100, delimiter_length=2)
     defaults = ObjectiveCollator.from_config("copy", SimpleNamespace())
-    assert (defaults.pad_token_id, defaults.blank_token_id, defaults.delimiter_token_id) == (1, 1, None)
-    assert defaults.delimiter_length == 3
+    assert (defaults.pad_token_id, defaults.copy) == (1, CopySettings(blank_token_id=1, delimiter_token_id=None))
+    assert ObjectiveCollator.from_config("copy", SimpleNamespace(pad_token_id=5)).copy.blank_token_id == 5

@@ -10,9 +10,9 @@ from modeling_memory.modeling_recurrent_memory import RecurrentMemoryCache
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"memory_init": "learned", "num_memory_tokens": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
     "last_token": {"write_position": "last_token"},
-    "mixer": {"decoder": "masked_mixer", "memory_init": "zeros"},
+    "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }
 
 

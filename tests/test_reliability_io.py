@@ -91,7 +91,8 @@ def test_replacing_our_export_keeps_nothing_stale(tmp_path, tiny_model):
 
 
 def test_disk_full_during_export_leaves_the_old_folder(tmp_path, tiny_model, monkeypatch):
-    """ENOSPC half-way through the save: the old export is untouched and the staging folder is removed."""
+    """ENOSPC half-way through the save: the old export is untouched, the staging folder is removed, and the error
+    names the output folder."""
     out = tmp_path / "hub"
     export_model(tiny_model, out)
     before = weights(out)
@@ -103,7 +104,7 @@ def test_disk_full_during_export_leaves_the_old_folder(tmp_path, tiny_model, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(type(tiny_model), "save_pretrained", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match=f"^no space left on {out}$"):
         export_model(tiny_model, out)
     assert_same_weights(weights(out), before)
     assert leftovers(tmp_path) == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from conversion.arguments import add_trust_remote_code
 from training.data import OBJECTIVES
 
 
@@ -27,6 +28,7 @@ def train_parser() -> argparse.ArgumentParser:
     model.add_argument("--no-memory", action="store_true", help="the paper's no-memory control")
     model.add_argument("--allow-missing-weights", action="store_true", help="load --init-from / --encoder-from "
                        "checkpoints with missing or unused tensors (missing ones stay random)")
+    add_trust_remote_code(model)
     data = parser.add_argument_group("data")
     data.add_argument("--objective", choices=OBJECTIVES, default="clm")
     data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
@@ -48,7 +50,7 @@ def train_parser() -> argparse.ArgumentParser:
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     run.add_argument("--resume", action="store_true", help="continue from the last complete checkpoint")
     run.add_argument("--overwrite", action="store_true", help="replace another run's outputs in --output-dir "
-                     "(or write into a non-empty folder memory-models did not create)")
+                     "(or write into a non-empty folder memory-models did not create, or created as another kind)")
     run.add_argument("--push-to-hub", metavar="ORG/NAME", help="at the end, upload final/ to this Hub repo "
                      "(created if needed); the Trainer's --push_to_hub --hub_model_id ORG/NAME do the same")
     lora = parser.add_argument_group("LoRA: adapters on the decoder; final/ holds the merged model")
@@ -67,6 +69,8 @@ def tokenizer_parser() -> argparse.ArgumentParser:
     parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data.corpora)")
     parser.add_argument("--vocab-size", type=int, default=8192)
     parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
+                        "memory-models did not create, or created as another kind")
     parser.add_argument("--num-documents", type=int, default=None, help="train on the first N documents only")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--num-reserved-tokens", type=int, default=8)

@@ -1,4 +1,4 @@
-"""Evaluation metrics of the paper (§6): entropy ratio `H_r` and Hamming token accuracy.
+"""Evaluation metrics of the paper: entropy ratio `H_r` and Hamming token accuracy.
 
 All functions are pure tensor code. Token accuracy is micro-averaged over targets != -100, unshifted for
 autoencoders (position `i` reconstructs token `i`) and shifted for causal models (position `p` predicts
@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from modeling_memory import IGNORE_INDEX
 # The paper's Table 1 H_r values are reproduced by 1 - CE / 9.03 with its 8k tokenizer (not ln 8000 = 8.987).
 PAPER_8K_DENOMINATOR = 9.03
 

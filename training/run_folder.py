@@ -10,8 +10,10 @@
   earlier start of this one) unless `--overwrite`, which removes those outputs of ours (complete
   `checkpoint-N/`, `final/`, `metrics.json`, `loss_curve.png`, `.staging/`) first: a forgotten `--resume`
   never silently retrains over a run's checkpoints, and no stale checkpoint is ever resumed later.
-* A non-empty folder that memory-models did not create is refused unless `--overwrite` (nothing of the
-  user's is removed then either); `.`, its parents, the home folder and `/` are never run folders.
+* A non-empty folder that memory-models did not create, or created as another kind (an export, a memory bank,
+  ...), is refused unless `--overwrite` (nothing in it is removed then either; the folder becomes a run folder);
+  `.`, its parents, the home folder, `/` and a folder that holds (or lies inside) one of the run's inputs
+  (`--init-from`, `--encoder-from`, `--tokenizer`) are never run folders.
 * The folder is made writable-checked here, before any training step: writing `run.json` fails first.
 """
 
@@ -23,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from conversion.safe_io import MARKER, check_target, is_ours, mark, recover_all, write_text_atomic
+from conversion.safe_io import check_target, folder_kind, is_ours, mark, recover_all, write_text_atomic
 
 IDENTITY_FILE = "run.json"
 OUR_FILES = ("metrics.json", "loss_curve.png")
@@ -92,7 +94,13 @@ def _remove_our_outputs(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: bool, write: bool = True) -> None:
+def run_inputs(args) -> list[tuple[str, str | None]]:
+    """The `(option, path)` inputs of a run that its folder must not hold (`conversion.safe_io.check_inputs`)."""
+    return [("--init-from", args.init_from), ("--encoder-from", args.encoder_from), ("--tokenizer", args.tokenizer)]
+
+
+def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: bool, write: bool = True,
+                       inputs=()) -> None:
     """Check `output_dir` against this run (see the module doc) and record `identity` in it.
 
     `write=False` (processes other than the main one) only checks. Raises `ValueError` naming the folder and
@@ -104,13 +112,13 @@ def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: b
     outputs = _outputs(folder)
     # a folder holding only checkpoints of ours (e.g. one copied there to resume from) is ours too
     only_checkpoints = folder.is_dir() and all(p in outputs or p.name == ".staging" for p in folder.iterdir())
-    check_target(folder, overwrite=overwrite or only_checkpoints, option="--output-dir")
-    check_target(folder / "final", overwrite=overwrite, option="--output-dir's final/")
+    check_target(folder, kind="run", overwrite=overwrite or only_checkpoints, option="--output-dir", inputs=inputs)
+    check_target(folder / "final", kind="export", overwrite=overwrite, option="--output-dir's final/")
     if write and is_ours(folder):
         recover_all(folder)  # final/ or a checkpoint whose replacement was killed between its two renames
         outputs = _outputs(folder)
     recorded_file = folder / IDENTITY_FILE
-    recorded = _read_identity(folder) if is_ours(folder) else None
+    recorded = _read_identity(folder) if folder_kind(folder) == "run" else None
     newest = last_complete_checkpoint(folder) if resume else None
     if recorded is None and newest is not None:
         recorded = _read_identity(Path(newest))
@@ -142,7 +150,7 @@ def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: b
             _remove_our_outputs(folder)
         if (folder / ".staging").is_dir():
             shutil.rmtree(folder / ".staging")  # saves of a killed run: never picked up, removed here
-        if not (folder / MARKER).exists():
+        if folder_kind(folder) != "run":
             mark(folder, "run")
         write_text_atomic(recorded_file, json.dumps({"identity": identity}, indent=2) + "\n")
     except OSError as error:

@@ -3,7 +3,7 @@
     memory-models train --preset memory-transformer-tiny --objective combined --max-steps 200 --output-dir runs/mt
     memory-models train --preset autoencoder-tiny --objective autoencode --context 8 --output-dir runs/ae
     memory-models train --preset memory-transformer-tiny --encoder-from runs/ae/final --freeze-encoder \\
-        --objective blank_copy --output-dir runs/blank                        # curriculum stage 2 (spec §5.6)
+        --objective blank_copy --output-dir runs/blank                        # the paper's curriculum, stage 2
     memory-models train --init-from runs/blank/final --objective copy --output-dir runs/copy
     memory-models train ... --resume                                         # continue the last complete checkpoint
     torchrun --nproc_per_node 2 -m training.train --preset ...               # DDP (gloo on CPU, nccl on GPU)
@@ -16,6 +16,7 @@ The output folder gets Hub-ready `checkpoint-N/` folders (weights, config with `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -25,15 +26,14 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers import HfArgumentParser, TrainingArguments, set_seed
 
 import modeling_memory  # noqa: F401  (registers our Auto classes)
 from configuration import build_model as build_from_config
 from configuration import get_preset
 from conversion.adapters import is_peft_model, merge_adapter, save_extras
 from conversion.export_to_hub import export_model
-from conversion.loading import check_model_path, load_model
-from conversion.safe_io import write_text_atomic
+from conversion import loading, safe_io
 from training.metrics import preprocess_logits_for_metrics
 from training.data.corpora import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
                            tokenize_corpus)
@@ -41,7 +41,7 @@ from training.arguments import train_parser
 from training.lora import apply_lora
 from training.data.objectives import ObjectiveCollator
 from training.plot import plot_beside, plot_training
-from training.run_folder import prepare_run_folder, run_identity
+from training.run_folder import prepare_run_folder, run_identity, run_inputs
 from training.data.tokenizer import load_default_tokenizer, special_token_ids
 from training.trainer import (STREAM_LOSS_NAMES, MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
                               forward_arguments, last_complete_checkpoint)
@@ -66,13 +66,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
 
 
 # ---------------------------------------------------------------------------------------------- model
-def load_tokenizer(path: str | None):
+def load_tokenizer(path: str | None, trust_remote_code: bool = False):
     """`--tokenizer DIR`, or the package's default python-docs tokenizer; a missing pad token becomes eos."""
     if path is None:
         return load_default_tokenizer()
-    if not Path(path).expanduser().is_dir():
-        check_model_path(path, "--tokenizer")  # a clear error for a missing local folder
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = loading.load_tokenizer(path, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -112,13 +110,16 @@ def preset_config(args, tokenizer):
     return config
 
 
-def load_pretrained(path: str, config=None, *, allow_missing: bool = False, option: str = "--init-from"):
+def load_pretrained(path: str, config=None, *, allow_missing: bool = False, option: str = "--init-from",
+                    trust_remote_code: bool = False):
     """A saved model (our classes or any transformers model): the causal-LM class where there is one.
 
-    Missing or unused checkpoint tensors, NaN/inf weights, a truncated weights file and a missing folder
-    are `ValueError`s (`conversion.loading.load_model`) unless `allow_missing` (`--allow-missing-weights`).
+    Missing or unused checkpoint tensors, NaN/inf weights, a truncated weights file, a missing folder and code
+    shipped with the folder (without `trust_remote_code`) are `ValueError`s (`conversion.loading.load_model`);
+    `allow_missing` (`--allow-missing-weights`) accepts missing or unused tensors.
     """
-    return load_model(path, config=config, allow_missing=allow_missing, option=option)
+    return loading.load_model(path, config=config, allow_missing=allow_missing, option=option,
+                              trust_remote_code=trust_remote_code)
 
 
 def find_encoder(model) -> torch.nn.Module:
@@ -129,9 +130,10 @@ def find_encoder(model) -> torch.nn.Module:
     return model.get_submodule(min(names, key=len))
 
 
-def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
+def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remote_code: bool = False) -> None:
     """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
-    source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from")).state_dict()
+    source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from",
+                                          trust_remote_code=trust_remote_code)).state_dict()
     target = find_encoder(model)
     shapes = {name: tensor.shape for name, tensor in target.state_dict().items()}
     mismatched = [f"{name}: {tuple(tensor.shape)} in {source_dir} vs {tuple(shapes[name])} in the model"
@@ -143,7 +145,7 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False) -> None:
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
                          f"unexpected {unexpected}. Use a preset whose encoder config matches.")
-    if getattr(model.config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+    if hasattr(model.config, "freeze_encoder"):  # the memory model and the autoencoder
         model.apply_freezing()
 
 
@@ -151,8 +153,7 @@ def build_model(args, tokenizer):
     """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
     set_seed(args.seed)
     if args.init_from:
-        check_model_path(args.init_from, "--init-from")
-        config = AutoConfig.from_pretrained(args.init_from)
+        config = loading.load_config(args.init_from, option="--init-from", trust_remote_code=args.trust_remote_code)
         ours = (*MEMORY_TYPES, AUTOENCODER_TYPE, MIXER_TYPE)
         if config.model_type not in ours and args.objective in ("copy", "blank_copy", "combined"):
             raise ValueError(f"--init-from {args.init_from} is a plain {config.model_type!r} causal LM, which has no "
@@ -160,13 +161,14 @@ def build_model(args, tokenizer):
                              f"first: memory-models convert --decoder {args.init_from} --output DIR, then --init-from "
                              "DIR (add --no-memory there for the no-memory control).")
         _set_config_flags(config, args)
-        model = load_pretrained(args.init_from, config, allow_missing=getattr(args, "allow_missing_weights", False))
-        if getattr(config, "freeze_encoder", False) and hasattr(model, "apply_freezing"):
+        model = load_pretrained(args.init_from, config, allow_missing=args.allow_missing_weights,
+                                trust_remote_code=args.trust_remote_code)
+        if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
             model.apply_freezing()
     else:
         model = build_from_config(preset_config(args, tokenizer))
     if args.encoder_from:
-        copy_encoder(model, args.encoder_from, getattr(args, "allow_missing_weights", False))
+        copy_encoder(model, args.encoder_from, args.allow_missing_weights, args.trust_remote_code)
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
     check_objective(model, args.objective)
@@ -185,7 +187,7 @@ def check_objective(model, objective: str) -> None:
 
 
 def default_learning_rate(config) -> float:
-    """Spec §5.8: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
+    """The paper's learning rates: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
     decoder = getattr(config, "decoder_config", None) or config
     if decoder.model_type == MIXER_TYPE:
         return 5e-4
@@ -201,7 +203,7 @@ def model_context(config) -> int:
 
 
 def is_memory_model(config) -> bool:
-    """Chunked memory models get a copy-accuracy evaluation (spec §6.3)."""
+    """Chunked memory models get a copy-accuracy evaluation."""
     return config.model_type in MEMORY_TYPES
 
 
@@ -213,8 +215,8 @@ def _with_objective(dataset, objective: str):
 
 def build_datasets(args, tokenizer, context: int, config):
     """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus, for memory models, the same
-    full-length held-out rows as `copy` and `blank_copy` batches (paper §6.3: copy accuracy on documents without
-    padding), so that every objective of the curriculum is watched whichever one trains."""
+    full-length held-out rows as `copy` and `blank_copy` batches (copy accuracy on held-out documents without
+    padding, as in the paper), so that every objective of the curriculum is watched whichever one trains."""
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
@@ -269,7 +271,7 @@ def _distributed_cpu() -> bool:
 
 
 def training_arguments(args, extras: Sequence[str], config):
-    """`TrainingArguments` from our options (spec §8.1 defaults), then the pass-through `--key value` extras."""
+    """`TrainingArguments` from our options (the paper's appendix S1 defaults), then the pass-through `--key value` extras."""
     eval_steps = args.eval_steps or max(1, args.max_steps // 5)
     defaults = {
         "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,
@@ -378,7 +380,7 @@ def write_outputs(output_dir, trainer, tokenizer, summary: dict, overwrite: bool
         export_model(trainer.model, output_dir / "final", tokenizer, **export)
     if not trainer.is_world_process_zero():
         return
-    write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
+    safe_io.write_text_atomic(output_dir / "metrics.json", json.dumps(summary, indent=2, default=str))
     if summary["train_loss_history"] or any(summary["eval_history"].values()):
         plot_beside(output_dir / "loss_curve.json", lambda stem: plot_training(summary, stem))
 
@@ -388,9 +390,15 @@ def _write_lora_outputs(output_dir: Path, trainer, tokenizer, export: dict) -> N
     if not trainer.is_world_process_zero():
         return
     model = trainer.accelerator.unwrap_model(trainer.model)
-    model.save_pretrained(output_dir / "adapter")
-    save_extras(model, output_dir / "adapter")
-    tokenizer.save_pretrained(output_dir / "adapter")
+
+    def write_adapter(staging):
+        model.save_pretrained(staging)
+        save_extras(model, staging)
+        tokenizer.save_pretrained(staging)
+
+    # replaced as a whole, as before (runs of earlier versions left adapter/ without a marker)
+    safe_io.write_folder(output_dir / "adapter", write_adapter, kind="adapter", overwrite=True,
+                         option="--output-dir's adapter/")
     export_model(merge_adapter(model), output_dir / "final", tokenizer, **export)
 
 
@@ -402,24 +410,39 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(f"  {k:<{width}}  {v}" for k, v in rows)
 
 
+def is_main_process() -> bool:
+    """True in a single process and in the process of global rank 0 of a `torchrun` / `accelerate` launch."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), model=None) -> dict:
     """Train per `args` and return the `metrics.json` summary (also written to the output folder).
 
     `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
+    The main process holds the lock of `--output-dir` throughout (`conversion.safe_io.locked`): a second writer
+    is refused naming this process. An interrupt raises `KeyboardInterrupt("interrupted at step N: ...")`.
     """
+    inputs = run_inputs(args)
+    safe_io.check_target(args.output_dir, kind="run", overwrite=True, option="--output-dir", inputs=inputs)
+    lock = safe_io.locked(args.output_dir) if is_main_process() else contextlib.nullcontext()
+    with lock:
+        return _run(args, extras, callbacks, model, inputs)
+
+
+def _run(args, extras, callbacks, model, inputs) -> dict:
     overwrite = getattr(args, "overwrite", False)
-    tokenizer = load_tokenizer(args.tokenizer)
+    tokenizer = load_tokenizer(args.tokenizer, args.trust_remote_code)
     if model is None:
         model = build_model(args, tokenizer)
     else:
         check_objective(model, args.objective)
     identity = run_identity(args, model.config, tokenizer)
-    prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False)
+    prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False, inputs=inputs)
     if getattr(args, "lora_r", None):
         model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
     trainer = build_trainer(args, extras, tokenizer, model, callbacks)
     if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
-        prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite)
+        prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, inputs=inputs)
     trainer.accelerator.wait_for_everyone()
     resume = last_complete_checkpoint(args.output_dir) if args.resume else None
     if args.resume and resume is None and trainer.is_world_process_zero():
@@ -427,10 +450,13 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
     if resume is not None and trainer.is_world_process_zero():
         print(f"--resume: resuming from {resume}")
     start = time.perf_counter()
-    if resume is not None and checkpoint_step(resume) >= trainer.args.max_steps:
-        trainer.restore_finished_run(resume)  # nothing left to train: no extra step
-    else:
-        trainer.train(resume_from_checkpoint=resume)
+    try:
+        if resume is not None and checkpoint_step(resume) >= trainer.args.max_steps:
+            trainer.restore_finished_run(resume)  # nothing left to train: no extra step
+        else:
+            trainer.train(resume_from_checkpoint=resume)
+    except KeyboardInterrupt as error:
+        raise KeyboardInterrupt(interrupted_message(trainer.state.global_step, args.output_dir)) from error
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(args, trainer, final_metrics, seconds, resume)
@@ -441,6 +467,13 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
         print(format_metrics(final_metrics))
         print(f"outputs: {args.output_dir}/final (Hub-ready), metrics.json, loss_curve.png")
     return summary
+
+
+def interrupted_message(step: int, output_dir) -> str:
+    """What an interrupted run says: the step, and where `--resume` continues from."""
+    checkpoint = last_complete_checkpoint(output_dir)
+    where = f"continues from {Path(checkpoint).name}" if checkpoint else "no checkpoint yet: starts over"
+    return f"interrupted at step {step}: rerun with --resume ({where})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

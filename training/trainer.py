@@ -2,12 +2,13 @@
 evaluation with streaming metrics and the entropy ratio, and resumption from the newest complete checkpoint.
 
 * **Atomic checkpoints.** `MemoryTrainer` writes every checkpoint into `<output_dir>/.staging/checkpoint-N`,
-  marks it complete (a `COMPLETE` file written last) and only then renames it to `<output_dir>/checkpoint-N`.
+  gives its files the modes of the umask, marks it complete (a `COMPLETE` file written last) and only then renames
+  it to `<output_dir>/checkpoint-N`.
   A save that fails half-way therefore never produces a `checkpoint-N` folder, and [`last_complete_checkpoint`]
   ignores any `checkpoint-N` without the marker (e.g. one written by another tool).
 * **Evaluation.** The eval datasets carry an `objective` column; [`RoutingCollator`] builds each eval batch
   with that objective (`clm`, `copy` and `blank_copy` for a memory model, whatever it trains with). Metrics stream
-  (`batch_eval_metrics`), and the entropy ratio `H_r = 1 - CE / ln(V)` (spec §6.1) is added to each loss.
+  (`batch_eval_metrics`), and the entropy ratio `H_r = 1 - CE / ln(V)` (paper Eq. 2) is added to each loss.
 """
 
 from __future__ import annotations
@@ -125,7 +126,8 @@ class MemoryTrainer(Trainer):
         counter = getattr(_base_model(self.accelerator.unwrap_model(self.model)), "loss_target_counts", None)
         if counter is None or not self.model_accepts_loss_kwargs or not batch_samples or "labels" not in batch_samples[0]:
             return super()._get_num_items_in_batch(batch_samples, device)
-        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids")).cpu() for b in batch_samples)
+        counts = sum(counter(b["labels"], b.get("attention_mask"), b.get("stream_ids"), b.get("shift_labels")).cpu()
+                     for b in batch_samples)
         counts = counts.to(device)
         if self.args.average_tokens_across_devices and self.args.world_size > 1:
             counts = self.accelerator.gather(counts[None]).sum(0)
@@ -276,7 +278,9 @@ class MemoryTrainer(Trainer):
 
 
 def publish_checkpoint(staged: str, final: str) -> None:
-    """Write the `COMPLETE` marker into `staged` and rename it to `final` (replacing an older `final`)."""
+    """Give `staged` the umask's modes (the Trainer's files may come out 0600), write the `COMPLETE` marker into it
+    and rename it to `final` (replacing an older `final`)."""
+    safe_io.apply_modes(staged)
     with open(os.path.join(staged, COMPLETE_MARKER), "w", encoding="utf-8") as handle:
         handle.write("complete\n")
     safe_io.replace_folder(staged, final)  # an older `final` is renamed aside first and removed last

@@ -1,11 +1,17 @@
 """`memory-models generate`: continue a prompt with a memory model, optionally reading a document from a bank.
 
     memory-models generate --model DIR --prompt "Question: ..."
-    memory-models generate --model DIR --memories BANK --document ID --prompt "Question: ..." [--memory-window rolling]
+    memory-models generate --model DIR --memories BANK --document ID --prompt "Question: ..."
 
 With `--memories`, the document's memories come from the bank (checked against the model first) and only its
 tail tokens (after the last complete chunk) and the prompt are fed: the result equals generating from the
 document's tokens followed by the prompt, without encoding the document again.
+
+The memory window defaults to `rolling`: it gives the same tokens as the bounded window wherever the bounded one
+fits, and continues past it. Before any compute, the prompt (with the document's memories) plus
+`--max-new-tokens` is checked against the window (`--memory-window bounded` holds `num_memory_slots` chunks;
+`rolling` accepts `--max-context` tokens), an empty prompt is refused, and logits that are not finite stop the
+generation instead of printing an empty answer.
 """
 
 from __future__ import annotations
@@ -24,9 +30,48 @@ def generation_inputs(model, tokenizer, prompt: str, bank=None, document=None) -
     if (bank is None) != (document is None):
         raise ValueError("--memories and --document go together")
     if bank is None:
-        return {"input_ids": tokenizer(prompt, return_tensors="pt")["input_ids"]}
+        input_ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+        if input_ids.shape[1] == 0:
+            raise ValueError("--prompt is empty (it gives no tokens): give the text to continue")
+        return {"input_ids": input_ids}
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     return bank.generation_inputs(document, prompt_ids)
+
+
+def check_window(config, inputs: dict, max_new_tokens: int) -> None:
+    """Refuse a generation that would outgrow the memory window, before any compute.
+
+    The model reads `n_memories * chunk_size + prompt + max_new_tokens - 1` positions (the last new token is never
+    fed back); a bounded window holds `num_memory_slots * chunk_size` of them, a rolling one advertises
+    `max_position_embeddings` (`--max-context`).
+    """
+    memories = inputs["memory_embeds"].shape[1] if "memory_embeds" in inputs else 0
+    prompt = inputs["input_ids"].shape[1]
+    needed = memories * config.chunk_size + prompt + max_new_tokens - 1
+    window = config.max_position_embeddings
+    if needed <= window:
+        return
+    given = f"the prompt ({prompt} tokens" + (f" after {memories} memories of the document" if memories else "") + ")"
+    if config.memory_window == "bounded":
+        raise ValueError(f"{given} plus --max-new-tokens {max_new_tokens} needs {needed} positions, more than the "
+                         f"bounded memory window holds ({config.num_memory_slots} chunks of {config.chunk_size} = "
+                         f"{window}); pass --memory-window rolling to generate past it, or fewer --max-new-tokens")
+    raise ValueError(f"{given} plus --max-new-tokens {max_new_tokens} needs {needed} positions, more than the "
+                     f"{window} the rolling window allows; pass a larger --max-context, or fewer --max-new-tokens")
+
+
+def generate(model, inputs: dict, max_new_tokens: int, do_sample: bool = False) -> torch.LongTensor:
+    """The new token ids `[n]` of a greedy (or sampled) continuation of `inputs` (batch 1); logits that are not
+    finite are a `ValueError` (an answer decoded from them would be empty or garbage)."""
+    with torch.no_grad():
+        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                                pad_token_id=model.config.pad_token_id, output_scores=True,
+                                return_dict_in_generate=True)
+    for step, scores in enumerate(output.scores):
+        if not bool(torch.isfinite(scores).all()):
+            raise ValueError(f"the model produced NaN or inf logits at new token {step + 1} (its activations "
+                             f"overflow in {model.dtype}?): no answer to print")
+    return output.sequences[0, inputs["input_ids"].shape[1] :]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,14 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, memory_window=args.memory_window,
-                                                max_context=args.max_context)
+                                                max_context=args.max_context, trust_remote_code=args.trust_remote_code)
     bank = load_memory_bank(args.memories, model, tokenizer) if args.memories else None
     inputs = generation_inputs(model, tokenizer, args.prompt, bank, args.document)
+    check_window(model.config, inputs, args.max_new_tokens)
     torch.manual_seed(args.seed)
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                                pad_token_id=model.config.pad_token_id)
-    print(tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True))
+    print(tokenizer.decode(generate(model, inputs, args.max_new_tokens, args.do_sample), skip_special_tokens=True))
     return 0
 
 

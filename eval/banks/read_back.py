@@ -1,9 +1,9 @@
-"""How much of its text a memory bank still holds: a blank-copy read-out of its memories (paper §4.2, §5.3, §6).
+"""How much of its text a memory bank still holds: a blank-copy read-out of its memories (the paper's blank-copy objective).
 
     memory-models bank-retention --model DIR --memories BANK [--num-documents N] [--output retention.json]
 
 The model's decoder is asked to reproduce a span of `h = S/2` chunks from those chunks' memories alone, exactly
-as the blank-copy objective trains it (`training.data.objectives.copy_batch(blank=True)`): the memories of chunks
+as the blank-copy objective trains it (`training.data.objectives.copy_batch` with a blank `CopySettings`): the memories of chunks
 `j .. j+h-1` are given as `memory_embeds`, the input is the copy half (delimiter, then blank tokens), and every
 position predicts the next token of the span. Reported per document and overall: token accuracy (argmax ==
 token) and `H_r = 1 - CE / ln(V)` over the span's copy targets, and the share of the document's tokens that
@@ -22,9 +22,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from conversion.safe_io import write_text_atomic
 from eval.banks.arguments import read_back_parser
 from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-from training.data.objectives import copy_batch
+from training.data.objectives import CopySettings, copy_batch
 from training.metrics import IGNORE_INDEX, entropy_ratio
 
 
@@ -32,9 +33,7 @@ def copy_readout_batch(model, span_ids: torch.LongTensor) -> dict:
     """The copy half of a blank-copy row for `span_ids` `[b, h]`: `input_ids` and `labels` `[b, h]`."""
     config = model.config
     row = torch.cat([span_ids, span_ids], dim=1)
-    batch = copy_batch(row, blank=True, blank_token_id=config.blank_token_id,
-                       delimiter_token_id=config.copy_delimiter_token_id,
-                       delimiter_length=config.copy_delimiter_length)
+    batch = copy_batch(row, settings=CopySettings.from_config(config, blank=True))
     half = span_ids.shape[1]
     return {"input_ids": batch["input_ids"][:, half:], "labels": batch["labels"][:, half:]}
 
@@ -118,13 +117,12 @@ def format_table(result: dict, limit: int = 20) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = read_back_parser().parse_args(argv)
-    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer)
+    model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, trust_remote_code=args.trust_remote_code)
     bank = load_memory_bank(args.memories, model, tokenizer)
     ids = bank.ids if args.num_documents is None else bank.ids[: args.num_documents]
     result = bank_retention(model, bank, ids, args.batch_size)
     if args.output:
-        with open(args.output, "w") as handle:
-            json.dump(result, handle, indent=2)
+        write_text_atomic(args.output, json.dumps(result, indent=2))
     print(format_table(result))
     return 0
 

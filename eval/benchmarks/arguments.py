@@ -14,6 +14,8 @@ BENCHMARKS = {
     "convert": "convert a Llama-3.2-1B-shaped checkpoint; LoRA vs full training",
     "long-context": "TTFT, decode and KV cache from 4k to 32k tokens: bank, on the fly, Llama",
     "rmt-generation": "RMT generate(): segment cache vs whole-prefix recompute",
+    "banks": "memory banks: encode tokens/s for 1 and 2 processes, peak RSS and time to first token vs bank size",
+    "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
 }
 
 
@@ -30,7 +32,15 @@ def _long_context_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per decode measurement")
 
 
-OPTIONS = {"memory": _memory_options, "long-context": _long_context_options}
+def _banks_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--documents", type=int, nargs="+", default=None, help="bank sizes (documents)")
+    parser.add_argument("--throughput-documents", type=int, default=None, help="corpus size of the throughput runs")
+    parser.add_argument("--shard-size", type=int, default=None, help="documents per shard")
+    parser.add_argument("--workdir", default=None, help="keep the model, corpus and banks here (default: a "
+                        "temporary folder, removed at the end)")
+
+
+OPTIONS = {"memory": _memory_options, "long-context": _long_context_options, "banks": _banks_options}
 
 
 def benchmark_parser(prog: str = "memory-models benchmark") -> argparse.ArgumentParser:

@@ -1,12 +1,12 @@
 """Speed and memory benchmarks: a table on stdout and a JSON file (plus a plot beside it).
 
     python -m eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
-    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation [--quick] ...
+    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing | banks [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
-`rmt_generation`) with `run(args) -> dict`; this module maps the names to them (`WORKLOADS`). Every workload
-takes the common options --quick, --device, --dtype (bf16 = autocast), --output, --repeats, --warmup and
---threads (`arguments.py`). The timing harness is `timing.py`, the shared model builders `models.py`, the
+`rmt_generation`, `checkpointing`, `banks`) with `run(args) -> dict`; this module maps the names to them
+(`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
+--repeats, --warmup and --threads (`arguments.py`). The timing harness is `timing.py`, the shared model builders `models.py`, the
 targets and tables `reports.py`.
 """
 
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.benchmarks import autoencoder, convert, long_context, memory, rmt_generation
+from eval.benchmarks import autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation
 from eval.benchmarks.arguments import benchmark_parser
 from eval.benchmarks.reports import format_autoencoder, format_memory_table
 from training.plot import plot_beside, plot_benchmark
@@ -41,6 +41,8 @@ WORKLOADS: dict[str, Workload] = {
     "convert": Workload(convert.run, convert.format_result),
     "long-context": Workload(long_context.run, long_context.format_table),
     "rmt-generation": Workload(rmt_generation.run, rmt_generation.format_rmt_generation),
+    "checkpointing": Workload(checkpointing.run, checkpointing.format_checkpointing),
+    "banks": Workload(banks.run, banks.format_banks),
 }
 
 

@@ -8,7 +8,7 @@ One memory model with the rolling memory window (`S` slots of chunk `L`), in one
   with the decoder's shape and weights, up to `--full-context-max` tokens (beyond it: skipped, not measured);
 * decode tokens/s and KV-cache bytes after the context (memory model on the fly, and the full-context Llama):
   the memory model's must stay flat as `n` grows;
-* encoding throughput of the bank encoder (`eval.banks.bank.encode_documents`), in tokens/s.
+* encoding throughput of the bank encoder (`eval.banks.encode.encode_documents`), in tokens/s.
 
 TTFT = median wall time of `generate(max_new_tokens=1)`; decode rate = `(new_tokens - 1) / (t(new_tokens) - t(1))`.
 Ratios within one run are the numbers to trust (other processes share the CPU).
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 import transformers
 
-from eval.banks.bank import encode_documents
+from eval.banks.encode import encode_documents
 from eval.benchmarks.models import llama_config
 from eval.benchmarks.timing import autocast, cache_bytes, load_average, median_seconds, progress, settings
 from modeling_memory import MemoryConfig, MemoryForCausalLM

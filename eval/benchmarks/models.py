@@ -44,7 +44,7 @@ def rmt_with_decoder_weights(memory_model, sizes, context: int) -> RecurrentMemo
     """Recurrent memory transformer (1 memory token, append) whose decoder has the memory model's weights."""
     config = RecurrentMemoryConfig(
         llama_config(sizes, sizes.decoder_hidden, sizes.chunk_size + 2), chunk_size=sizes.chunk_size,
-        max_segments=context // sizes.chunk_size, num_memory_tokens=1,
+        max_segments=context // sizes.chunk_size, num_memory_slots=1,
     )
     rmt = RecurrentMemoryForCausalLM(config)
     rmt.decoder.load_state_dict(memory_model.decoder.state_dict())

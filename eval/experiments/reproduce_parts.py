@@ -92,7 +92,7 @@ def table1(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
             result["retention"].setdefault(f"{arch} autoencoder", []).append(row)
         run_stage(context, clm, seed)
         # A causal mixer's last row is never trained (its target lies beyond the context): the paper probes the
-        # penultimate position of causal mixers (spec Part B §3.2).
+        # penultimate position of causal mixers (Section 3 of the paper).
         pooling = "penultimate" if arch == "mixer" else "last"
         for n_ctx in scale.contexts:
             row = probe(context, scale, seed, tokenizer, clm.name, n_ctx, pooling)

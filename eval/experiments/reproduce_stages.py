@@ -67,7 +67,7 @@ SCALES = {
                    probe_steps=600, memory_steps=1500, contexts=(16, 32, 64), eval_documents=100,
                    records_steps=1500, records_vocab_size=512, records_documents=2000, extraction_documents=200,
                    presets=SMALL_PRESETS),
-    # The paper's sizes and budgets (Tables 1, 3, 4; spec Part B §8-9): a GPU job.
+    # The paper's sizes and budgets (Tables 1, 3 and 4 of the paper): a GPU job.
     "paper": Scale("paper", "fineweb-edu", 8000, batch_size=64, learning_rate=2e-4, mixer_learning_rate=5e-4,
                    autoencoder_steps=200_000,
                    probe_steps=200_000, memory_steps=100_000, contexts=(256, 512), eval_documents=5000,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from conversion.arguments import add_trust_remote_code
+
 
 def compare_parser() -> argparse.ArgumentParser:
     """The options of `memory-models eval`."""
@@ -29,7 +31,10 @@ def compare_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--log-samples", action="store_true", help="keep every document's request and answer")
     parser.add_argument("--output-dir", default="eval-results")
+    parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --output-dir that "
+                        "memory-models did not create, or created as another kind")
     parser.add_argument("--seed", type=int, default=0)
+    add_trust_remote_code(parser)
     return parser
 
 
@@ -38,6 +43,8 @@ def lookalike_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memory-models lookalike", description="Offline look-alikes of lm-eval's "
                                      "mmlu, longbench and swde: local data in the exact schema of the Hub datasets.")
     parser.add_argument("--output", required=True, help="folder to write (new, or written by this command)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
+                        "memory-models did not create, or created as another kind")
     parser.add_argument("--docs", type=int, default=4, help="documents per task")
     parser.add_argument("--context-chars", type=int, default=3000, help="characters per long context")
     parser.add_argument("--seed", type=int, default=0)

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 from pathlib import Path
 
+from conversion import safe_io
 from eval.harness.arguments import compare_parser
 from eval.harness.runner import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
-                          task_manager_for, with_rolling_window)
-
-MARKER = ".memory-models-eval"  # marks an output folder this command created
+                                 task_manager_for, with_rolling_window)
 
 
 def model_labels(model_dirs: list[str]) -> list[str]:
@@ -71,30 +71,25 @@ def comparison_png(tables: dict[str, dict[tuple[str, str], float]], path: Path) 
     axis.set_ylabel("score")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    figure.savefig(tmp, dpi=120)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # safe_io's temporary names
+    figure.savefig(tmp, dpi=120, format="png")
     plt.close(figure)
     os.replace(tmp, path)
     return True
 
 
-def prepare_output_dir(output_dir: Path) -> None:
-    """Create the folder, or reuse one this command created; never write into a foreign non-empty folder."""
-    if output_dir.exists() and any(output_dir.iterdir()) and not (output_dir / MARKER).exists():
-        raise ValueError(f"--output-dir {output_dir} is not empty and was not created by `memory-models eval`; "
-                         f"choose a new folder")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / MARKER).touch()
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def run(args) -> dict:
-    """Evaluate every model (and its ablation with --no-memory); write the JSONs, the table and the PNG."""
+    """Evaluate every model (and its ablation with --no-memory); write the JSONs, the table and the PNG into
+    `--output-dir`, an evaluation folder (new, or one of ours; another kind only with --overwrite) held locked."""
+    output_dir = Path(args.output_dir)
+    inputs = [*(("--model", model) for model in args.model), ("--include-path", args.include_path),
+              ("--tokenizer", args.tokenizer)]
+    safe_io.check_target(output_dir, kind="eval", overwrite=args.overwrite, option="--output-dir", inputs=inputs)
+    with safe_io.locked(output_dir):
+        return _evaluate(args, output_dir)
+
+
+def _evaluate(args, output_dir: Path) -> dict:
     tasks = [task.strip() for task in args.tasks.split(",") if task.strip()]
     if not tasks:
         raise ValueError(f"--tasks names no task: {args.tasks!r}")
@@ -103,7 +98,7 @@ def run(args) -> dict:
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     runs = []  # fail before any evaluation: models we cannot evaluate (or ablate), unknown tasks
     for label, model_dir in zip(model_labels(args.model), args.model):
-        config = check_causal_lm(model_dir)
+        config = check_causal_lm(model_dir, args.trust_remote_code)
         if args.rolling_context is not None:
             with_rolling_window(model_dir, config, args.rolling_context)
         runs.append((label, model_dir, False))
@@ -113,8 +108,9 @@ def run(args) -> dict:
     unknown = [task for task in tasks if task not in task_manager_for(args.include_path, tasks).all_tasks]
     if unknown:
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks")
-    output_dir = Path(args.output_dir)
-    prepare_output_dir(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    safe_io.recover_all(output_dir)
+    safe_io.mark(output_dir, "eval")
     tables, summary = {}, {"tasks": tasks, "limit": limit, "models": {}}
     for label, model_dir, no_memory in runs:
         print(f"[memory-models eval] {label}: {model_dir} on {','.join(tasks)}", file=sys.stderr)
@@ -122,16 +118,16 @@ def run(args) -> dict:
                                  include_path=args.include_path, no_memory=no_memory, device=args.device,
                                  tokenizer=args.tokenizer, log_samples=args.log_samples,
                                  max_length=args.max_length, num_fewshot=args.num_fewshot, seed=args.seed,
-                                 rolling_context=args.rolling_context)
+                                 rolling_context=args.rolling_context, trust_remote_code=args.trust_remote_code)
         file_name = label.replace("/", "__").replace(" ", "_").replace("(", "").replace(")", "") + ".json"
-        _write(output_dir / file_name, json.dumps(json_safe(results), indent=2))
+        safe_io.write_text_atomic(output_dir / file_name, json.dumps(json_safe(results), indent=2))
         tables[label] = metric_table(results)
         summary["models"][label] = {"path": model_dir, "no_memory": no_memory, "results_file": file_name,
                                     "metrics": {f"{task} {metric}": value for (task, metric), value
                                                 in tables[label].items()}}
     table = markdown_table(tables)
-    _write(output_dir / "comparison.md", table + "\n")
-    _write(output_dir / "comparison.json", json.dumps(summary, indent=2))
+    safe_io.write_text_atomic(output_dir / "comparison.md", table + "\n")
+    safe_io.write_text_atomic(output_dir / "comparison.json", json.dumps(summary, indent=2))
     summary["png"] = comparison_png(tables, output_dir / "comparison.png")
     print(table)
     return summary

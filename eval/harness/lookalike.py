@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 
+from conversion import safe_io
 from eval.harness.arguments import lookalike_parser
 
-MARKER = ".memory-models-lookalike"
 MMLU_SUBJECT = "abstract_algebra"
 LONGBENCH_TASKS = {"single": "qasper", "code": "lcc", "fewshot": "trec"}
 TREC_CLASSES = ["Abbreviation", "Entity", "Description", "Person", "Location", "Number"]
@@ -204,8 +202,10 @@ def _load_plain_yaml(path: Path) -> dict:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int = 3000, seed: int = 0) -> Path:
-    """Write the look-alike data and task configs into `output` (a new folder, or one this function wrote).
+def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int = 3000, seed: int = 0,
+                          overwrite: bool = False) -> Path:
+    """Write the look-alike data and task configs into `output` (a new folder, or look-alikes written before;
+    another non-empty folder only with `overwrite`), atomically (`conversion.safe_io.write_folder`).
 
     Args:
         docs (`int`): documents per task (MMLU also gets 5 `dev` rows for few-shot prompts).
@@ -217,26 +217,15 @@ def write_lookalike_tasks(output: str | Path, docs: int = 4, context_chars: int 
     if docs < 1 or context_chars < 1:
         raise ValueError(f"docs and context_chars must be positive, got docs={docs}, context_chars={context_chars}")
     output = Path(output).absolute()
-    if output.exists() and not (output / MARKER).exists():
-        raise ValueError(f"{output} exists and was not written by eval.harness.lookalike; choose a new folder")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
-    try:  # build aside, then swap in: a failure leaves no half-written folder
-        _write_tasks(staging, output.resolve(), docs, context_chars, seed)
-        (staging / MARKER).write_text(json.dumps({"docs": docs, "context_chars": context_chars, "seed": seed}))
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if output.exists():
-        shutil.rmtree(output)  # only ever a folder this function wrote (it has our marker)
-    staging.rename(output)
-    return output
+    final = output.resolve()  # the data paths written into the YAMLs
+    return safe_io.write_folder(output, lambda staging: _write_tasks(staging, final, docs, context_chars, seed),
+                                kind="lookalike", overwrite=overwrite)
 
 
 def main(argv=None) -> int:
     """`memory-models lookalike`: write the look-alike tasks and data."""
     args = lookalike_parser().parse_args(argv)
-    folder = write_lookalike_tasks(args.output, args.docs, args.context_chars, args.seed)
+    folder = write_lookalike_tasks(args.output, args.docs, args.context_chars, args.seed, args.overwrite)
     print(f"wrote {folder}: --include_path {folder} --tasks mmlu,longbench,swde")
     return 0
 

@@ -5,10 +5,11 @@ lm-eval is imported lazily (the `eval` extra), so the rest of `eval/` works with
     >>> results = evaluate_model("runs/mt/final", ["mmlu", "swde"], limit=10)
     >>> metric_table(results)  # {(task, metric): value}
 
-A saved model goes to lm-eval's stock `HFLM` (what `lm_eval --model hf --model_args
-pretrained=DIR,trust_remote_code=True` builds), as an already-loaded model so that the memory ablation
-(`no_memory=True`) can change its config first. Memory models, masked mixers and the RMT give logits aligned
-with `input_ids`, so HFLM's loglikelihood slicing and `generate()` work unchanged.
+A saved model goes to lm-eval's stock `HFLM` (what `lm_eval --model hf --model_args pretrained=DIR` builds), as
+a model already loaded and checked by `conversion.loading` (code shipped with a folder runs only with
+`trust_remote_code=True`), so that the memory ablation (`no_memory=True`) can change its config first. Memory
+models, masked mixers and the RMT give logits aligned with `input_ids`, so HFLM's loglikelihood slicing and
+`generate()` work unchanged.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import functools
 import json
 from pathlib import Path
 
+from conversion import loading
+
 # The package's own tasks (`records_extraction`, `records_perplexity`: Table 4 at small scale), always available.
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
 AUTOENCODER_TYPE = "memory_autoencoder"
@@ -24,18 +27,11 @@ AUTOENCODER_TYPE = "memory_autoencoder"
 NOT_METRICS = ("alias", "samples", "name", "sample_len", "sample_count")
 
 
-def _config_of(model_dir: str):
-    import modeling_memory  # noqa: F401  (registers our families with the Auto classes)
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
-
-
-def check_causal_lm(model_dir: str):
+def check_causal_lm(model_dir: str, trust_remote_code: bool = False):
     """The model's config, or a `ValueError` saying what to run instead when it is not a causal LM."""
     from transformers import AutoModelForCausalLM
 
-    config = _config_of(model_dir)
+    config = loading.load_config(model_dir, trust_remote_code=trust_remote_code)
     if config.model_type == AUTOENCODER_TYPE:
         raise ValueError(
             f"{model_dir} is a memory autoencoder (model_type {config.model_type!r}), not a causal language model: "
@@ -53,9 +49,9 @@ def check_causal_lm(model_dir: str):
     return config
 
 
-def check_has_memory(model_dir: str, config=None):
+def check_has_memory(model_dir: str, config=None, trust_remote_code: bool = False):
     """A `ValueError` unless the model is a memory model whose memories can be ablated (`no_memory`)."""
-    config = check_causal_lm(model_dir) if config is None else config
+    config = check_causal_lm(model_dir, trust_remote_code) if config is None else config
     if not hasattr(config, "no_memory"):
         raise ValueError(
             f"--no-memory ablates the memories of a memory model (MemoryConfig.no_memory); {model_dir} is a "
@@ -74,32 +70,33 @@ def with_rolling_window(model_dir: str, config, max_context: int):
     return type(config).from_dict({**config.to_dict(), "memory_window": "rolling", "max_context": max_context})
 
 
-def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None, rolling_context: int | None = None):
-    """`AutoModelForCausalLM` from `model_dir` in eval mode; `no_memory=True` ablates a memory model's memories;
-    `rolling_context=N` reads it through the rolling memory window, advertising an `N`-token context (so that
-    lm-eval's generation budgets fit a model trained on a short window)."""
-    from transformers import AutoModelForCausalLM
-
-    config = check_causal_lm(model_dir)
+def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None, rolling_context: int | None = None,
+               trust_remote_code: bool = False):
+    """`AutoModelForCausalLM` from `model_dir` in eval mode (`conversion.loading.load_model`); `no_memory=True`
+    ablates a memory model's memories; `rolling_context=N` reads it through the rolling memory window, advertising
+    an `N`-token context (so that lm-eval's generation budgets fit a model trained on a short window)."""
+    config = check_causal_lm(model_dir, trust_remote_code)
     if rolling_context is not None:
         config = with_rolling_window(model_dir, config, rolling_context)
     if no_memory:
         check_has_memory(model_dir, config)
         config.no_memory = True
     kwargs = {"dtype": dtype} if dtype else {}
-    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, trust_remote_code=True, **kwargs)
+    model = loading.load_model(model_dir, config=config, trust_remote_code=trust_remote_code, allow_option=None,
+                               allow_unexpected=no_memory, **kwargs)  # the ablated model has no encoder to fill
     return model.eval()
 
 
 def build_lm(model_dir: str, *, tokenizer: str | None = None, batch_size: int = 1, device: str = "cpu",
              no_memory: bool = False, max_length: int | None = None, dtype: str | None = None,
-             rolling_context: int | None = None):
+             rolling_context: int | None = None, trust_remote_code: bool = False):
     """lm-eval's `HFLM` around the loaded model and its tokenizer (`tokenizer` defaults to `model_dir`)."""
     from lm_eval.models.huggingface import HFLM
-    from transformers import AutoTokenizer
 
-    model = load_model(model_dir, no_memory=no_memory, dtype=dtype, rolling_context=rolling_context).to(device)
-    tok = AutoTokenizer.from_pretrained(tokenizer or model_dir)
+    model = load_model(model_dir, no_memory=no_memory, dtype=dtype, rolling_context=rolling_context,
+                       trust_remote_code=trust_remote_code).to(device)
+    tok = loading.load_tokenizer(tokenizer or model_dir, option="--tokenizer" if tokenizer else "--model",
+                                 trust_remote_code=trust_remote_code)
     if tok.pad_token is None:  # never let lm-eval add a new pad token: its id would be past the embeddings
         tok.pad_token = tok.eos_token
     return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, max_length=max_length)
@@ -126,7 +123,8 @@ def task_manager_for(include_path: str | None = None, tasks=()):
 def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | None = None, batch_size: int = 1,
                    include_path: str | None = None, no_memory: bool = False, device: str = "cpu",
                    tokenizer: str | None = None, log_samples: bool = False, max_length: int | None = None,
-                   num_fewshot: int | None = None, seed: int = 0, rolling_context: int | None = None) -> dict:
+                   num_fewshot: int | None = None, seed: int = 0, rolling_context: int | None = None,
+                   trust_remote_code: bool = False) -> dict:
     """lm-eval's `simple_evaluate` of one saved model on `tasks` (task, group or tag names).
 
     Args:
@@ -139,6 +137,7 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
         no_memory (`bool`): evaluate a memory model with every memory slot holding the filler.
         rolling_context (`int`, *optional*): read a memory model through the rolling memory window, advertising
             this many tokens (lm-eval truncates contexts to it and needs it above the generation budget).
+        trust_remote_code (`bool`): run code shipped with a model or tokenizer whose type is not installed.
     Returns:
         lm-eval's results dict (`results`, `groups`, `configs`, ..., `samples` when `log_samples`).
     """
@@ -156,7 +155,7 @@ def evaluate_model(model_dir: str, tasks: list[str], *, limit: int | float | Non
         raise ValueError(f"unknown lm-eval tasks {unknown}; pass --include-path for local tasks "
                          f"(`memory-models lookalike --output DIR` writes the offline look-alikes)")
     lm = build_lm(model_dir, tokenizer=tokenizer, batch_size=batch_size, device=device, no_memory=no_memory,
-                  max_length=max_length, rolling_context=rolling_context)
+                  max_length=max_length, rolling_context=rolling_context, trust_remote_code=trust_remote_code)
     return lm_eval.simple_evaluate(model=lm, tasks=list(tasks), limit=limit, task_manager=task_manager,
                                    log_samples=log_samples, num_fewshot=num_fewshot, random_seed=seed,
                                    numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed,

@@ -1,4 +1,4 @@
-"""Corpora and dataset preparation for the memory models (paper §7.2).
+"""Corpora and dataset preparation for the memory models (FineWeb-edu as in the paper, and offline corpora).
 
 Named corpora (all with one `text` column):
 
@@ -53,6 +53,7 @@ HUB_CORPORA = {
     "finemath": ("HuggingFaceTB/finemath", "finemath-4plus"),
 }
 LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+STREAM_JSON_BLOCK = 1 << 20
 
 
 def _check_split(split: str, allowed: tuple[str, ...] = SPLITS) -> None:
@@ -184,14 +185,25 @@ def check_text_files(files: list[Path]) -> None:
                              "character.") from None
 
 
-def _load_local(path: Path, split: str) -> datasets.Dataset:
-    """A local file, or a folder of files of one kind; a folder of `.txt` files gives one document per file."""
+def _read_text_files(files: list[str]) -> Iterator[dict]:
+    for file in files:
+        yield {"text": Path(file).read_text(encoding="utf-8")}
+
+
+def load_local_files(path: Path, split: str, streaming: bool = False) -> datasets.Dataset | datasets.IterableDataset:
+    """A local file, or a folder of files of one kind; a folder of `.txt` files gives one document per file.
+    `streaming=True` (with `split="all"`) reads the rows lazily, never holding the corpus in memory."""
+    if streaming and split != "all":
+        raise ValueError(f"streaming a local corpus keeps every row (split 'all'), got split {split!r}")
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     suffixes = sorted({p.suffix for p in files if p.suffix in LOCAL_BUILDERS})
     check_text_files([p for p in files if p.suffix in suffixes])
     if path.is_dir() and ".txt" in suffixes:
-        texts = [p.read_text(encoding="utf-8") for p in files if p.suffix == ".txt"]
-        dataset = datasets.Dataset.from_dict({"text": texts})
+        texts = [str(p) for p in files if p.suffix == ".txt"]
+        if streaming:
+            dataset = datasets.IterableDataset.from_generator(_read_text_files, gen_kwargs={"files": texts})
+        else:
+            dataset = datasets.Dataset.from_list(list(_read_text_files(texts)))
     else:
         builders = {LOCAL_BUILDERS[suffix] for suffix in suffixes}
         if len(builders) != 1:
@@ -200,7 +212,11 @@ def _load_local(path: Path, split: str) -> datasets.Dataset:
                 f"of a single kind, found suffixes {suffixes or [p.suffix for p in files[:5]]}."
             )
         data_files = [str(p) for p in files if p.suffix in suffixes]
-        dataset = datasets.load_dataset(builders.pop(), data_files=data_files, split="train")
+        builder = builders.pop()
+        # Streamed JSON is parsed in blocks of `chunksize` bytes (datasets' default 10 MB): 1 MB keeps the reader's
+        # share of a streaming encoder's memory small.
+        block = {"chunksize": STREAM_JSON_BLOCK} if streaming and builder == "json" else {}
+        dataset = datasets.load_dataset(builder, data_files=data_files, split="train", streaming=streaming, **block)
     if split == "all":
         return dataset
     indices = np.arange(len(dataset))
@@ -262,7 +278,7 @@ def load_corpus(
         return dataset if num_documents is None else dataset.take(num_documents)
     elif Path(name_or_path).exists():
         _check_split(split, SPLITS + ("all",))
-        dataset = _select_text_column(_load_local(Path(name_or_path), split), text_column)
+        dataset = _select_text_column(load_local_files(Path(name_or_path), split), text_column)
     else:
         dataset = _select_text_column(_load_hub_dataset(name_or_path, split), text_column)
     if num_documents is not None:
@@ -381,7 +397,7 @@ def count_blank_documents(dataset) -> int:
 
 
 def filter_full_length(dataset: datasets.Dataset | datasets.IterableDataset):
-    """Keep the rows without padding (attention mask all ones): the paper's copy-evaluation filter (§6.3)."""
+    """Keep the rows without padding (attention mask all ones): the paper's copy-evaluation filter."""
 
     def is_full(batch):
         masks = batch["attention_mask"]

@@ -1,4 +1,4 @@
-"""Training objectives of the memory models (paper §5) as vectorised, pure batch builders.
+"""Training objectives of the memory models (causal, copy, blank copy, combined: paper Eq. 5) as vectorised, pure batch builders.
 
 Every builder takes `input_ids` of shape `[batch, seq_len]` (and optionally an attention mask and labels)
 and returns a new batch dict; the input tensors are never modified. Labels follow Hugging Face semantics:
@@ -12,15 +12,45 @@ Padding is always identified by the attention mask, never by token id: the paper
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
+from modeling_memory import IGNORE_INDEX
 from training.data import OBJECTIVES
 
-IGNORE_INDEX = -100
 PADDING_SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class CopySettings:
+    """How copy rows are built (the paper's copy, blank-copy and delimiter settings), in one place.
+
+    Args:
+        blank (`bool`, defaults to `False`): fill the copied half with `blank_token_id` (blank copy: the targets
+            can only come from the memories).
+        blank_token_id (`int`, defaults to 1): the blank token (paper: id 1, the 8k tokenizer's pad/eos).
+        delimiter_token_id (`int`, *optional*): token written `delimiter_length` times at the start of the copied
+            half (paper: three special tokens); `None` for no delimiter.
+        delimiter_length (`int`, defaults to 3): number of delimiter tokens, `< n / 2`.
+    """
+
+    blank: bool = False
+    blank_token_id: int = 1
+    delimiter_token_id: int | None = None
+    delimiter_length: int = 3
+
+    @classmethod
+    def from_config(cls, config: Any, blank: bool = False) -> "CopySettings":
+        """The settings a model config records (`blank_token_id`, defaulting to its pad token, and
+        `copy_delimiter_token_id` / `copy_delimiter_length`)."""
+        pad = getattr(config, "pad_token_id", None)
+        blank_token_id = getattr(config, "blank_token_id", None)
+        blank_token_id = blank_token_id if blank_token_id is not None else (pad if pad is not None else 1)
+        length = getattr(config, "copy_delimiter_length", None)
+        return cls(blank, blank_token_id, getattr(config, "copy_delimiter_token_id", None),
+                   3 if length is None else length)
 
 
 def _check_input_ids(input_ids: torch.Tensor) -> None:
@@ -76,7 +106,7 @@ def causal_batch(
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Causal language-modelling batch (paper §5.1): labels are the inputs with padded positions ignored.
+    """Causal language-modelling batch: labels are the inputs with padded positions ignored.
 
     Padding is taken from `attention_mask` (positions where it is 0). Only when no mask is given is it
     rebuilt from `pad_token_id`; prefer passing the mask, because with `pad == eos` (paper tokenizer) the
@@ -103,46 +133,41 @@ def copy_batch(
     attention_mask: torch.Tensor | None = None,
     labels: torch.LongTensor | None = None,
     *,
-    blank: bool = False,
-    blank_token_id: int = 1,
-    delimiter_token_id: int | None = 100,
-    delimiter_length: int = 3,
+    settings: CopySettings = CopySettings(),
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Copy / blank-copy batch (paper §5.2-5.4), built with tensor ops for the whole batch.
+    """Copy / blank-copy batch (the paper's copy and blank-copy objectives), built with tensor ops for the whole batch.
 
     For a row `x` of even length `n` and `h = n / 2`:
 
-    * input: `[x[:h], x[:h]]` (with `blank=True`: `[x[:h], blank_token_id * h]`); if `delimiter_token_id`
+    * input: `[x[:h], x[:h]]` (with `settings.blank`: `[x[:h], blank_token_id * h]`); if `delimiter_token_id`
       is not `None`, positions `h .. h + delimiter_length - 1` are overwritten with the delimiter;
     * labels: `[-100] * h + labels[:h]` (`labels` default to the causal labels); with a delimiter, label
       positions `h .. h + delimiter_length - 2` are also ignored, so the first copy target is
       `x[delimiter_length - 1]`, predicted from the last delimiter (paper: `x_2` after two of three
       delimiters);
     * attention mask: `[m[:h], m[:h]]`, i.e. the copied half carries the first half's padding pattern (this
-      fixes the reference's bug, paper §4.6), with the delimiter positions set to 1.
+      fixes a masking bug of the research code), with the delimiter positions set to 1.
 
     Args:
         input_ids (`torch.LongTensor` of shape `[batch, n]`): token ids, `n` even.
         attention_mask (`torch.Tensor` of shape `[batch, n]`, *optional*): 1 for real tokens, 0 for pads.
         labels (`torch.LongTensor` of shape `[batch, n]`, *optional*): labels of the original sequence;
             only the first half is used. Defaults to the causal labels of `input_ids`.
-        blank (`bool`, *optional*, defaults to `False`): fill the second half with `blank_token_id`.
-        blank_token_id (`int`, *optional*, defaults to 1): blank token (paper: id 1, the 8k pad/eos).
-        delimiter_token_id (`int`, *optional*, defaults to 100): delimiter token, `None` for no delimiter.
-        delimiter_length (`int`, *optional*, defaults to 3): number of delimiter tokens, `< n / 2`.
+        settings ([`CopySettings`]): blank copy, blank token and delimiter.
         pad_token_id (`int`, *optional*): used to build the mask when `attention_mask` is `None`.
 
     Returns:
         `dict` with `input_ids`, `attention_mask`, `labels` (each `[b, n]`) and `stream_ids` `[b]` (all 1).
     """
     _check_input_ids(input_ids)
+    delimiter_token_id, delimiter_length = settings.delimiter_token_id, settings.delimiter_length
     half = _copy_half_length(input_ids.shape[1], delimiter_token_id, delimiter_length)
     mask = _resolve_attention_mask(input_ids, attention_mask, pad_token_id)
     labels = _resolve_labels(input_ids, mask, labels)
 
     first = input_ids[:, :half]  # (b, h)
-    second = torch.full_like(first, blank_token_id) if blank else first
+    second = torch.full_like(first, settings.blank_token_id) if settings.blank else first
     copy_ids = torch.cat([first, second], dim=1)  # (b, n), a new tensor
     copy_mask = torch.cat([mask[:, :half], mask[:, :half]], dim=1)
     ignored = torch.full_like(labels[:, :half], IGNORE_INDEX)
@@ -161,10 +186,7 @@ def combined_batch(
     attention_mask: torch.Tensor | None = None,
     labels: torch.LongTensor | None = None,
     *,
-    blank: bool = False,
-    blank_token_id: int = 1,
-    delimiter_token_id: int | None = 100,
-    delimiter_length: int = 3,
+    settings: CopySettings = CopySettings(),
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Combined objective (paper Eq. 5) as one `2b` batch: the causal rows, then the copy rows.
@@ -175,23 +197,14 @@ def combined_batch(
 
     Args:
         input_ids (`torch.LongTensor` of shape `[batch, n]`): token ids, `n` even.
-        attention_mask, labels, blank, blank_token_id, delimiter_token_id, delimiter_length, pad_token_id:
-            as in [`copy_batch`].
+        attention_mask, labels, settings, pad_token_id: as in [`copy_batch`].
 
     Returns:
         `dict` with `input_ids`, `attention_mask`, `labels` (each `[2b, n]`) and `stream_ids` `[2b]`.
     """
     causal = causal_batch(input_ids, attention_mask, pad_token_id)
     causal["labels"] = _resolve_labels(input_ids, causal["attention_mask"], labels)
-    copy = copy_batch(
-        input_ids,
-        causal["attention_mask"],
-        causal["labels"],
-        blank=blank,
-        blank_token_id=blank_token_id,
-        delimiter_token_id=delimiter_token_id,
-        delimiter_length=delimiter_length,
-    )
+    copy = copy_batch(input_ids, causal["attention_mask"], causal["labels"], settings=settings)
     return {key: torch.cat([causal[key], copy[key]], dim=0) for key in causal}
 
 
@@ -218,16 +231,13 @@ def build_objective_batch(
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
     *,
-    blank_token_id: int | None = None,
-    delimiter_token_id: int | None = None,
-    delimiter_length: int = 3,
+    settings: CopySettings = CopySettings(),
     pad_token_id: int | None = None,
-    blank: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Build the batch of one of [`OBJECTIVES`] from `input_ids` `[b, n]`.
 
-    `"blank_copy"` is `"copy"` with `blank=True`; `blank=True` also makes `"combined"` use blank copies
-    (the paper's combined-blank runs). `blank_token_id` defaults to `pad_token_id`.
+    `"blank_copy"` is `"copy"` with `settings.blank` set; `settings.blank` also makes `"combined"` use blank
+    copies (the paper's combined-blank runs).
 
     Returns:
         The dict of [`causal_batch`], [`copy_batch`], [`combined_batch`] (`[2b, n]`) or [`autoencode_batch`].
@@ -238,25 +248,14 @@ def build_objective_batch(
         return causal_batch(input_ids, attention_mask, pad_token_id)
     if objective == "autoencode":
         return autoencode_batch(input_ids, attention_mask, pad_token_id)
-    blank = blank or objective == "blank_copy"
-    if blank_token_id is None:
-        blank_token_id = pad_token_id
-    if blank and blank_token_id is None:
-        raise ValueError(f"Objective {objective!r} with blank copies needs `blank_token_id` or `pad_token_id`.")
+    if objective == "blank_copy":
+        settings = replace(settings, blank=True)
     builder = combined_batch if objective == "combined" else copy_batch
-    return builder(
-        input_ids,
-        attention_mask,
-        blank=blank,
-        blank_token_id=blank_token_id if blank_token_id is not None else 1,
-        delimiter_token_id=delimiter_token_id,
-        delimiter_length=delimiter_length,
-        pad_token_id=pad_token_id,
-    )
+    return builder(input_ids, attention_mask, settings=settings, pad_token_id=pad_token_id)
 
 
 def full_length_mask(attention_mask: torch.Tensor) -> torch.BoolTensor:
-    """Rows without any padding (paper §6.3 / §7.2: copy evaluation uses full-length documents only).
+    """Rows without any padding (the paper evaluates copying on full-length documents only).
 
     Args:
         attention_mask (`torch.Tensor` of shape `[batch, seq_len]`): 1 for real tokens, 0 for pads.
@@ -283,16 +282,13 @@ class ObjectiveCollator:
     Args:
         objective (`str`): one of [`OBJECTIVES`].
         pad_token_id (`int`): padding token id (paper tokenizer: 1, equal to eos).
-        blank_token_id (`int`, *optional*): blank-copy token; defaults to `pad_token_id`.
-        delimiter_token_id (`int`, *optional*): copy delimiter token, `None` for no delimiter.
-        delimiter_length (`int`, *optional*, defaults to 3): number of delimiter tokens.
+        copy ([`CopySettings`], *optional*): copy rows' settings; default: no delimiter, blank = `pad_token_id`.
         max_length (`int`, *optional*): pad/truncate every row to this length; default: the longest row.
         padding_side (`str`, *optional*, defaults to `"right"`): `"left"` or `"right"`.
-        blank (`bool`, *optional*, defaults to `False`): blank copies for `"combined"`.
 
     Example:
 
-    >>> collator = ObjectiveCollator("copy", pad_token_id=1, delimiter_token_id=3, max_length=8)
+    >>> collator = ObjectiveCollator("copy", pad_token_id=1, copy=CopySettings(delimiter_token_id=3), max_length=8)
     >>> batch = collator([{"input_ids": [5, 6, 7, 8, 9]}])
     >>> batch["input_ids"].shape
     torch.Size([1, 8])
@@ -300,12 +296,9 @@ class ObjectiveCollator:
 
     objective: str
     pad_token_id: int
-    blank_token_id: int | None = None
-    delimiter_token_id: int | None = None
-    delimiter_length: int = 3
+    copy: CopySettings | None = None
     max_length: int | None = None
     padding_side: str = "right"
-    blank: bool = False
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -314,23 +307,15 @@ class ObjectiveCollator:
             raise ValueError(f"`padding_side` must be one of {PADDING_SIDES}, got {self.padding_side!r}.")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"`max_length` must be a positive integer, got {self.max_length}.")
-        if self.blank_token_id is None:
-            self.blank_token_id = self.pad_token_id
+        if self.copy is None:
+            self.copy = CopySettings(blank_token_id=self.pad_token_id)
 
     @classmethod
     def from_config(cls, objective: str, config: Any, **kwargs) -> "ObjectiveCollator":
-        """Read `pad_token_id`, `blank_token_id`, `copy_delimiter_token_id` and `copy_delimiter_length` from a
-        model config (defaults: pad 1, blank = pad, no delimiter, length 3); `kwargs` override any field."""
+        """The collator a model config describes: its `pad_token_id` (default 1) and [`CopySettings.from_config`];
+        `kwargs` override any field."""
         pad_token_id = getattr(config, "pad_token_id", None)
-        pad_token_id = 1 if pad_token_id is None else pad_token_id
-        blank_token_id = getattr(config, "blank_token_id", None)
-        delimiter_length = getattr(config, "copy_delimiter_length", None)
-        values = {
-            "pad_token_id": pad_token_id,
-            "blank_token_id": pad_token_id if blank_token_id is None else blank_token_id,
-            "delimiter_token_id": getattr(config, "copy_delimiter_token_id", None),
-            "delimiter_length": 3 if delimiter_length is None else delimiter_length,
-        }
+        values = {"pad_token_id": 1 if pad_token_id is None else pad_token_id, "copy": CopySettings.from_config(config)}
         values.update(kwargs)
         return cls(objective=objective, **values)
 
@@ -361,13 +346,5 @@ class ObjectiveCollator:
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         """Collate `features` (dicts with `input_ids` and optionally `attention_mask`) into an objective batch."""
         input_ids, attention_mask = self.pad(features)
-        return build_objective_batch(
-            self.objective,
-            input_ids,
-            attention_mask,
-            blank_token_id=self.blank_token_id,
-            delimiter_token_id=self.delimiter_token_id,
-            delimiter_length=self.delimiter_length,
-            pad_token_id=self.pad_token_id,
-            blank=self.blank,
-        )
+        return build_objective_batch(self.objective, input_ids, attention_mask, settings=self.copy,
+                                     pad_token_id=self.pad_token_id)

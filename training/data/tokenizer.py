@@ -1,4 +1,4 @@
-"""Byte-level BPE tokenizer training with the paper's special-token conventions (paper §7.1).
+"""Byte-level BPE tokenizer training with the paper's special-token conventions (its 8k FineWeb tokenizer).
 
 The paper's 8k FineWeb tokenizer has `<|begin_of_text|>` = 0 and `<|end_of_text|>` = 1, with pad = eos = 1,
 and uses reserved special tokens as copy delimiters. Ours keeps those ids: `<|bos|>` = 0, `<|eos|>` = 1
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -24,7 +23,7 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from conversion.export_to_hub import staging_folder
+from conversion import safe_io
 from training.arguments import tokenizer_parser
 from training.data.corpora import load_corpus
 
@@ -119,24 +118,18 @@ def load_default_tokenizer(
     Trained once (deterministically) and cached in `<cache_dir>/tokenizer-python-docs-<vocab_size>`
     (`cache_dir` defaults to `~/.cache/memory-models`); later calls only load it. The first call takes about
     3 s at `vocab_size=8192` on 2 CPU cores (~2 s corpus extraction, ~1 s BPE training; output is
-    byte-identical across runs). The folder is
-    written to a temporary directory and moved into place atomically, so concurrent callers are safe. The
-    corpus depends on the Python version's standard library, so caches made by different Pythons can differ.
+    byte-identical across runs). The folder is written by `conversion.safe_io` (staged, then renamed into place)
+    under its lock: a concurrent caller waits for it and then loads it. The corpus depends on the Python
+    version's standard library, so caches made by different Pythons can differ.
     """
     parent = Path(cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR).expanduser()
     folder = parent / f"tokenizer-python-docs-{vocab_size}"
     if not (folder / "tokenizer.json").is_file():
-        parent.mkdir(parents=True, exist_ok=True)
-        tokenizer = train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size)
-        staging = staging_folder(parent, folder.name)  # umask permissions, unlike tempfile.mkdtemp's 0700
-        try:
-            save_tokenizer(tokenizer, staging)
-            os.replace(staging, folder)
-        except OSError:
-            if not (folder / "tokenizer.json").is_file():  # not a lost race with another process: re-raise
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        with safe_io.locked(folder, wait=True):
+            if not (folder / "tokenizer.json").is_file():  # not written meanwhile by the process we waited for
+                tokenizer = train_tokenizer(corpus_texts("python-docs", "text", None), vocab_size)
+                safe_io.write_folder(folder, lambda staging: save_tokenizer(tokenizer, staging), kind="tokenizer",
+                                     overwrite=True, option="the tokenizer cache")
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
@@ -145,9 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = tokenizer_parser().parse_args(argv)
 
     start = time.perf_counter()
+    safe_io.check_target(args.output, kind="tokenizer", overwrite=args.overwrite, inputs=[("--corpus", args.corpus)])
     texts = corpus_texts(args.corpus, args.text_column, args.num_documents)
     tokenizer = train_tokenizer(texts, args.vocab_size, num_reserved_tokens=args.num_reserved_tokens)
-    save_tokenizer(tokenizer, args.output)
+    safe_io.write_folder(args.output, lambda staging: save_tokenizer(tokenizer, staging), kind="tokenizer",
+                         overwrite=args.overwrite, inputs=[("--corpus", args.corpus)])
     ids = " ".join(f"{key}={value}" for key, value in special_token_ids(tokenizer).items())
     print(
         f"Saved tokenizer to {args.output}: vocab size {len(tokenizer)}, {ids}, "
