@@ -290,13 +290,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_documents=args.train_documents, eval_documents=args.eval_documents, batch_size=args.batch_size,
         lr=args.lr, decoder_layers=args.decoder_layers, decoder_hidden=args.decoder_hidden,
         decoder_heads=args.decoder_heads, pooling=args.pooling, fresh_embedding=args.fresh_embedding,
-<<<<<<< HEAD
         pass_attention_mask=args.pass_attention_mask, pack=args.pack, device=args.device, seed=args.seed,
-        allow_missing_weights=args.allow_missing_weights,
-=======
-        pass_attention_mask=args.pass_attention_mask, device=args.device, seed=args.seed,
         allow_missing_weights=args.allow_missing_weights, trust_remote_code=args.trust_remote_code,
->>>>>>> main
     )
     print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")
     print(format_table(results))

@@ -13,7 +13,7 @@ from transformers import LlamaConfig
 
 from modeling_memory import (MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig, MemoryConfig,
                              MemoryForCausalLM)
-from training.data.objectives import copy_batch
+from training.data.objectives import CopySettings, copy_batch
 
 VOCAB, CHUNK, SLOTS, HIDDEN = 20, 4, 4, 32
 BOS, BLANK, DELIMITER, FIRST_TOKEN = 0, 1, 2, 3  # synthetic tokens are FIRST_TOKEN .. VOCAB-1
@@ -46,8 +46,8 @@ def fit(model, make_batch, steps: int = STEPS, lr: float = 5e-3) -> None:
 
 def blank_copy(generator, rows: int) -> dict:
     """Blank-copy rows of `SLOTS` chunks: two chunks of tokens, then a delimiter and blanks."""
-    batch = copy_batch(tokens(generator, rows, SLOTS * CHUNK), blank=True, blank_token_id=BLANK,
-                       delimiter_token_id=DELIMITER, delimiter_length=1)
+    settings = CopySettings(blank=True, blank_token_id=BLANK, delimiter_token_id=DELIMITER, delimiter_length=1)
+    batch = copy_batch(tokens(generator, rows, SLOTS * CHUNK), settings=settings)
     batch.pop("stream_ids")
     return batch
 
@@ -95,7 +95,9 @@ def test_frozen_encoder_gives_the_autoencoders_memories(family):
                           num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=CHUNK + SLOTS, **SPECIAL)
     model = frozen_encoder_memory_model(autoencoder, decoder, "ones").train()
     ids = tokens(torch.Generator().manual_seed(1), 3, SLOTS * CHUNK)
-    expected = autoencoder.encode(ids.view(-1, CHUNK)).view(3, SLOTS, HIDDEN)
+    with torch.no_grad():
+        hidden = autoencoder.encoder(input_ids=ids.view(-1, CHUNK)).last_hidden_state
+    expected = autoencoder.pool(hidden, None).view(3, SLOTS, HIDDEN)
     torch.testing.assert_close(model.encode(ids), expected)
 
 

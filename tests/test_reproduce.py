@@ -3,8 +3,12 @@ models once, keeps them as Hub folders, writes JSON in the documented schema, Ma
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
+from transformers import AutoModelForCausalLM
+
+import modeling_memory  # noqa: F401  (registers the Auto classes)
 
 from eval.experiments import reproduce, reproduce_stages
 from eval.experiments.reproduce_stages import Scale
@@ -40,4 +44,20 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tiny_scale, tmp_p
         assert saved["rows"] and all(set(row) >= {"model", "metric", "mean", "std", "values"} for row in saved["rows"])
         assert saved["targets"] and all(set(t) == {"name", "value", "target", "met"} for t in saved["targets"])
         assert (tmp_path / f"{part}.md").read_text().startswith("### ")
-    print(capsys.readouterr().out)
+        for row in saved["rows"]:  # one value per seed, and the mean of them
+            assert len(row["values"]) == 1 and row["mean"] == pytest.approx(row["values"][0])
+        assert saved["pictures"] and all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in saved["pictures"])
+    first = capsys.readouterr().out
+    assert "training mixer-autoencoder-c8 (seed 0)" in first and "[table4] seed 0 done" in first
+    models = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert "mixer-autoencoder-c8-seed0" in models and "records-memory-transformer-combined-seed0" in models
+    for name in models:  # every trained model is a Hub folder with its tokenizer
+        assert (tmp_path / "models" / name / "config.json").is_file()
+        assert (tmp_path / "models" / name / "tokenizer.json").is_file(), name
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "memory-mixer-autoencoder-c8-blank-copy-seed0")
+    assert type(reloaded).__name__ == "MemoryForCausalLM"
+    # A second run of a part reuses every model of the first (trains nothing) and gives the same rows.
+    again = run("fig4d", tmp_path)
+    second = capsys.readouterr().out
+    assert "training " not in second and "reusing " in second
+    assert again["fig4d"]["rows"] == reports["fig4d"]["rows"]

@@ -142,11 +142,11 @@ def memory_stages(scale: Scale, family: str, seed_dir, tokenizer: Path) -> dict:
     return {encoder: replace(stage, learning_rate=lr) for encoder, stage in stages.items()}
 
 
-def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path, families=tuple(MEMORY_FAMILIES)) -> dict:
+def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     """Memory models trained on blank copy over frozen encoders (and the no-memory control): held-out blank-copy
     and copy accuracy, final and against step (Fig. 4(d) / S8)."""
     result = new_result()
-    for family in families:
+    for family in scale.memory_families:
         arch = MEMORY_FAMILIES[family]
         autoencoders, clm = encoder_stages(scale, arch, tokenizer)
         run_stage(context, autoencoders[scale.contexts[0]], seed)  # the encoders, trained once (shared with Table 1)
@@ -210,7 +210,8 @@ def ratio(numerator, denominator):
 
 def target(name: str, value, relation: str, bound) -> dict:
     """`{"name", "value", "target", "met"}`; a value that could not be measured (None) is not met."""
-    met = value is not None and {">=": value >= bound, "<=": value <= bound, ">": value > bound}[relation]
+    met = value is not None and bound is not None and {">=": value >= bound, "<=": value <= bound,
+                                                        ">": value > bound}[relation]
     shown = f"{bound:.4g}" if isinstance(bound, float) else str(bound)
     return {"name": name, "value": value, "target": f"{relation} {shown}", "met": bool(met)}
 

@@ -26,7 +26,6 @@ from eval.harness.arguments import compare_parser
 from eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records
 from training.data.corpora import records_documents
 
-FAMILY = "memory-transformer"
 TASKS = ("records_extraction", "records_perplexity")
 MODELS = {"combined": "curriculum, then combined objective", "causal": "causal objective"}
 MAX_NEW_TOKENS = 6
@@ -39,16 +38,18 @@ def records_tokenizer(output_dir: Path, scale: Scale) -> Path:
 
 def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
     """The records autoencoder, blank-copy and combined curriculum stages, and the causal control."""
-    chunk, arch = scale.contexts[0], MEMORY_FAMILIES[FAMILY]
-    budget = dict(dataset="records", train_documents=scale.records_documents, steps=scale.records_steps)
+    family = scale.records_family
+    chunk, arch = scale.contexts[0], MEMORY_FAMILIES[family]
+    budget = dict(dataset="records", train_documents=scale.records_documents, steps=scale.records_steps,
+                  learning_rate=scale.mixer_learning_rate if arch == "mixer" else scale.learning_rate)
     autoencoder = stage_for(scale, f"records-{arch}-autoencoder",
                             ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", chunk),)), "autoencode",
                             chunk, tokenizer, **budget)
-    frozen = ModelSpec(scale.presets[FAMILY], encoder_from=str(model_dir(autoencoder.name)))
-    blank = stage_for(scale, f"records-{FAMILY}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer, **budget)
-    combined = stage_for(scale, f"records-{FAMILY}-combined", ModelSpec(init_from=str(model_dir(blank.name))),
+    frozen = ModelSpec(scale.presets[family], encoder_from=str(model_dir(autoencoder.name)))
+    blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer, **budget)
+    combined = stage_for(scale, f"records-{family}-combined", ModelSpec(init_from=str(model_dir(blank.name))),
                          "combined", 4 * chunk, tokenizer, **budget)
-    causal = stage_for(scale, f"records-{FAMILY}-causal", frozen, "clm", 4 * chunk, tokenizer,
+    causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
                        **{**budget, "steps": 2 * scale.records_steps})
     return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "causal": causal}
 
