@@ -57,19 +57,20 @@ def transformer_clm_table1(vocab_size=PAPER_VOCAB, **kw):
     return llama(512, 8, 4, vocab_size=vocab_size, positions=512, **kw)
 
 
-def mixer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
-    # Table 1 "Autoencoder" mixer: AutoencodingMixer(d=1024, 8 layers, k=16, unroll, L=512).
-    block = mixer(1024, 8, 512, kernel=16, vocab_size=vocab_size)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   overrides=kw)
+def mixer_autoencoder_table1(vocab_size=PAPER_VOCAB, context=512, **kw):
+    # Table 1 "Autoencoder" mixer: AutoencodingMixer(d=1024, 8 layers, k=16, unroll, L=512). `context` 256 gives
+    # the autoencoder of a 256-token memory chunk (the curriculum's encoder).
+    block = mixer(1024, 8, context, kernel=16, vocab_size=vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
 
 
-def transformer_autoencoder_table1(vocab_size=PAPER_VOCAB, **kw):
+def transformer_autoencoder_table1(vocab_size=PAPER_VOCAB, context=512, **kw):
     # Table 1 "Autoencoder" transformer: UnrolledAutoencodingTransformer(d=512, 8 layers, 16 heads, L=512)
     # (drivers use 16 or 8 heads; the paper's caption says n_l=8).
-    block = llama(512, 8, 16, vocab_size=vocab_size, positions=512)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=512, expansion="unroll",
-                                   overrides=kw)
+    block = llama(512, 8, 16, vocab_size=vocab_size, positions=context)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Table 2 (LLM probes)
@@ -168,6 +169,73 @@ def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
                                  max_segments=4, num_memory_slots=1, filler="ones", overrides=kw)
 
 
+# ----------------------------------------------------------------------------- small (2 CPU cores, minutes)
+# Sized to show the paper's effects in minutes on 2 CPU cores (`memory-models reproduce --scale small`), on the
+# embedded python-docs corpus with a 2,048-token BPE (SMALL_VOCAB). Every model is 2 layers of width 128
+# (4 heads for transformers); the paper's are 8-16 layers of width 512-1024.
+SMALL_VOCAB = 2048
+SMALL = dict(hidden=128, layers=2, heads=4)
+SMALL_CHUNK, SMALL_SLOTS = 16, 4  # memory models: 16-token chunks x 4 slots = 64 tokens (paper: 256 x 4)
+SMALL_CLM_CONTEXT = 64  # causal LMs are probed at 16 / 32 / 64 tokens (the shape of Table 2)
+
+
+def mixer_autoencoder_small(vocab_size=SMALL_VOCAB, context=16, **kw):
+    # Table 1 mixer autoencoder at 1/32 context (16 of 512 tokens), 1/8 width, 1/4 depth: d=128, 2 layers,
+    # kernel 16 and unroll as in the paper. `context` 32 / 64 for the retention-vs-context rows.
+    block = mixer(SMALL["hidden"], SMALL["layers"], context, kernel=16, vocab_size=vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
+
+
+def transformer_autoencoder_small(vocab_size=SMALL_VOCAB, context=16, heads=16, **kw):
+    # Table 1 transformer autoencoder at 1/32 context (16 of 512 tokens), 1/4 width, 1/4 depth: Llama d=128,
+    # 2 layers, 16 heads (as the paper's), unroll; 16 heads of 8 dimensions learn to reconstruct faster than 4 of 32.
+    block = llama(SMALL["hidden"], SMALL["layers"], heads, vocab_size=vocab_size, positions=context)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context,
+                  expansion="unroll", overrides=kw)
+
+
+def mixer_clm_small(vocab_size=SMALL_VOCAB, **kw):
+    # Table 1 causal mixer at the autoencoders' size (d=128, 2 layers, kernel 1 as in the paper), trained at
+    # 64 tokens so that its encoder can be probed at 16, 32 and 64.
+    return mixer(SMALL["hidden"], SMALL["layers"], SMALL_CLM_CONTEXT, kernel=1, vocab_size=vocab_size, **kw)
+
+
+def transformer_clm_small(vocab_size=SMALL_VOCAB, **kw):
+    # Table 1 causal transformer at the autoencoders' size (Llama d=128, 2 layers, 4 heads), context 64.
+    return llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CLM_CONTEXT, **kw)
+
+
+def memory_transformer_small(vocab_size=SMALL_VOCAB, **kw):
+    # Table 3 / Fig. 4(d) memory transformer at 1/16 chunk (16 of 256 tokens), 1/4 width, 1/8 depth: Llama
+    # encoder and decoder d=128, 2 layers, 4 heads, 4 slots, fixed layout, ones filler, 3-token delimiter.
+    # Its encoder has the shapes of transformer-autoencoder-small's (the curriculum's frozen encoder).
+    return _build(MemoryConfig, llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK),
+                  llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK + SMALL_SLOTS),
+                  chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="ones", copy_delimiter_token_id=100,
+                  copy_delimiter_length=3, overrides=kw)
+
+
+def memory_mixer_small(vocab_size=SMALL_VOCAB, decoder_kernel=16, **kw):
+    # Mixer copy runs at 1/16 chunk, 1/4 width, 1/8 depth: encoder = mixer-autoencoder-small's (d=128, 2 layers,
+    # kernel 16), mixer decoder d=128, 2 layers, length 16 + 4, zeros filler. The paper's mixer decoders use
+    # kernel 1; kernel 16 gives every token position its own linear read of a memory (a kernel-1 mixer or an
+    # attention decoder must build it from scalar mixing weights and learns blank copy several times slower:
+    # README, "Why blank copy is slow"). `decoder_kernel=1` restores the paper's decoder.
+    return _build(MemoryConfig, mixer(SMALL["hidden"], SMALL["layers"], SMALL_CHUNK, kernel=16, vocab_size=vocab_size),
+                  mixer(SMALL["hidden"], SMALL["layers"], SMALL_CHUNK + SMALL_SLOTS, kernel=decoder_kernel,
+                        vocab_size=vocab_size),
+                  chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="zeros", copy_delimiter_token_id=100,
+                  copy_delimiter_length=3, overrides=kw)
+
+
+def recurrent_memory_small(vocab_size=SMALL_VOCAB, **kw):
+    # Fig. S5 RMT baseline at the memory transformer's small size: Llama d=128, 2 layers, 16-token segments x 4.
+    return _build(RecurrentMemoryConfig, llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK + 2),
+                  chunk_size=SMALL_CHUNK, max_segments=SMALL_SLOTS, num_memory_slots=1, filler="ones",
+                  overrides=kw)
+
+
 # ----------------------------------------------------------------------------- tiny (tests, demos)
 TINY = dict(hidden=32, layers=2, heads=2)
 
@@ -193,14 +261,14 @@ def memory_mixer_tiny(vocab_size=99, **kw):
                         overrides=kw)
 
 
-def autoencoder_tiny(vocab_size=99, **kw):
-    block = llama(32, 2, 2, vocab_size=vocab_size, positions=16)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
+def autoencoder_tiny(vocab_size=99, context=16, **kw):
+    block = llama(32, 2, 2, vocab_size=vocab_size, positions=context)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context, overrides=kw)
 
 
-def mixer_autoencoder_tiny(vocab_size=99, **kw):
-    block = mixer(32, 2, 16, kernel=4, vocab_size=vocab_size)
-    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=16, overrides=kw)
+def mixer_autoencoder_tiny(vocab_size=99, context=16, **kw):
+    block = mixer(32, 2, context, kernel=4, vocab_size=vocab_size)
+    return _build(MemoryAutoencoderConfig, block, block.to_dict(), max_position_embeddings=context, overrides=kw)
 
 
 def recurrent_memory_tiny(vocab_size=99, **kw):
@@ -222,6 +290,13 @@ PRESETS = {
     "llama-3.2-1b-memory": llama_3_2_1b_memory,
     "autoencoder-llama3-figs6": autoencoder_llama3_figs6,
     "recurrent-memory-figs5": recurrent_memory_figs5,
+    "mixer-autoencoder-small": mixer_autoencoder_small,
+    "transformer-autoencoder-small": transformer_autoencoder_small,
+    "mixer-clm-small": mixer_clm_small,
+    "transformer-clm-small": transformer_clm_small,
+    "memory-transformer-small": memory_transformer_small,
+    "memory-mixer-small": memory_mixer_small,
+    "recurrent-memory-small": recurrent_memory_small,
     "masked-mixer-tiny": masked_mixer_tiny,
     "transformer-clm-tiny": transformer_clm_tiny,
     "memory-transformer-tiny": memory_transformer_tiny,

@@ -33,6 +33,8 @@ def retention_parser() -> argparse.ArgumentParser:
     parser.add_argument("--pooling", default="last", choices=POOLINGS)
     parser.add_argument("--fresh-embedding", action="store_true", help="trainable new token embedding")
     parser.add_argument("--pass-attention-mask", action="store_true", help="give the encoder the padding mask")
+    parser.add_argument("--pack", action="store_true", help="probe on full rows of concatenated documents (default: "
+                        "each document's first n_ctx tokens, right-padded)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--allow-missing-weights", action="store_true",

@@ -31,7 +31,7 @@ from conversion.safe_io import FolderInUseError
 from eval.arguments import retention_parser
 from eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
 from eval.benchmarks.arguments import benchmark_parser
-from eval.experiments.arguments import demo_parser, launcher_check_parser, paper_check_parser, table4_parser
+from eval.experiments.arguments import demo_parser, launcher_check_parser, reproduce_parser
 from eval.harness.arguments import compare_parser, lookalike_parser
 from training.arguments import plot_parser, tokenizer_parser, train_parser
 
@@ -75,10 +75,8 @@ COMMANDS = {
                               "how much of its text a memory bank can read back (blank copy)"),
     "benchmark": Command(benchmark_parser, "eval.benchmarks.cli", "speed and memory benchmarks (table + JSON)"),
     "plot": Command(plot_parser, "training.plot", "PNG/SVG plots of training, retention and benchmark JSON"),
-    "paper-check": Command(paper_check_parser, "eval.experiments.paper_check",
-                           "small-scale orderings of the paper's Tables 1 and 3"),
-    "table4": Command(table4_parser, "eval.experiments.table4",
-                      "Table 4 at small scale: causal vs combined training on records extraction"),
+    "reproduce": Command(reproduce_parser, "eval.experiments.reproduce",
+                         "the paper's Tables 1, 3, 4 and Fig. 4(d) on held-out data, over several seeds"),
     "launcher-check": Command(launcher_check_parser, "eval.experiments.launcher_check",
                               "the same run under every launcher gives the same numbers"),
     "presets": Command(presets_parser, "configuration", "list the named model configurations"),

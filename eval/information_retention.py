@@ -114,12 +114,21 @@ def load_texts(dataset, split: str, num_documents: int, seed: int = 0) -> list[s
     return texts
 
 
-def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: int) -> dict[str, torch.Tensor]:
-    """Tokenise (with the tokenizer's own special tokens), truncate / right-pad to `context`.
+def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: int,
+                   pack: bool = False) -> dict[str, torch.Tensor]:
+    """Tokenise (with the tokenizer's own special tokens), truncate / right-pad to `context`; or, with `pack`,
+    concatenate the texts' tokens (no special tokens) and cut them into full rows of `context` (no padding, so the
+    pooled last position is always a real token; the tail is dropped).
 
-    Returns `input_ids`, `attention_mask` and `labels` (-100 at pads), each `[num_texts, context]`.
+    Returns `input_ids`, `attention_mask` and `labels` (-100 at pads), each `[rows, context]`.
     """
-    rows = [ids[:context] for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"] if ids]
+    if pack:
+        stream = [token for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] for token in ids]
+        rows = [stream[start : start + context] for start in range(0, len(stream) - context + 1, context)]
+    else:
+        rows = [ids[:context] for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"] if ids]
+    if not rows:
+        raise ValueError(f"no rows of {context} tokens in {len(texts)} texts")
     pad = next((i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None), 0)
     input_ids = torch.full((len(rows), context), pad, dtype=torch.long)
     attention_mask = torch.zeros(len(rows), context, dtype=torch.long)
@@ -200,6 +209,7 @@ def measure_retention(
     pooling: str = "last",
     fresh_embedding: bool = False,
     pass_attention_mask: bool = False,
+    pack: bool = False,
     device: str = "cpu",
     seed: int = 0,
     allow_missing_weights: bool = False,
@@ -221,6 +231,8 @@ def measure_retention(
         pooling: `"last"` (paper), `"penultimate"` (causal mixers) or `"last_nonpad"`.
         fresh_embedding: the paper's in-house variant: a new trainable token embedding feeds the frozen blocks.
         pass_attention_mask: give the encoder the padding mask (the paper's LLM probes did not).
+        pack: probe on full rows of concatenated texts instead of each text's first `n_ctx` tokens, right-padded
+            (the distribution an autoencoder trained with `train --pack` saw).
         allow_missing_weights: probe a checkpoint whose encoder tensors are incomplete (see `load_encoder`).
         trust_remote_code: run code shipped with the encoder or tokenizer whose type is not installed.
     Returns:
@@ -245,9 +257,12 @@ def measure_retention(
             max_position_embeddings=context, expansion="unroll", pooling=pooling, freeze_encoder=True,
             fresh_encoder_embedding=fresh_embedding, pass_attention_mask_to_encoder=pass_attention_mask,
         ).to(device)
-        train_probe(probe, tokenize_texts(tokenizer, train_texts, context, vocab_size),
+        train_probe(probe, tokenize_texts(tokenizer, train_texts, context, vocab_size, pack),
                     steps=train_steps, batch_size=batch_size, lr=lr, seed=seed)
-        metrics = evaluate_probe(probe, tokenize_texts(tokenizer, eval_texts, context, vocab_size), batch_size)
+        held_out = tokenize_texts(tokenizer, eval_texts, context, vocab_size, pack)
+        if pack:  # long documents give many rows: the first `eval_documents` rows, as `memory-models train` does
+            held_out = {key: value[:eval_documents] for key, value in held_out.items()}
+        metrics = evaluate_probe(probe, held_out, batch_size)
         results.append(RetentionResult(context, metrics["loss"], metrics["entropy_ratio"], metrics["accuracy"],
                                        name, train_steps, metrics["targets"]))
         logger.info("n_ctx %d: %s", context, results[-1])
@@ -275,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         train_documents=args.train_documents, eval_documents=args.eval_documents, batch_size=args.batch_size,
         lr=args.lr, decoder_layers=args.decoder_layers, decoder_hidden=args.decoder_hidden,
         decoder_heads=args.decoder_heads, pooling=args.pooling, fresh_embedding=args.fresh_embedding,
-        pass_attention_mask=args.pass_attention_mask, device=args.device, seed=args.seed,
+        pass_attention_mask=args.pass_attention_mask, pack=args.pack, device=args.device, seed=args.seed,
         allow_missing_weights=args.allow_missing_weights, trust_remote_code=args.trust_remote_code,
     )
     print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")

@@ -35,8 +35,11 @@ def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
                      "--eval-steps", "2", "--output-dir", str(output), *TINY]) == 0
     summary = json.loads((output / "metrics.json").read_text())
     final = summary["final"]
-    for key in ("eval_clm_loss", "eval_clm_entropy_ratio", "eval_clm_accuracy", "eval_copy_accuracy"):
+    for key in ("eval_clm_loss", "eval_clm_entropy_ratio", "eval_clm_accuracy", "eval_copy_accuracy",
+                "eval_blank_copy_loss", "eval_blank_copy_accuracy"):
         assert key in final and final[key] == final[key], key  # present and not NaN
+    # every objective is watched on held-out rows while training, blank copy included
+    assert [step for step, _ in summary["eval_history"]["eval_blank_copy_accuracy"]] == [2, 4]
     assert summary["steps"] == 4 and summary["config"]["objective"] == "combined"
     assert summary["config"]["vocab_size"] == 8192 and summary["config"]["context"] == 32
     width, height = read_png_size(output / "loss_curve.png")

@@ -127,6 +127,39 @@ def retention_title(settings: dict) -> str:
             f"--decoder-layers {settings.get('decoder_layers')} --decoder-hidden {settings.get('decoder_hidden')}")
 
 
+# ---------------------------------------------------------------------------------------------- curves
+def plot_curves(curves: dict[str, dict[str, list]], output, title: str = "", xlabel: str = "optimizer step") -> list[Path]:
+    """Held-out accuracy against optimizer step (or `xlabel`), one panel per metric and one line per model (the shape of the
+    paper's Fig. 4(d)): the mean over seeds, with the seeds' range shaded.
+
+    Args:
+        curves: model name -> metric name (e.g. `"blank-copy accuracy"`) -> one `[(step, value), ...]` per seed.
+    """
+    metrics = list(dict.fromkeys(metric for per_model in curves.values() for metric in per_model))
+    if not metrics:
+        raise ValueError(f"nothing to plot: no curves for {list(curves)}")
+    plt = pyplot()
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
+    for axis, metric in zip(axes.flat, metrics):
+        for name, per_model in curves.items():
+            by_step: dict = {}
+            for seed_points in per_model.get(metric, []):
+                for step, value in _finite(seed_points):
+                    by_step.setdefault(step, []).append(100 * value)
+            if not by_step:
+                continue
+            steps = sorted(by_step)
+            mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
+            line, = axis.plot(steps, mean, marker="o", markersize=3, label=name)
+            axis.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
+                              color=line.get_color(), alpha=0.15, linewidth=0)
+        axis.set(xlabel=xlabel, ylabel=f"{metric} (%, held out)", title=metric)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+    figure.suptitle(title, fontsize=10)
+    return save_figure(figure, output)
+
+
 # ---------------------------------------------------------------------------------------------- benchmark
 BENCHMARK_MODELS = {"memory": "memory model", "llama_full_context": "full-context Llama"}
 

@@ -214,8 +214,9 @@ def _with_objective(dataset, objective: str):
 
 
 def build_datasets(args, tokenizer, context: int, config):
-    """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus full-length `copy` rows for
-    memory models (copy accuracy on held-out documents without padding, as in the paper)."""
+    """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus, for memory models, the same
+    full-length held-out rows as `copy` and `blank_copy` batches (copy accuracy on held-out documents without
+    padding, as in the paper), so that every objective of the curriculum is watched whichever one trains."""
     mode = "pack" if args.pack else "truncate"
     train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
     train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
@@ -233,7 +234,7 @@ def build_datasets(args, tokenizer, context: int, config):
         if hasattr(full, "__len__") and len(full) == 0:
             print(f"warning: no full-length held-out rows at context {context}: no copy evaluation", file=sys.stderr)
         else:
-            eval_sets["copy"] = _with_objective(full, "copy")
+            eval_sets.update({name: _with_objective(full, name) for name in ("copy", "blank_copy")})
     return train, eval_sets
 
 

@@ -7,7 +7,7 @@ evaluation with streaming metrics and the entropy ratio, and resumption from the
   A save that fails half-way therefore never produces a `checkpoint-N` folder, and [`last_complete_checkpoint`]
   ignores any `checkpoint-N` without the marker (e.g. one written by another tool).
 * **Evaluation.** The eval datasets carry an `objective` column; [`RoutingCollator`] builds each eval batch
-  with that objective (e.g. `clm` and `copy` for a memory model trained with `combined`). Metrics stream
+  with that objective (`clm`, `copy` and `blank_copy` for a memory model, whatever it trains with). Metrics stream
   (`batch_eval_metrics`), and the entropy ratio `H_r = 1 - CE / ln(V)` (paper Eq. 2) is added to each loss.
 """
 

@@ -1,1 +1,2 @@
-"""Experiments that train and measure: the demo, the paper checks, Table 4 at small scale and the launcher check."""
+"""Experiments that train and measure: the demo, `reproduce` (the paper's tables and figures at small or full scale)
+and the launcher check."""

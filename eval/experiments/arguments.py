@@ -1,4 +1,4 @@
-"""Command-line options of the experiments (`memory-models demo`, `paper-check`, `table4`, `launcher-check`).
+"""Command-line options of the experiments (`memory-models demo`, `reproduce`, `launcher-check`).
 
 Kept apart from the implementations and importing only the standard library, so that `--help` answers without
 loading torch.
@@ -31,42 +31,22 @@ def demo_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def paper_check_parser() -> argparse.ArgumentParser:
-    """The options of `memory-models paper-check`."""
-    parser = argparse.ArgumentParser(prog="memory-models paper-check", description="Does it learn what the paper "
-                                     "says? Small-scale orderings of Table 1 (a) and Table 3 (b).")
-    parser.add_argument("--output-dir", default="runs/paper-check")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of every model")
-    parser.add_argument("--probe-steps", type=int, default=1000, help="decoder steps of each retention probe")
-    parser.add_argument("--hidden", type=int, default=96)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--context", type=int, default=16, help="retention context (part a)")
-    parser.add_argument("--chunk-size", type=int, default=8, help="memory chunk (part b; 4 slots)")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vocab-size", type=int, default=2048)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--part", choices=["a", "b", "all"], default="all", help="retention (a), memory (b)")
-    return parser
+REPRODUCE_PARTS = ("table1", "fig4d", "table3", "table4", "all")
 
 
-def table4_parser() -> argparse.ArgumentParser:
-    """The options of `memory-models table4`."""
-    parser = argparse.ArgumentParser(prog="memory-models table4", description="Table 4 at small scale: does "
-                                     "combined (causal + copy) training help information retrieval?")
-    parser.add_argument("--output-dir", default="runs/table4")
-    parser.add_argument("--steps", type=int, default=800, help="training steps of each model")
-    parser.add_argument("--hidden", type=int, default=96)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--chunk-size", type=int, default=16)
-    parser.add_argument("--slots", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--vocab-size", type=int, default=1024)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--train-documents", type=int, default=2000, help="records training documents")
-    parser.add_argument("--limit", type=int, default=200, help="documents per evaluation task")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+def reproduce_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models reproduce`."""
+    parser = argparse.ArgumentParser(prog="memory-models reproduce", description="The paper's effects on held-out "
+                                     "data: Table 1 (information retention), Fig. 4(d) (blank copy through frozen "
+                                     "encoders), Table 3 (combined vs causal objective), Table 4 (records "
+                                     "extraction), each trained once and measured over several seeds.")
+    parser.add_argument("part", choices=REPRODUCE_PARTS, help="which part (all: every part, each model trained once)")
+    parser.add_argument("--output-dir", required=True, help="JSON, Markdown, pictures, models/ and runs/ go here")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (rows give mean and sd over them)")
+    parser.add_argument("--scale", choices=("small", "paper"), default="small",
+                        help="small: 2 layers x 128, minutes on 2 CPU cores; paper: the paper's sizes (a GPU job)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    parser.add_argument("--jobs", type=int, help="seeds trained side by side (default: all on a CPU, 1 on a GPU)")
     return parser
 
 

@@ -21,7 +21,7 @@ def _documents(num_documents: int, seed: int) -> list:
     return records_documents(int(num_documents), int(seed), split="test")
 
 
-def _records(document: str) -> list:
+def document_records(document: str) -> list:
     """`"record 3: color = teal; ...; year = 1999."` strings of one document."""
     return [part if part.endswith(".") else part + "." for part in re.split(r"(?<=\.) (?=record )", document)]
 
@@ -31,7 +31,7 @@ def extraction_docs(documents: list, seed: int = 0) -> list:
     rng = random.Random(f"records-extraction-{seed}")
     docs = []
     for document in documents:
-        record = _records(document)[0]
+        record = document_records(document)[0]
         key = rng.choice(CATEGORICAL_KEYS)
         head, fields = record.split(": ", 1)
         values = dict(field.split(" = ") for field in fields.rstrip(".").split("; "))

@@ -1,0 +1,217 @@
+"""The parts of `memory-models reproduce` on the paper's corpus: Table 1 (information retention), Fig. 4(d) (blank
+copy through frozen encoders) and Table 3 (combined vs causal objective).
+
+Each part has a `run(context, scale, seed, tokenizer) -> SeedResult` that trains (or reuses) its stages for one
+seed and measures them on held-out data, and a `targets(rows, settings)` that checks the aggregated rows against
+the small-scale targets. Rows are `(model, metric) -> value`; everything is held out (the corpus's test split).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from eval.experiments.reproduce_stages import Context, ModelSpec, Scale, history, run_stage, stage_for
+from eval.information_retention import measure_retention
+
+ARCHITECTURES = ("mixer", "transformer")
+MEMORY_FAMILIES = {"memory-mixer": "mixer", "memory-transformer": "transformer"}  # family -> its encoders' arch
+ENCODERS = ("frozen autoencoder encoder", "frozen causal-LM encoder", "no-memory control")
+
+
+def new_result() -> dict:
+    """What one seed of a part gives: `values` rows, accuracy `curves` (model -> metric -> points) and
+    `retention` (model -> rows of context / accuracy / entropy_ratio)."""
+    return {"values": [], "curves": {}, "retention": {}}
+
+
+def add(result: dict, model: str, metric: str, value: float) -> None:
+    result["values"].append({"model": model, "metric": metric, "value": float(value)})
+
+
+# ---------------------------------------------------------------------------------------------- Table 1
+def encoder_stages(scale: Scale, arch: str, tokenizer: Path) -> tuple[dict, object]:
+    """The autoencoder of each retention context and the causal LM (trained at the longest context) of `arch`:
+    the same size, steps and learning rate."""
+    lr = scale.mixer_learning_rate if arch == "mixer" else scale.learning_rate
+    budget = dict(steps=scale.autoencoder_steps, learning_rate=lr)
+    autoencoders = {c: stage_for(scale, f"{arch}-autoencoder-c{c}",
+                                 ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", c),)),
+                                 "autoencode", c, tokenizer, batch_size=rows_per_batch(scale, c), **budget)
+                    for c in scale.contexts}
+    longest = max(scale.contexts)
+    clm = stage_for(scale, f"{arch}-clm", ModelSpec(scale.presets[f"{arch}-clm"]), "clm", longest, tokenizer,
+                    batch_size=rows_per_batch(scale, longest), **budget)
+    return autoencoders, clm
+
+
+def rows_per_batch(scale: Scale, n_ctx: int) -> int:
+    """Rows per batch at `n_ctx`: as many tokens per step as `batch_size` rows of the first context."""
+    return max(1, scale.batch_size * scale.contexts[0] // n_ctx)
+
+
+def probe(context: Context, scale: Scale, seed: int, tokenizer: Path, name: str, n_ctx: int, pooling: str) -> dict:
+    """Held-out retention of the frozen encoder of model `name` at `n_ctx` tokens: a fresh decoder of the
+    encoder's width and depth learns to reconstruct packed held-out rows from its pooled embedding (cached)."""
+    model_dir = context.model_dir(name, seed)
+    config = json.loads((model_dir / "config.json").read_text())
+    encoder = config.get("encoder_config", config)
+    settings = {"encoder": str(model_dir), "context": n_ctx, "steps": scale.probe_steps, "pooling": pooling,
+                "batch_size": rows_per_batch(scale, n_ctx), "lr": scale.learning_rate, "hidden": encoder["hidden_size"],
+                "layers": encoder["num_hidden_layers"], "dataset": scale.dataset, "seed": seed}
+    cache = context.run_dir(f"probe-{name}-c{n_ctx}", seed).with_suffix(".json")
+    if cache.is_file() and json.loads(cache.read_text())["settings"] == settings:
+        return json.loads(cache.read_text())["result"]
+    context.report(f"probing {name} (seed {seed}) at n_ctx {n_ctx}: a fresh decoder, {scale.probe_steps} steps")
+    (result,) = measure_retention(
+        str(model_dir), str(tokenizer), contexts=[n_ctx], dataset=scale.dataset, train_steps=scale.probe_steps,
+        eval_documents=scale.eval_documents, batch_size=settings["batch_size"], lr=scale.learning_rate,
+        decoder_layers=settings["layers"], decoder_hidden=settings["hidden"], decoder_heads=4, pooling=pooling,
+        pack=True, device=context.device, seed=seed)
+    row = {"context": n_ctx, "accuracy": result.accuracy, "entropy_ratio": result.entropy_ratio, "loss": result.loss}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps({"settings": settings, "result": row}, indent=2))
+    return row
+
+
+def table1(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
+    """Autoencoders vs causal LMs of one size: the autoencoder's own held-out reconstruction, and the retention of
+    each frozen encoder probed by a fresh decoder at every context (Tables 1 and 2)."""
+    result, first = new_result(), scale.contexts[0]
+    for arch in ARCHITECTURES:
+        autoencoders, clm = encoder_stages(scale, arch, tokenizer)
+        for n_ctx, stage in autoencoders.items():
+            summary = run_stage(context, stage, seed)
+            if n_ctx == first:
+                add(result, f"{arch} autoencoder (its own decoder)", f"reconstruction accuracy, n_ctx {n_ctx}",
+                    summary["final"]["eval_autoencode_accuracy"])
+            row = probe(context, scale, seed, tokenizer, stage.name, n_ctx, "last")
+            name = f"{arch} autoencoder, frozen encoder + new decoder"
+            add(result, name, f"retention accuracy, n_ctx {n_ctx}", row["accuracy"])
+            result["retention"].setdefault(f"{arch} autoencoder", []).append(row)
+        run_stage(context, clm, seed)
+        # A causal mixer's last row is never trained (its target lies beyond the context): the paper probes the
+        # penultimate position of causal mixers (Section 3 of the paper).
+        pooling = "penultimate" if arch == "mixer" else "last"
+        for n_ctx in scale.contexts:
+            row = probe(context, scale, seed, tokenizer, clm.name, n_ctx, pooling)
+            add(result, f"{arch} causal LM, frozen encoder + new decoder", f"retention accuracy, n_ctx {n_ctx}",
+                row["accuracy"])
+            result["retention"].setdefault(f"{arch} causal LM", []).append(row)
+    return result
+
+
+def table1_targets(rows: dict, scale: Scale) -> list[dict]:
+    """Reconstruction >= 95%, autoencoder retention >= 70%, causal-LM retention <= 25% at the first context; the
+    kept fraction from the first to the last context is larger for the autoencoder than for the causal LM."""
+    first, last = scale.contexts[0], scale.contexts[-1]
+    targets = []
+    for arch in ARCHITECTURES:
+        ae, clm = f"{arch} autoencoder, frozen encoder + new decoder", f"{arch} causal LM, frozen encoder + new decoder"
+        targets += [
+            target(f"{arch} autoencoder's own held-out reconstruction, n_ctx {first}",
+                   rows.get((f"{arch} autoencoder (its own decoder)", f"reconstruction accuracy, n_ctx {first}")),
+                   ">=", 0.95),
+            target(f"{arch} autoencoder's frozen encoder, retention at n_ctx {first}",
+                   rows.get((ae, f"retention accuracy, n_ctx {first}")), ">=", 0.70),
+            target(f"{arch} causal LM's frozen encoder, retention at n_ctx {first}",
+                   rows.get((clm, f"retention accuracy, n_ctx {first}")), "<=", 0.25),
+        ]
+        kept = {name: ratio(rows.get((name, f"retention accuracy, n_ctx {last}")),
+                            rows.get((name, f"retention accuracy, n_ctx {first}"))) for name in (ae, clm)}
+        targets.append(target(f"{arch}: share of the n_ctx {first} retention kept at n_ctx {last}, autoencoder vs "
+                              "causal LM (falls faster for the causal encoder)", kept[ae], ">", kept[clm]))
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------- Fig. 4(d)
+def memory_stages(scale: Scale, family: str, seed_dir, tokenizer: Path) -> dict:
+    """Blank-copy stages of memory family `family` on each encoder: the frozen autoencoder's (chunk-sized
+    autoencoder of Table 1), the frozen causal LM's, and none (the no-memory control)."""
+    arch, chunk = MEMORY_FAMILIES[family], scale.contexts[0]
+    preset = scale.presets[family]
+    sources = {ENCODERS[0]: f"{arch}-autoencoder-c{chunk}", ENCODERS[1]: f"{arch}-clm"}
+    stages = {encoder: stage_for(scale, f"{family}-{source.split('-', 1)[1]}-blank-copy",
+                                 ModelSpec(preset, encoder_from=str(seed_dir(source))), "blank_copy",
+                                 chunk * 4, tokenizer) for encoder, source in sources.items()}
+    stages[ENCODERS[2]] = stage_for(scale, f"{family}-no-memory-blank-copy",
+                                    ModelSpec(preset, overrides=(("no_memory", True), ("encoder_config", None))),
+                                    "blank_copy", chunk * 4, tokenizer)
+    lr = scale.mixer_learning_rate if arch == "mixer" else scale.learning_rate
+    return {encoder: replace(stage, learning_rate=lr) for encoder, stage in stages.items()}
+
+
+def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
+    """Memory models trained on blank copy over frozen encoders (and the no-memory control): held-out blank-copy
+    and copy accuracy, final and against step (Fig. 4(d) / S8)."""
+    result = new_result()
+    for family in scale.memory_families:
+        arch = MEMORY_FAMILIES[family]
+        autoencoders, clm = encoder_stages(scale, arch, tokenizer)
+        run_stage(context, autoencoders[scale.contexts[0]], seed)  # the encoders, trained once (shared with Table 1)
+        run_stage(context, clm, seed)
+        for encoder, stage in memory_stages(scale, family, lambda name: context.model_dir(name, seed),
+                                            tokenizer).items():
+            summary = run_stage(context, stage, seed)
+            model = f"{family}, {encoder}"
+            for metric, key in (("blank-copy accuracy", "blank_copy"), ("copy accuracy", "copy"),
+                                ("CLM accuracy", "clm")):
+                add(result, model, metric, summary["final"][f"eval_{key}_accuracy"])
+                result["curves"].setdefault(model, {})[metric] = history(summary, f"eval_{key}_accuracy")
+    return result
+
+
+def fig4d_targets(rows: dict, scale: Scale) -> list[dict]:
+    """Blank copy >= 80% on the frozen autoencoder encoder; within 5 points of the no-memory control on the frozen
+    causal-LM encoder."""
+    targets = []
+    for family in MEMORY_FAMILIES:
+        if (f"{family}, {ENCODERS[0]}", "blank-copy accuracy") not in rows:
+            continue
+        blank = {encoder: rows.get((f"{family}, {encoder}", "blank-copy accuracy")) for encoder in ENCODERS}
+        targets.append(target(f"{family} on the {ENCODERS[0]}: blank-copy accuracy", blank[ENCODERS[0]], ">=", 0.80))
+        gap = None if None in (blank[ENCODERS[1]], blank[ENCODERS[2]]) else abs(blank[ENCODERS[1]] - blank[ENCODERS[2]])
+        targets.append(target(f"{family} on the {ENCODERS[1]}: blank-copy accuracy minus the no-memory control's "
+                              "(absolute)", gap, "<=", 0.05))
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------- Table 3
+def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
+    """The all-trainable memory transformer trained with the combined objective and with the causal objective for
+    equal steps: held-out CLM and copy accuracy (Table 3, "All trainable")."""
+    result = new_result()
+    for objective in ("combined", "clm"):
+        stage = stage_for(scale, f"memory-transformer-{objective}", ModelSpec(scale.presets["memory-transformer"]),
+                          objective, scale.contexts[0] * 4, tokenizer)
+        summary = run_stage(context, stage, seed)
+        model = f"memory transformer, {objective} objective"
+        for metric, key in (("CLM accuracy", "clm"), ("copy accuracy", "copy")):
+            add(result, model, metric, summary["final"][f"eval_{key}_accuracy"])
+            result["curves"].setdefault(model, {})[metric] = history(summary, f"eval_{key}_accuracy")
+    return result
+
+
+def table3_targets(rows: dict, scale: Scale) -> list[dict]:
+    """Combined-objective copy accuracy >= 2x the causal objective's, CLM accuracy within 3 points."""
+    combined, clm = "memory transformer, combined objective", "memory transformer, clm objective"
+    copy_ratio = ratio(rows.get((combined, "copy accuracy")), rows.get((clm, "copy accuracy")))
+    clm_gap = rows.get((combined, "CLM accuracy")), rows.get((clm, "CLM accuracy"))
+    return [target("copy accuracy, combined / causal objective", copy_ratio, ">=", 2.0),
+            target("CLM accuracy, |combined - causal objective|",
+                   None if None in clm_gap else abs(clm_gap[0] - clm_gap[1]), "<=", 0.03)]
+
+
+# ---------------------------------------------------------------------------------------------- targets
+def ratio(numerator, denominator):
+    return None if numerator is None or not denominator else numerator / denominator
+
+
+def target(name: str, value, relation: str, bound) -> dict:
+    """`{"name", "value", "target", "met"}`; a value that could not be measured (None) is not met."""
+    met = value is not None and bound is not None and {">=": value >= bound, "<=": value <= bound,
+                                                        ">": value > bound}[relation]
+    shown = f"{bound:.4g}" if isinstance(bound, float) else str(bound)
+    return {"name": name, "value": value, "target": f"{relation} {shown}", "met": bool(met)}
+

@@ -1,0 +1,219 @@
+"""Building blocks of `memory-models reproduce`: the two scales, and training stages that run once.
+
+A stage is one `memory-models train` run (the same code path) of a model described by a [`ModelSpec`]. Its
+result is kept as a Hub folder with its tokenizer, `DIR/models/<name>-seed<k>/`, and its training record
+(`metrics.json`, `loss_curve.png`, `stage.json`) under `DIR/runs/<name>-seed<k>/`. A stage whose folder exists
+and whose recorded settings equal the requested ones is reused, so `reproduce all` trains every model once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+from transformers import set_seed
+
+from configuration import build_model, get_preset
+from conversion.safe_io import is_ours, replace_folder
+from eval.information_retention import base_encoder
+from modeling_memory import MemoryConfig
+from training import train
+from training.data.corpora import records_documents
+from training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+
+STAGE_FILE = "stage.json"
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes, steps and data of one `--scale` (presets name the models; `small` is sized for 2 CPU cores)."""
+
+    name: str
+    dataset: str  # python-docs (embedded) or fineweb-edu (the paper's)
+    vocab_size: int  # a byte-level BPE of this size is trained on the corpus's train split
+    batch_size: int
+    learning_rate: float  # transformers
+    mixer_learning_rate: float
+    autoencoder_steps: int  # autoencoders and causal LMs (Table 1)
+    probe_steps: int  # each retention probe's fresh decoder
+    memory_steps: int  # each memory-model stage (Fig. 4(d), Table 3)
+    contexts: tuple[int, ...]  # Table 1 retention contexts; the first is the memory models' chunk size
+    eval_documents: int
+    records_steps: int  # each Table 4 stage
+    records_vocab_size: int
+    records_documents: int
+    extraction_documents: int  # records_extraction / records_perplexity documents, and distance questions
+    presets: dict = field(default_factory=dict)  # role -> preset name
+    memory_families: tuple = ("memory-mixer", "memory-transformer")  # Fig. 4(d)'s memory models
+    records_family: str = "memory-transformer"  # Table 4's memory model
+    warmup_steps: int = 100
+    train_documents: int | None = None  # training documents of the corpus (None: all)
+
+
+SMALL_PRESETS = {
+    "mixer-autoencoder": "mixer-autoencoder-small", "transformer-autoencoder": "transformer-autoencoder-small",
+    "mixer-clm": "mixer-clm-small", "transformer-clm": "transformer-clm-small",
+    "memory-mixer": "memory-mixer-small", "memory-transformer": "memory-transformer-small",
+}
+PAPER_PRESETS = {
+    "mixer-autoencoder": "mixer-autoencoder-table1", "transformer-autoencoder": "transformer-autoencoder-table1",
+    "mixer-clm": "mixer-clm-table1", "transformer-clm": "transformer-clm-table1",
+    "memory-mixer": "memory-mixer-copy", "memory-transformer": "memory-transformer-table3",
+}
+SCALES = {
+    # Learning rates from sweeps at this size (README, "Why blank copy was slow"): mixers learn fastest at 6e-3
+    # (the autoencoder reaches 97.5% at 2,000 steps, 72% at 1e-3), transformers at 1e-3 (3e-3 stalls).
+    # Fig. 4(d) and Table 4 run the memory mixer: an attention decoder needs several times its steps (README).
+    "small": Scale("small", "python-docs", 2048, batch_size=32, learning_rate=1e-3, mixer_learning_rate=6e-3,
+                   autoencoder_steps=2000, probe_steps=600, memory_steps=1500, contexts=(16, 32, 64),
+                   eval_documents=100, records_steps=1500, records_vocab_size=512, records_documents=2000,
+                   extraction_documents=200, presets=SMALL_PRESETS, memory_families=("memory-mixer",),
+                   records_family="memory-mixer"),
+    # The paper's sizes and budgets (Tables 1, 3 and 4 of the paper): a GPU job.
+    "paper": Scale("paper", "fineweb-edu", 8000, batch_size=64, learning_rate=2e-4, mixer_learning_rate=5e-4,
+                   autoencoder_steps=200_000,
+                   probe_steps=200_000, memory_steps=100_000, contexts=(256, 512), eval_documents=5000,
+                   records_steps=100_000, records_vocab_size=8000, records_documents=200_000,
+                   extraction_documents=1000, presets=PAPER_PRESETS, warmup_steps=500),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a stage's model is built: a preset (with config overrides), optionally another model's encoder (copied
+    and frozen), or the weights of an earlier stage (`init_from`, a Hub folder)."""
+
+    preset: str | None = None
+    preset_args: tuple = ()  # ((argument, value), ...) of the preset function, e.g. (("context", 32),)
+    overrides: tuple = ()  # ((field, value), ...) of the preset's config
+    encoder_from: str | None = None  # folder of an autoencoder or causal LM whose encoder (base model) is copied
+    init_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training run: `name` (model name without the seed), its model, objective and budget."""
+
+    name: str
+    model: ModelSpec
+    objective: str
+    context: int
+    steps: int
+    learning_rate: float
+    batch_size: int
+    dataset: str
+    tokenizer: str  # folder
+    eval_documents: int
+    warmup_steps: int
+    train_documents: int | None = None
+
+
+class Context:
+    """What every stage of one worker shares: the output folder, the device, and where progress goes."""
+
+    def __init__(self, output_dir: Path, device: str, report):
+        self.output_dir, self.device, self.report = Path(output_dir), device, report
+
+    def model_dir(self, name: str, seed: int) -> Path:
+        return self.output_dir / "models" / f"{name}-seed{seed}"
+
+    def run_dir(self, name: str, seed: int) -> Path:
+        return self.output_dir / "runs" / f"{name}-seed{seed}"
+
+
+# ---------------------------------------------------------------------------------------------- tokenizers
+def corpus_tokenizer(output_dir: Path, dataset: str, vocab_size: int, documents: int | None = None) -> Path:
+    """A byte-level BPE trained on `dataset`'s train split (reused when its folder is complete)."""
+    folder = Path(output_dir) / f"tokenizer-{dataset}-{vocab_size}"
+    if not (folder / "tokenizer.json").is_file():
+        if dataset == "records":
+            texts = records_documents(documents or 2000, 0, "train")
+        else:
+            texts = corpus_texts(dataset, "text", documents)
+        save_tokenizer(train_tokenizer(texts, vocab_size), folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------- models
+def build_stage_model(spec: ModelSpec, tokenizer, seed: int):
+    """The model of `spec`, built after `set_seed(seed)`, with the tokenizer's vocabulary and special ids."""
+    set_seed(seed)
+    if spec.init_from is not None:
+        return train.load_pretrained(spec.init_from)
+    ids = special_token_ids(tokenizer)
+    overrides = dict(spec.overrides)
+    special = {k: v for k, v in ids.items() if k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    config = get_preset(spec.preset, vocab_size=len(tokenizer), **dict(spec.preset_args), **special)
+    if isinstance(config, MemoryConfig):
+        overrides = {**{k: ids[k] for k in ("blank_token_id", "copy_delimiter_token_id")}, **overrides}
+    if spec.encoder_from is not None:  # the memory model reads memories of exactly this encoder
+        overrides["encoder_config"] = base_encoder(train.load_pretrained(spec.encoder_from)).config.to_dict()
+        overrides["freeze_encoder"] = True
+    if overrides:
+        config = type(config).from_dict({**config.to_dict(), **overrides})
+    model = build_model(config)
+    if spec.encoder_from is not None:
+        source = base_encoder(train.load_pretrained(spec.encoder_from))
+        model.encoder.load_state_dict(source.state_dict())  # strict: every tensor of the encoder, no others
+    return model
+
+
+def _train_options(stage: Stage, seed: int, run_dir: Path, device: str) -> list[str]:
+    options = ["--preset", stage.model.preset or "memory-transformer-tiny", "--output-dir", str(run_dir),
+               "--objective", stage.objective, "--dataset", stage.dataset, "--pack", "--tokenizer", stage.tokenizer,
+               "--context", str(stage.context), "--max-steps", str(stage.steps), "--batch-size", str(stage.batch_size),
+               "--seed", str(seed), "--learning-rate", str(stage.learning_rate), "--eval-steps",
+               str(max(1, stage.steps // 10)), "--eval-documents", str(stage.eval_documents), "--overwrite",
+               "--save_strategy", "no", "--warmup_steps", str(min(stage.warmup_steps, stage.steps // 10)),
+               "--logging_steps", str(max(1, stage.steps // 20)), "--disable_tqdm", "True"]
+    if stage.train_documents:
+        options += ["--train-documents", str(stage.train_documents)]
+    if device == "cpu":
+        options += ["--use_cpu", "True"]
+    return options
+
+
+def run_stage(context: Context, stage: Stage, seed: int) -> dict:
+    """Train `stage` for `seed` (or reuse it) and return its `metrics.json` summary; the model ends up in
+    `DIR/models/<name>-seed<seed>/`."""
+    model_dir, run_dir = context.model_dir(stage.name, seed), context.run_dir(stage.name, seed)
+    record = {"stage": asdict(stage), "seed": seed}
+    metrics_file, stage_file = run_dir / "metrics.json", run_dir / STAGE_FILE
+    if (model_dir / "config.json").is_file() and metrics_file.is_file() and stage_file.is_file():
+        if json.loads(stage_file.read_text()) == json.loads(json.dumps(record)):
+            context.report(f"reusing {model_dir}")
+            return json.loads(metrics_file.read_text())
+    context.report(f"training {stage.name} (seed {seed}): {stage.objective}, {stage.steps} steps")
+    tokenizer = train.load_tokenizer(stage.tokenizer)
+    model = build_stage_model(stage.model, tokenizer, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    parsed, extras = train.parse_args(_train_options(stage, seed, run_dir, context.device))
+    with open(run_dir / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        summary = train.run(parsed, extras, model=model)
+    if model_dir.exists() and not is_ours(model_dir):
+        raise ValueError(f"{model_dir} exists and was not written by memory-models: refusing to replace it")
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    replace_folder(run_dir / "final", model_dir)
+    stage_file.write_text(json.dumps(record, indent=2))
+    context.report(f"trained {stage.name} (seed {seed}) in {summary['train_seconds']:.0f} s -> {model_dir}")
+    return summary
+
+
+def stage_for(scale: Scale, name: str, model: ModelSpec, objective: str, context: int, tokenizer: Path, **changes):
+    """A stage of `scale` with its default budget (memory-model steps unless `steps` is given)."""
+    stage = Stage(name, model, objective, context, scale.memory_steps, scale.learning_rate, scale.batch_size,
+                  scale.dataset, str(tokenizer), scale.eval_documents, scale.warmup_steps, scale.train_documents)
+    return replace(stage, **changes)
+
+
+def history(summary: dict, key: str) -> list:
+    """`[(step, value), ...]` of an eval metric of a training summary (`eval_blank_copy_accuracy`, ...)."""
+    return [tuple(point) for point in summary.get("eval_history", {}).get(key, [])]
+
+
+def set_threads(threads: int) -> None:
+    """Intra-op threads of this worker (one per worker when seeds train side by side on a CPU)."""
+    torch.set_num_threads(max(1, threads))

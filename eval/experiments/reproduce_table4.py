@@ -1,0 +1,159 @@
+"""Table 4 of `memory-models reproduce`, on the synthetic `records` corpus (exact key/value facts).
+
+The paper trains the same frozen-encoder memory transformer causally and with the combined objective, and finds
+that only the combined one extracts information stated earlier in its context (SWDE 0.00 -> 0.81) while general
+language modelling stays put. Here, per seed:
+
+1. a transformer autoencoder learns to reconstruct chunks of records;
+2. curriculum: a memory transformer with that frozen encoder learns blank copy, then the combined objective;
+   the causal control starts from the same frozen encoder and trains causally for as many steps as both stages;
+3. both are evaluated with lm-eval (`memory-models eval`) on `records_extraction` (the value of a key of a record
+   stated earlier, metric `contains`) and `records_perplexity` (bits per byte), with and without memories;
+4. extraction accuracy against how many chunks back the value was stated (1 .. S-1), by greedy generation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from eval.banks.bank import load_model_and_tokenizer
+from eval.experiments.reproduce_parts import MEMORY_FAMILIES, add, new_result, ratio, target
+from eval.experiments.reproduce_stages import Context, ModelSpec, Scale, corpus_tokenizer, run_stage, stage_for
+from eval.harness import compare
+from eval.harness.arguments import compare_parser
+from eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records
+from training.data.corpora import records_documents
+
+TASKS = ("records_extraction", "records_perplexity")
+MODELS = {"combined": "curriculum, then combined objective", "causal": "causal objective"}
+MAX_NEW_TOKENS = 6
+FILLERS = 4  # each question is asked after 0 .. FILLERS-1 other records, which spreads its distance in chunks
+
+
+def records_tokenizer(output_dir: Path, scale: Scale) -> Path:
+    return corpus_tokenizer(output_dir, "records", scale.records_vocab_size, scale.records_documents)
+
+
+def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
+    """The records autoencoder, blank-copy and combined curriculum stages, and the causal control."""
+    family = scale.records_family
+    chunk, arch = scale.contexts[0], MEMORY_FAMILIES[family]
+    budget = dict(dataset="records", train_documents=scale.records_documents, steps=scale.records_steps,
+                  learning_rate=scale.mixer_learning_rate if arch == "mixer" else scale.learning_rate)
+    autoencoder = stage_for(scale, f"records-{arch}-autoencoder",
+                            ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", chunk),)), "autoencode",
+                            chunk, tokenizer, **budget)
+    frozen = ModelSpec(scale.presets[family], encoder_from=str(model_dir(autoencoder.name)))
+    blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer, **budget)
+    combined = stage_for(scale, f"records-{family}-combined", ModelSpec(init_from=str(model_dir(blank.name))),
+                         "combined", 4 * chunk, tokenizer, **budget)
+    causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
+                       **{**budget, "steps": 2 * scale.records_steps})
+    return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "causal": causal}
+
+
+def lm_eval_rows(context: Context, scale: Scale, seed: int, folders: dict, result: dict) -> None:
+    """`memory-models eval` on both models, with and without memories (read through the rolling window)."""
+    output = context.run_dir("table4-lm-eval", seed)
+    argv = [part for name in MODELS for part in ("--model", str(folders[name]))]
+    argv += ["--tasks", ",".join(TASKS), "--no-memory", "--limit", str(scale.extraction_documents), "--batch-size",
+             "16", "--rolling-context", "1024", "--device", context.device, "--output-dir", str(output)]
+    context.report(f"lm-eval {', '.join(TASKS)} on {len(MODELS)} models, with and without memories")
+    summary = compare.run(compare_parser().parse_args(argv))
+    labels = compare.model_labels([str(folders[name]) for name in MODELS])
+    for name, label in zip(MODELS, labels):
+        for suffix, ablated in (("", False), (" (no memory)", True)):
+            metrics = summary["models"][label + suffix]["metrics"]
+            model = MODELS[name] + (", memories ablated" if ablated else "")
+            add(result, model, "records_extraction contains", metrics["records_extraction contains,none"])
+            add(result, model, "records_perplexity bits per byte", metrics["records_perplexity bits_per_byte,none"])
+
+
+def distance_questions(tokenizer, chunk: int, documents: int, seed: int) -> list[dict]:
+    """Held-out extraction questions with the chunk distance between the stated value and the answer.
+
+    Each question states a record, then 0 .. FILLERS-1 other records, then the same record again up to one of its
+    keys; its distance is `chunk(answer position) - chunk(first token of the stated value)`.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    questions = []
+    for document in records_documents(documents, seed, "test"):
+        records = document_records(document)
+        head, fields = records[0].split(": ", 1)
+        values = dict(field.split(" = ") for field in fields.rstrip(".").split("; "))
+        key = CATEGORICAL_KEYS[int(torch.randint(len(CATEGORICAL_KEYS), (1,), generator=generator))]
+        order = list(values)
+        prefix = "".join(f"{k} = {values[k]}; " for k in order[: order.index(key)])
+        stated = records[0][: records[0].index(f"{key} = ") + len(f"{key} = ")]
+        for fillers in range(FILLERS):
+            text = " ".join([records[0], *records[1 : 1 + fillers], f"{head}: {prefix}{key} ="])
+            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+            value_token = next(i for i, (start, end) in enumerate(encoded["offset_mapping"]) if end > len(stated))
+            answer = len(encoded["input_ids"])
+            questions.append({"input_ids": encoded["input_ids"], "value": values[key],
+                              "distance": answer // chunk - value_token // chunk})
+    return questions
+
+
+@torch.no_grad()
+def extraction_by_distance(folder: Path, questions: list[dict], no_memory: bool, device: str) -> dict[int, float]:
+    """Greedy-generation `contains` accuracy per chunk distance (memories ablated if `no_memory`)."""
+    model, tokenizer = load_model_and_tokenizer(str(folder), memory_window="rolling")
+    model.config.no_memory = no_memory
+    model.to(device).eval()
+    hits: dict[int, list[int]] = {}
+    for question in questions:
+        ids = torch.tensor([question["input_ids"]], device=device)
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW_TOKENS,
+                             do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answer = tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        hits.setdefault(question["distance"], []).append(contains_score(answer, question["value"]))
+    return {distance: sum(h) / len(h) for distance, h in sorted(hits.items())}
+
+
+def table4(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
+    """One seed of Table 4: train (or reuse) the stages, run lm-eval, measure extraction against distance."""
+    result = new_result()
+    stages = records_stages(scale, tokenizer, lambda name: context.model_dir(name, seed))
+    for stage in stages.values():
+        run_stage(context, stage, seed)
+    folders = {name: context.model_dir(stages[name].name, seed) for name in MODELS}
+    lm_eval_rows(context, scale, seed, folders, result)
+    model, tok = load_model_and_tokenizer(str(folders["combined"]))
+    slots = model.config.num_memory_slots
+    del model
+    questions = [q for q in distance_questions(tok, scale.contexts[0], scale.extraction_documents, seed)
+                 if 1 <= q["distance"] <= slots - 1]
+    context.report(f"extraction against distance: {len(questions)} questions, 1 .. {slots - 1} chunks back")
+    for name, no_memory in (("combined", False), ("combined", True), ("causal", False)):
+        label = MODELS[name] + (", memories ablated" if no_memory else "")
+        by_distance = extraction_by_distance(folders[name], questions, no_memory, context.device)
+        for distance, accuracy in by_distance.items():
+            add(result, label, f"extraction accuracy, {distance} chunks back", accuracy)
+        result["curves"].setdefault(label, {})["extraction accuracy"] = list(by_distance.items())
+    return result
+
+
+def table4_targets(rows: dict, scale: Scale) -> list[dict]:
+    """Combined >= 0.6 and causal / ablated <= 0.2 on records_extraction; bits per byte within 5%; extraction flat
+    over distance for the memory model (lowest >= 0.8 x highest) and <= 0.2 without its memories."""
+    combined, causal = MODELS["combined"], MODELS["causal"]
+    ablated = f"{combined}, memories ablated"
+    extraction = "records_extraction contains"
+    bits = "records_perplexity bits per byte"
+    bpb = ratio(rows.get((combined, bits)), rows.get((causal, bits)))
+    targets = [target(f"{combined}: {extraction}", rows.get((combined, extraction)), ">=", 0.6),
+               target(f"{causal}: {extraction}", rows.get((causal, extraction)), "<=", 0.2),
+               target(f"{ablated}: {extraction}", rows.get((ablated, extraction)), "<=", 0.2),
+               target("records_perplexity bits per byte, |combined / causal - 1|",
+                      None if bpb is None else abs(bpb - 1), "<=", 0.05)]
+    by_distance = {model: [v for (m, metric), v in rows.items() if m == model and "chunks back" in metric]
+                   for model in (combined, ablated)}
+    flat = ratio(min(by_distance[combined], default=None), max(by_distance[combined], default=None))
+    targets.append(target(f"{combined}: lowest / highest extraction accuracy over 1 .. S-1 chunks back", flat,
+                          ">=", 0.8))
+    targets.append(target(f"{ablated}: highest extraction accuracy over 1 .. S-1 chunks back (chance: 0.1)",
+                          max(by_distance[ablated], default=None), "<=", 0.2))
+    return targets
