@@ -105,27 +105,6 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
         config = cls.config_class(encoder_config=encoder_config, decoder_config=decoder.config, **config_kwargs)
         return attach_pretrained_decoder(cls, decoder, config, encoder)
 
-<<<<<<< HEAD
-    def _freeze_encoder(self):
-        """`freeze_encoder`: no encoder parameter trains; `fresh_encoder_embedding`: only its embedding does."""
-        encoder = getattr(self, "encoder", None)
-        if encoder is None or not (self.config.freeze_encoder or self.config.fresh_encoder_embedding):
-            return
-        encoder.requires_grad_(False)
-        if self.config.fresh_encoder_embedding:
-            encoder.get_input_embeddings().requires_grad_(True)
-        encoder.eval()
-
-    def train(self, mode: bool = True):
-        """Like `nn.Module.train`, but a frozen encoder always stays in eval mode: no dropout, so its memories are
-        the ones it gives on its own (e.g. inside the autoencoder it was trained in)."""
-        super().train(mode)
-        if getattr(self, "encoder", None) is not None and self.config.freeze_encoder:
-            self.encoder.eval()
-        return self
-
-=======
->>>>>>> main
     def get_input_embeddings(self):
         return self.decoder.get_input_embeddings()
 
