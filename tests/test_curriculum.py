@@ -1,4 +1,4 @@
-"""The paper's curriculum (spec §5.6) end to end at tiny scale, through the `memory-models train` command:
+"""The paper's curriculum end to end at tiny scale, through the `memory-models train` command:
 
     autoencoder -> blank copy (frozen encoder) -> copy -> combined
 
@@ -20,11 +20,15 @@ def encoder_state(folder):
 
 
 def test_curriculum_keeps_frozen_encoder_bit_identical(tmp_path):
-    """AE -> blank_copy (--encoder-from --freeze-encoder) -> copy (--init-from) -> combined (--init-from)."""
+    """AE -> blank_copy (--encoder-from --freeze-encoder) -> copy (--init-from) -> combined (--init-from), on a
+    tokenizer of its own: the --init-from stages take their checkpoint's tokenizer without being told."""
+    tokenizer = tmp_path / "tokenizer"
+    assert cli_main(["tokenizer", "--vocab-size", "300", "--num-documents", "48", "--output", str(tokenizer)]) == 0
     stages = [
-        ("ae", ["--preset", "autoencoder-tiny", "--objective", "autoencode", "--context", "8"]),
-        ("blank", ["--preset", "memory-transformer-tiny", "--encoder-from", str(tmp_path / "ae" / "final"),
-                   "--freeze-encoder", "--objective", "blank_copy"]),
+        ("ae", ["--preset", "autoencoder-tiny", "--tokenizer", str(tokenizer), "--objective", "autoencode",
+                "--context", "8"]),
+        ("blank", ["--preset", "memory-transformer-tiny", "--tokenizer", str(tokenizer), "--encoder-from",
+                   str(tmp_path / "ae" / "final"), "--freeze-encoder", "--objective", "blank_copy"]),
         ("copy", ["--init-from", str(tmp_path / "blank" / "final"), "--objective", "copy"]),
         ("combined", ["--init-from", str(tmp_path / "copy" / "final"), "--objective", "combined"]),
     ]
@@ -41,6 +45,7 @@ def test_curriculum_keeps_frozen_encoder_bit_identical(tmp_path):
             assert state.keys() == reference.keys(), folder
             for key, value in reference.items():
                 torch.testing.assert_close(state[key], value, rtol=0, atol=0, msg=f"{folder}: {key}")
+    assert len(train.load_tokenizer(str(tmp_path / "combined" / "final"))) == len(train.load_tokenizer(str(tokenizer)))
     # the decoder did train (the curriculum is not a no-op)
     first = train.load_pretrained(str(tmp_path / "blank" / "final")).decoder.state_dict()
     last = train.load_pretrained(str(tmp_path / "combined" / "final")).decoder.state_dict()

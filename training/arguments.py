@@ -32,7 +32,8 @@ def train_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data")
     data.add_argument("--objective", choices=OBJECTIVES, default="clm")
     data.add_argument("--dataset", default="python-docs", help="corpus name or local path (training.data.corpora)")
-    data.add_argument("--tokenizer", metavar="DIR", help="default: the python-docs BPE tokenizer (8192)")
+    data.add_argument("--tokenizer", metavar="DIR", help="default: the --init-from checkpoint's tokenizer, else the "
+                      "python-docs BPE tokenizer (8192)")
     data.add_argument("--context", type=int, help="tokens per row; default: the model's context")
     data.add_argument("--pack", action="store_true", help="pack documents into full rows (default: truncate)")
     data.add_argument("--train-documents", type=int, help="use only the first N training documents")

@@ -431,7 +431,10 @@ def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), mode
 
 def _run(args, extras, callbacks, model, inputs) -> dict:
     overwrite = getattr(args, "overwrite", False)
-    tokenizer = load_tokenizer(args.tokenizer, args.trust_remote_code)
+    tokenizer_path = args.tokenizer
+    if tokenizer_path is None and args.init_from and (Path(args.init_from) / "tokenizer.json").is_file():
+        tokenizer_path = args.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
+    tokenizer = load_tokenizer(tokenizer_path, args.trust_remote_code)
     if model is None:
         model = build_model(args, tokenizer)
     else:

@@ -178,15 +178,20 @@ def fig4d_targets(rows: dict, scale: Scale) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- Table 3
+def table3_label(scale: Scale, objective: str) -> str:
+    return f"{scale.table3_family.replace('-', ' ')}, {objective} objective"
+
+
 def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
-    """The all-trainable memory transformer trained with the combined objective and with the causal objective for
-    equal steps: held-out CLM and copy accuracy (Table 3, "All trainable")."""
-    result = new_result()
+    """The all-trainable memory model (`scale.table3_family`) trained with the combined objective and with the
+    causal objective for equal steps: held-out CLM and copy accuracy (Table 3, "All trainable")."""
+    result, family = new_result(), scale.table3_family
+    lr = scale.mixer_learning_rate if MEMORY_FAMILIES[family] == "mixer" else scale.learning_rate
     for objective in ("combined", "clm"):
-        stage = stage_for(scale, f"memory-transformer-{objective}", ModelSpec(scale.presets["memory-transformer"]),
-                          objective, scale.contexts[0] * 4, tokenizer)
+        stage = stage_for(scale, f"{family}-{objective}", ModelSpec(scale.presets[family]), objective,
+                          scale.contexts[0] * 4, tokenizer, learning_rate=lr)
         summary = run_stage(context, stage, seed)
-        model = f"memory transformer, {objective} objective"
+        model = table3_label(scale, objective)
         for metric, key in (("CLM accuracy", "clm"), ("copy accuracy", "copy")):
             add(result, model, metric, summary["final"][f"eval_{key}_accuracy"])
             result["curves"].setdefault(model, {})[metric] = history(summary, f"eval_{key}_accuracy")
@@ -195,7 +200,7 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
 
 def table3_targets(rows: dict, scale: Scale) -> list[dict]:
     """Combined-objective copy accuracy >= 2x the causal objective's, CLM accuracy within 3 points."""
-    combined, clm = "memory transformer, combined objective", "memory transformer, clm objective"
+    combined, clm = table3_label(scale, "combined"), table3_label(scale, "clm")
     copy_ratio = ratio(rows.get((combined, "copy accuracy")), rows.get((clm, "copy accuracy")))
     clm_gap = rows.get((combined, "CLM accuracy")), rows.get((clm, "CLM accuracy"))
     return [target("copy accuracy, combined / causal objective", copy_ratio, ">=", 2.0),
