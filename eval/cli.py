@@ -31,7 +31,7 @@ from conversion.safe_io import FolderInUseError
 from eval.arguments import retention_parser
 from eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
 from eval.benchmarks.arguments import benchmark_parser
-from eval.experiments.arguments import demo_parser, launcher_check_parser, reproduce_parser
+from eval.experiments.arguments import demo_parser, launcher_check_parser, readback_parser, reproduce_parser
 from eval.harness.arguments import compare_parser, lookalike_parser
 from training.arguments import plot_parser, tokenizer_parser, train_parser
 
@@ -77,6 +77,8 @@ COMMANDS = {
     "plot": Command(plot_parser, "training.plot", "PNG/SVG plots of training, retention and benchmark JSON"),
     "reproduce": Command(reproduce_parser, "eval.experiments.reproduce",
                          "the paper's Tables 1, 3, 4 and Fig. 4(d) on held-out data, over several seeds"),
+    "readback": Command(readback_parser, "eval.experiments.readback",
+                        "how fast a decoder learns to read oracle memories (the blank-copy diagnostic)"),
     "launcher-check": Command(launcher_check_parser, "eval.experiments.launcher_check",
                               "the same run under every launcher gives the same numbers"),
     "presets": Command(presets_parser, "configuration", "list the named model configurations"),

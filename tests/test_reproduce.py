@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import AutoModelForCausalLM
 
 import modeling_memory  # noqa: F401  (registers the Auto classes)
@@ -61,3 +62,29 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tiny_scale, tmp_p
     second = capsys.readouterr().out
     assert "training " not in second and "reusing " in second
     assert again["fig4d"]["rows"] == reports["fig4d"]["rows"]
+
+
+def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(tmp_path):
+    """The diagnostic's oracle: a linear read of a chunk's memory recovers every token (so the decoder, not the
+    memory, limits what it learns); the model's own encoder is never run; a short run writes its curves."""
+    from eval.experiments import readback
+    from eval.experiments.arguments import readback_parser
+
+    args = readback_parser().parse_args(["--steps", "2", "--eval-every", "1", "--hidden", "32", "--layers", "1"])
+    args.seed = 0
+    codes = readback.oracle_codes(args.vocab, args.chunk, args.hidden, torch.Generator().manual_seed(0))
+    ids = torch.randint(readback.FIRST_TOKEN, args.vocab, (256, args.chunk))
+    memory = codes[torch.arange(args.chunk)[None, :], ids].sum(1)
+    read = torch.einsum("jvd,nd->njv", codes, memory).argmax(-1)
+    assert torch.equal(read, ids)
+    model = readback.build(args)
+    model.encoder.forward = None  # calling the real encoder would fail
+    batch = readback.blank_copy_rows(args, 4, torch.Generator().manual_seed(0))
+    assert model(**batch).loss.isfinite()
+    output = tmp_path / "readback.json"
+    assert readback.main(["--steps", "2", "--eval-every", "1", "--hidden", "32", "--layers", "1", "--output",
+                          str(output)]) == 0
+    saved = json.loads(output.read_text())
+    assert [step for step, _ in saved["curves"]["0"]] == [1, 2] and len(saved["final"]) == 1
+    with pytest.raises(ValueError, match="exists"):
+        readback.main(["--steps", "1", "--output", str(output)])

@@ -1,4 +1,4 @@
-"""Command-line options of the experiments (`memory-models demo`, `reproduce`, `launcher-check`).
+"""Command-line options of the experiments (`memory-models demo`, `reproduce`, `readback`, `launcher-check`).
 
 Kept apart from the implementations and importing only the standard library, so that `--help` answers without
 loading torch.
@@ -32,6 +32,32 @@ def demo_parser() -> argparse.ArgumentParser:
 
 
 REPRODUCE_PARTS = ("table1", "fig4d", "table3", "table4", "all")
+
+
+def readback_parser() -> argparse.ArgumentParser:
+    """The options of `memory-models readback`."""
+    parser = argparse.ArgumentParser(prog="memory-models readback", description="How fast does a decoder learn to "
+                                     "read perfectly decodable (oracle) memories? Blank copy of random tokens; only "
+                                     "the decoder trains; held-out accuracy against step.")
+    parser.add_argument("--decoder", choices=("llama", "mixer"), default="llama")
+    parser.add_argument("--kernel", type=int, default=1, help="mixer decoder's kernel (1: the paper's; the chunk "
+                        "size: a position-specific read)")
+    parser.add_argument("--positional-blanks", action="store_true",
+                        help="give every blank position an input token of its own (isolates locating the token)")
+    parser.add_argument("--vocab", type=int, default=64)
+    parser.add_argument("--chunk", type=int, default=8)
+    parser.add_argument("--slots", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--output", help="JSON of the curves (written only if the file does not exist yet)")
+    return parser
 
 
 def reproduce_parser() -> argparse.ArgumentParser:
