@@ -1,7 +1,6 @@
 """`memory-models reproduce` end to end at tiny scale (the pipeline, not the paper's targets): every part trains its
 models once, keeps them as Hub folders, writes JSON in the documented schema, Markdown and pictures."""
 
-import argparse
 import json
 from pathlib import Path
 
@@ -11,32 +10,19 @@ from transformers import AutoModelForCausalLM
 
 import modeling_memory  # noqa: F401  (registers the Auto classes)
 
-from eval.experiments import reproduce, reproduce_stages
-from eval.experiments.reproduce_stages import Scale
-
-TINY_PRESETS = {
-    "mixer-autoencoder": "mixer-autoencoder-tiny", "transformer-autoencoder": "autoencoder-tiny",
-    "mixer-clm": "masked-mixer-tiny", "transformer-clm": "transformer-clm-tiny",
-    "memory-mixer": "memory-mixer-tiny", "memory-transformer": "memory-transformer-tiny",
-}
-TINY = Scale("tiny", "python-docs", 300, batch_size=4, learning_rate=1e-3, mixer_learning_rate=1e-3,
-             autoencoder_steps=2, probe_steps=2, memory_steps=2, contexts=(8, 16), eval_documents=4,
-             records_steps=2, records_vocab_size=300, records_documents=16, extraction_documents=4,
-             presets=TINY_PRESETS, warmup_steps=1, train_documents=24)
-
-
-@pytest.fixture()
-def tiny_scale(monkeypatch):
-    monkeypatch.setitem(reproduce_stages.SCALES, "tiny", TINY)
+from eval.experiments import reproduce
+from eval.experiments.arguments import reproduce_parser
 
 
 def run(part, output_dir, seeds=1):
-    args = argparse.Namespace(part=part, output_dir=str(output_dir), seeds=seeds, scale="tiny", device="cpu",
-                              jobs=1, argv=[part])
+    argv = [part, "--output-dir", str(output_dir), "--seeds", str(seeds), "--scale", "tiny", "--device", "cpu",
+            "--jobs", "1"]
+    args = reproduce_parser().parse_args(argv)
+    args.argv = argv
     return reproduce.run(args)
 
 
-def test_reproduce_all_writes_every_part_and_reuses_its_models(tiny_scale, tmp_path, capsys):
+def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys):
     reports = run("all", tmp_path)
     assert list(reports) == ["table1", "fig4d", "table3", "table4"]
     for part, report in reports.items():

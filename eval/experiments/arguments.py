@@ -69,8 +69,9 @@ def reproduce_parser() -> argparse.ArgumentParser:
     parser.add_argument("part", choices=REPRODUCE_PARTS, help="which part (all: every part, each model trained once)")
     parser.add_argument("--output-dir", required=True, help="JSON, Markdown, pictures, models/ and runs/ go here")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (rows give mean and sd over them)")
-    parser.add_argument("--scale", choices=("small", "paper"), default="small",
-                        help="small: 2 layers x 128, minutes on 2 CPU cores; paper: the paper's sizes (a GPU job)")
+    parser.add_argument("--scale", choices=("small", "paper", "tiny"), default="small",
+                        help="small: 2 layers x 128, minutes per model on 2 CPU cores; paper: the paper's sizes (a GPU "
+                        "job); tiny: a one-minute smoke test of the pipeline (its numbers mean nothing)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--jobs", type=int, help="seeds trained side by side (default: all on a CPU, 1 on a GPU)")
     return parser

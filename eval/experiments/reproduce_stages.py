@@ -59,6 +59,11 @@ SMALL_PRESETS = {
     "mixer-clm": "mixer-clm-small", "transformer-clm": "transformer-clm-small",
     "memory-mixer": "memory-mixer-small", "memory-transformer": "memory-transformer-small",
 }
+TINY_PRESETS = {
+    "mixer-autoencoder": "mixer-autoencoder-tiny", "transformer-autoencoder": "autoencoder-tiny",
+    "mixer-clm": "masked-mixer-tiny", "transformer-clm": "transformer-clm-tiny",
+    "memory-mixer": "memory-mixer-tiny", "memory-transformer": "memory-transformer-tiny",
+}
 PAPER_PRESETS = {
     "mixer-autoencoder": "mixer-autoencoder-table1", "transformer-autoencoder": "transformer-autoencoder-table1",
     "mixer-clm": "mixer-clm-table1", "transformer-clm": "transformer-clm-table1",
@@ -74,6 +79,11 @@ SCALES = {
                    eval_documents=100, records_steps=1500, records_vocab_size=512, records_documents=2000,
                    extraction_documents=200, presets=SMALL_PRESETS, memory_families=("memory-mixer",),
                    records_family="memory-mixer", table3_family="memory-mixer"),
+    # A smoke test of the pipeline (a minute on 2 CPU cores): the tiny test presets, a few steps; numbers mean nothing.
+    "tiny": Scale("tiny", "python-docs", 300, batch_size=4, learning_rate=1e-3, mixer_learning_rate=1e-3,
+                  autoencoder_steps=2, probe_steps=2, memory_steps=2, contexts=(8, 16), eval_documents=4,
+                  records_steps=2, records_vocab_size=300, records_documents=16, extraction_documents=4,
+                  presets=TINY_PRESETS, warmup_steps=1, train_documents=24),
     # The paper's sizes and budgets (Tables 1, 3 and 4 of the paper): a GPU job.
     "paper": Scale("paper", "fineweb-edu", 8000, batch_size=64, learning_rate=2e-4, mixer_learning_rate=5e-4,
                    autoencoder_steps=200_000,
