@@ -14,7 +14,6 @@ from training.data.objectives import (
     causal_batch,
     combined_batch,
     copy_batch,
-    full_length_mask,
 )
 
 IGNORE = -100
@@ -183,13 +182,6 @@ def test_build_objective_batch_dispatch(padded):
     with pytest.raises(ValueError, match="blank_copy"):
         build_objective_batch("mlm", ids, mask, **kwargs)
     assert set(OBJECTIVES) == {"clm", "copy", "blank_copy", "combined", "autoencode"}
-
-
-def test_full_length_mask(padded):
-    """Only rows without padding are full length."""
-    _, mask = padded
-    full = torch.cat([mask, torch.ones(1, 12, dtype=torch.long)])
-    assert torch.equal(full_length_mask(full), torch.tensor([False, False, True]))
 
 
 def test_collator_right_padding_and_truncation():

@@ -254,20 +254,6 @@ def build_objective_batch(
     return builder(input_ids, attention_mask, settings=settings, pad_token_id=pad_token_id)
 
 
-def full_length_mask(attention_mask: torch.Tensor) -> torch.BoolTensor:
-    """Rows without any padding (the paper evaluates copying on full-length documents only).
-
-    Args:
-        attention_mask (`torch.Tensor` of shape `[batch, seq_len]`): 1 for real tokens, 0 for pads.
-
-    Returns:
-        `torch.BoolTensor` of shape `[batch]`.
-    """
-    if attention_mask.dim() != 2:
-        raise ValueError(f"`attention_mask` must be 2-D [batch, seq_len], got shape {tuple(attention_mask.shape)}.")
-    return attention_mask.bool().all(dim=-1)
-
-
 def _as_long_tensor(values: Any) -> torch.LongTensor:
     tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(values)
     if tensor.dim() != 1:
