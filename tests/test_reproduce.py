@@ -74,3 +74,15 @@ def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(
     assert [step for step, _ in saved["curves"]["0"]] == [1, 2] and len(saved["final"]) == 1
     with pytest.raises(ValueError, match="exists"):
         readback.main(["--steps", "1", "--output", str(output)])
+
+
+def test_family_option_sets_the_memory_model_of_every_memory_part():
+    """`--family` replaces the scale's memory model in Fig. 4(d), Table 3 and Table 4 (and nothing else)."""
+    from eval.experiments.reproduce_stages import SCALES
+
+    small = reproduce.scale_for("small")
+    assert small == SCALES["small"] and small.table3_family == "memory-mixer"
+    transformer = reproduce.scale_for("small", "memory-transformer")
+    assert (transformer.memory_families, transformer.table3_family, transformer.records_family) == \
+        (("memory-transformer",), "memory-transformer", "memory-transformer")
+    assert transformer.presets == small.presets and transformer.memory_steps == small.memory_steps

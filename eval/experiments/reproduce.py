@@ -31,13 +31,14 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
 from eval.experiments import reproduce_parts as parts_module
 from eval.experiments import reproduce_table4
 from eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
-from eval.experiments.reproduce_stages import SCALES, Context, corpus_tokenizer, set_threads
+from eval.experiments.reproduce_stages import SCALES, Context, Scale, corpus_tokenizer, set_threads
 from training.plot import have_matplotlib, plot_curves, plot_retention
 
 PARTS = {
@@ -53,7 +54,16 @@ TITLES = {"table1": "Table 1: information retention (held-out token accuracy)",
 
 
 # ---------------------------------------------------------------------------------------------- workers
-def run_seed(output_dir: str, scale_name: str, seed: int, parts: list[str], device: str, threads: int,
+def scale_for(name: str, family: str | None = None) -> Scale:
+    """The scale `name`; with `family`, that memory family for Fig. 4(d), Table 3 and Table 4."""
+    scale = SCALES[name]
+    if family is None:
+        return scale
+    return replace(scale, memory_families=(family,), records_family=family, table3_family=family)
+
+
+
+def run_seed(output_dir: str, scale: Scale, seed: int, parts: list[str], device: str, threads: int,
              tokenizers: dict, messages) -> None:
     """Every requested part for one seed, in order; progress and each part's result go to `messages`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -61,7 +71,6 @@ def run_seed(output_dir: str, scale_name: str, seed: int, parts: list[str], devi
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(threads)
     context = Context(Path(output_dir), device, lambda message: messages.put(("log", seed, message)))
-    scale = SCALES[scale_name]
     for part in parts:
         start = time.perf_counter()
         result = PARTS[part][0](context, scale, seed, Path(tokenizers[part]))
@@ -133,13 +142,13 @@ def load_average() -> str:
         return "n/a"
 
 
-def finish_part(part: str, results: dict, seconds: dict, settings: dict, output_dir: Path) -> dict:
+def finish_part(part: str, results: dict, seconds: dict, settings: dict, output_dir: Path, scale: Scale) -> dict:
     """Aggregate a part's seeds, check its targets, write `<part>.json`, `<part>.md` and its pictures."""
     rows = aggregate(results)
     means = {(row["model"], row["metric"]): row["mean"] for row in rows}
     report = {"part": part, "settings": {**settings, "load_average": load_average(),
                                          "seconds_per_seed": {str(k): round(v, 1) for k, v in sorted(seconds.items())}},
-              "rows": rows, "targets": PARTS[part][1](means, SCALES[settings["scale"]]),
+              "rows": rows, "targets": PARTS[part][1](means, scale),
               "seconds": round(max(seconds.values()), 1)}
     report["pictures"] = pictures(part, results, output_dir, TITLES[part])
     (output_dir / f"{part}.json").write_text(json.dumps(report, indent=2))
@@ -179,13 +188,13 @@ def run(args) -> dict:
         raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     device = args.device if args.device != "auto" else ("cuda" if _cuda() else "cpu")
     parts = list(REPRODUCE_PARTS[:-1]) if args.part == "all" else [args.part]
-    scale, output_dir = SCALES[args.scale], Path(args.output_dir)
+    scale, output_dir = scale_for(args.scale, args.family), Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizers = {part: str(reproduce_table4.records_tokenizer(output_dir, scale) if part == "table4" else
                             corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size)) for part in parts}
     jobs = args.jobs or (1 if device != "cpu" else args.seeds)
     threads = max(1, (os.cpu_count() or 1) // min(jobs, args.seeds))
-    settings = {"scale": args.scale, "seeds": args.seeds, "device": device, "jobs": jobs, "threads_per_job": threads,
+    settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs, "threads_per_job": threads,
                 "command": "memory-models reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)}
     print(f"reproduce {', '.join(parts)} at scale {args.scale}: {args.seeds} seeds, {jobs} side by side "
           f"({threads} threads each), device {device}; load average {load_average()}", flush=True)
@@ -199,11 +208,11 @@ def run(args) -> dict:
         results[part][seed], seconds[part][seed] = result, part_seconds
         _print_seed(part, seed, result, part_seconds)
         if len(results[part]) == args.seeds:
-            reports[part] = finish_part(part, results[part], seconds[part], settings, output_dir)
+            reports[part] = finish_part(part, results[part], seconds[part], settings, output_dir, scale)
             print("\n" + markdown(part, reports[part]), flush=True)
             (output_dir / "reproduce.md").write_text("\n".join(markdown(p, r) for p, r in reports.items()))
 
-    work = [(str(output_dir), args.scale, seed, parts, device, threads, tokenizers) for seed in range(args.seeds)]
+    work = [(str(output_dir), scale, seed, parts, device, threads, tokenizers) for seed in range(args.seeds)]
     if jobs == 1:
         for task in work:
             run_seed(*task, _Immediate(handle))
