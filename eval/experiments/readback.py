@@ -114,7 +114,9 @@ def run(args) -> dict:
         for step in range(1, args.steps + 1):
             model(**blank_copy_rows(args, args.batch_size, generator)).loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step(), schedule.step(), optimizer.zero_grad()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
             if step % args.eval_every == 0 or step == args.steps:
                 points.append([step, round(accuracy(model, held_out), 4)])
                 print(f"seed {seed} step {step}: held-out blank copy {points[-1][1]:.3f} "
@@ -122,8 +124,7 @@ def run(args) -> dict:
         curves[seed] = points
     final = [points[-1][1] for points in curves.values()]
     settings = {k: v for k, v in vars(args).items() if k not in ("seed", "func")}
-    return {"settings": settings, "curves": curves, "final": final,
-            "mean": sum(final) / len(final)}
+    return {"settings": settings, "curves": curves, "final": final, "mean": sum(final) / len(final)}
 
 
 def main(argv=None) -> int:
