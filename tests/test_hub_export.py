@@ -14,25 +14,64 @@ from model_tester import all_cases, run
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CASES = all_cases()
 
-# Runs where our packages cannot be imported: loads `source` with an Auto class, saves the outputs.
+# Runs where our packages cannot be imported: loads each job's `source` with an Auto class and saves the outputs;
+# one interpreter for every job (transformers' start-up is paid once), each folder under its own name, so each
+# gets its own `transformers_modules` package.
 LOADER = """
-    import json, sys
+    import json, sys, traceback
     import torch, transformers
-    source, auto_class, output_key, io_path = sys.argv[1:5]
-    inputs = torch.load(io_path + "/inputs.pt")
-    config = transformers.AutoConfig.from_pretrained(source, trust_remote_code=True)
-    model = getattr(transformers, auto_class).from_pretrained(source, trust_remote_code=True).eval()
-    with torch.no_grad():
-        out = getattr(model(**inputs), output_key)
-    torch.save(out, io_path + "/outputs.pt")
-    print(json.dumps({"config_module": type(config).__module__, "model_module": type(model).__module__}))
+    report = {}
+    for job in json.loads(sys.argv[1]):
+        try:
+            inputs = torch.load(job["io"] + "/inputs.pt")
+            config = transformers.AutoConfig.from_pretrained(job["source"], trust_remote_code=True)
+            auto_class = getattr(transformers, job["auto_class"])
+            model = auto_class.from_pretrained(job["source"], trust_remote_code=True).eval()
+            with torch.no_grad():
+                torch.save(getattr(model(**inputs), job["output_key"]), job["io"] + "/outputs.pt")
+            report[job["io"]] = {"config_module": type(config).__module__, "model_module": type(model).__module__}
+        except Exception:
+            report[job["io"]] = {"error": traceback.format_exc()}
+    print(json.dumps(report))
 """
+HUB_CASES = CASES[:1] + [c for c in CASES if c.name.startswith("memory_")][:1]
 
 
-def load_elsewhere(source, case, inputs, tmp_path, env=None):
-    torch.save(inputs, tmp_path / "inputs.pt")
-    modules = run_without_our_packages(LOADER, source, case.auto_class, case.output_key, tmp_path, env=env, timeout=300)
-    return modules, torch.load(tmp_path / "outputs.pt")
+def _export_case(case, root: pathlib.Path, **export_options):
+    """Build `case`'s model with seed 0, export it to `root/<case name>`; its inputs go to `root/inputs.pt`."""
+    torch.manual_seed(0)
+    model, inputs = case.build(), case.inputs(2)
+    expected = getattr(run(model, inputs), case.output_key)
+    root.mkdir(parents=True)
+    torch.save(inputs, root / "inputs.pt")
+    return export_model(model, root / case.name, **export_options), expected
+
+
+@pytest.fixture(scope="module")
+def reloaded(tmp_path_factory):
+    """Every case exported to a folder, and the two `HUB_CASES` to a local Hub cache as `memory-models/<case>`,
+    all reloaded in one interpreter without our packages: {(kind, case name): (folder, expected, modules, got)}."""
+    root = tmp_path_factory.mktemp("hub_export")
+    jobs, exported = [], {}
+    for case in CASES:
+        io = root / "folders" / case.name
+        folder, expected = _export_case(case, io)
+        jobs.append({"source": str(folder), "auto_class": case.auto_class, "output_key": case.output_key, "io": str(io)})
+        exported[("folder", case.name)] = (folder, expected, io)
+    for case in HUB_CASES:
+        io, repo_id = root / "hub" / case.name, f"memory-models/{case.name}"
+        folder, expected = _export_case(case, io, repo_id=repo_id)
+        _fake_hub_cache(folder, root / "cache", repo_id)
+        jobs.append({"source": repo_id, "auto_class": case.auto_class, "output_key": case.output_key, "io": str(io)})
+        exported[("hub", case.name)] = (folder, expected, io)
+    report = run_without_our_packages(LOADER, json.dumps(jobs), timeout=900,
+                                      env={"HF_HUB_CACHE": str(root / "cache"), "HF_HOME": str(root / "home")})
+    results = {}
+    for key, (folder, expected, io) in exported.items():
+        modules = report[str(io)]
+        assert "error" not in modules, modules.get("error")
+        results[key] = (folder, expected, modules, torch.load(io / "outputs.pt"))
+    return results
 
 
 def test_isolated_runs_cannot_import_our_packages():
@@ -80,19 +119,15 @@ def test_lint_allows_guarded_optional_imports(tmp_path):
 
 
 @pytest.mark.parametrize("case", CASES, ids=repr)
-def test_export_and_reload_without_our_packages(case, tmp_path):
+def test_export_and_reload_without_our_packages(case, reloaded):
     """Each family's exported folder loads with trust_remote_code where our packages can't be imported."""
-    torch.manual_seed(0)
-    model, inputs = case.build(), case.inputs(2)
-    expected = getattr(run(model, inputs), case.output_key)
-    folder = export_model(model, tmp_path / "export")
+    folder, expected, modules, got = reloaded[("folder", case.name)]
     files = {p.name for p in folder.iterdir()}
     config = json.loads((folder / "config.json").read_text())
     assert case.auto_class in config["auto_map"] and "AutoConfig" in config["auto_map"], config["auto_map"]
     for reference in config["auto_map"].values():
         assert reference.split(".")[0] + ".py" in files
     assert lint_hub_folder(folder) == []
-    modules, got = load_elsewhere(folder, case, inputs, tmp_path)
     assert modules["model_module"].startswith("transformers_modules"), modules
     assert modules["config_module"].startswith("transformers_modules"), modules
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
@@ -113,16 +148,10 @@ def _fake_hub_cache(folder: pathlib.Path, cache: pathlib.Path, repo_id: str) -> 
         (snapshot / path.name).symlink_to(os.path.relpath(blob, snapshot))
 
 
-@pytest.mark.parametrize("case", CASES[:1] + [c for c in CASES if c.name.startswith("memory_")][:1], ids=repr)
-def test_load_by_repo_id_from_offline_hub_cache(case, tmp_path):
+@pytest.mark.parametrize("case", HUB_CASES, ids=repr)
+def test_load_by_repo_id_from_offline_hub_cache(case, reloaded):
     """`from_pretrained("org/name")` resolves through a local Hub cache with HF_HUB_OFFLINE=1."""
-    torch.manual_seed(0)
-    model, inputs = case.build(), case.inputs(2)
-    expected = getattr(run(model, inputs), case.output_key)
-    folder = export_model(model, tmp_path / "export", repo_id="memory-models/tiny")
-    _fake_hub_cache(folder, tmp_path / "hub", "memory-models/tiny")
-    modules, got = load_elsewhere("memory-models/tiny", case, inputs, tmp_path,
-                                  env={"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HOME": str(tmp_path / "home")})
+    _, expected, modules, got = reloaded[("hub", case.name)]
     assert modules["model_module"].startswith("transformers_modules"), modules
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 

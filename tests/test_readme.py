@@ -1,9 +1,10 @@
 """The README's shell commands run as written after the set-up command.
 
 Every ```bash block is checked statically: no `...` placeholders, programs called through `.venv/bin/`, and
-each example (block) writes into its own output folders (commands of one block may reuse them, e.g. `--resume`). The blocks marked
-`<!-- readme-test: quick -->` (short first tries) are run with bash in an empty temporary folder that holds
-only a `.venv` link to this environment; blocks without the mark (long runs, Hub or GPU ones) are not run.
+each example (block) writes into its own output folders (commands of one block may reuse them, e.g. `--resume`).
+The blocks marked `<!-- readme-test: quick -->` (short first tries) are run with bash in an empty temporary folder
+that holds only a `.venv` standing in for this environment (its `memory-models` starts warm: tests/warm_venv.py);
+blocks without the mark (long runs, Hub or GPU ones) are not run.
 """
 
 import os
@@ -72,12 +73,12 @@ def test_readme_shell_blocks_run_as_written():
 
 
 @pytest.mark.parametrize("index", [i for i, (quick, _) in enumerate(BLOCKS) if quick])
-def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index):
+def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index, warm_server):
     """A marked block runs with bash in an empty folder (only `.venv` linked) and creates every output it names."""
     venv = Path(sys.prefix)
     if not (venv / "bin" / "memory-models").exists():
         pytest.skip(f"{venv} has no memory-models script (run the tests with the set-up .venv's python)")
-    (tmp_path / ".venv").symlink_to(venv, target_is_directory=True)
+    warm_server.venv(tmp_path)
     block = BLOCKS[index][1]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}

@@ -1,12 +1,12 @@
 """The README's pretrained-decoder recipe (convert -> autoencoder -> blank copy -> copy, full and LoRA -> merge ->
-extract -> lm-eval before/after), run verbatim at tiny scale on a look-alike Llama 3.2 folder, offline."""
+extract -> lm-eval before/after), run verbatim at tiny scale on a look-alike Llama 3.2 folder, offline.
+Its `.venv/bin/memory-models` and `.venv/bin/lm_eval` start warm (tests/warm_venv.py)."""
 
 import json
 import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
@@ -45,7 +45,7 @@ def lm_eval_accuracy(folder: pathlib.Path) -> float:
     return json.loads(results.read_text())["results"]["recipe_tiny"]["acc,none"]
 
 
-def test_readme_recipe_runs_verbatim_at_tiny_scale(tmp_path):
+def test_readme_recipe_runs_verbatim_at_tiny_scale(tmp_path, warm_server):
     """Every command of the recipe succeeds; the extracted decoders are native Llama folders that changed in
     training; lm-eval scores the decoder before/after and the memory model."""
     decoder = make_decoder_folder(tmp_path / "Llama-3.2-1B-lookalike", "llama", tied=True, dtype=torch.bfloat16)
@@ -55,7 +55,7 @@ def test_readme_recipe_runs_verbatim_at_tiny_scale(tmp_path):
     (tasks / "recipe_tiny.yaml").write_text(TASK.format(data=tasks / "docs.jsonl"))
     work = tmp_path / "work"
     work.mkdir()
-    (work / ".venv").symlink_to(pathlib.Path(sys.executable).parent.parent)  # the README's .venv/bin/... paths
+    warm_server.venv(work)  # the README's .venv/bin/... paths
     runs = work / "runs"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "DECODER": str(decoder), "RUNS": str(runs),
