@@ -86,3 +86,26 @@ def test_family_option_sets_the_memory_model_of_every_memory_part():
     assert (transformer.memory_families, transformer.table3_family, transformer.records_family) == \
         (("memory-transformer",), "memory-transformer", "memory-transformer")
     assert transformer.presets == small.presets and transformer.memory_steps == small.memory_steps
+
+
+def test_extraction_questions_cover_every_distance_with_the_value_that_far_back():
+    """Table 4's distance questions: each document is asked at most once per chunk distance 1 .. S-1 and most
+    documents at every one (a key far into its record cannot be 1 chunk back); the prompt ends with the record's
+    key, and the stated value's first token lies exactly `distance` chunks before the answer."""
+    from eval.experiments.reproduce_table4 import distance_questions
+    from training.data.corpora import records_documents
+    from training.data.tokenizer import train_tokenizer
+
+    tokenizer = train_tokenizer(records_documents(50, 0, "train"), vocab_size=300)
+    chunk, slots, documents = 16, 4, 6
+    questions = distance_questions(tokenizer, chunk, slots, documents, seed=0)
+    assert sorted({q["distance"] for q in questions}) == [1, 2, 3]
+    counts = [sum(q["distance"] == d for q in questions) for d in (1, 2, 3)]
+    assert all(documents // 2 <= count <= documents for count in counts), counts
+    for question in questions:
+        text = tokenizer.decode(question["input_ids"])
+        assert text.endswith(" =") and f"= {question['value']}" in text
+        value_start = text.index(f"= {question['value']}") + 2  # the stated record comes first
+        ends = [len(tokenizer.decode(question["input_ids"][: i + 1])) for i in range(len(question["input_ids"]))]
+        value_token = next(i for i, end in enumerate(ends) if end > value_start)
+        assert len(question["input_ids"]) // chunk - value_token // chunk == question["distance"]

@@ -154,6 +154,7 @@ def plot_curves(curves: dict[str, dict[str, list]], output, title: str = "", xla
             axis.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
                               color=line.get_color(), alpha=0.15, linewidth=0)
         axis.set(xlabel=xlabel, ylabel=f"{metric} (%, held out)", title=metric)
+        axis.xaxis.get_major_locator().set_params(integer=True)  # steps and chunk distances are whole numbers
         axis.grid(alpha=0.3)
         axis.legend(fontsize="small")
     figure.suptitle(title, fontsize=10)

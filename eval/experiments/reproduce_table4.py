@@ -29,7 +29,6 @@ from training.data.corpora import records_documents
 TASKS = ("records_extraction", "records_perplexity")
 MODELS = {"combined": "curriculum, then combined objective", "causal": "causal objective"}
 MAX_NEW_TOKENS = 6
-FILLERS = 4  # each question is asked after 0 .. FILLERS-1 other records, which spreads its distance in chunks
 
 
 def records_tokenizer(output_dir: Path, scale: Scale) -> Path:
@@ -71,11 +70,15 @@ def lm_eval_rows(context: Context, scale: Scale, seed: int, folders: dict, resul
             add(result, model, "records_perplexity bits per byte", metrics["records_perplexity bits_per_byte,none"])
 
 
-def distance_questions(tokenizer, chunk: int, documents: int, seed: int) -> list[dict]:
-    """Held-out extraction questions with the chunk distance between the stated value and the answer.
+def distance_questions(tokenizer, chunk: int, slots: int, documents: int, seed: int) -> list[dict]:
+    """Held-out extraction questions, one per held-out document and chunk distance 1 .. slots-1 (when reachable).
 
-    Each question states a record, then 0 .. FILLERS-1 other records, then the same record again up to one of its
-    keys; its distance is `chunk(answer position) - chunk(first token of the stated value)`.
+    A question states a record, then filler (the words of the document's next records, cut to a length), then the
+    same record again up to one of its keys. Its distance is `chunk(answer position) - chunk(first token of the
+    stated value)`. For each distance the whole record and the shortest filler that reach it are used; a distance
+    shorter than a whole record allows states the record only up to a later field (`"record 3: color = teal;
+    city = oslo."`). So every distance is asked about every document, not only where a filler record happens to
+    land.
     """
     generator = torch.Generator().manual_seed(seed)
     questions = []
@@ -86,14 +89,23 @@ def distance_questions(tokenizer, chunk: int, documents: int, seed: int) -> list
         key = CATEGORICAL_KEYS[int(torch.randint(len(CATEGORICAL_KEYS), (1,), generator=generator))]
         order = list(values)
         prefix = "".join(f"{k} = {values[k]}; " for k in order[: order.index(key)])
-        stated = records[0][: records[0].index(f"{key} = ") + len(f"{key} = ")]
-        for fillers in range(FILLERS):
-            text = " ".join([records[0], *records[1 : 1 + fillers], f"{head}: {prefix}{key} ="])
-            encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-            value_token = next(i for i, (start, end) in enumerate(encoded["offset_mapping"]) if end > len(stated))
-            answer = len(encoded["input_ids"])
-            questions.append({"input_ids": encoded["input_ids"], "value": values[key],
-                              "distance": answer // chunk - value_token // chunk})
+        question = f"{head}: {prefix}{key} ="
+        stated = [f"{head}: " + "; ".join(f"{k} = {values[k]}" for k in order[:last]) + "."
+                  for last in range(len(order), order.index(key), -1)]  # the whole record first, then shorter
+        filler = " ".join(records[1:]).split(" ")
+        found: dict[int, dict] = {}
+        for record in stated:
+            value_end = record.index(f"{key} = ") + len(f"{key} = ")
+            for words in range(len(filler) + 1):
+                encoded = tokenizer(" ".join([record, *filler[:words], question]), add_special_tokens=False,
+                                    return_offsets_mapping=True)
+                value_token = next(i for i, (_, end) in enumerate(encoded["offset_mapping"]) if end > value_end)
+                distance = len(encoded["input_ids"]) // chunk - value_token // chunk
+                if distance >= slots:
+                    break
+                if distance >= 1 and distance not in found:
+                    found[distance] = {"input_ids": encoded["input_ids"], "value": values[key], "distance": distance}
+        questions += [found[distance] for distance in sorted(found)]
     return questions
 
 
@@ -124,9 +136,9 @@ def table4(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     model, tok = load_model_and_tokenizer(str(folders["combined"]))
     slots = model.config.num_memory_slots
     del model
-    questions = [q for q in distance_questions(tok, scale.contexts[0], scale.extraction_documents, seed)
-                 if 1 <= q["distance"] <= slots - 1]
-    context.report(f"extraction against distance: {len(questions)} questions, 1 .. {slots - 1} chunks back")
+    questions = distance_questions(tok, scale.contexts[0], slots, scale.extraction_documents, seed)
+    counts = {d: sum(q["distance"] == d for q in questions) for d in range(1, slots)}
+    context.report(f"extraction against distance: {len(questions)} questions, per distance {counts}")
     for name, no_memory in (("combined", False), ("combined", True), ("causal", False)):
         label = MODELS[name] + (", memories ablated" if no_memory else "")
         by_distance = extraction_by_distance(folders[name], questions, no_memory, context.device)
