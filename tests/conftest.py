@@ -1,11 +1,16 @@
-"""Session fixtures shared by test files."""
+"""The suite runs offline, and its session fixtures."""
 
 import os
-from pathlib import Path
 
-import pytest
+# Before anything imports huggingface_hub or datasets, which read these once: no test may reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 
-from warm_venv import WarmServer
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from warm_venv import WarmServer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -69,3 +69,12 @@ def test_cli_presets_lists_presets(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in list_presets())
+
+
+def test_the_suite_runs_offline():
+    """tests/conftest.py sets the offline switches before any Hugging Face library reads them."""
+    import datasets
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+    assert datasets.config.HF_DATASETS_OFFLINE is True
