@@ -25,7 +25,7 @@ import sys
 import traceback
 from pathlib import Path
 
-WARM = {"memory-models": "memory-models", "lm_eval": "lm_eval"}  # program -> console-script name
+WARM = ("memory-models", "lm_eval")  # console scripts that start warm
 PRELOAD = ("eval.cli", "training.train", "eval.harness.compare", "lm_eval.__main__", "lm_eval.evaluator",
            "lm_eval.models.huggingface", "transformers.models.llama.modeling_llama")
 CLIENT = """#!{python} -IS
@@ -77,7 +77,7 @@ def run_child(connection: socket.socket) -> None:
     os.environ.update(request["env"])
     sys.argv = request["argv"]
     try:
-        status = exit_status(entry_point(WARM[request["program"]])())
+        status = exit_status(entry_point(request["program"])())
     except SystemExit as stop:
         status = exit_status(stop.code)
     except BaseException:  # noqa: BLE001  (a crash is the program's exit status 1, as from a cold start)
