@@ -62,7 +62,6 @@ def scale_for(name: str, family: str | None = None) -> Scale:
     return replace(scale, memory_families=(family,), records_family=family, table3_family=family)
 
 
-
 def run_seed(output_dir: str, scale: Scale, seed: int, parts: list[str], device: str, threads: int,
              tokenizers: dict, messages) -> None:
     """Every requested part for one seed, in order; progress and each part's result go to `messages`."""
@@ -194,7 +193,8 @@ def run(args) -> dict:
                             corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size)) for part in parts}
     jobs = args.jobs or (1 if device != "cpu" else args.seeds)
     threads = max(1, (os.cpu_count() or 1) // min(jobs, args.seeds))
-    settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs, "threads_per_job": threads,
+    settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs,
+                "threads_per_job": threads,
                 "command": "memory-models reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)}
     print(f"reproduce {', '.join(parts)} at scale {args.scale}: {args.seeds} seeds, {jobs} side by side "
           f"({threads} threads each), device {device}; load average {load_average()}", flush=True)

@@ -26,7 +26,7 @@ from eval.experiments.reproduce_parts import MEMORY_FAMILIES, add, new_result, r
 from eval.experiments.reproduce_stages import Context, ModelSpec, Scale, corpus_tokenizer, run_stage, stage_for
 from eval.harness import compare
 from eval.harness.arguments import compare_parser
-from eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records
+from eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records, record_fields
 from training.data.corpora import records_documents
 
 TASKS = ("records_extraction", "records_perplexity")
@@ -87,8 +87,7 @@ def distance_questions(tokenizer, chunk: int, slots: int, documents: int, seed: 
     questions = []
     for document in records_documents(documents, seed, "test"):
         records = document_records(document)
-        head, fields = records[0].split(": ", 1)
-        values = dict(field.split(" = ") for field in fields.rstrip(".").split("; "))
+        head, values = record_fields(records[0])
         key = CATEGORICAL_KEYS[int(torch.randint(len(CATEGORICAL_KEYS), (1,), generator=generator))]
         order = list(values)
         prefix = "".join(f"{k} = {values[k]}; " for k in order[: order.index(key)])
@@ -147,7 +146,7 @@ def copy_recall(folder: Path, documents: int, seed: int, device: str) -> float:
         out = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=half + 2,
                              do_sample=False, pad_token_id=tokenizer.pad_token_id)
         written = tokenizer.decode(out[0, prompt.shape[1]:], skip_special_tokens=True)
-        values = dict(field.split(" = ") for field in record.split(": ", 1)[1].rstrip(".").split("; "))
+        _, values = record_fields(record)
         pairs = [f"{key} = {values[key]}" for key in CATEGORICAL_KEYS if f"{key} = {values[key]}" in shown]
         hits += [contains_score(written, pair) for pair in pairs]
     return sum(hits) / max(len(hits), 1)

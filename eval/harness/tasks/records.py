@@ -26,6 +26,12 @@ def document_records(document: str) -> list:
     return [part if part.endswith(".") else part + "." for part in re.split(r"(?<=\.) (?=record )", document)]
 
 
+def record_fields(record: str) -> tuple:
+    """`("record 3", {"color": "teal", ...})` of one `"record 3: color = teal; ...; year = 1999."` string."""
+    head, fields = record.split(": ", 1)
+    return head, dict(field.split(" = ") for field in fields.rstrip(".").split("; "))
+
+
 def extraction_docs(documents: list, seed: int = 0) -> list:
     """One question per document: its first record in full, then that record again up to a random key."""
     rng = random.Random(f"records-extraction-{seed}")
@@ -33,8 +39,7 @@ def extraction_docs(documents: list, seed: int = 0) -> list:
     for document in documents:
         record = document_records(document)[0]
         key = rng.choice(CATEGORICAL_KEYS)
-        head, fields = record.split(": ", 1)
-        values = dict(field.split(" = ") for field in fields.rstrip(".").split("; "))
+        head, values = record_fields(record)
         order = list(values)
         prefix = "; ".join(f"{k} = {values[k]}" for k in order[: order.index(key)])
         question = f"{head}: {prefix + '; ' if prefix else ''}{key} ="
