@@ -74,7 +74,8 @@ def test_readme_shell_blocks_run_as_written():
 
 @pytest.mark.parametrize("index", [i for i, (quick, _) in enumerate(BLOCKS) if quick])
 def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index, warm_server):
-    """A marked block runs with bash in an empty folder (only `.venv` linked) and creates every output it names."""
+    """A marked block runs with bash in an empty folder (only the `.venv` stand-in) and creates every output it
+    names."""
     venv = Path(sys.prefix)
     if not (venv / "bin" / "memory-models").exists():
         pytest.skip(f"{venv} has no memory-models script (run the tests with the set-up .venv's python)")
@@ -91,6 +92,25 @@ def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index, warm_server
             if option in OUTPUT_OPTIONS:
                 assert (tmp_path / value).exists(), f"{command} did not create {value}"
     assert list(tmp_path.iterdir()) != [tmp_path / ".venv"]
+
+
+def test_warm_programs_keep_streams_cwd_and_exit_status(tmp_path, warm_server):
+    """The stand-in `.venv/bin/memory-models` behaves as the real one: its output on the caller's streams, paths
+    relative to the caller's folder, the program's exit status (0 for help, 2 for a bad input)."""
+    warm_server.venv(tmp_path)
+    (tmp_path / "here").mkdir()
+    env = {**os.environ, "PYTHONPATH": ""}
+    helped = subprocess.run(["../.venv/bin/memory-models", "--help"], cwd=tmp_path / "here", env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: memory-models"), helped
+    (tmp_path / "here" / "bank").mkdir()
+    (tmp_path / "here" / "bank" / "memory_bank.json").write_text("{}")  # found only from the caller's folder
+    refused = subprocess.run(["../.venv/bin/memory-models", "verify", "bank"], cwd=tmp_path / "here", env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and refused.stdout == "", refused
+    assert refused.stderr.splitlines() == [
+        "memory-models verify: error: bank/memory_bank.json has format None; expected 'memory-models/memory-bank'"
+    ], refused.stderr
 
 
 def test_shell_block_parser():
