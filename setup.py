@@ -2,6 +2,9 @@
 
 from setuptools import setup
 
+SUBPACKAGES = ["modeling_memory", "configuration", "conversion", "training", "training.data", "eval", "eval.banks",
+               "eval.benchmarks", "eval.experiments", "eval.harness"]
+
 setup(
     name="memory-models",
     version="0.1.0",
@@ -10,11 +13,13 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # Explicit list: `configuration`, `conversion` and `eval` are generic names; never pick up `tests`.
-    packages=["modeling_memory", "configuration", "conversion", "training", "training.data", "eval", "eval.banks",
-              "eval.benchmarks", "eval.experiments", "eval.harness"],
+    # One import name, `memory_models`: the repository's top-level folders install as its sub-packages (generic
+    # names such as `configuration` or `eval` never reach site-packages). Explicit list: never pick up `tests`.
+    packages=["memory_models", *(f"memory_models.{name}" for name in SUBPACKAGES)],
+    package_dir={"memory_models": "memory_models",
+                 **{f"memory_models.{name}": name.replace(".", "/") for name in SUBPACKAGES}},
     # accelerate / FSDP launch configs; the package's own lm-eval tasks (YAML and their Python helpers)
-    package_data={"training": ["*.yaml"], "eval.harness": ["tasks/*.yaml", "tasks/*.py"]},
+    package_data={"memory_models.training": ["*.yaml"], "memory_models.eval.harness": ["tasks/*.yaml", "tasks/*.py"]},
     install_requires=[
         "torch>=2.4",
         "transformers>=5.0,<6",
@@ -34,5 +39,5 @@ setup(
         "test": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1"],
         "dev": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
     },
-    entry_points={"console_scripts": ["memory-models=eval.cli:main"]},
+    entry_points={"console_scripts": ["memory-models=memory_models.eval.cli:main"]},
 )

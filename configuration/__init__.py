@@ -1,6 +1,6 @@
 """Named presets (`get_preset`, `list_presets`) and re-exports of the config classes.
 
->>> from configuration import get_preset, build_model
+>>> from memory_models.configuration import get_preset, build_model
 >>> config = get_preset("memory-transformer-tiny", chunk_size=8)
 >>> model = build_model(config)
 """
@@ -9,7 +9,9 @@ import inspect
 
 from transformers import AutoModel, AutoModelForCausalLM
 
-from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
+from memory_models.modeling_memory import (
+    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
+)
 
 from .presets import PRESETS
 

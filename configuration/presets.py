@@ -8,7 +8,9 @@ Every preset function takes `vocab_size` and keyword overrides of the top-level 
 
 from transformers import LlamaConfig
 
-from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
+from memory_models.modeling_memory import (
+    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
+)
 
 PAPER_VOCAB = 8000  # the paper's 8k FineWeb tokenizer (len(tokenizer) == 8000)
 LLAMA3_VOCAB = 128256

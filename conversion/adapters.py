@@ -14,7 +14,7 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from conversion.loading import load_model
+from memory_models.conversion.loading import load_model
 
 EXTRAS_FILE = "trainable_extras.safetensors"  # trainable parameters PEFT does not save (a learned filler)
 

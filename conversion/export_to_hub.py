@@ -13,15 +13,15 @@ import sys
 
 from huggingface_hub import HfApi
 
-import modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
-from configuration import build_model, get_preset
-from conversion.adapters import load_adapter
-from conversion.arguments import export_parser
-from conversion.extract_decoder import decoder_model_card, extract_decoder
-from conversion.isolation import lint_hub_folder
-from conversion.loading import check_model_path, load_model, load_tokenizer
-from conversion.model_card import model_card
-from conversion.safe_io import MARKER, check_target, write_folder
+import memory_models.modeling_memory  # noqa: F401  (registers the classes, so that save_pretrained copies their code)
+from memory_models.configuration import build_model, get_preset
+from memory_models.conversion.adapters import load_adapter
+from memory_models.conversion.arguments import export_parser
+from memory_models.conversion.extract_decoder import decoder_model_card, extract_decoder
+from memory_models.conversion.isolation import lint_hub_folder
+from memory_models.conversion.loading import check_model_path, load_model, load_tokenizer
+from memory_models.conversion.model_card import model_card
+from memory_models.conversion.safe_io import MARKER, check_target, write_folder
 
 
 def push_folder(folder, repo_id: str, commit_message: str | None = None, private: bool | None = None) -> str:

@@ -16,7 +16,8 @@ import tempfile
 import textwrap
 
 ALLOWED_ROOTS = {"torch", "transformers"} | set(sys.stdlib_module_names)
-OUR_PACKAGES = ("modeling_memory", "configuration", "conversion", "eval", "training")
+# The one installed name, and the repository folders it maps (importable as top-level names from a checkout).
+OUR_PACKAGES = ("memory_models", "modeling_memory", "configuration", "conversion", "eval", "training")
 
 # Prepended to scripts run by `run_without_our_packages`: the import system refuses our packages, as on the
 # machine of a Hub user who has only torch and transformers (an in-process reload would prove nothing:

@@ -28,8 +28,10 @@ from safetensors import safe_open
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
-from modeling_memory.config_utils import check_sizes
+from memory_models.modeling_memory import (
+    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
+)
+from memory_models.modeling_memory.config_utils import check_sizes
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 OFFLINE_VALUES = {"1", "true", "yes", "on"}

@@ -22,14 +22,14 @@ from collections.abc import Sequence
 import torch
 from safetensors import safe_open
 
-from configuration import get_preset
-from conversion.arguments import convert_parser
-from conversion.export_to_hub import export_model
-from conversion.loading import check_finite, load_config, load_model, load_tokenizer, weight_files
-from conversion.safe_io import check_target
-from modeling_memory import MemoryConfig, MemoryForCausalLM
-from modeling_memory.config_utils import check_decoder_config
-from modeling_memory.native_decoders import same_architecture
+from memory_models.configuration import get_preset
+from memory_models.conversion.arguments import convert_parser
+from memory_models.conversion.export_to_hub import export_model
+from memory_models.conversion.loading import check_finite, load_config, load_model, load_tokenizer, weight_files
+from memory_models.conversion.safe_io import check_target
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.modeling_memory.config_utils import check_decoder_config
+from memory_models.modeling_memory.native_decoders import same_architecture
 
 DEFAULT_ENCODER_PRESET = "llama-3.2-1b-memory"  # Fig. S6: encoder d=512, 16 layers, on the decoder's vocabulary
 LLAMA3_DELIMITER = "<|reserved_special_token_0|>"  # the paper's copy delimiter on the Llama 3 tokenizer
@@ -148,7 +148,8 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: convert and export (`memory-models convert`, `python -m conversion.pretrained_decoder`)."""
+    """Command line: convert and export (`memory-models convert`,
+    `python -m memory_models.conversion.pretrained_decoder`)."""
     args = convert_parser().parse_args(argv)
     inputs = [("--decoder", args.decoder), ("--encoder-from", args.encoder_from), ("--tokenizer", args.tokenizer)]
     check_target(args.output, kind="converted", overwrite=args.overwrite, inputs=inputs)  # before loading

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from conversion.arguments import add_trust_remote_code
+from memory_models.conversion.arguments import add_trust_remote_code
 
 POOLINGS = ("last", "penultimate", "last_nonpad")
 

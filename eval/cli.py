@@ -26,14 +26,16 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from conversion.arguments import convert_parser, export_parser
-from conversion.safe_io import FolderInUseError
-from eval.arguments import retention_parser
-from eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
-from eval.benchmarks.arguments import benchmark_parser
-from eval.experiments.arguments import demo_parser, launcher_check_parser, readback_parser, reproduce_parser
-from eval.harness.arguments import compare_parser, lookalike_parser
-from training.arguments import plot_parser, tokenizer_parser, train_parser
+from memory_models.conversion.arguments import convert_parser, export_parser
+from memory_models.conversion.safe_io import FolderInUseError
+from memory_models.eval.arguments import retention_parser
+from memory_models.eval.banks.arguments import encode_parser, generate_parser, read_back_parser, verify_parser
+from memory_models.eval.benchmarks.arguments import benchmark_parser
+from memory_models.eval.experiments.arguments import (
+    demo_parser, launcher_check_parser, readback_parser, reproduce_parser,
+)
+from memory_models.eval.harness.arguments import compare_parser, lookalike_parser
+from memory_models.training.arguments import plot_parser, tokenizer_parser, train_parser
 
 
 def presets_parser() -> argparse.ArgumentParser:
@@ -43,7 +45,8 @@ def presets_parser() -> argparse.ArgumentParser:
 
 @dataclass(frozen=True)
 class Command:
-    """A sub-command: its light parser, the module whose `main(argv) -> int` runs it, and a one-line summary."""
+    """A sub-command: its light parser, the module whose `main(argv) -> int` runs it (under `memory_models`), and a
+    one-line summary."""
 
     parser: Callable[[], argparse.ArgumentParser]
     module: str
@@ -116,7 +119,7 @@ def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     parse(list(argv))  # --help, a missing or mistyped option: answered before anything heavy is imported
     prog = f"memory-models {name}"
     try:
-        module = importlib.import_module(command.module)  # deferred: the parsers above load no torch
+        module = importlib.import_module(f"memory_models.{command.module}")  # deferred: the parsers load no torch
         return int(module.main(list(argv)) or 0)
     except KeyboardInterrupt as interrupt:
         if debug:

@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
-from conversion.loading import load_model, load_tokenizer
-from conversion.safe_io import write_text_atomic
-from eval.arguments import retention_parser
-from modeling_memory import IGNORE_INDEX, MemoryAutoencoder
-from training.data.corpora import load_corpus
-from training.metrics import StreamingMetrics
-from training.plot import plot_beside, plot_retention, retention_title
+from memory_models.conversion.loading import load_model, load_tokenizer
+from memory_models.conversion.safe_io import write_text_atomic
+from memory_models.eval.arguments import retention_parser
+from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder
+from memory_models.training.data.corpora import load_corpus
+from memory_models.training.metrics import StreamingMetrics
+from memory_models.training.plot import plot_beside, plot_retention, retention_title
 
 logger = logging.getLogger(__name__)
 

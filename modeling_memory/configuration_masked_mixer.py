@@ -40,7 +40,7 @@ class MaskedMixerConfig(PretrainedConfig):
 
     Example:
 
-    >>> from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
+    >>> from memory_models.modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
     >>> model = MaskedMixerForCausalLM(MaskedMixerConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2))
     """
 

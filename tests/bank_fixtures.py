@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from cases_memory import VOCAB, memory_config, word_tokenizer, words
-from modeling_memory import MemoryForCausalLM
+from memory_models.modeling_memory import MemoryForCausalLM
 
 NUM_DOCUMENTS = 24
 SHARD_SIZE = 2  # 12 shards

@@ -4,7 +4,7 @@ import torch
 from transformers import BertConfig, LlamaConfig
 
 from model_tester import ModelCase
-from modeling_memory import MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig
+from memory_models.modeling_memory import MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig
 
 VOCAB = 99
 LENGTH = 16

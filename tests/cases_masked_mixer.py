@@ -3,7 +3,7 @@
 import torch
 
 from model_tester import ModelCase
-from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
+from memory_models.modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM, MaskedMixerModel
 
 VOCAB = 99
 

@@ -6,7 +6,7 @@ import torch
 from transformers import LlamaConfig
 
 from model_tester import ModelCase
-from modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM, MemoryModel
+from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM, MemoryModel
 
 VOCAB, CHUNK, SLOTS = 99, 4, 4
 SPECIAL = dict(pad_token_id=1, bos_token_id=0, eos_token_id=1)

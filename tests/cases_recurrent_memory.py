@@ -3,7 +3,7 @@
 import torch
 
 from model_tester import ModelCase
-from modeling_memory import MaskedMixerConfig, RecurrentMemoryConfig, RecurrentMemoryForCausalLM
+from memory_models.modeling_memory import MaskedMixerConfig, RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 from transformers import LlamaConfig
 
 VOCAB = 99

@@ -1,9 +1,12 @@
-"""The package import graph: which top-level package imports which (function-local imports counted).
+"""The package import graph: which sub-package of `memory_models` imports which (function-local imports counted).
 
-    python tests/import_graph.py            # prints the edges with their counts and any cycle; exit 1 on a cycle
+    python tests/import_graph.py            # prints the edges with their counts and any problem; exit 1 on one
 
-Layers, bottom to top: modeling_memory -> configuration -> conversion -> training -> eval. A package may import
-only packages below it; `tests/test_repository.py` runs `cycles()` and `upward_edges()`.
+Layers, bottom to top: modeling_memory -> configuration -> conversion -> training -> eval (each a repository folder,
+installed as `memory_models.<layer>`). A layer may import only layers below it, always through the one installed
+name (`from memory_models.conversion.loading import ...`), never as a top-level name (`from conversion ...`),
+which would load a second copy of the module from a checkout and name nothing in an installed wheel.
+`tests/test_repository.py` runs `cycles()`, `upward_edges()` and `bare_imports()`.
 """
 
 from __future__ import annotations
@@ -14,26 +17,37 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAMESPACE = "memory_models"
 LAYERS = ("modeling_memory", "configuration", "conversion", "training", "eval")
+CHECKED_FOLDERS = (*LAYERS, "tests")
+
+
+def _imports(path: pathlib.Path):
+    """`(line, absolute module name)` of every absolute import in a file."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
 
 
 def edges(root: pathlib.Path = ROOT) -> dict[tuple[str, str], list[str]]:
-    """(importer package, imported package) -> the `file:line` of every such import, top-level or local."""
+    """(importer layer, imported layer) -> the `file:line` of every such import, top-level or local."""
     found = collections.defaultdict(list)
     for package in LAYERS:
         for path in sorted((root / package).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-                if isinstance(node, ast.Import):
-                    names = [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                    names = [node.module]
-                else:
-                    continue
-                for name in names:
-                    target = name.split(".")[0]
-                    if target in LAYERS and target != package:
-                        found[package, target].append(f"{path.relative_to(root)}:{node.lineno}")
+            for line, name in _imports(path):
+                parts = name.split(".")
+                if parts[0] == NAMESPACE and len(parts) > 1 and parts[1] in LAYERS and parts[1] != package:
+                    found[package, parts[1]].append(f"{path.relative_to(root)}:{line}")
     return dict(found)
+
+
+def bare_imports(root: pathlib.Path = ROOT) -> list[str]:
+    """Imports of a layer by its folder name instead of `memory_models.<layer>` (package code and tests)."""
+    return [f"{path.relative_to(root)}:{line}: import {name} (write {NAMESPACE}.{name})"
+            for folder in CHECKED_FOLDERS for path in sorted((root / folder).rglob("*.py"))
+            for line, name in _imports(path) if name.split(".")[0] in LAYERS]
 
 
 def upward_edges(graph: dict) -> list[str]:
@@ -53,8 +67,9 @@ def main() -> int:
     graph = edges()
     for (a, b), where in sorted(graph.items(), key=lambda item: (LAYERS.index(item[0][0]), LAYERS.index(item[0][1]))):
         print(f"{a:>15} -> {b:<15} {len(where):3d} imports")
-    problems = upward_edges(graph) + [f"cycle: {a} <-> {b}" for a, b in cycles(graph)]
-    print("\n".join(problems) if problems else f"no cycle; layers import downwards only: {' <- '.join(LAYERS)}")
+    problems = upward_edges(graph) + [f"cycle: {a} <-> {b}" for a, b in cycles(graph)] + bare_imports()
+    print("\n".join(problems) if problems else f"no cycle; layers import downwards only: {' <- '.join(LAYERS)}; "
+          f"every import goes through {NAMESPACE}")
     return 1 if problems else 0
 
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import bank_fixtures
-from eval.banks import encode as memory_encode
-from eval.banks.bank import load_memory_bank, verify_bank
+from memory_models.eval.banks import encode as memory_encode
+from memory_models.eval.banks.bank import load_memory_bank, verify_bank
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", "HF_HUB_OFFLINE": "1",

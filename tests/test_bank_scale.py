@@ -10,10 +10,10 @@ import pytest
 import torch
 
 import bank_fixtures
-from eval.banks import encode as memory_encode, generate as memory_generate, store
-from eval.banks.bank import load_memory_bank, verify_bank
-from eval.banks.encode import encode_bank, open_corpus
-from training.data import corpora
+from memory_models.eval.banks import encode as memory_encode, generate as memory_generate, store
+from memory_models.eval.banks.bank import load_memory_bank, verify_bank
+from memory_models.eval.banks.encode import encode_bank, open_corpus
+from memory_models.training.data import corpora
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,13 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from benchmark_checks import assert_spreads
-from eval.benchmarks import cli as benchmark
-from eval.benchmarks import checkpointing, convert, long_context, memory
-from eval.benchmarks.models import sequential_paper_loss
-from eval.benchmarks.reports import check_targets, verdict
-from eval.benchmarks.timing import (DecodeClock, cache_bytes, interleave, paired_ratio, ratio_bounds,
+from memory_models.eval.benchmarks import cli as benchmark
+from memory_models.eval.benchmarks import checkpointing, convert, long_context, memory
+from memory_models.eval.benchmarks.models import sequential_paper_loss
+from memory_models.eval.benchmarks.reports import check_targets, verdict
+from memory_models.eval.benchmarks.timing import (DecodeClock, cache_bytes, interleave, paired_ratio, ratio_bounds,
                                     sample_generation, spread)
-from modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 
 REPEATS = 2
 QUICK_ARGS = ["--quick", "--repeats", str(REPEATS), "--threads", "2"]
@@ -233,7 +233,7 @@ def test_cache_bytes_counts_keys_and_values():
 
 def test_every_benchmark_has_a_workload_and_options():
     """The light parser (what `--help` reads) and the workload table name the same benchmarks."""
-    from eval.benchmarks.arguments import BENCHMARKS, benchmark_parser
+    from memory_models.eval.benchmarks.arguments import BENCHMARKS, benchmark_parser
 
     assert set(BENCHMARKS) == set(benchmark.WORKLOADS)
     for name in BENCHMARKS:
@@ -281,7 +281,7 @@ def test_banks_quick_run_reports_throughput_rss_and_ttft(tmp_path, capsys, monke
     """`banks --quick` writes the throughput, peak-RSS and TTFT tables. Here each encode runs the benchmark's
     worker in this process (1 process whatever the layout; the multi-process encoder is tested in
     test_bank_distributed.py), so the test checks the wiring, the banks it reads and the tables."""
-    from eval.benchmarks import banks
+    from memory_models.eval.benchmarks import banks
 
     runs = itertools.count()
 

@@ -8,9 +8,11 @@ import torch
 from transformers import AutoConfig, BertConfig, LlamaConfig
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-from configuration import build_model, get_preset, list_presets
-from configuration.presets import llama
-from modeling_memory import MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig
+from memory_models.configuration import build_model, get_preset, list_presets
+from memory_models.configuration.presets import llama
+from memory_models.modeling_memory import (
+    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
+)
 
 CONFIG_CLASSES = [MaskedMixerConfig, MemoryConfig, MemoryAutoencoderConfig, RecurrentMemoryConfig]
 

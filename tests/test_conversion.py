@@ -7,10 +7,10 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
-from configuration import get_preset
-from conversion.isolation import run_without_our_packages
-from conversion.pretrained_decoder import convert, main as convert_main
-from modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.configuration import get_preset
+from memory_models.conversion.isolation import run_without_our_packages
+from memory_models.conversion.pretrained_decoder import convert, main as convert_main
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 from pretrained_lookalike import make_decoder_folder
 
 CHUNK, SLOTS = 4, 4
@@ -182,8 +182,8 @@ def test_from_pretrained_decoder_does_not_materialise_random_decoder(decoder_fol
 def test_decoder_only_export_is_the_native_decoder(converted, tmp_path):
     """export --decoder-only writes a LlamaForCausalLM folder (tokenizer, model card naming its origin, no code)
     that loads without trust_remote_code and gives model.decoder's logits bit for bit."""
-    from conversion.export_to_hub import export_model
-    from conversion.export_to_hub import main as export_main
+    from memory_models.conversion.export_to_hub import export_model
+    from memory_models.conversion.export_to_hub import main as export_main
 
     model, _, tokenizer = converted["llama"]
     whole = export_model(model, tmp_path / "memory", tokenizer)
@@ -198,10 +198,10 @@ def test_decoder_only_export_is_the_native_decoder(converted, tmp_path):
     ids = ids_of(2, 20, model.config.vocab_size)
     with torch.no_grad():
         assert torch.equal(decoder(ids).logits, model.decoder(ids).logits)
-    from configuration import build_model
+    from memory_models.configuration import build_model
 
     with pytest.raises(ValueError, match="'masked_mixer'.*no native transformers class"):
-        from conversion.extract_decoder import extract_decoder
+        from memory_models.conversion.extract_decoder import extract_decoder
 
         extract_decoder(build_model(get_preset("memory-mixer-tiny")))
 
@@ -242,7 +242,7 @@ def test_gradient_checkpointing_gives_the_same_gradients(decoder_folders):
 
 def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
     """`train --init-from LLAMA_DIR --objective copy` points to `memory-models convert` before loading weights."""
-    from training import train
+    from memory_models.training import train
 
     folder = make_decoder_folder(tmp_path / "llama", "llama")
     args, _ = train.parse_args(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
@@ -253,8 +253,8 @@ def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
 def test_encoder_from_with_other_shapes_names_them(tmp_path):
     """`--encoder-from` an encoder of another vocabulary: a ValueError naming both shapes, not a size-mismatch
     RuntimeError from load_state_dict."""
-    from configuration import build_model
-    from training import train
+    from memory_models.configuration import build_model
+    from memory_models.training import train
 
     build_model(get_preset("autoencoder-tiny", vocab_size=99)).save_pretrained(tmp_path / "ae")
     target = build_model(get_preset("memory-transformer-tiny", vocab_size=128))

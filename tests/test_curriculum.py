@@ -8,8 +8,8 @@ stage's checkpoint must load.
 
 import torch
 
-from training import train
-from eval.cli import main as cli_main
+from memory_models.training import train
+from memory_models.eval.cli import main as cli_main
 
 TINY = ["--train-documents", "48", "--eval-documents", "8", "--batch-size", "2", "--max-steps", "3",
         "--eval-steps", "3", "--learning-rate", "1e-3"]

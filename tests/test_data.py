@@ -7,8 +7,8 @@ import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-import training.data.corpora as data
-from training.data.corpora import filter_full_length, load_corpus, records_documents, tokenize_corpus
+import memory_models.training.data.corpora as data
+from memory_models.training.data.corpora import filter_full_length, load_corpus, records_documents, tokenize_corpus
 
 WORDS = ["<|bos|>", "<|eos|>", "<|unk|>", "a", "b", "c", "d", "e", "f", "g"]
 
@@ -170,7 +170,7 @@ def test_tokenize_streaming_truncate(words, word_tokenizer):
 def test_unknown_corpus_name_lists_the_known_ones(monkeypatch):
     """A name that is no corpus, no path and no reachable Hub dataset is one ValueError naming the known corpora
     and the Hub error (not the Hub client's traceback); the tokenizer command gets the same message."""
-    from training.data.tokenizer import main as tokenizer_main
+    from memory_models.training.data.tokenizer import main as tokenizer_main
 
     def offline(*args, **kwargs):
         raise ConnectionError("Couldn't reach 'NAME' on the Hub (LocalEntryNotFoundError)\nmore lines")

@@ -2,8 +2,8 @@
 
 import json
 
-from eval.experiments.arguments import demo_parser
-from eval.experiments.demo import run
+from memory_models.eval.experiments.arguments import demo_parser
+from memory_models.eval.experiments.demo import run
 
 
 def test_demo_quick(tmp_path, capsys):

@@ -4,7 +4,8 @@ same global batches and must log the same losses (`loss`, `loss_clm`, `loss_copy
 and end with the same weights.
 
 Run as a script (`torchrun --nproc_per_node 2 tests/test_distributed.py OUT -- <train options>`), this file is
-the worker: it runs `training.train.run` (exactly what `torchrun -m training.train` runs) and each rank saves
+the worker: it runs `memory_models.training.train.run` (exactly what `torchrun -m memory_models.training.train` runs)
+and each rank saves
 its own copy of the weights, so the test can compare the replicas.
 """
 
@@ -40,7 +41,7 @@ def _free_port() -> int:
 
 
 def _train_in_process(output: Path, options: list[str]) -> dict:
-    from training import train
+    from memory_models.training import train
 
     args, extras = train.parse_args(["--output-dir", str(output), *COMMON, *options])
     return train.run(args, extras)
@@ -127,7 +128,7 @@ def _worker(dump_dir: str, options: list[str]) -> None:
     """One rank: train with `options`, saving this rank's weights before and after training."""
     from transformers import TrainerCallback
 
-    from training import train
+    from memory_models.training import train
 
     rank = int(os.environ["RANK"])
 

@@ -46,8 +46,8 @@ def _train(model, rows_of):
 def test_fsdp2_two_cpu_processes_match_single_process(tmp_path):
     """2 ranks hold DTensor shards (half the rows each) while training; the consolidated final folder equals a
     single-process run on the whole batches within float tolerance and differs from the initial weights."""
-    from conversion.export_to_hub import export_model
-    from conversion.pretrained_decoder import convert
+    from memory_models.conversion.export_to_hub import export_model
+    from memory_models.conversion.pretrained_decoder import convert
     from pretrained_lookalike import make_decoder_folder
     from transformers import AutoModelForCausalLM
 
@@ -77,7 +77,7 @@ def test_fsdp2_two_cpu_processes_match_single_process(tmp_path):
 
 def test_train_refuses_fsdp_on_cpu(tmp_path):
     """accelerate drops FSDP on CPU: `train --fsdp` says so instead of silently training replicas."""
-    from training import train
+    from memory_models.training import train
 
     if torch.cuda.is_available():
         pytest.skip("FSDP through the Trainer is available on GPUs")
@@ -92,9 +92,9 @@ def _worker(model_dir: str, out_dir: str) -> None:
     import torch.distributed as dist
     from transformers import AutoModelForCausalLM
 
-    import modeling_memory  # noqa: F401  (registers our classes: no trust_remote_code needed)
-    from conversion.export_to_hub import export_model
-    from training.fsdp_cpu import full_state_dict, shard
+    import memory_models.modeling_memory  # noqa: F401  (registers our classes: no trust_remote_code needed)
+    from memory_models.conversion.export_to_hub import export_model
+    from memory_models.training.fsdp_cpu import full_state_dict, shard
 
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

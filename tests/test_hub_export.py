@@ -7,8 +7,8 @@ import pathlib
 import pytest
 import torch
 
-from conversion.export_to_hub import export_model
-from conversion.isolation import OUR_PACKAGES, lint_hub_folder, run_without_our_packages
+from memory_models.conversion.export_to_hub import export_model
+from memory_models.conversion.isolation import OUR_PACKAGES, lint_hub_folder, run_without_our_packages
 from model_tester import all_cases, run
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -79,7 +79,7 @@ def test_isolated_runs_cannot_import_our_packages():
     script = """
         import importlib, json
         blocked = []
-        for name in ("modeling_memory", "configuration", "conversion", "eval", "training"):
+        for name in ("memory_models", "modeling_memory", "configuration", "conversion", "eval", "training"):
             try:
                 importlib.import_module(name)
             except ImportError:

@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, LlamaModel, PreTrainedTokenizerFast
 from transformers import Qwen3Config, Qwen3Model
 
-from eval.information_retention import (
+from memory_models.eval.information_retention import (
     RetentionResult,
     base_encoder,
     decoder_config,
@@ -22,7 +22,9 @@ from eval.information_retention import (
     tokenize_texts,
     train_probe,
 )
-from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM, MemoryAutoencoder, MemoryAutoencoderConfig
+from memory_models.modeling_memory import (
+    MaskedMixerConfig, MaskedMixerForCausalLM, MemoryAutoencoder, MemoryAutoencoderConfig,
+)
 
 WORDS = ("the cat dog bird sees eats likes a big small red blue green fast slow old new house tree river "
          "stone moon sun runs jumps sleeps under over near far and or with").split()
@@ -193,7 +195,7 @@ def test_format_table():
 
 def test_memory_model_checkpoint_works_as_encoder(tokenizer, tmp_path):
     """A MemoryForCausalLM folder gives its chunk encoder; its memories are probed like any embedding."""
-    from configuration import build_model, get_preset
+    from memory_models.configuration import build_model, get_preset
 
     torch.manual_seed(0)
     ids = special(tokenizer)

@@ -15,8 +15,8 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from eval.harness.runner import evaluate_model, metric_table  # noqa: E402
-from eval.harness.lookalike import write_lookalike_tasks  # noqa: E402
+from memory_models.eval.harness.runner import evaluate_model, metric_table  # noqa: E402
+from memory_models.eval.harness.lookalike import write_lookalike_tasks  # noqa: E402
 
 CONTEXT, CHUNK, SLOTS = 256, 32, 4
 TASKS = "mmlu,longbench,swde"
@@ -27,7 +27,7 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALL
 def family_config(family: str, vocab: int):
     from transformers import LlamaConfig
 
-    from modeling_memory import MaskedMixerConfig, MemoryConfig, RecurrentMemoryConfig
+    from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, RecurrentMemoryConfig
 
     special = dict(pad_token_id=1, bos_token_id=0, eos_token_id=1)
 
@@ -59,8 +59,8 @@ FAMILIES = ["memory_transformer", "memory_mixer", "masked_mixer", "recurrent_mem
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Look-alike tasks, a byte-level BPE trained on their text, and one saved tiny model per family."""
-    from configuration import build_model
-    from training.data.tokenizer import train_tokenizer
+    from memory_models.configuration import build_model
+    from memory_models.training.data.tokenizer import train_tokenizer
 
     root = tmp_path_factory.mktemp("lm_eval_cli")
     tasks = write_lookalike_tasks(root / "tasks", docs=LIMIT, context_chars=1500)
@@ -123,7 +123,7 @@ def read_run(output: Path) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def matrix(workspace):
     """Every family at batch sizes 1 and 4 through lm-eval's command line: {(family, batch): (results, samples)}."""
-    from conversion.isolation import run_without_our_packages
+    from memory_models.conversion.isolation import run_without_our_packages
 
     runs, outputs = [], {}
     for family in FAMILIES:
@@ -200,7 +200,7 @@ def test_python_api_matches_the_command_line(workspace, matrix):
 def test_memory_models_eval_writes_side_by_side_table(workspace, capsys):
     """`memory-models eval` with two models and --no-memory: one column per model and ablation in the Markdown
     table, each cell equal to that run's own results JSON; the ablation really changes the memory models."""
-    from eval.cli import main
+    from memory_models.eval.cli import main
 
     models, output = workspace["models"], workspace["root"] / "compare"
     argv = ["eval", "--model", str(models["memory_transformer"]), "--model", str(models["memory_mixer"]),
@@ -238,9 +238,9 @@ def summary_has_matplotlib() -> bool:
 def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, capsys):
     """An autoencoder is refused with a pointer to `memory-models retention`; --no-memory on a model without
     memories, unknown tasks and a foreign output folder are ValueErrors naming the values, before any work."""
-    from configuration import build_model, get_preset
-    from eval.harness.runner import check_causal_lm, load_model
-    from eval.cli import main
+    from memory_models.configuration import build_model, get_preset
+    from memory_models.eval.harness.runner import check_causal_lm, load_model
+    from memory_models.eval.cli import main
 
     autoencoder = tmp_path / "autoencoder"
     build_model(get_preset("autoencoder-tiny")).save_pretrained(autoencoder)
@@ -269,8 +269,8 @@ def test_autoencoder_and_bad_arguments_get_clear_errors(workspace, tmp_path, cap
 def test_rolling_context_lets_a_short_window_model_take_long_inputs(tmp_path):
     """`--rolling-context N` reads a memory model trained on a 32-token window through the rolling window: it
     advertises N tokens and takes inputs the bounded model refuses, with the same logits where both apply."""
-    from configuration import build_model, get_preset
-    from eval.harness.runner import load_model
+    from memory_models.configuration import build_model, get_preset
+    from memory_models.eval.harness.runner import load_model
 
     torch.manual_seed(0)
     build_model(get_preset("memory-transformer-tiny")).save_pretrained(tmp_path / "mt")
@@ -284,7 +284,7 @@ def test_rolling_context_lets_a_short_window_model_take_long_inputs(tmp_path):
             bounded(ids)
         torch.testing.assert_close(rolling(ids[:, :24]).logits, bounded(ids[:, :24]).logits)
         assert torch.isfinite(rolling(ids).logits).all()
-    from eval.harness.runner import with_rolling_window
+    from memory_models.eval.harness.runner import with_rolling_window
     from transformers import LlamaConfig
 
     with pytest.raises(ValueError, match="--rolling-context needs a memory model"):

@@ -7,13 +7,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from configuration import build_model, get_preset
-from conversion.export_to_hub import export_model, main as export_main
-from conversion.pretrained_decoder import convert
+from memory_models.configuration import build_model, get_preset
+from memory_models.conversion.export_to_hub import export_model, main as export_main
+from memory_models.conversion.pretrained_decoder import convert
 from pretrained_lookalike import make_decoder_folder
-from training import train
-from training.data.objectives import ObjectiveCollator
-from training.trainer import RoutingCollator, forward_arguments
+from memory_models.training import train
+from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.trainer import RoutingCollator, forward_arguments
 
 peft = pytest.importorskip("peft")
 

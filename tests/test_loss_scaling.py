@@ -10,9 +10,9 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from configuration import build_model, get_preset
-from training.data.objectives import CopySettings, build_objective_batch
-from training.trainer import MemoryTrainer
+from memory_models.configuration import build_model, get_preset
+from memory_models.training.data.objectives import CopySettings, build_objective_batch
+from memory_models.training.trainer import MemoryTrainer
 
 PAD = 1
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from cases_memory import CHUNK, VOCAB, memory_config, word_tokenizer, words
-from eval.banks import bank as memory_bank, encode as memory_encode, generate as memory_generate
-from eval.banks.bank import load_memory_bank, verify_bank
-from eval.banks.encode import encode_bank
-from modeling_memory import MemoryForCausalLM
+from memory_models.eval.banks import bank as memory_bank, encode as memory_encode, generate as memory_generate
+from memory_models.eval.banks.bank import load_memory_bank, verify_bank
+from memory_models.eval.banks.encode import encode_bank
+from memory_models.modeling_memory import MemoryForCausalLM
 
 DOC_LENGTHS = (3, 9, 22, 41)  # tokens; chunk 4: 0, 2, 5 and 10 memories
 
@@ -190,8 +190,8 @@ def test_interrupted_encoding_resumes(saved, tmp_path, monkeypatch):
 def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
     """The bank read-out (stored memories) equals evaluating the blank-copy objective on the document's tokens
     (memories recomputed by a full forward), span by span; the command prints the per-document table."""
-    from eval.banks.read_back import bank_retention, copy_readout_batch
-    from training.data.objectives import CopySettings, copy_batch
+    from memory_models.eval.banks.read_back import bank_retention, copy_readout_batch
+    from memory_models.training.data.objectives import CopySettings, copy_batch
 
     root, model, tokenizer = saved
     bank = load_memory_bank(root / "bank", model, tokenizer)
@@ -211,7 +211,7 @@ def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
     torch.testing.assert_close(row["token_accuracy"], accuracy)
     torch.testing.assert_close(row["entropy_ratio"], 1 - ce / torch.log(torch.tensor(float(VOCAB))).item())
     assert result["documents"]["doc-0"]["targets"] == 0  # 3 tokens: no memory to read back
-    from eval.banks import read_back as command
+    from memory_models.eval.banks import read_back as command
 
     assert command.main(["--model", str(root / "model"), "--memories", str(root / "bank")]) == 0
     assert "| doc-3 |" in capsys.readouterr().out

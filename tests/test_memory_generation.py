@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cases_memory import CHUNK, VOCAB, memory_config
-from modeling_memory import MemoryForCausalLM
-from modeling_memory.memory_generation import MemoryCache
+from memory_models.modeling_memory import MemoryForCausalLM
+from memory_models.modeling_memory.memory_generation import MemoryCache
 
 LAYOUTS = {
     "fixed_ones": dict(filler="ones"),

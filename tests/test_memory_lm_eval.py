@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cases_memory import VOCAB, memory_config, word_tokenizer, words
-from modeling_memory import MemoryForCausalLM
+from memory_models.modeling_memory import MemoryForCausalLM
 
 lm_eval_hf = pytest.importorskip("lm_eval.models.huggingface")
 from lm_eval.api.instance import Instance  # noqa: E402

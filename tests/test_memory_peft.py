@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from configuration import build_model, get_preset
+from memory_models.configuration import build_model, get_preset
 
 peft = pytest.importorskip("peft")
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from transformers import LlamaConfig
 
-from modeling_memory import (MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig, MemoryConfig,
+from memory_models.modeling_memory import (MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig, MemoryConfig,
                              MemoryForCausalLM)
-from training.data.objectives import CopySettings, copy_batch
+from memory_models.training.data.objectives import CopySettings, copy_batch
 
 VOCAB, CHUNK, SLOTS, HIDDEN = 20, 4, 4, 32
 BOS, BLANK, DELIMITER, FIRST_TOKEN = 0, 1, 2, 3  # synthetic tokens are FIRST_TOKEN .. VOCAB-1

@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import EvalPrediction
 
-from training.metrics import (
+from memory_models.training.metrics import (
     PAPER_8K_DENOMINATOR,
     StreamingMetrics,
     entropy_ratio,

@@ -5,8 +5,8 @@ import torch
 from transformers import LlamaModel, Qwen3Config
 
 from cases_autoencoder import VOCAB, autoencoder, bert_block, llama_block, mixer_block
-from modeling_memory import MaskedMixerModel, MemoryAutoencoder
-from modeling_memory.modeling_autoencoder import unroll_index, unroll_windows
+from memory_models.modeling_memory import MaskedMixerModel, MemoryAutoencoder
+from memory_models.modeling_memory.modeling_autoencoder import unroll_index, unroll_windows
 
 
 def qwen3_block(**overrides) -> Qwen3Config:
@@ -254,7 +254,7 @@ def test_bad_encoder_weights_raise():
 
 def test_benchmark_helpers_run_small():
     """The benchmark helpers run on tiny sizes and return their keys (gather == loop is asserted inside)."""
-    from eval.benchmarks.autoencoder import bench_mixer_vs_llama, bench_unroll
+    from memory_models.eval.benchmarks.autoencoder import bench_mixer_vs_llama, bench_unroll
 
     unroll = bench_unroll(batch=2, length=40, hidden=16, repeats=1, calibrate=False)
     assert unroll["gather_ms"]["median"] > 0 and unroll["loop_ms"]["runs"] == 1

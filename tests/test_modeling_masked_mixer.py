@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from cases_masked_mixer import mixer_config
-from modeling_memory import MaskedMixerForCausalLM, MaskedMixerModel
-from modeling_memory.modeling_masked_mixer import MaskedTokenMixing, MultiHeadTokenMixing
+from memory_models.modeling_memory import MaskedMixerForCausalLM, MaskedMixerModel
+from memory_models.modeling_memory.modeling_masked_mixer import MaskedTokenMixing, MultiHeadTokenMixing
 
 
 @pytest.mark.parametrize("overrides", [{}, {"kernel_size": 4}, {"num_heads": 2}, {"num_heads": 4, "kernel_size": 3}])

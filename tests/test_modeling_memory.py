@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, LlamaForCausalLM
 
 from cases_memory import CHUNK, SLOTS, VOCAB, memory_config
-from modeling_memory import MemoryForCausalLM, MemoryModel
+from memory_models.modeling_memory import MemoryForCausalLM, MemoryModel
 
 VARIANTS = {
     "llama_fixed_ones": dict(filler="ones"),
@@ -343,7 +343,7 @@ def test_one_freezing_api_for_memory_model_and_autoencoder(tmp_path):
     """Both encoder families freeze through the same `apply_freezing`: after anything that unfreezes the encoder
     (a loader, a copied encoder) it restores the config's freezing, and a frozen encoder stays in eval mode."""
     from cases_autoencoder import autoencoder, llama_block
-    from training.train import copy_encoder
+    from memory_models.training.train import copy_encoder
 
     memory = build(fresh_encoder_embedding=True)  # the paper's variant: frozen blocks, trainable embedding
     source = autoencoder(llama_block())

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModel
 
 from cases_recurrent_memory import CHUNK, VOCAB, recurrent_config, recurrent_model
-from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
+from memory_models.modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 
 VARIANTS = {
     "append": {},

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from training.data.objectives import (
+from memory_models.training.data.objectives import (
     OBJECTIVES,
     CopySettings,
     ObjectiveCollator,

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from training import plot
+from memory_models.training import plot
 
 pytest.importorskip("matplotlib")
 

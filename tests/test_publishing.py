@@ -12,12 +12,12 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from conversion import export_to_hub, isolation
-from conversion.export_to_hub import export_model, push_folder
-from conversion.safe_io import MARKER
+from memory_models.conversion import export_to_hub, isolation
+from memory_models.conversion.export_to_hub import export_model, push_folder
+from memory_models.conversion.safe_io import MARKER
 from model_tester import all_cases
-from training import train
-from eval.cli import main as cli_main
+from memory_models.training import train
+from memory_models.eval.cli import main as cli_main
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
 
@@ -181,7 +181,7 @@ def test_exported_tokenizer_loads_without_our_packages_or_prompts(tmp_path):
     by repo id from an offline Hub cache: with `trust_remote_code=True` (as the card says) and as a plain
     `PreTrainedTokenizerFast` nothing is asked; without the flag it still loads instead of waiting on a prompt."""
     from test_hub_export import _fake_hub_cache
-    from training.data.tokenizer import train_tokenizer
+    from memory_models.training.data.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(["record 7: colour = teal", "the memory model reads chunks"] * 20, vocab_size=300,
                                 num_reserved_tokens=4)

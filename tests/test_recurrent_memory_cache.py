@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cases_recurrent_memory import VOCAB, recurrent_model
-from modeling_memory.modeling_recurrent_memory import RecurrentMemoryCache
+from memory_models.modeling_memory.modeling_recurrent_memory import RecurrentMemoryCache
 
 VARIANTS = {
     "append": {},
@@ -80,7 +80,7 @@ def test_generation_benchmark_quick(tmp_path, capsys):
     """`eval.benchmarks rmt-generation --quick --repeats 2` writes its JSON and table; both decodings give the same
     tokens; every timing is a median with its min-max over 2 calls."""
     from benchmark_checks import assert_spreads
-    from eval.benchmarks.cli import main
+    from memory_models.eval.benchmarks.cli import main
 
     output = tmp_path / "rmt.json"
     assert main(["rmt-generation", "--quick", "--repeats", "2", "--output", str(output)]) == 0

@@ -20,14 +20,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from cases_memory import memory_config, word_tokenizer, words
-from conversion import safe_io
-from conversion.export_to_hub import export_model
-from eval.banks.encode import encode_bank
-from eval.cli import COMMANDS
-from eval.cli import main as cli
-from modeling_memory import MemoryForCausalLM
-from training import train
-from training.trainer import MemoryTrainer
+from memory_models.conversion import safe_io
+from memory_models.conversion.export_to_hub import export_model
+from memory_models.eval.banks.encode import encode_bank
+from memory_models.eval.cli import COMMANDS
+from memory_models.eval.cli import main as cli
+from memory_models.modeling_memory import MemoryForCausalLM
+from memory_models.training import train
+from memory_models.training.trainer import MemoryTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CLM = ["--preset", "transformer-clm-tiny", "--train-documents", "24", "--eval-documents", "4", "--batch-size", "2",
@@ -191,7 +191,7 @@ def test_truncated_file_and_missing_shard_are_named(workspace, tmp_path, capsys)
 # --------------------------------------------------------------------------------------------- one writer
 HOLDER = """
 import sys, time
-from conversion import safe_io
+from memory_models.conversion import safe_io
 locks = [safe_io.locked(path) for path in sys.argv[1:]]
 for lock in locks:
     lock.__enter__()
@@ -327,10 +327,10 @@ def test_written_folders_follow_the_umask(workspace, tmp_path, umask, monkeypatc
     """A training run (checkpoint-N written by the Trainer, final/, metrics), an export, a memory bank, look-alike
     tasks, a tokenizer and evaluation results (lm-eval itself stubbed out) get exactly the modes of a plain
     mkdir / open under the umask (022: 0755 / 0644; 077: 0700 / 0600)."""
-    from eval.harness import compare
-    from eval.harness.arguments import compare_parser
-    from eval.harness.lookalike import write_lookalike_tasks
-    from training.data import tokenizer as tokenizer_command
+    from memory_models.eval.harness import compare
+    from memory_models.eval.harness.arguments import compare_parser
+    from memory_models.eval.harness.lookalike import write_lookalike_tasks
+    from memory_models.training.data import tokenizer as tokenizer_command
 
     train.run(*train.parse_args([*CLM, "--max-steps", "1", "--output-dir", str(tmp_path / "run")]))
     export_model(MemoryForCausalLM(memory_config()), tmp_path / "hub", word_tokenizer())

@@ -8,7 +8,7 @@ from cases_autoencoder import autoencoder, llama_block
 from cases_masked_mixer import mixer_config
 from cases_memory import VOCAB, memory_config
 from cases_recurrent_memory import recurrent_model
-from modeling_memory import MaskedMixerForCausalLM, MemoryForCausalLM
+from memory_models.modeling_memory import MaskedMixerForCausalLM, MemoryForCausalLM
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from configuration import build_model, get_preset
-from conversion import export_to_hub, safe_io
-from conversion.export_to_hub import export_model
-from conversion.loading import load_model
+from memory_models.configuration import build_model, get_preset
+from memory_models.conversion import export_to_hub, safe_io
+from memory_models.conversion.export_to_hub import export_model
+from memory_models.conversion.loading import load_model
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +215,7 @@ def _copy_with(saved, tmp_path, edit):
 
 def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     """Missing tensors would be random: refused by name unless allowed; train --init-from and export too."""
-    from training import train
+    from memory_models.training import train
 
     folder = _copy_with(saved, tmp_path, lambda f, t: save_file(
         {k: v for k, v in t.items() if not k.startswith("encoder.")}, str(f / "model.safetensors"),
@@ -226,7 +226,7 @@ def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     with pytest.raises(ValueError, match="--model .*missing from the checkpoint"):
         export_to_hub.main(["--model", str(folder), "--output", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
-    from eval.information_retention import load_encoder
+    from memory_models.eval.information_retention import load_encoder
 
     with pytest.raises(ValueError, match=r"--encoder .*encoder tensors missing .*encoder\.layers"):
         load_encoder(str(folder))
@@ -259,7 +259,7 @@ def test_unexpected_nonfinite_and_truncated_weights_are_refused(saved, tmp_path)
 
 def test_missing_local_folders_are_named(tmp_path, monkeypatch):
     """A local path that does not exist is a clear error, not an 'invalid Hub repo id'."""
-    from training import train
+    from memory_models.training import train
 
     missing = str(tmp_path / "nope")
     with pytest.raises(ValueError, match="--model .*nope.*no such folder"):

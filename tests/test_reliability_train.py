@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conversion import safe_io
-from training import run_folder, train
-from training.trainer import COMPLETE_MARKER, STAGING_DIR, last_complete_checkpoint
+from memory_models.conversion import safe_io
+from memory_models.training import run_folder, train
+from memory_models.training.trainer import COMPLETE_MARKER, STAGING_DIR, last_complete_checkpoint
 
 TINY = ["--train-documents", "48", "--eval-documents", "4", "--batch-size", "2", "--context", "16",
         "--eval-steps", "100"]

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from eval.cli import COMMANDS, main
+from memory_models.eval.cli import COMMANDS, main
+from import_graph import bare_imports, cycles, edges, upward_edges
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -46,7 +47,7 @@ def test_cli_help_lists_every_command(capsys):
 def test_every_command_parses_without_torch():
     """`memory-models X --help` imports nothing heavy: in a fresh interpreter, building every command's parser
     loads neither torch nor transformers (so --help answers at once)."""
-    script = ("import sys; from eval.cli import COMMANDS; [c.parser() for c in COMMANDS.values()]; "
+    script = ("import sys; from memory_models.eval.cli import COMMANDS; [c.parser() for c in COMMANDS.values()]; "
               "print(sorted(m for m in ('torch', 'transformers', 'datasets', 'lm_eval') if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
@@ -64,7 +65,7 @@ def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
 
 def test_cli_presets_lists_presets(capsys):
     """`memory-models presets` prints every preset with its model type and context."""
-    from configuration import list_presets
+    from memory_models.configuration import list_presets
 
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
@@ -78,3 +79,22 @@ def test_the_suite_runs_offline():
 
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True
     assert datasets.config.HF_DATASETS_OFFLINE is True
+
+
+def test_layers_import_downwards_through_one_name():
+    """The import graph has no cycle and no upward edge, and every import of our code (package and tests) goes
+    through `memory_models`, never a folder's bare name (`tests/import_graph.py`)."""
+    graph = edges()
+    assert ("eval", "training") in graph and ("conversion", "modeling_memory") in graph  # the parser sees imports
+    assert upward_edges(graph) == [] and cycles(graph) == []
+    assert bare_imports() == []
+
+
+def test_the_import_checks_catch_a_bare_and_an_upward_import(tmp_path):
+    """The graph's checks flag a bare top-level import and an upward one (a copy of two layers, one bad line each)."""
+    for layer in ("modeling_memory", "configuration", "conversion", "training", "eval", "tests"):
+        (tmp_path / layer).mkdir()
+    (tmp_path / "conversion" / "bad.py").write_text("from configuration import presets\n")
+    (tmp_path / "configuration" / "up.py").write_text("from memory_models.eval import cli\n")
+    assert bare_imports(tmp_path) == ["conversion/bad.py:1: import configuration (write memory_models.configuration)"]
+    assert upward_edges(edges(tmp_path)) == ["configuration -> eval: configuration/up.py:1"]

@@ -8,10 +8,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-import modeling_memory  # noqa: F401  (registers the Auto classes)
+import memory_models.modeling_memory  # noqa: F401  (registers the Auto classes)
 
-from eval.experiments import reproduce
-from eval.experiments.arguments import reproduce_parser
+from memory_models.eval.experiments import reproduce
+from memory_models.eval.experiments.arguments import reproduce_parser
 
 
 def run(part, output_dir, seeds=1):
@@ -56,8 +56,8 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
 def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(tmp_path):
     """The diagnostic's oracle: a linear read of a chunk's memory recovers every token (so the decoder, not the
     memory, limits what it learns); the model's own encoder is never run; a short run writes its curves."""
-    from eval.experiments import readback
-    from eval.experiments.arguments import readback_parser
+    from memory_models.eval.experiments import readback
+    from memory_models.eval.experiments.arguments import readback_parser
 
     args = readback_parser().parse_args(["--steps", "2", "--eval-every", "1", "--hidden", "32", "--layers", "1"])
     args.seed = 0
@@ -81,7 +81,7 @@ def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(
 
 def test_family_option_sets_the_memory_model_of_every_memory_part():
     """`--family` replaces the scale's memory model in Fig. 4(d), Table 3 and Table 4 (and nothing else)."""
-    from eval.experiments.reproduce_stages import SCALES
+    from memory_models.eval.experiments.reproduce_stages import SCALES
 
     small = reproduce.scale_for("small")
     assert small == SCALES["small"] and small.table3_family == "memory-mixer"
@@ -95,9 +95,9 @@ def test_extraction_questions_cover_every_distance_with_the_value_that_far_back(
     """Table 4's distance questions: each document is asked at most once per chunk distance 1 .. S-1 and most
     documents at every one (a key far into its record cannot be 1 chunk back); the prompt ends with the record's
     key, and the stated value's first token lies exactly `distance` chunks before the answer."""
-    from eval.experiments.reproduce_table4 import distance_questions
-    from training.data.corpora import records_documents
-    from training.data.tokenizer import train_tokenizer
+    from memory_models.eval.experiments.reproduce_table4 import distance_questions
+    from memory_models.training.data.corpora import records_documents
+    from memory_models.training.data.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(records_documents(50, 0, "train"), vocab_size=300)
     chunk, slots, documents = 16, 4, 6

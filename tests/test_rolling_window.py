@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from cases_memory import CHUNK, SLOTS, VOCAB, memory_config
-from modeling_memory import MemoryConfig, MemoryForCausalLM
-from modeling_memory.configuration_memory import DEFAULT_ROLLING_CONTEXT
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.modeling_memory.configuration_memory import DEFAULT_ROLLING_CONTEXT
 
 LAYOUTS = {
     "fixed_ones": dict(filler="ones"),
@@ -156,14 +156,15 @@ def test_bounded_window_still_refuses_long_inputs():
 
 
 def test_long_context_benchmark_quick(tmp_path, capsys):
-    """`python -m eval.benchmarks long-context --quick --repeats 2` writes every row; the memory model's KV cache is
+    """`python -m memory_models.eval.benchmarks long-context --quick --repeats 2` writes every row; the memory model's
+    KV cache is
     the same size at every length (the full-context Llama's grows); answering from a bank equals encoding on the
     fly; every timing is a median with its min-max over 2 runs and the decode clock counted new_tokens - 1 steps."""
     import json
 
     from benchmark_checks import assert_spreads
-    from eval.benchmarks import cli as benchmark
-    from eval.benchmarks.long_context import QUICK
+    from memory_models.eval.benchmarks import cli as benchmark
+    from memory_models.eval.benchmarks.long_context import QUICK
 
     output = tmp_path / "long.json"
     assert benchmark.main(["long-context", "--quick", "--repeats", "2", "--threads", "2", "--output", str(output)]) == 0

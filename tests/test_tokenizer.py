@@ -7,7 +7,7 @@ import stat
 import pytest
 from transformers import PreTrainedTokenizerFast
 
-from training.data.tokenizer import load_default_tokenizer, main, special_token_ids, train_tokenizer
+from memory_models.training.data.tokenizer import load_default_tokenizer, main, special_token_ids, train_tokenizer
 
 TEXTS = [
     "The memory model encodes each chunk into one embedding.",

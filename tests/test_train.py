@@ -7,10 +7,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conversion.isolation import lint_hub_folder
-from training import train
-from eval.cli import main as cli_main
-from training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
+from memory_models.conversion.isolation import lint_hub_folder
+from memory_models.training import train
+from memory_models.eval.cli import main as cli_main
+from memory_models.training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
 
@@ -166,7 +166,7 @@ def test_fsdp_config_wraps_the_blocks_the_model_has(preset):
 
     from accelerate.utils import FullyShardedDataParallelPlugin
 
-    from configuration import build_model, get_preset
+    from memory_models.configuration import build_model, get_preset
 
     yaml_text = (pathlib.Path(__file__).parents[1] / "training" / "fsdp_config.yaml").read_text()
     assert "fsdp_auto_wrap_policy: TRANSFORMER_BASED_WRAP" in yaml_text

@@ -26,7 +26,8 @@ import traceback
 from pathlib import Path
 
 WARM = ("memory-models", "lm_eval")  # console scripts that start warm
-PRELOAD = ("eval.cli", "training.train", "eval.harness.compare", "lm_eval.__main__", "lm_eval.evaluator",
+PRELOAD = ("memory_models.eval.cli", "memory_models.training.train", "memory_models.eval.harness.compare",
+           "lm_eval.__main__", "lm_eval.evaluator",
            "lm_eval.models.huggingface", "transformers.models.llama.modeling_llama")
 CLIENT = """#!{python} -IS
 import json, os, socket, struct, sys

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from conversion.arguments import add_trust_remote_code
-from training.data import OBJECTIVES
+from memory_models.conversion.arguments import add_trust_remote_code
+from memory_models.training.data import OBJECTIVES
 
 
 def train_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import re
 
 from peft import LoraConfig, get_peft_model
 
-from conversion.adapters import extra_trainable_names
+from memory_models.conversion.adapters import extra_trainable_names
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 MEMORY_MODULES = ("memory_compress", "memory_expand", "memory_projection")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from modeling_memory import IGNORE_INDEX
+from memory_models.modeling_memory import IGNORE_INDEX
 # The paper's Table 1 H_r values are reproduced by 1 - CE / 9.03 with its 8k tokenizer (not ln 8000 = 8.987).
 PAPER_8K_DENOMINATOR = 9.03
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.arguments import plot_parser
+from memory_models.training.arguments import plot_parser
 
 INSTALL_HINT = "plots need matplotlib: pip install -c constraints.txt -e '.[plot]' (included in '.[eval]')"
 

@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from conversion.safe_io import check_target, folder_kind, is_ours, mark, recover_all, write_text_atomic
+from memory_models.conversion.safe_io import check_target, folder_kind, is_ours, mark, recover_all, write_text_atomic
 
 IDENTITY_FILE = "run.json"
 OUR_FILES = ("metrics.json", "loss_curve.png")
@@ -73,7 +73,7 @@ def _read_identity(folder: Path) -> dict | None:
 
 
 def complete_checkpoints(folder: Path) -> list[Path]:
-    from training.trainer import CHECKPOINT_PATTERN, COMPLETE_MARKER  # (training.trainer imports transformers)
+    from memory_models.training.trainer import CHECKPOINT_PATTERN, COMPLETE_MARKER
 
     if not folder.is_dir():
         return []
@@ -106,7 +106,7 @@ def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: b
     `write=False` (processes other than the main one) only checks. Raises `ValueError` naming the folder and
     the reason; `PermissionError`/`OSError` of a folder that cannot be written become a `ValueError` too.
     """
-    from training.trainer import last_complete_checkpoint
+    from memory_models.training.trainer import last_complete_checkpoint
 
     folder = Path(output_dir)
     outputs = _outputs(folder)

@@ -6,7 +6,7 @@
         --objective blank_copy --output-dir runs/blank                        # the paper's curriculum, stage 2
     memory-models train --init-from runs/blank/final --objective copy --output-dir runs/copy
     memory-models train ... --resume                                         # continue the last complete checkpoint
-    torchrun --nproc_per_node 2 -m training.train --preset ...               # DDP (gloo on CPU, nccl on GPU)
+    torchrun --nproc_per_node 2 -m memory_models.training.train --preset ...  # DDP (gloo on CPU, nccl on GPU)
 
 Unknown `--key value` options go to `TrainingArguments` (`--warmup_steps 10 --gradient_accumulation_steps 2`).
 The output folder gets Hub-ready `checkpoint-N/` folders (weights, config with `auto_map`, code, tokenizer),
@@ -28,23 +28,26 @@ import datasets
 import torch
 from transformers import HfArgumentParser, TrainingArguments, set_seed
 
-import modeling_memory  # noqa: F401  (registers our Auto classes)
-from configuration import build_model as build_from_config
-from configuration import get_preset
-from conversion.adapters import is_peft_model, merge_adapter, save_extras
-from conversion.export_to_hub import export_model
-from conversion import loading, safe_io
-from training.metrics import preprocess_logits_for_metrics
-from training.data.corpora import (check_training_targets, count_blank_documents, filter_full_length, load_corpus,
-                           tokenize_corpus)
-from training.arguments import train_parser
-from training.lora import apply_lora
-from training.data.objectives import ObjectiveCollator
-from training.plot import plot_beside, plot_training
-from training.run_folder import prepare_run_folder, run_identity, run_inputs
-from training.data.tokenizer import load_default_tokenizer, special_token_ids
-from training.trainer import (STREAM_LOSS_NAMES, MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step,
-                              forward_arguments, last_complete_checkpoint)
+import memory_models.modeling_memory  # noqa: F401  (registers our Auto classes)
+from memory_models.configuration import build_model as build_from_config
+from memory_models.configuration import get_preset
+from memory_models.conversion.adapters import is_peft_model, merge_adapter, save_extras
+from memory_models.conversion.export_to_hub import export_model
+from memory_models.conversion import loading, safe_io
+from memory_models.training.metrics import preprocess_logits_for_metrics
+from memory_models.training.data.corpora import (
+    check_training_targets, count_blank_documents, filter_full_length, load_corpus, tokenize_corpus,
+)
+from memory_models.training.arguments import train_parser
+from memory_models.training.lora import apply_lora
+from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.plot import plot_beside, plot_training
+from memory_models.training.run_folder import prepare_run_folder, run_identity, run_inputs
+from memory_models.training.data.tokenizer import load_default_tokenizer, special_token_ids
+from memory_models.training.trainer import (
+    STREAM_LOSS_NAMES, MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step, forward_arguments,
+    last_complete_checkpoint,
+)
 
 AUTOENCODER_TYPE = "memory_autoencoder"
 MEMORY_TYPES = ("memory_model", "recurrent_memory")
@@ -480,7 +483,8 @@ def interrupted_message(step: int, output_dir) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point (`memory-models train`, `python -m training.train`, `torchrun -m training.train`)."""
+    """Command line entry point (`memory-models train`, `python -m memory_models.training.train`,
+    `torchrun -m memory_models.training.train`)."""
     args, extras = parse_args(argv)
     run(args, extras)
     return 0

@@ -25,10 +25,10 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerState
 
-from conversion import safe_io
-from conversion.adapters import is_peft_model, load_extras, save_extras
-from training.metrics import StreamingMetrics, entropy_ratio
-from training.data.objectives import ObjectiveCollator
+from memory_models.conversion import safe_io
+from memory_models.conversion.adapters import is_peft_model, load_extras, save_extras
+from memory_models.training.metrics import StreamingMetrics, entropy_ratio
+from memory_models.training.data.objectives import ObjectiveCollator
 
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"

@@ -29,9 +29,9 @@ import datasets
 import numpy as np
 import torch
 
-from conversion.loading import load_config, load_model, load_tokenizer
-from eval.banks import store
-from eval.banks.arguments import verify_parser
+from memory_models.conversion.loading import load_config, load_model, load_tokenizer
+from memory_models.eval.banks import store
+from memory_models.eval.banks.arguments import verify_parser
 
 # Config keys that describe where a config came from rather than what the encoder computes.
 _CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "use_cache",

@@ -2,7 +2,8 @@
 
     memory-models encode --model DIR --dataset NAME_OR_PATH --output BANK [--batch-size 64] [--shard-size 256]
     torchrun --nproc_per_node 8 --no-python memory-models encode --model DIR --dataset ... --output BANK
-    accelerate launch --multi_gpu --num_processes 8 -m eval.banks.encode --model DIR --dataset ... --output BANK
+    accelerate launch --multi_gpu --num_processes 8 -m memory_models.eval.banks.encode --model DIR --dataset ... \\
+        --output BANK
 
 Shard `k` holds the documents `k * shard_size .. (k + 1) * shard_size - 1` of the corpus, whatever the number of
 processes, and rank `r` of `W` encodes the shards `k` with `k % W == r`, in batches of `batch_size` chunks per
@@ -33,11 +34,11 @@ import torch
 import torch.distributed as dist
 from accelerate import PartialState
 
-from conversion import safe_io
-from eval.banks import store
-from eval.banks.arguments import encode_parser
-from eval.banks.bank import fingerprint, fingerprint_differences, load_model_and_tokenizer
-from training.data import corpora
+from memory_models.conversion import safe_io
+from memory_models.eval.banks import store
+from memory_models.eval.banks.arguments import encode_parser
+from memory_models.eval.banks.bank import fingerprint, fingerprint_differences, load_model_and_tokenizer
+from memory_models.training.data import corpora
 
 
 # ----------------------------------------------------------------------------- corpus

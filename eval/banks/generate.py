@@ -21,8 +21,8 @@ from typing import Sequence
 
 import torch
 
-from eval.banks.arguments import generate_parser
-from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
+from memory_models.eval.banks.arguments import generate_parser
+from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 
 
 def generation_inputs(model, tokenizer, prompt: str, bank=None, document=None) -> dict:

@@ -22,11 +22,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from conversion.safe_io import write_text_atomic
-from eval.banks.arguments import read_back_parser
-from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-from training.data.objectives import CopySettings, copy_batch
-from training.metrics import IGNORE_INDEX, entropy_ratio
+from memory_models.conversion.safe_io import write_text_atomic
+from memory_models.eval.banks.arguments import read_back_parser
+from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
+from memory_models.training.data.objectives import CopySettings, copy_batch
+from memory_models.training.metrics import IGNORE_INDEX, entropy_ratio
 
 
 def copy_readout_batch(model, span_ids: torch.LongTensor) -> dict:

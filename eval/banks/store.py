@@ -29,7 +29,7 @@ from pathlib import Path
 
 import datasets
 
-from conversion import safe_io
+from memory_models.conversion import safe_io
 
 MANIFEST = "memory_bank.json"
 BANK_FORMAT = "memory-models/memory-bank"

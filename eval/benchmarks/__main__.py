@@ -1,7 +1,7 @@
-"""`python -m eval.benchmarks ...` (the same as `memory-models benchmark ...`)."""
+"""`python -m memory_models.eval.benchmarks ...` (the same as `memory-models benchmark ...`)."""
 
 import sys
 
-from eval.benchmarks.cli import main
+from memory_models.eval.benchmarks.cli import main
 
 sys.exit(main())

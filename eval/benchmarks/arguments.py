@@ -1,4 +1,5 @@
-"""Command-line options of the benchmarks (`memory-models benchmark NAME`, `python -m eval.benchmarks NAME`).
+"""Command-line options of the benchmarks (`memory-models benchmark NAME`,
+`python -m memory_models.eval.benchmarks NAME`).
 
 Kept apart from the workloads and importing only the standard library, so that `--help` answers without
 loading torch. `eval/benchmarks/cli.py` maps each name to its workload.

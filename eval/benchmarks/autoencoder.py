@@ -3,7 +3,8 @@
 * `bench_unroll`: the one-gather unroll against the reference's Python loop over positions.
 * `bench_mixer_vs_llama`: training-step throughput of a masked mixer and a Llama of similar size.
 
-Both return plain dicts (wired into `python -m eval.benchmarks`) whose timed figures are the median and the
+Both return plain dicts (wired into `python -m memory_models.eval.benchmarks`) whose timed figures are the median and
+the
 min-max over interleaved rounds (`timing.spread`). Compare ratios from one run, never absolute times across
 runs (run-to-run spread on shared CPUs is about +-15%).
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from eval.benchmarks.timing import (autocast, calls_per_sample, paired_ratio, rates, sample_seconds, settings,
-                                    spread)
-from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
-from modeling_memory.modeling_autoencoder import unroll_windows
+from memory_models.eval.benchmarks.timing import (
+    autocast, calls_per_sample, paired_ratio, rates, sample_seconds, settings, spread,
+)
+from memory_models.modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
+from memory_models.modeling_memory.modeling_autoencoder import unroll_windows
 
 
 def unroll_loop(embedding: torch.Tensor, length: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Memory-bank benchmark: `python -m eval.benchmarks banks [--quick] [--documents 1000 10000 100000]`.
+"""Memory-bank benchmark: `python -m memory_models.eval.benchmarks banks [--quick] [--documents 1000 10000 100000]`.
 
 One small memory model (saved to a work folder with a word-level tokenizer) and a synthetic JSON-lines corpus
 whose first `n` documents are the corpus of size `n`; every encode runs in fresh processes, streaming the file:
@@ -11,7 +11,7 @@ whose first `n` documents are the corpus of size `n`; every encode runs in fresh
   uniformly from the whole bank, the banks taking turns (warm page cache); it must stay flat within 20%.
 
 Each number is the median and the min-max over `--repeats` runs (encodes interleave the layouts).
-Run as `python -m eval.benchmarks.banks ...` (or under torchrun), this module is one encoding process.
+Run as `python -m memory_models.eval.benchmarks.banks ...` (or under torchrun), this module is one encoding process.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 
-from eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-from eval.banks.encode import Ranks, encode_bank, open_corpus
-from eval.benchmarks.models import llama_config
-from eval.benchmarks.timing import load_average, progress, settings
-from modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
+from memory_models.eval.banks.encode import Ranks, encode_bank, open_corpus
+from memory_models.eval.benchmarks.models import llama_config
+from memory_models.eval.benchmarks.timing import load_average, progress, settings
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 
 TTFT_TOLERANCE = 0.20  # the largest bank's median TTFT within 20% of the smallest's
 
@@ -113,7 +113,8 @@ def _write_corpus(sizes: BankSizes, path: Path, count: int) -> None:
 def _encode(work: Path, corpus: Path, sizes: BankSizes, processes: int, threads: int, device: str) -> dict:
     """One `encode_bank` run in fresh processes (this module as the worker); its stats."""
     output, stats = Path(tempfile.mkdtemp(dir=work, prefix="bank-")), work / "stats.json"
-    worker = ["-m", "eval.benchmarks.banks", "--model", str(work / "model"), "--corpus", str(corpus), "--output",
+    worker = ["-m", "memory_models.eval.benchmarks.banks", "--model", str(work / "model"), "--corpus", str(corpus),
+              "--output",
               str(output / "bank"), "--shard-size", str(sizes.shard_size), "--batch-size", str(sizes.batch_size),
               "--threads", str(threads), "--device", device, "--stats", str(stats)]
     launcher = ["-m", "torch.distributed.run", "--nproc_per_node", str(processes)] if processes > 1 else []
@@ -250,7 +251,7 @@ def format_banks(result: dict) -> str:
 
 # ----------------------------------------------------------------------------- the encoding worker
 def _worker(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.benchmarks.banks",
+    parser = argparse.ArgumentParser(prog="python -m memory_models.eval.benchmarks.banks",
                                      description="one encoding process of the memory-bank benchmark")
     for name in ("--model", "--corpus", "--output", "--stats", "--device"):
         parser.add_argument(name, required=True)

@@ -1,6 +1,6 @@
 """Gradient checkpointing of the masked mixer: the memory one training step keeps, with and without it.
 
-`python -m eval.benchmarks checkpointing [--quick]`. The mixer's blocks are transformers
+`python -m memory_models.eval.benchmarks checkpointing [--quick]`. The mixer's blocks are transformers
 `GradientCheckpointingLayer`s, so `gradient_checkpointing_enable()` recomputes them in the backward pass instead of
 keeping their activations. Two measures per setting, each in a fresh process (so one run's allocations cannot hide
 the other's): the bytes of the tensors autograd saves for the backward (exact, from `saved_tensors_hooks`), and the
@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from eval.benchmarks.reports import fmt_spread
-from eval.benchmarks.timing import interleave, settings, spread
-from modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
+from memory_models.eval.benchmarks.reports import fmt_spread
+from memory_models.eval.benchmarks.timing import interleave, settings, spread
+from memory_models.modeling_memory import MaskedMixerConfig, MaskedMixerForCausalLM
 
 FULL = dict(vocab_size=8000, hidden=256, layers=8, length=512, batch=8)
 QUICK = dict(vocab_size=128, hidden=32, layers=2, length=32, batch=2)

@@ -1,7 +1,9 @@
 """Speed and memory benchmarks: a table on stdout and a JSON file (plus a plot beside it).
 
-    python -m eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] [--output bench.json]
-    python -m eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing | banks [--quick] ...
+    python -m memory_models.eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] \\
+        [--output bench.json]
+    python -m memory_models.eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing \\
+        | banks [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
 `rmt_generation`, `checkpointing`, `banks`) with `run(args) -> dict`; this module maps the names to them
@@ -20,11 +22,13 @@ from dataclasses import dataclass
 
 import torch
 
-from eval.benchmarks import autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation
-from eval.benchmarks.arguments import benchmark_parser
-from eval.benchmarks.reports import format_autoencoder, format_memory_table
-from eval.benchmarks.timing import load_average
-from training.plot import plot_beside, plot_benchmark
+from memory_models.eval.benchmarks import (
+    autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation,
+)
+from memory_models.eval.benchmarks.arguments import benchmark_parser
+from memory_models.eval.benchmarks.reports import format_autoencoder, format_memory_table
+from memory_models.eval.benchmarks.timing import load_average
+from memory_models.training.plot import plot_beside, plot_benchmark
 
 
 @dataclass

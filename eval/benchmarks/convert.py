@@ -1,4 +1,5 @@
-"""`python -m eval.benchmarks convert`: converting a pretrained decoder, and LoRA vs full fine-tuning speed.
+"""`python -m memory_models.eval.benchmarks convert`: converting a pretrained decoder, and LoRA vs full fine-tuning
+speed.
 
 * `bench_conversion`: writes a random Llama-3.2-1B-shaped checkpoint (bf16, tied embeddings, GQA, llama3 rope
   scaling; `--quick`: a small one), then runs `memory-models convert` on it in a child process, `repeats` times,
@@ -23,8 +24,8 @@ import time
 
 import torch
 
-from eval.benchmarks.reports import fmt_spread
-from eval.benchmarks.timing import rates, ratio_bounds, sample_seconds, spread
+from memory_models.eval.benchmarks.reports import fmt_spread
+from memory_models.eval.benchmarks.timing import rates, ratio_bounds, sample_seconds, spread
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TARGET_PEAK_OVER_CHECKPOINT = 1.5
@@ -47,7 +48,7 @@ def write_random_checkpoint(folder, config) -> int:
     """Save a random bf16 `LlamaForCausalLM` of `config` (and a small tokenizer) to `folder`; returns its bytes."""
     from transformers import LlamaForCausalLM
 
-    from training.data.tokenizer import train_tokenizer
+    from memory_models.training.data.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(["memory models read the embeddings of earlier chunks"] * 4, vocab_size=300)
     tokenizer.save_pretrained(folder)
@@ -101,7 +102,7 @@ def bench_conversion(quick: bool = False, encoder_preset: str = "llama-3.2-1b-me
         env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
         for index in range(repeats):
             output = pathlib.Path(scratch) / f"memory-{index}"
-            runs.append(run_with_peak_rss("conversion.pretrained_decoder", [
+            runs.append(run_with_peak_rss("memory_models.conversion.pretrained_decoder", [
                 "--decoder", str(source), "--encoder-preset", preset, "--chunk-size", "8" if quick else "256",
                 "--output", str(output)], env))
         output_bytes = sum(p.stat().st_size for p in output.glob("*.safetensors"))
@@ -121,7 +122,7 @@ def _params(config) -> int:
 
 def _copy_tokens_per_second(model, ids, repeats: int, warmup: int) -> list[float]:
     """Tokens/s of each of `repeats` copy-training steps, after `warmup` steps (optimizer state allocation)."""
-    from training.data.objectives import ObjectiveCollator
+    from memory_models.training.data.objectives import ObjectiveCollator
 
     batch = ObjectiveCollator.from_config("copy", model.config, max_length=ids.shape[1])(
         [{"input_ids": row.tolist()} for row in ids])
@@ -143,9 +144,9 @@ def bench_lora_vs_full(quick: bool = False, layers: int = 2, batch: int = 2, rep
     combinations (the two modes run one after the other)."""
     from transformers import LlamaForCausalLM
 
-    from configuration import get_preset
-    from modeling_memory import MemoryForCausalLM
-    from training.lora import apply_lora
+    from memory_models.configuration import get_preset
+    from memory_models.modeling_memory import MemoryForCausalLM
+    from memory_models.training.lora import apply_lora
 
     torch.manual_seed(seed)
     if quick:

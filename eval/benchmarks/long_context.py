@@ -1,4 +1,5 @@
-"""Long-context benchmark: `python -m eval.benchmarks long-context [--quick] [--lengths 4096 8192 16384 32768]`.
+"""Long-context benchmark:
+`python -m memory_models.eval.benchmarks long-context [--quick] [--lengths 4096 8192 16384 32768]`.
 
 One memory model with the rolling memory window (`S` slots of chunk `L`), in one process, same weights:
 
@@ -26,12 +27,14 @@ from dataclasses import dataclass, replace
 import torch
 import transformers
 
-from eval.banks.encode import encode_documents
-from eval.benchmarks.models import llama_config
-from eval.benchmarks.reports import fmt_spread, verdict
-from eval.benchmarks.timing import (autocast, cache_bytes, generation_figures, paired_ratio, progress, rates,
-                                    sample_generation, sample_seconds, settings, spread)
-from modeling_memory import MemoryConfig, MemoryForCausalLM
+from memory_models.eval.banks.encode import encode_documents
+from memory_models.eval.benchmarks.models import llama_config
+from memory_models.eval.benchmarks.reports import fmt_spread, verdict
+from memory_models.eval.benchmarks.timing import (
+    autocast, cache_bytes, generation_figures, paired_ratio, progress, rates, sample_generation, sample_seconds,
+    settings, spread,
+)
+from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 
 # Targets (CPU), reported next to what is measured and judged on the medians.
 TARGETS = {"ttft_bank_over_full_max_at_16384": 0.05, "ttft_fly_over_full_max_at_16384": 0.25,

@@ -1,6 +1,7 @@
 """The `memory` benchmark: a memory model against the paper's sequential loop, a full-context Llama and the RMT.
 
-`python -m eval.benchmarks memory [--quick]` compares, in one process and with shared weights wherever the shapes
+`python -m memory_models.eval.benchmarks memory [--quick]` compares, in one process and with shared weights wherever
+the shapes
 allow:
   (a) training-step throughput (forward + backward + AdamW step, tokens/s) of the batched
       `MemoryForCausalLM`, the paper's sequential per-chunk algorithm (Badger §4.1-4.4) built from the same
@@ -20,11 +21,14 @@ from typing import Callable
 
 import torch
 
-from eval.benchmarks.models import (build_memory_model, llama_with_decoder_weights, rmt_with_decoder_weights,
-                                    sequential_paper_loss)
-from eval.benchmarks.reports import check_targets
-from eval.benchmarks.timing import (autocast, cache_bytes, generation_figures, load_average, paired_ratio, progress,
-                                    rates, sample_generation, sample_seconds, settings, spread)
+from memory_models.eval.benchmarks.models import (
+    build_memory_model, llama_with_decoder_weights, rmt_with_decoder_weights, sequential_paper_loss,
+)
+from memory_models.eval.benchmarks.reports import check_targets
+from memory_models.eval.benchmarks.timing import (
+    autocast, cache_bytes, generation_figures, load_average, paired_ratio, progress, rates, sample_generation,
+    sample_seconds, settings, spread,
+)
 
 
 @dataclass

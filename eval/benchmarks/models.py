@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from modeling_memory import MemoryConfig, MemoryForCausalLM, RecurrentMemoryConfig, RecurrentMemoryForCausalLM
+from memory_models.modeling_memory import (
+    MemoryConfig, MemoryForCausalLM, RecurrentMemoryConfig, RecurrentMemoryForCausalLM,
+)
 
 
 def llama_config(sizes, hidden: int, positions: int) -> LlamaConfig:

@@ -1,6 +1,7 @@
 """RMT generation speed: the segment cache against recomputing the whole prefix at every step.
 
-`python -m eval.benchmarks rmt-generation [--quick]`. Before the cache, `generate()` re-ran every segment of
+`python -m memory_models.eval.benchmarks rmt-generation [--quick]`. Before the cache, `generate()` re-ran every
+segment of
 the prefix for each new token (`use_cache=False` still does exactly that); with the `RecurrentMemoryCache`
 a step recomputes only the current segment and carries the memory. Both runs use the same weights and
 greedy decoding, and must produce the same tokens (checked here too). One sample = one `generate` call of each
@@ -13,10 +14,11 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig
 
-from eval.benchmarks.reports import fmt_spread
-from eval.benchmarks.timing import (autocast, generation_figures, paired_ratio, rates, sample_generation, settings,
-                                    spread)
-from modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
+from memory_models.eval.benchmarks.reports import fmt_spread
+from memory_models.eval.benchmarks.timing import (
+    autocast, generation_figures, paired_ratio, rates, sample_generation, settings, spread,
+)
+from memory_models.modeling_memory import RecurrentMemoryConfig, RecurrentMemoryForCausalLM
 
 
 def build_rmt(vocab_size: int, hidden: int, layers: int, chunk_size: int, segments: int) -> RecurrentMemoryForCausalLM:

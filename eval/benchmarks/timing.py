@@ -1,7 +1,7 @@
 """Benchmark harness: interleaved repeated timing, the median and min-max of every figure, a decode clock for
 `generate`, autocast, progress lines, load average and KV-cache bytes.
 
-Shared by every `python -m eval.benchmarks` sub-command; nothing here knows about a particular model.
+Shared by every `python -m memory_models.eval.benchmarks` sub-command; nothing here knows about a particular model.
 
 Every timed figure in a benchmark's JSON is a `spread`: `{"median", "min", "max", "interval", "runs"}` over its
 repeats (the median is the figure; `interval` is the median's confidence interval, on which targets are judged). Candidates compared with each other are timed in

@@ -22,14 +22,14 @@ from pathlib import Path
 
 from transformers import set_seed
 
-from configuration import build_model
-from configuration.presets import llama
-from conversion.isolation import run_without_our_packages
-from eval.experiments.arguments import demo_parser
-from modeling_memory import MemoryConfig
-from training import train
-from training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
-from training.train import load_tokenizer
+from memory_models.configuration import build_model
+from memory_models.configuration.presets import llama
+from memory_models.conversion.isolation import run_without_our_packages
+from memory_models.eval.experiments.arguments import demo_parser
+from memory_models.modeling_memory import MemoryConfig
+from memory_models.training import train
+from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+from memory_models.training.train import load_tokenizer
 
 # Runs where our packages cannot be imported (see conversion.isolation.run_without_our_packages).
 LOADER = """

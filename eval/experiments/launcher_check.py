@@ -25,7 +25,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from eval.experiments.arguments import launcher_check_parser
+from memory_models.eval.experiments.arguments import launcher_check_parser
 
 LAUNCHERS = {
     "1 process, batch 4": (1, ["--batch-size", "4"]),
@@ -43,12 +43,13 @@ def _free_port() -> int:
 
 
 def run_launcher(processes: int, options: list[str], output: Path) -> dict:
-    """Train in a subprocess (`python -m training.train`, or `torchrun` for 2 processes); return metrics.json."""
+    """Train in a subprocess (`python -m memory_models.training.train`, or `torchrun` for 2 processes); return
+    metrics.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    launcher = [sys.executable, "-m", "training.train"]
+    launcher = [sys.executable, "-m", "memory_models.training.train"]
     if processes > 1:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-                    "--master_port", str(_free_port()), "-m", "training.train"]
+                    "--master_port", str(_free_port()), "-m", "memory_models.training.train"]
     proc = subprocess.run([*launcher, "--output-dir", str(output), *options], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(launcher)} failed:\n{proc.stderr[-3000:]}")

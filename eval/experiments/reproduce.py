@@ -35,11 +35,11 @@ from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
 
-from eval.experiments import reproduce_parts as parts_module
-from eval.experiments import reproduce_table4
-from eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
-from eval.experiments.reproduce_stages import SCALES, Context, Scale, corpus_tokenizer, set_threads
-from training.plot import have_matplotlib, plot_curves, plot_retention
+from memory_models.eval.experiments import reproduce_parts as parts_module
+from memory_models.eval.experiments import reproduce_table4
+from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
+from memory_models.eval.experiments.reproduce_stages import SCALES, Context, Scale, corpus_tokenizer, set_threads
+from memory_models.training.plot import have_matplotlib, plot_curves, plot_retention
 
 PARTS = {
     "table1": (parts_module.table1, parts_module.table1_targets),

@@ -12,8 +12,8 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from eval.experiments.reproduce_stages import Context, ModelSpec, Scale, history, run_stage, stage_for
-from eval.information_retention import measure_retention
+from memory_models.eval.experiments.reproduce_stages import Context, ModelSpec, Scale, history, run_stage, stage_for
+from memory_models.eval.information_retention import measure_retention
 
 ARCHITECTURES = ("mixer", "transformer")
 MEMORY_FAMILIES = {"memory-mixer": "mixer", "memory-transformer": "transformer"}  # family -> its encoders' arch

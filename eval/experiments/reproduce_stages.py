@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from configuration import build_model, get_preset
-from conversion.safe_io import is_ours, replace_folder
-from eval.information_retention import base_encoder
-from modeling_memory import MemoryConfig
-from training import train
-from training.data.corpora import records_documents
-from training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+from memory_models.configuration import build_model, get_preset
+from memory_models.conversion.safe_io import is_ours, replace_folder
+from memory_models.eval.information_retention import base_encoder
+from memory_models.modeling_memory import MemoryConfig
+from memory_models.training import train
+from memory_models.training.data.corpora import records_documents
+from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
 
 STAGE_FILE = "stage.json"
 

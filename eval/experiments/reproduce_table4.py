@@ -21,13 +21,15 @@ from pathlib import Path
 
 import torch
 
-from eval.banks.bank import load_model_and_tokenizer
-from eval.experiments.reproduce_parts import MEMORY_FAMILIES, add, new_result, ratio, target
-from eval.experiments.reproduce_stages import Context, ModelSpec, Scale, corpus_tokenizer, run_stage, stage_for
-from eval.harness import compare
-from eval.harness.arguments import compare_parser
-from eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records, record_fields
-from training.data.corpora import records_documents
+from memory_models.eval.banks.bank import load_model_and_tokenizer
+from memory_models.eval.experiments.reproduce_parts import MEMORY_FAMILIES, add, new_result, ratio, target
+from memory_models.eval.experiments.reproduce_stages import (
+    Context, ModelSpec, Scale, corpus_tokenizer, run_stage, stage_for,
+)
+from memory_models.eval.harness import compare
+from memory_models.eval.harness.arguments import compare_parser
+from memory_models.eval.harness.tasks.records import CATEGORICAL_KEYS, contains_score, document_records, record_fields
+from memory_models.training.data.corpora import records_documents
 
 TASKS = ("records_extraction", "records_perplexity")
 MODELS = {"combined": "curriculum, then combined objective", "causal": "causal objective"}

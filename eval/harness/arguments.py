@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from conversion.arguments import add_trust_remote_code
+from memory_models.conversion.arguments import add_trust_remote_code
 
 
 def compare_parser() -> argparse.ArgumentParser:

@@ -19,10 +19,11 @@ import secrets
 import sys
 from pathlib import Path
 
-from conversion import safe_io
-from eval.harness.arguments import compare_parser
-from eval.harness.runner import (check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table,
-                                 task_manager_for, with_rolling_window)
+from memory_models.conversion import safe_io
+from memory_models.eval.harness.arguments import compare_parser
+from memory_models.eval.harness.runner import (
+    check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for, with_rolling_window,
+)
 
 
 def model_labels(model_dirs: list[str]) -> list[str]:

@@ -23,8 +23,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from conversion import safe_io
-from eval.harness.arguments import lookalike_parser
+from memory_models.conversion import safe_io
+from memory_models.eval.harness.arguments import lookalike_parser
 
 MMLU_SUBJECT = "abstract_algebra"
 LONGBENCH_TASKS = {"single": "qasper", "code": "lcc", "fewshot": "trec"}

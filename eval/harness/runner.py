@@ -18,7 +18,7 @@ import functools
 import json
 from pathlib import Path
 
-from conversion import loading
+from memory_models.conversion import loading
 
 # The package's own tasks (`records_extraction`, `records_perplexity`: Table 4 at small scale), always available.
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
-from modeling_memory import IGNORE_INDEX
-from training.data import OBJECTIVES
+from memory_models.modeling_memory import IGNORE_INDEX
+from memory_models.training.data import OBJECTIVES
 
 PADDING_SIDES = ("left", "right")
 

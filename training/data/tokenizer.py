@@ -23,9 +23,9 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
-from conversion import safe_io
-from training.arguments import tokenizer_parser
-from training.data.corpora import load_corpus
+from memory_models.conversion import safe_io
+from memory_models.training.arguments import tokenizer_parser
+from memory_models.training.data.corpora import load_corpus
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"

@@ -16,7 +16,7 @@ CATEGORICAL_KEYS = ("color", "city", "animal", "fruit")
 
 
 def _documents(num_documents: int, seed: int) -> list:
-    from training.data.corpora import records_documents
+    from memory_models.training.data.corpora import records_documents
 
     return records_documents(int(num_documents), int(seed), split="test")
 
