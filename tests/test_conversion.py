@@ -243,11 +243,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(decoder_folders):
 def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
     """`train --init-from LLAMA_DIR --objective copy` points to `memory-models convert` before loading weights."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     folder = make_decoder_folder(tmp_path / "llama", "llama")
-    args, _ = train.parse_args(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
+    job = TrainJob.from_argv(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="plain 'llama' causal LM.*memory-models convert --decoder"):
-        train.build_model(args, None)  # refused before the tokenizer is needed
+        train.build_model(job, None)  # refused before the tokenizer is needed
 
 
 def test_encoder_from_with_other_shapes_names_them(tmp_path):

@@ -12,7 +12,8 @@ from memory_models.conversion.export_to_hub import export_model, main as export_
 from memory_models.conversion.pretrained_decoder import convert
 from pretrained_lookalike import make_decoder_folder
 from memory_models.training import train
-from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.job import TrainJob
+from memory_models.training.objectives.batch import ObjectiveCollator
 from memory_models.training.trainer import RoutingCollator, forward_arguments
 
 peft = pytest.importorskip("peft")
@@ -55,9 +56,9 @@ def converted_folder(tmp_path_factory):
 
 
 def _run(folder, output, *extra):
-    args, extras = train.parse_args(["--init-from", str(folder), "--tokenizer", str(folder), "--output-dir",
-                                     str(output), *RUN, "--lora-r", "4", "--lora-alpha", "8", *extra])
-    return train.run(args, extras)
+    job = TrainJob.from_argv(["--init-from", str(folder), "--tokenizer", str(folder), "--output-dir",
+                              str(output), *RUN, "--lora-r", "4", "--lora-alpha", "8", *extra])
+    return train.run(job)
 
 
 def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder, tmp_path):

@@ -216,6 +216,7 @@ def _copy_with(saved, tmp_path, edit):
 def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     """Missing tensors would be random: refused by name unless allowed; train --init-from and export too."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     folder = _copy_with(saved, tmp_path, lambda f, t: save_file(
         {k: v for k, v in t.items() if not k.startswith("encoder.")}, str(f / "model.safetensors"),
@@ -231,9 +232,9 @@ def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     with pytest.raises(ValueError, match=r"--encoder .*encoder tensors missing .*encoder\.layers"):
         load_encoder(str(folder))
     assert load_encoder(str(folder), allow_missing_weights=True)[0] is not None
-    args, _ = train.parse_args(["--init-from", str(folder), "--output-dir", str(tmp_path / "run")])
+    job = TrainJob.from_argv(["--init-from", str(folder), "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="--init-from .*missing from the checkpoint"):
-        train.build_model(args, None)  # refused while loading, before the tokenizer is needed
+        train.build_model(job, None)  # refused while loading, before the tokenizer is needed
 
 
 def test_unexpected_nonfinite_and_truncated_weights_are_refused(saved, tmp_path):
@@ -260,15 +261,16 @@ def test_unexpected_nonfinite_and_truncated_weights_are_refused(saved, tmp_path)
 def test_missing_local_folders_are_named(tmp_path, monkeypatch):
     """A local path that does not exist is a clear error, not an 'invalid Hub repo id'."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     missing = str(tmp_path / "nope")
     with pytest.raises(ValueError, match="--model .*nope.*no such folder"):
         export_to_hub.main(["--model", missing, "--output", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="--tokenizer .*no such folder"):
         train.load_tokenizer("./no-such-tokenizer")
-    args, _ = train.parse_args(["--init-from", missing, "--output-dir", str(tmp_path / "run")])
+    job = TrainJob.from_argv(["--init-from", missing, "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="--init-from .*no such folder"):
-        train.build_model(args, None)
+        train.build_model(job, None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="someone/some-model.*no such folder.*HF_HUB_OFFLINE is set"):
         load_model("someone/some-model")

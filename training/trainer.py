@@ -27,13 +27,14 @@ from transformers import Trainer, TrainerState
 
 from memory_models.conversion import safe_io
 from memory_models.conversion.adapters import is_peft_model, load_extras, save_extras
+from memory_models.modeling_memory import LOSS_STREAMS
 from memory_models.training.metrics import StreamingMetrics, entropy_ratio
-from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.objectives.batch import ObjectiveCollator
 
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STREAM_LOSS_NAMES = ("loss_clm", "loss_copy")  # logged parts of the combined objective (stream 0, stream 1)
+STREAM_LOSS_NAMES = tuple(f"loss_{name}" for name in LOSS_STREAMS)  # logged parts of a multi-stream loss
 
 
 def last_complete_checkpoint(output_dir) -> str | None:
@@ -156,7 +157,7 @@ class MemoryTrainer(Trainer):
                         self.compute_loss_func is not None
                 if not scaled_for_ga:
                     scale = scale / self.current_gradient_accumulation_steps
-                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=2).cpu() > 0
+                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=len(LOSS_STREAMS)).cpu() > 0
                 parts = torch.stack([streams.detach().float() * scale, present.to(streams.device).float()])
                 if self._stream_losses is None:
                     self._stream_losses = torch.zeros_like(parts)

@@ -27,8 +27,9 @@ from transformers import LlamaConfig
 
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.experiments.arguments import readback_parser
-from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
-from memory_models.training.data.objectives import IGNORE_INDEX, CopySettings, copy_batch
+from memory_models.modeling_memory import IGNORE_INDEX, MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
+from memory_models.training.objectives.batch import CopySettings
+from memory_models.training.objectives.copy import copy_batch
 
 BOS, BLANK, EOS, DELIMITER, FIRST_TOKEN = 0, 1, 2, 3, 4  # random tokens are FIRST_TOKEN .. vocab-1
 
