@@ -1,5 +1,5 @@
 """`TrainJob`: the command line, `demo`, `reproduce` and Python build the same training job; objectives reach
-training through the registry."""
+training through the registry; renamed options are refused with their new names."""
 
 import json
 
@@ -112,3 +112,21 @@ def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path, caps
                                          "autoencode"):
         tiny_job(tmp_path, objective="mlm")
 
+
+@pytest.mark.parametrize("argv, old, new", [
+    (["readback", "--chunk", "8"], "--chunk", "--chunk-size"),
+    (["readback", "--slots", "4"], "--slots", "--memory-slots"),
+    (["readback", "--vocab", "64"], "--vocab", "--vocab-size"),
+    (["demo", "--slots", "4"], "--slots", "--memory-slots"),
+    (["demo", "--chunk", "8"], "--chunk", "--chunk-size"),  # once taken silently, as an abbreviation
+    (["convert", "--decoder", "d", "--output", "o", "--chunk", "8"], "--chunk", "--chunk-size"),
+    (["tokenizer", "--output", "o", "--vocab", "300"], "--vocab", "--vocab-size"),
+    (["train", "--preset", "transformer-clm-tiny", "--output-dir", "o", "--vocab", "300"], "--vocab", "--vocab-size"),
+])
+def test_old_option_spellings_are_refused_with_the_new_one(argv, old, new, capsys):
+    """One spelling per option in every command: an old one exits 2 with one line naming the new one."""
+    with pytest.raises(SystemExit) as stop:
+        cli_main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err == f"memory-models {argv[0]}: error: {old} was renamed {new}\n"

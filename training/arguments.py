@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from memory_models.conversion.arguments import add_trust_remote_code
+from memory_models.conversion.arguments import add_trust_remote_code, refuse_renamed
 from memory_models.training.objectives import objective_names
 
 
@@ -64,6 +64,7 @@ def train_parser() -> argparse.ArgumentParser:
     lora.add_argument("--lora-dropout", type=float, help="LoRA dropout")
     lora.add_argument("--lora-target-modules", nargs="+", metavar="NAME",
                       help="module names to adapt (default: q/k/v/o_proj gate/up/down_proj of the decoder)")
+    refuse_renamed(parser, "--vocab")
     return parser
 
 
@@ -73,6 +74,7 @@ def tokenizer_parser() -> argparse.ArgumentParser:
                                      description="Train a byte-level BPE tokenizer with the paper's special ids.")
     parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data.corpora)")
     parser.add_argument("--vocab-size", type=int, default=8192)
+    refuse_renamed(parser, "--vocab")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
                         "memory-models did not create, or created as another kind")

@@ -58,14 +58,15 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
 
 
 def memory_config(args, tokenizer, no_memory: bool):
-    """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--slots` x `--chunk-size`."""
+    """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--memory-slots` chunks of
+    `--chunk-size` tokens."""
     ids = special_token_ids(tokenizer)
     base = {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
     heads = max(1, args.hidden // 32)
     encoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer), positions=args.chunk_size, **base)
     decoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer),
-                    positions=args.chunk_size + args.slots, **base)
-    return MemoryConfig(encoder, decoder, chunk_size=args.chunk_size, num_memory_slots=args.slots,
+                    positions=args.chunk_size + args.memory_slots, **base)
+    return MemoryConfig(encoder, decoder, chunk_size=args.chunk_size, num_memory_slots=args.memory_slots,
                         no_memory=no_memory, **ids)
 
 
@@ -120,7 +121,7 @@ def run(args) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
         args.steps, args.hidden, args.vocab_size, args.max_new_tokens = min(args.steps, 2), 32, 512, 8
-    for name in ("steps", "hidden", "layers", "chunk_size", "slots", "batch_size", "max_new_tokens"):
+    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
     output_dir = Path(args.output_dir)

@@ -39,7 +39,8 @@ def oracle_codes(vocab: int, chunk: int, hidden: int, generator: torch.Generator
     """`[chunk, vocab, hidden]`: position j's tokens get unit codes in dimensions j*hidden/chunk .. (j+1)*hidden/chunk,
     all rotated by one random orthogonal matrix (so no dimension is a token's own)."""
     if hidden % chunk:
-        raise ValueError(f"--hidden {hidden} must be a multiple of --chunk {chunk} (one block of dimensions each)")
+        raise ValueError(f"--hidden {hidden} must be a multiple of --chunk-size {chunk} (one block of dimensions "
+                         "each)")
     block = hidden // chunk
     codes = torch.nn.functional.normalize(torch.randn(vocab, block, generator=generator), dim=-1)
     table = torch.zeros(chunk, vocab, hidden)
