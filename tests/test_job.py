@@ -11,6 +11,7 @@ from memory_models.eval.experiments import demo, reproduce_stages
 from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.training import objectives, train
 from memory_models.training.arguments import train_parser
+from memory_models.training.data.corpora import tokenize_corpus
 from memory_models.training.job import TrainJob
 from memory_models.training.objectives import Objective, register_objective
 from memory_models.training.objectives.causal import causal_batch
@@ -71,22 +72,30 @@ def test_trainer_options_are_typed_and_checked(tmp_path):
         tiny_job(tmp_path, init_from=str(tmp_path))
 
 
-def first_half_batch(input_ids, attention_mask=None, *, settings, pad_token_id=None) -> dict:
-    """A toy objective: causal targets on the first half of each row only."""
-    first_half_batch.calls += 1
-    batch = causal_batch(input_ids, attention_mask, pad_token_id)
-    batch["labels"] = batch["labels"].clone()
-    batch["labels"][:, input_ids.shape[1] // 2 :] = -100
-    return batch
+def first_half_rows(texts, tokenizer, config, *, context, pack, seed):
+    """A toy objective's rows: the documents cut into rows, with their own targets on each row's first half only."""
+    rows = tokenize_corpus(texts, tokenizer, context, mode="pack" if pack else "truncate")
+
+    def targets(row):
+        kept = [i < context // 2 and bool(real) for i, real in enumerate(row["attention_mask"])]
+        return {"labels": [token if keep else -100 for token, keep in zip(row["input_ids"], kept)]}
+
+    return rows.map(targets)
+
+
+def first_half_batch(input_ids, attention_mask=None, *, labels=None, settings, pad_token_id=None) -> dict:
+    """The toy's batches: causal, with the rows' own targets (recording that it got them)."""
+    first_half_batch.labelled.append(labels is not None)
+    return causal_batch(input_ids, attention_mask, pad_token_id, labels=labels)
 
 
 def test_a_registered_objective_trains_through_train_run(tmp_path, monkeypatch):
-    """A new objective is one record and one registration: the command line offers it, `train.run` trains with
-    its batches and evaluates it (as `eval_first_half_*`) beside the watched `clm`, and a run of another
-    objective does not evaluate it."""
+    """A new objective is one record and one registration: the command line offers it; `train.run` trains on its
+    own rows and their own targets and evaluates it (`eval_first_half_*`) beside the watched `clm`; a run of
+    another objective does not evaluate it."""
     monkeypatch.setattr(objectives, "_registered", {})
-    monkeypatch.setattr(first_half_batch, "calls", 0, raising=False)
-    register_objective(Objective("first_half", first_half_batch))
+    monkeypatch.setattr(first_half_batch, "labelled", [], raising=False)
+    register_objective(Objective("first_half", first_half_batch, rows=first_half_rows))
     assert "first_half" in train_parser().format_help()
     job = TrainJob.from_argv([*TINY, "--objective", "first_half", "--output-dir", str(tmp_path / "run")])
     summary = train.run(job)
@@ -94,10 +103,21 @@ def test_a_registered_objective_trains_through_train_run(tmp_path, monkeypatch):
     assert summary["config"]["objective"] == "first_half" and summary["steps"] == 1
     assert {"eval_first_half_loss", "eval_first_half_accuracy", "eval_clm_loss"} <= set(final)
     assert final["eval_first_half_loss"] != final["eval_clm_loss"]  # half the targets: another loss on the same rows
-    assert first_half_batch.calls >= 3  # the layout check, one training batch, the held-out batches
+    # the layout check, one training batch and the held-out batches, each with the rows' own targets
+    assert len(first_half_batch.labelled) >= 3 and all(first_half_batch.labelled)
     config = train.load_pretrained(str(tmp_path / "run" / "final")).config
     assert [o.name for o in train.evaluated_objectives(job, config)] == ["clm", "first_half"]
     assert [o.name for o in train.evaluated_objectives(tiny_job(tmp_path), config)] == ["clm"]
+
+
+def test_a_layout_an_objective_cannot_build_stops_the_run_before_it_starts(tmp_path):
+    """Every objective of a run builds one batch of its rows first: a memory model at an odd context (copy and
+    blank copy need an even one) is refused naming the objective and the context, before run.json is written."""
+    job = TrainJob.from_argv([*TINY, "--preset", "memory-transformer-tiny", "--context", "15", "--output-dir",
+                              str(tmp_path / "run")])
+    with pytest.raises(ValueError, match="the 'copy' objective cannot use --context 15: .*even sequence length"):
+        train.run(job)
+    assert not (tmp_path / "run" / "run.json").exists()
 
 
 def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path, capsys):

@@ -252,6 +252,20 @@ def test_collator_copy_objective():
     assert torch.equal(batch["labels"], _row(IGNORE, IGNORE, IGNORE, 10, 11, 12))
 
 
+def test_collator_uses_the_rows_own_labels():
+    """Rows that carry their own `labels` (e.g. answer-only targets) keep them, padded with -100, in every
+    objective's batch (copy repeats them in the copied half); rows without them get the causal labels."""
+    features = [{"input_ids": [5, 6, 7, 8], "labels": [IGNORE, IGNORE, 7, 8]}, {"input_ids": [9, 10]}]
+    features[1]["labels"] = [9, IGNORE]
+    batch = ObjectiveCollator("clm", pad_token_id=1, max_length=6)(features)
+    assert torch.equal(batch["labels"], torch.tensor([[IGNORE, IGNORE, 7, 8, IGNORE, IGNORE],
+                                                      [9, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE]]))
+    copy = ObjectiveCollator("copy", pad_token_id=1, max_length=8)(features[:1])
+    assert torch.equal(copy["labels"], _row(IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, 7, 8))
+    plain = ObjectiveCollator("clm", pad_token_id=1, max_length=4)([{"input_ids": [5, 6, 7]}])
+    assert torch.equal(plain["labels"], _row(5, 6, 7, IGNORE))
+
+
 def test_collator_validation():
     """Unknown objectives, padding sides and empty batches raise ValueError."""
     with pytest.raises(ValueError, match="objective"):

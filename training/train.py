@@ -217,28 +217,40 @@ def evaluated_objectives(job: TrainJob, config) -> list[Objective]:
             and (objective.watch or objective.name == job.objective) and fits(objective, config)]
 
 
+def objective_rows(objective: Objective, texts, tokenizer, context: int, config, job: TrainJob):
+    """The rows of `objective` from a split's documents: its own (`Objective.rows`), or the documents cut into rows
+    of `context` tokens (truncated, or packed with `--pack`)."""
+    if objective.rows is not None:
+        return objective.rows(texts, tokenizer, config, context=context, pack=job.pack, seed=job.seed)
+    return tokenize_corpus(texts, tokenizer, context, mode="pack" if job.pack else "truncate")
+
+
 def build_datasets(job: TrainJob, tokenizer, context: int, config):
-    """Tokenised train rows and one eval set per evaluated objective, tagged with it: the held-out rows, or (its
-    `evaluation` is `"full_length"`) those without padding (copy accuracy on whole held-out documents, as in the
-    paper)."""
-    mode = "pack" if job.pack else "truncate"
+    """The training rows of the job's objective and one eval set per evaluated objective, tagged with it: its
+    held-out rows (at most `eval_documents`), or (its `evaluation` is `"full_length"`) those without padding (copy
+    accuracy on whole held-out documents, as in the paper)."""
     train_text = load_corpus(job.dataset, "train", num_documents=job.train_documents, seed=job.seed)
-    train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
+    train = objective_rows(get_objective(job.objective), train_text, tokenizer, context, config, job)
     check_corpus(train_text, train, job)
     test_text = load_corpus(job.dataset, "test", num_documents=job.eval_documents, seed=job.seed)
-    test = tokenize_corpus(test_text, tokenizer, context, mode=mode)
-    if hasattr(test, "select") and len(test) > job.eval_documents:  # packed long documents make many rows
-        test = test.select(range(job.eval_documents))
-    objectives = evaluated_objectives(job, config)
-    held_out = {"all": test}
-    if any(objective.evaluation == "full_length" for objective in objectives):
-        held_out["full_length"] = filter_full_length(test)
-        if hasattr(held_out["full_length"], "__len__") and len(held_out["full_length"]) == 0:
-            names = ", ".join(o.name for o in objectives if o.evaluation == "full_length")
-            print(f"warning: no full-length held-out rows at context {context}: no {names} evaluation",
-                  file=sys.stderr)
-            objectives = [objective for objective in objectives if objective.evaluation != "full_length"]
-    return train, {o.name: _with_objective(held_out[o.evaluation], o.name) for o in objectives}
+    held_out, eval_sets, missing = {}, {}, []  # held_out: (row maker, rows kind) -> rows, made once
+    for objective in evaluated_objectives(job, config):
+        if (objective.rows, "all") not in held_out:
+            rows = objective_rows(objective, test_text, tokenizer, context, config, job)
+            if hasattr(rows, "select") and len(rows) > job.eval_documents:  # long packed documents make many rows
+                rows = rows.select(range(job.eval_documents))
+            held_out[objective.rows, "all"] = rows
+        key = objective.rows, objective.evaluation
+        if key not in held_out:
+            held_out[key] = filter_full_length(held_out[objective.rows, "all"])
+        if objective.evaluation == "full_length" and hasattr(held_out[key], "__len__") and len(held_out[key]) == 0:
+            missing.append(objective.name)
+        else:
+            eval_sets[objective.name] = _with_objective(held_out[key], objective.name)
+    if missing:
+        print(f"warning: no full-length held-out rows at context {context}: no {', '.join(missing)} evaluation",
+              file=sys.stderr)
+    return train, eval_sets
 
 
 def check_corpus(text, rows, job: TrainJob) -> None:
@@ -255,15 +267,15 @@ def check_corpus(text, rows, job: TrainJob) -> None:
     check_training_targets(rows, source, documents, min_tokens=min_tokens)
 
 
-def build_collator(model, objective: str, eval_objectives, context: int, example=None):
-    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch. Each builds a batch
-    of `example` (a row) first: a layout an objective cannot build at this context (copy needs an even length)
-    stops the run before it starts."""
+def build_collator(model, objective: str, eval_objectives, context: int, examples=None):
+    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch. Each first builds a
+    batch of its row in `examples` (objective -> a row of its data): a layout an objective cannot build at this
+    context (copy needs an even length) stops the run before it starts."""
     names = {objective, *eval_objectives}
     collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
-    for name, collator in collators.items() if example is not None else ():
+    for name, example in (examples or {}).items():
         try:
-            collator([example])
+            collators[name]([example])
         except ValueError as error:
             raise ValueError(f"the {name!r} objective cannot use --context {context}: {error}") from None
     return RoutingCollator(collators, objective, keep=forward_arguments(model))
@@ -325,13 +337,14 @@ def build_trainer(job: TrainJob, tokenizer, model, callbacks=()):
     train, eval_sets = build_datasets(job, tokenizer, context, model.config)
     functions = metric_functions(model.config, eval_sets)
     compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
-    example = next(iter(next(iter(eval_sets.values()))), None)  # one held-out row
+    rows = {job.objective: train, **eval_sets}
+    examples = {name: row for name, data in rows.items() if (row := next(iter(data), None)) is not None}
     return MemoryTrainer(
         model=model,
         args=training_arguments(job, model.config),
         train_dataset=train,
         eval_dataset=eval_sets,
-        data_collator=build_collator(model, job.objective, eval_sets, context, example),
+        data_collator=build_collator(model, job.objective, eval_sets, context, examples),
         processing_class=tokenizer,
         callbacks=list(callbacks),
         vocab_size=model.config.vocab_size,

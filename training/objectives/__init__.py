@@ -1,7 +1,8 @@
 """The training objectives: one registered [`Objective`] record each.
 
-A record holds everything training needs to know about an objective: how its batches are built (`build_batch`), which
-loss streams its rows feed (the model config's `<stream>_loss_weight` weighs each), what model it trains
+A record holds everything training needs to know about an objective: how its rows are made from the corpus
+(`rows`: by default the documents cut into rows of `--context` tokens), how its batches are built (`build_batch`),
+which loss streams its rows feed (the model config's `<stream>_loss_weight` weighs each), what model it trains
 (`needs`), whether and on which held-out rows it is evaluated (`evaluation`, `watch`) and how its token accuracy
 is scored (`shifted`). `memory-models train --objective NAME`, `TrainJob(objective=NAME)` and the collators look
 the name up here.
@@ -18,11 +19,14 @@ torch; a record's own module is imported the first time the record is asked for.
 How to add an objective (say `retrieval`):
 
 1. Write `training/objectives/retrieval.py`: its batch builder, `(input_ids [b, n], attention_mask [b, n] or None,
-   *, settings: CopySettings, pad_token_id) -> dict` with `input_ids`, `attention_mask`, `labels` (aligned with
-   the inputs, `-100` where nothing is predicted; the model shifts them) and `stream_ids` (`[b]`, from
-   `objectives.batch.stream_ids`) for each loss stream it declares; then its record,
-   `RETRIEVAL = Objective("retrieval", build_retrieval, streams=("copy",), needs="memory")`.
-   `objectives/copy.py` is a complete example; `objectives/batch.py` holds the shared input checks.
+   *, labels [b, n] or None, settings: CopySettings, pad_token_id) -> dict` with `input_ids`, `attention_mask`,
+   `labels` (aligned with the inputs, `-100` where nothing is predicted; the model shifts them) and `stream_ids`
+   (`[b]`, from `objectives.batch.stream_ids`) for each loss stream it declares. `labels` are the rows' own
+   targets when its rows carry them (padded with -100), e.g. answer-only targets; then, if its rows are not the
+   corpus cut into rows, its row maker `(texts, tokenizer, config, *, context, pack, seed) -> datasets.Dataset`
+   (`texts`: a split of `--dataset` with a `"text"` column; rows with `input_ids`, `attention_mask` and
+   optionally `labels`); then its record, `RETRIEVAL = Objective("retrieval", build_batch, rows=retrieval_rows,
+   needs="memory")`. `objectives/copy.py` is a complete builder; `objectives/batch.py` holds the shared checks.
 2. Register it: one line, `"retrieval": "memory_models.training.objectives.retrieval:RETRIEVAL"`, in `BUILTIN`
    below. (Code outside the package calls `register_objective(record)` instead, before it builds its job.)
 3. Test it in `tests/test_objectives.py`: the builder's exact positions on a small hand-written batch (the
@@ -43,6 +47,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 NEEDS = ("causal", "memory", "autoencoder")
 EVALUATION_ROWS = ("all", "full_length")
@@ -54,8 +59,8 @@ class Objective:
 
     Args:
         name (`str`): what `--objective` takes; its eval set's metrics are `eval_<name>_loss`, `_accuracy`, ...
-        build_batch (`Callable`): `(input_ids, attention_mask, *, settings, pad_token_id) -> dict`, pure (the
-            inputs are never modified); see the module doc.
+        build_batch (`Callable`): `(input_ids, attention_mask, *, labels, settings, pad_token_id) -> dict`, pure
+            (the inputs are never modified); see the module doc.
         streams (`tuple[str, ...]`, defaults to `("clm",)`): the loss streams (`modeling_memory.LOSS_STREAMS`)
             its rows feed, each weighed by the model config's `<stream>_loss_weight`; empty for an autoencoder.
         needs (`str`, defaults to `"causal"`): the model it trains: `"causal"` (any causal LM), `"memory"` (a
@@ -69,6 +74,9 @@ class Objective:
         shifted (`bool`, defaults to `True`): the target at position `p` is predicted from `p - 1` (causal), or
             at `p` itself (`False`: an autoencoder's reconstruction). The token accuracy follows it, and so does
             the number of tokens a training row needs to give a target (2, or 1).
+        rows (`Callable`, *optional*): `(texts, tokenizer, config, *, context, pack, seed) -> datasets.Dataset`,
+            its training and held-out rows made from a split of the corpus (see the module doc); `None`: the
+            documents cut into rows of `context` tokens (`training.data.corpora.tokenize_corpus`).
     """
 
     name: str
@@ -78,6 +86,7 @@ class Objective:
     evaluation: str | None = "all"
     watch: bool = False
     shifted: bool = True
+    rows: Callable[..., Any] | None = None
 
     def __post_init__(self):
         if not self.name.isidentifier():

@@ -13,6 +13,8 @@ def autoencode_batch(
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
     pad_token_id: int | None = None,
+    *,
+    labels: torch.LongTensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Autoencoder / information-retention batch: labels are the inputs themselves (unshifted targets).
 
@@ -22,13 +24,13 @@ def autoencode_batch(
     Returns:
         `dict` with `input_ids`, `attention_mask` and `labels`, each `[b, n]`.
     """
-    batch = causal_batch(input_ids, attention_mask, pad_token_id)
+    batch = causal_batch(input_ids, attention_mask, pad_token_id, labels=labels)
     batch.pop("stream_ids")
     return batch
 
 
-def _build(input_ids, attention_mask=None, *, settings: CopySettings, pad_token_id=None) -> dict:
-    return autoencode_batch(input_ids, attention_mask, pad_token_id)
+def _build(input_ids, attention_mask=None, *, labels=None, settings: CopySettings, pad_token_id=None) -> dict:
+    return autoencode_batch(input_ids, attention_mask, pad_token_id, labels=labels)
 
 
 AUTOENCODE = Objective("autoencode", _build, streams=(), needs="autoencoder", watch=True, shifted=False)

@@ -117,13 +117,14 @@ def build_objective_batch(
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
     *,
+    labels: torch.LongTensor | None = None,
     settings: CopySettings = CopySettings(),
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The batch of the registered objective `objective` from `input_ids` `[b, n]` (its record's `build_batch`,
-    its stream tags checked)."""
+    """The batch of the registered objective `objective` from `input_ids` `[b, n]` (and the rows' own `labels`, if
+    they have them): its record's `build_batch`, its stream tags checked."""
     record = get_objective(objective)
-    batch = record.build_batch(input_ids, attention_mask, settings=settings, pad_token_id=pad_token_id)
+    batch = record.build_batch(input_ids, attention_mask, labels=labels, settings=settings, pad_token_id=pad_token_id)
     check_streams(record, batch)
     return batch
 
@@ -178,12 +179,13 @@ class ObjectiveCollator:
         values.update(kwargs)
         return cls(objective=objective, **values)
 
-    def pad(self, features: Sequence[Mapping[str, Any]]) -> tuple[torch.LongTensor, torch.LongTensor]:
-        """Truncate (keeping the first tokens) and pad the examples; returns `input_ids` and `attention_mask`,
-        both `[batch, length]`."""
+    def pad(self, features: Sequence[Mapping[str, Any]], key: str = "input_ids",
+            value: int | None = None) -> tuple[torch.LongTensor, torch.LongTensor]:
+        """Truncate (keeping the first tokens) and pad the examples' `key` (`input_ids`, padded with the pad token,
+        or `labels`, padded with `value`); returns it and the `attention_mask`, both `[batch, length]`."""
         if len(features) == 0:
             raise ValueError("`features` is empty: cannot collate a batch of 0 examples.")
-        ids = [_as_long_tensor(feature["input_ids"])[: self.max_length] for feature in features]
+        ids = [_as_long_tensor(feature[key])[: self.max_length] for feature in features]
         masks = [
             _as_long_tensor(feature["attention_mask"])[: self.max_length]
             if feature.get("attention_mask") is not None
@@ -191,19 +193,22 @@ class ObjectiveCollator:
             for feature, row in zip(features, ids)
         ]
         if any(mask.shape != row.shape for mask, row in zip(masks, ids)):
-            raise ValueError("Each feature's `attention_mask` must have the length of its `input_ids`.")
+            raise ValueError(f"Each feature's `attention_mask` must have the length of its `{key}`.")
+        value = self.pad_token_id if value is None else value
         pad_kw = {"batch_first": True, "padding_side": self.padding_side}
-        input_ids = torch.nn.utils.rnn.pad_sequence(ids, padding_value=self.pad_token_id, **pad_kw)
+        input_ids = torch.nn.utils.rnn.pad_sequence(ids, padding_value=value, **pad_kw)
         attention_mask = torch.nn.utils.rnn.pad_sequence(masks, padding_value=0, **pad_kw)
         extra = 0 if self.max_length is None else self.max_length - input_ids.shape[1]
         if extra > 0:
             widths = (0, extra) if self.padding_side == "right" else (extra, 0)
-            input_ids = torch.nn.functional.pad(input_ids, widths, value=self.pad_token_id)
+            input_ids = torch.nn.functional.pad(input_ids, widths, value=value)
             attention_mask = torch.nn.functional.pad(attention_mask, widths, value=0)
         return input_ids, attention_mask
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        """Collate `features` (dicts with `input_ids` and optionally `attention_mask`) into an objective batch."""
+        """Collate `features` (dicts with `input_ids`, optionally `attention_mask` and the rows' own `labels`) into
+        an objective batch."""
         input_ids, attention_mask = self.pad(features)
-        return build_objective_batch(self.objective, input_ids, attention_mask, settings=self.copy,
+        labels = self.pad(features, "labels", IGNORE_INDEX)[0] if features[0].get("labels") is not None else None
+        return build_objective_batch(self.objective, input_ids, attention_mask, labels=labels, settings=self.copy,
                                      pad_token_id=self.pad_token_id)

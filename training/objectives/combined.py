@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from memory_models.training.objectives import Objective
-from memory_models.training.objectives.batch import CopySettings, resolve_labels
+from memory_models.training.objectives.batch import CopySettings
 from memory_models.training.objectives.causal import causal_batch
 from memory_models.training.objectives.copy import copy_batch
 
@@ -33,14 +33,13 @@ def combined_batch(
     Returns:
         `dict` with `input_ids`, `attention_mask`, `labels` (each `[2b, n]`) and `stream_ids` `[2b]`.
     """
-    causal = causal_batch(input_ids, attention_mask, pad_token_id)
-    causal["labels"] = resolve_labels(input_ids, causal["attention_mask"], labels)
+    causal = causal_batch(input_ids, attention_mask, pad_token_id, labels=labels)
     copy = copy_batch(input_ids, causal["attention_mask"], causal["labels"], settings=settings)
     return {key: torch.cat([causal[key], copy[key]], dim=0) for key in causal}
 
 
-def _build(input_ids, attention_mask=None, *, settings: CopySettings, pad_token_id=None) -> dict:
-    return combined_batch(input_ids, attention_mask, settings=settings, pad_token_id=pad_token_id)
+def _build(input_ids, attention_mask=None, *, labels=None, settings: CopySettings, pad_token_id=None) -> dict:
+    return combined_batch(input_ids, attention_mask, labels, settings=settings, pad_token_id=pad_token_id)
 
 
 COMBINED = Objective("combined", _build, streams=("clm", "copy"), needs="memory", evaluation=None)

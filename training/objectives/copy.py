@@ -81,12 +81,14 @@ def copy_batch(
     return {"input_ids": copy_ids, "attention_mask": copy_mask, "labels": copy_labels, "stream_ids": tags}
 
 
-def _build_copy(input_ids, attention_mask=None, *, settings: CopySettings, pad_token_id=None) -> dict:
-    return copy_batch(input_ids, attention_mask, settings=settings, pad_token_id=pad_token_id)
+def _build_copy(input_ids, attention_mask=None, *, labels=None, settings: CopySettings, pad_token_id=None) -> dict:
+    return copy_batch(input_ids, attention_mask, labels, settings=settings, pad_token_id=pad_token_id)
 
 
-def _build_blank_copy(input_ids, attention_mask=None, *, settings: CopySettings, pad_token_id=None) -> dict:
-    return copy_batch(input_ids, attention_mask, settings=replace(settings, blank=True), pad_token_id=pad_token_id)
+def _build_blank_copy(input_ids, attention_mask=None, *, labels=None, settings: CopySettings,
+                      pad_token_id=None) -> dict:
+    return copy_batch(input_ids, attention_mask, labels, settings=replace(settings, blank=True),
+                      pad_token_id=pad_token_id)
 
 
 COPY = Objective("copy", _build_copy, streams=("copy",), needs="memory", evaluation="full_length", watch=True)
