@@ -10,7 +10,8 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   replaces a training run, `train` never writes into an export.
 * [`locked`] holds an OS file lock (`flock`, released by the kernel when the process dies, so a killed writer never
   blocks a rerun) on `.<name>.lock` next to a target while a command writes it: a second writer gets
-  [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target.
+  [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target
+  (also when a writer loses the errno, as torch's checkpoint writer does, and the filesystem has no space left).
 * [`write_folder`] fills a staging folder `.<name>.staging-*` and [`replace_folder`]s it into place: the old
   folder is renamed aside (`.<name>.old-*`), the new one renamed in, the old one removed last. A kill at any
   moment leaves the old or the new complete folder at the target, or (between the two renames) the old one aside,
@@ -280,7 +281,7 @@ def locked(target, *, wait: bool = False) -> Iterator[Path]:
     try:
         yield target
     except Exception as error:
-        if _is_disk_full(error) and not isinstance(error, DiskFullError):
+        if not isinstance(error, DiskFullError) and (_is_disk_full(error) or _failed_write_on_full_disk(error, target)):
             raise DiskFullError(target) from error
         raise
     finally:
@@ -299,6 +300,26 @@ def _is_disk_full(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+# Messages of writers that lose the errno of a failed write (torch's zip writer: "[enforce fail at
+# inline_container.cc:...] . unexpected pos ..." when the disk is full).
+WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _failed_write_on_full_disk(error: BaseException, target: Path) -> bool:
+    """A write failure that names no errno, on a filesystem with (almost) no space left: a full disk."""
+    if not any(text in str(error) for text in WRITE_FAILURES):
+        return False
+    folder = Path(target).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < FULL_BELOW_BYTES
 
 
 def _remove_stale_lock(target: Path) -> None:

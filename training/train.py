@@ -290,7 +290,9 @@ def training_arguments(args, extras: Sequence[str], config):
     if _distributed_cpu():
         defaults["ddp_backend"] = "gloo"
     argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
-    (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
+    parser = HfArgumentParser(TrainingArguments)
+    parser.error = _option_error  # one line naming the option, not argparse's usage of every TrainingArguments field
+    (training_args,) = parser.parse_args_into_dataclasses(args=argv + list(extras))
     if training_args.push_to_hub:  # publish final/ through our export (lint, model card) instead of the Trainer
         if not (args.push_to_hub or training_args.hub_model_id):
             raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
@@ -302,17 +304,22 @@ def training_arguments(args, extras: Sequence[str], config):
     return training_args
 
 
+def _option_error(message: str):
+    raise ValueError(f"{message} (a TrainingArguments option)")
+
+
 def build_trainer(args, extras, tokenizer, model, callbacks=()):
     """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
     context = args.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
+    training_args = training_arguments(args, extras, model.config)  # a bad option stops before the data work
     train, eval_sets = build_datasets(args, tokenizer, context, model.config)
     functions = metric_functions(model.config, eval_sets)
     compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
     return MemoryTrainer(
         model=model,
-        args=training_arguments(args, extras, model.config),
+        args=training_args,
         train_dataset=train,
         eval_dataset=eval_sets,
         data_collator=build_collator(model, args.objective, eval_sets, context),
