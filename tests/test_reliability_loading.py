@@ -15,6 +15,7 @@ from memory_models.conversion.export_to_hub import export_model
 from memory_models.conversion.loading import load_model
 from memory_models.modeling_memory import MemoryForCausalLM
 from test_reliability_data import run
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +132,24 @@ def test_plot_names_a_missing_or_malformed_json(tmp_path, capsys, content, messa
     code, line = run(capsys, "plot", "training", path, "--output", tmp_path / "plot")
     assert (code, line) == (2, "memory-models plot: error: " + message.format(path=path))
     assert not (tmp_path / "plot.png").exists()
+
+
+def test_written_folders_give_their_tokenizer_quietly(saved, tmp_path):
+    """`AutoTokenizer.from_pretrained(folder)` of an export and of a `memory-models tokenizer` folder: no prompt to
+    run code, no code from the folder, no warning (train, demo, reproduce, convert and LoRA folders are checked where
+    their tests write them); a folder whose config names an unknown model type is caught by the same check."""
+    from memory_models.training.data import tokenizer as tokenizer_command
+
+    assert assert_tokenizer_loads_quietly(saved)("w5 w6")["input_ids"] == word_tokenizer()("w5 w6")["input_ids"]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("one two three\nfour five six\n" * 20)
+    assert tokenizer_command.main(["--corpus", str(corpus), "--vocab-size", "300", "--output",
+                                   str(tmp_path / "tokenizer")]) == 0
+    assert_tokenizer_loads_quietly(tmp_path / "tokenizer")
+
+    def unknown_type(folder):
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "model_type": "memory_modle", "auto_map": {}}))
+
+    with pytest.raises(AssertionError, match="memory_modle"):
+        assert_tokenizer_loads_quietly(edited(saved, tmp_path, unknown_type))
