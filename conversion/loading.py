@@ -237,8 +237,9 @@ def check_fits_checkpoint(config, tensors: dict[str, StoredTensor], auto_classes
             expected = _meta_state_dict(config, auto_classes)
     except (RuntimeError, NotImplementedError, TypeError):  # cannot be built on meta: transformers' loading checks it
         return
-    mismatched = [f"{name} is {tuple(expected[name].shape)} by config.json but {tensor.shape} in {tensor.file.name}"
-                  for name, tensor in tensors.items() if name in expected and tuple(expected[name].shape) != tensor.shape]
+    shapes = {name: tuple(expected[name].shape) for name in tensors if name in expected}
+    mismatched = [f"{name} is {shape} by config.json but {tensors[name].shape} in {tensors[name].file.name}"
+                  for name, shape in shapes.items() if shape != tensors[name].shape]
     if mismatched:
         raise ValueError(f"{option} {str(path)!r}: config.json does not fit the checkpoint's tensors: {mismatched[0]}"
                          + (f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else "") + ".")

@@ -18,14 +18,8 @@ from .input_checks import check_embeds, check_inputs, check_matches, check_targe
 from .memory_generation import MemoryCache, MemoryGenerationMixin
 from .memory_loss import MemoryLossMixin, shifted_targets
 from .memory_outputs import MemoryCausalLMOutput, MemoryDecodeOutput, MemoryDecoderInputs, MemoryModelOutput
-from .model_utils import (
-    FrozenEncoderMixin,
-    VocabularyResizeMixin,
-    as_return,
-    check_no_attentions,
-    output_flags,
-    select_hidden_states,
-)
+from .model_utils import FrozenEncoderMixin, VocabularyResizeMixin, as_return, check_no_attentions, output_flags
+from .model_utils import select_hidden_states
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
@@ -474,21 +468,10 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
         shift = decoded.decoder_inputs.shift
         output = MemoryModelOutput(
             last_hidden_state=roll_rows(decoded.last_hidden_state, shift, inverse=True),
-            memory_embeds=decoded.memory_embeds, hidden_states=self._returned_states(decoded, output_hidden_states),
+            memory_embeds=decoded.memory_embeds, hidden_states=returned_states(decoded, output_hidden_states),
             attentions=decoded.attentions,
         )
         return as_return(output, return_dict)
-
-    @staticmethod
-    def _returned_states(decoded, selection):
-        """The hidden states a forward returns, in input order: first the token embeddings the decoder's input was
-        assembled from (the very tensor the outputs depend on, so that `retain_grad()` on it gets a gradient), then
-        each layer's token states; those `selection` does not pick are `None`."""
-        inputs = decoded.decoder_inputs
-        states = unroll_all(decoded.hidden_states, inputs.shift)
-        if states is not None:
-            states = (inputs.token_embeds, *states[1:])
-        return select_hidden_states(states, selection)
 
     def _output_flags(self, output_attentions, output_hidden_states, return_dict):
         """The call's flags (argument, else config); attention weights only from an attention decoder."""
@@ -501,6 +484,16 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
 def unroll_all(states, shift):
     """Undo the rows' roll on each of a tuple of `[b, T, d]` states (`None` stays `None`)."""
     return None if states is None else tuple(roll_rows(h, shift, inverse=True) for h in states)
+
+
+def returned_states(decoded, selection):
+    """The hidden states a forward returns, in input order: the token embeddings the decoder's input was assembled
+    from (the tensor the outputs depend on: `retain_grad()` on it gets a gradient), then each layer's token states;
+    those `selection` does not pick are `None`."""
+    states = unroll_all(decoded.hidden_states, decoded.decoder_inputs.shift)
+    if states is not None:
+        states = (decoded.decoder_inputs.token_embeds, *states[1:])
+    return select_hidden_states(states, selection)
 
 
 class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
@@ -592,7 +585,7 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
                                           inputs.token_mask[:, : inputs.length])
             logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
                                                               stream_ids, logits_to_keep, num_items_in_batch)
-        decoded.hidden_states = self._returned_states(decoded, output_hidden_states)
+        decoded.hidden_states = returned_states(decoded, output_hidden_states)
         output = self._output(decoded, logits, loss, stream_losses, past_key_values if want_cache else None)
         return as_return(output, return_dict)
 

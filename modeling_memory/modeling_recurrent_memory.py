@@ -272,9 +272,9 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
             # decoding step: the prompt was checked at prefill; no per-token device sync here
             states, layer_states, attentions = self.cached_step(input_ids, past_key_values, output_attentions,
                                                                 bool(output_hidden_states), inputs_embeds)
+            layer_states = select_hidden_states(layer_states, output_hidden_states)
             output = RecurrentMemoryCausalLMOutput(logits=self.decoder.lm_head(states), past_key_values=past_key_values,
-                                                   hidden_states=select_hidden_states(layer_states, output_hidden_states),
-                                                   attentions=attentions)
+                                                   hidden_states=layer_states, attentions=attentions)
             return as_return(output, return_dict)
         check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
                      inputs_embeds, labels, shift_labels)

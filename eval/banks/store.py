@@ -102,9 +102,9 @@ def check_manifest(folder: Path, manifest: dict) -> None:
     """The one rule for what a manifest may say (see the module doc); a `ValueError` names the first bad field."""
     problems = []
     fingerprint = manifest.get("fingerprint")
-    if not isinstance(fingerprint, dict) or not _count(fingerprint.get("memory_width"), 1):
-        problems.append(f"fingerprint.memory_width must be a positive integer, got "
-                        f"{(fingerprint or {}).get('memory_width') if isinstance(fingerprint, dict) else fingerprint!r}")
+    width = fingerprint.get("memory_width") if isinstance(fingerprint, dict) else None
+    if not _count(width, 1):
+        problems.append(f"fingerprint.memory_width must be a positive integer, got {width!r}")
     if not _count(manifest.get("shard_size"), 1):
         problems.append(f"shard_size must be a positive integer, got {manifest.get('shard_size')!r}")
     shards = manifest.get("shards")
