@@ -234,7 +234,7 @@ def check_fits_checkpoint(config, tensors: dict[str, StoredTensor], auto_classes
     try:
         with torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            expected = _meta_state_dict(config, auto_classes)
+            expected = _with_auto_class(auto_classes, lambda auto_class: auto_class.from_config(config).state_dict())
     except (RuntimeError, NotImplementedError, TypeError):  # cannot be built on meta: transformers' loading checks it
         return
     shapes = {name: tuple(expected[name].shape) for name in tensors if name in expected}
@@ -248,17 +248,6 @@ def check_fits_checkpoint(config, tensors: dict[str, StoredTensor], auto_classes
     if integers:
         raise ValueError(f"{option} {str(path)!r} holds integer tensors where the model's weights are floating point: "
                          f"{integers[:5]}; refusing to cast them.")
-
-
-def _meta_state_dict(config, auto_classes) -> dict:
-    *others, last = auto_classes
-    for auto_class in others:
-        try:
-            return auto_class.from_config(config).state_dict()
-        except ValueError as error:
-            if "Unrecognized configuration class" not in str(error):
-                raise
-    return last.from_config(config).state_dict()
 
 
 def nonfinite_tensors(model) -> list[str]:
@@ -339,11 +328,16 @@ def load_model(path, *, config=None, trust_remote_code: bool = False, allow_miss
 
 def _from_pretrained(auto_classes, path: str, load: dict):
     """`from_pretrained` of the first Auto class with a class for the config."""
+    return _with_auto_class(auto_classes, lambda auto_class: auto_class.from_pretrained(path, **load))
+
+
+def _with_auto_class(auto_classes, call):
+    """`call(auto_class)` with the first of `auto_classes` that has a class for the config."""
     *others, last = auto_classes
     for auto_class in others:
         try:
-            return auto_class.from_pretrained(path, **load)
+            return call(auto_class)
         except ValueError as error:
             if "Unrecognized configuration class" not in str(error):
                 raise
-    return last.from_pretrained(path, **load)
+    return call(last)
