@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = {}
         for path, payload in zip(args.inputs, loaded):
-            if not isinstance(payload.get("results"), dict):
-                raise ValueError(f"{path!r} has no 'results' object: not a retention result (memory-models retention)")
+            if not isinstance(payload.get("results"), list):
+                raise ValueError(f"{path!r} has no 'results' list: not a retention result (memory-models retention)")
             name = payload.get("settings", {}).get("encoder") or Path(path).stem
             results[name if name not in results else f"{name} ({path})"] = payload["results"]
         paths = plot_retention(results, args.output, retention_title(loaded[0].get("settings", {})))
