@@ -35,6 +35,9 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
         for row in saved["rows"]:  # one value per seed, and the mean of them
             assert len(row["values"]) == 1 and row["mean"] == pytest.approx(row["values"][0])
         assert saved["pictures"] and all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in saved["pictures"])
+    fig4d_metrics = {row["metric"] for row in reports["fig4d"]["rows"]}
+    assert {"blank-copy accuracy, chunk positions 0 .. 5", "blank-copy accuracy, chunk position 7"} <= fig4d_metrics
+    assert any(p.endswith("fig4d-positions.png") for p in reports["fig4d"]["pictures"])
     table4_metrics = {row["metric"] for row in reports["table4"]["rows"]}
     assert "copy: key = value pairs written back after the delimiter" in table4_metrics
     assert {"extraction accuracy, 1 chunks back", "records_extraction contains"} <= table4_metrics
