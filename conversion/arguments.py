@@ -29,6 +29,18 @@ def refuse_renamed(parser: argparse.ArgumentParser, *old: str) -> None:
         parser.add_argument(option, action=_RenamedOption)
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts and sizes: a positive integer (0 and negative values are usage errors, never
+    silently ignored or passed on)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     """`--trust-remote-code`: the consent every command that loads a model or tokenizer asks for before it runs
     code shipped with a folder or Hub repo (`auto_map`) whose model type is not installed."""

@@ -15,6 +15,7 @@ from memory_models.training import train
 from memory_models.training.job import TrainJob
 from memory_models.training.objectives.batch import ObjectiveCollator
 from memory_models.training.trainer import RoutingCollator, forward_arguments
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 peft = pytest.importorskip("peft")
 
@@ -79,6 +80,8 @@ def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder,
     assert all(key.startswith("decoder.") or not key.startswith("encoder.") for key in changed)
     assert all(any(part in key for part in allowed) for key in changed), changed
     assert (output / "adapter" / "adapter_config.json").exists() and (output / "adapter" / "trainable_extras.safetensors").exists()
+    for folder in (output / "adapter", output / "final"):
+        assert_tokenizer_loads_quietly(folder)
     assert (output / "checkpoint-3" / "adapter_model.safetensors").exists()
     assert json.loads((output / "final" / "config.json").read_text())["auto_map"]
     export_main(["--model", str(output / "adapter"), "--output", str(tmp_path / "merged")])

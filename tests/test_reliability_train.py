@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from memory_models.conversion import safe_io
 from memory_models.training import run_folder, train
@@ -185,3 +185,108 @@ def test_user_folder_is_not_a_run_folder(tmp_path):
         train.run(args_for(tmp_path / "other", *CLM, "--max-steps", "2"))
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
     assert (tmp_path / "other" / "final" / "mine.txt").read_text() == "mine"
+
+
+# --------------------------------------------------------------------------------------------- resuming onto changes
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """A 1-step run on a local corpus file with a saved word tokenizer (paths a user could change in place)."""
+    from cases_memory import word_tokenizer, words
+
+    root = tmp_path_factory.mktemp("local")
+    generator = torch.Generator().manual_seed(0)
+    (root / "corpus.txt").write_text("".join(words(torch.randint(3, 99, (12,), generator=generator).tolist()) + "\n"
+                                             for _ in range(60)))
+    word_tokenizer().save_pretrained(root / "tokenizer")
+    argv = ["--preset", "transformer-clm-tiny", "--dataset", str(root / "corpus.txt"), "--tokenizer",
+            str(root / "tokenizer"), "--train-documents", "40", "--eval-documents", "4", "--batch-size", "2",
+            "--context", "8", "--max-steps", "1", "--save-steps", "1", "--eval-steps", "100"]
+    train.run(args_for(root / "run", *argv))
+    return root, argv
+
+
+def test_resume_refuses_a_changed_corpus(local_run):
+    """The corpus file at the same path changed since the run started: --resume refuses, naming its SHA-256."""
+    root, argv = local_run
+    corpus = root / "corpus.txt"
+    original = corpus.read_text()
+    try:
+        corpus.write_text(original.replace("w", "w1"))
+        with pytest.raises(ValueError, match=r"--resume: .* holds another run's checkpoints; differences: "
+                                             r"corpus_sha256: '[0-9a-f]{16}' \(recorded\) != '[0-9a-f]{16}' \(this run\)"):
+            train.run(args_for(root / "run", *argv, "--resume"))
+    finally:
+        corpus.write_text(original)
+
+
+def test_resume_refuses_another_tokenizer_at_the_same_path(local_run):
+    """Another tokenizer of the same size saved at the same path: --resume refuses, naming its SHA-256 (final/
+    never ships a tokenizer the weights were not trained with)."""
+    from cases_memory import word_tokenizer
+
+    root, argv = local_run
+    saved = root / "tokenizer-saved"
+    shutil.copytree(root / "tokenizer", saved)
+    try:
+        shutil.rmtree(root / "tokenizer")
+        word_tokenizer(prefix="v").save_pretrained(root / "tokenizer")
+        with pytest.raises(ValueError, match=r"differences: tokenizer_sha256: '[0-9a-f]{16}' \(recorded\) != "
+                                             r"'[0-9a-f]{16}' \(this run\)"):
+            train.run(args_for(root / "run", *argv, "--resume"))
+    finally:
+        shutil.rmtree(root / "tokenizer")
+        saved.rename(root / "tokenizer")
+
+
+def test_resume_refuses_a_checkpoint_with_nan_or_truncated_weights(tmp_path, run_a):
+    """--resume from a checkpoint holding NaN weights, or a truncated one, stops with one line naming it; the run's
+    final/ and metrics.json stay as they were."""
+    out = tmp_path / "run"
+    shutil.copytree(run_a, out)
+    weights = out / "checkpoint-2" / "model.safetensors"
+    tensors = load_file(str(weights))
+    key = sorted(tensors)[0]
+    tensors[key] = torch.full_like(tensors[key], float("nan"))
+    save_file(tensors, str(weights), metadata={"format": "pt"})
+    before = final_weights(out), (out / "metrics.json").read_text()
+    with pytest.raises(ValueError, match=f"^--resume '{out / 'checkpoint-2'}' holds NaN or inf in the tensors "
+                                         f"\\['{key}'\\]\\.$"):
+        train.run(args_for(out, *RUN_A, "--max-steps", "3", "--resume"))
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=f"^--resume: {weights} is unreadable \\(truncated or corrupt\\?\\): "):
+        train.run(args_for(out, *RUN_A, "--resume"))
+    assert_same(final_weights(out), before[0])
+    assert (out / "metrics.json").read_text() == before[1]
+
+
+def test_training_option_errors_are_one_line(tmp_path, capsys):
+    """A bad TrainingArguments value is one line naming the option (not argparse's usage of every field), before any
+    data work; nothing is written."""
+    from memory_models.eval.cli import main as cli
+
+    out = tmp_path / "run"
+    code = cli(["train", *CLM, "--max-steps", "2", "--warmup_steps", "abc", "--output-dir", str(out)])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert (code, err[-1]) == (2, "memory-models train: error: argument --warmup_steps/--warmup-steps: invalid float "
+                                  "value: 'abc' (a TrainingArguments option)")
+    assert not any("usage:" in line for line in err) and not out.exists()
+
+
+def test_full_disk_while_writing_a_checkpoint_says_no_space(tmp_path, monkeypatch):
+    """torch's checkpoint writer loses the errno ("[enforce fail at inline_container.cc:672] ..."): on a filesystem
+    with no space left that is the one line "no space left on RUN" (exit 1); with space left the error is kept."""
+    from types import SimpleNamespace
+
+    from memory_models.eval.cli import error_line
+
+    failure = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 5312 vs 5204")
+    run_dir = tmp_path / "run"
+    monkeypatch.setattr(safe_io.os, "statvfs", lambda path: SimpleNamespace(f_bavail=3, f_frsize=4096))
+    with pytest.raises(safe_io.DiskFullError) as full, safe_io.locked(run_dir):
+        raise failure
+    assert error_line("memory-models train", full.value) == (f"memory-models train: error: no space left on {run_dir}",
+                                                             1)
+    monkeypatch.setattr(safe_io.os, "statvfs", lambda path: SimpleNamespace(f_bavail=10**6, f_frsize=4096))
+    with pytest.raises(RuntimeError, match="inline_container"), safe_io.locked(run_dir):
+        raise failure

@@ -12,6 +12,7 @@ from memory_models.training import train
 from memory_models.training.job import TrainJob
 from memory_models.eval.cli import main as cli_main
 from memory_models.training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
 
@@ -50,6 +51,7 @@ def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
         assert config["copy_delimiter_token_id"] == 3 and config["pad_token_id"] == 1
         assert (folder / "modeling_memory.py").exists() and (folder / "tokenizer.json").exists()
         assert lint_hub_folder(folder) == []
+        assert_tokenizer_loads_quietly(folder)
     assert (output / "checkpoint-4" / COMPLETE_MARKER).exists()
     assert not (output / ".staging").exists()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from memory_models.conversion.arguments import add_trust_remote_code, refuse_renamed
+from memory_models.conversion.arguments import add_trust_remote_code, positive_int, refuse_renamed
 from memory_models.training.objectives import objective_names
 
 
@@ -73,12 +73,12 @@ def tokenizer_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="memory-models tokenizer",
                                      description="Train a byte-level BPE tokenizer with the paper's special ids.")
     parser.add_argument("--corpus", default="python-docs", help="corpus name or local path (training.data.corpora)")
-    parser.add_argument("--vocab-size", type=int, default=8192)
+    parser.add_argument("--vocab-size", type=positive_int, default=8192)
     refuse_renamed(parser, "--vocab")
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
                         "memory-models did not create, or created as another kind")
-    parser.add_argument("--num-documents", type=int, default=None, help="train on the first N documents only")
+    parser.add_argument("--num-documents", type=positive_int, default=None, help="train on the first N documents only")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--num-reserved-tokens", type=int, default=8)
     return parser

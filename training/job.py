@@ -117,10 +117,15 @@ class TrainJob:
         return cls(**vars(namespace), trainer_options=parse_trainer_options(extras))
 
 
+def _option_error(message: str):
+    raise ValueError(f"{message} (a TrainingArguments option)")
+
+
 def parse_trainer_options(argv: Sequence[str]) -> dict[str, Any]:
     """The `TrainingArguments` options given on a command line, typed as `HfArgumentParser` types them (only those
     given: the run's own settings stay under the others). Anything else is a `ValueError` naming it."""
     parser = HfArgumentParser(TrainingArguments)
+    parser.error = _option_error  # one line naming the option, not argparse's usage of every TrainingArguments field
     for action in parser._actions:  # an option not given stays out of the namespace
         action.default = argparse.SUPPRESS
     options, unknown = parser.parse_known_args(list(argv))

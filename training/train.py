@@ -334,6 +334,7 @@ def build_trainer(job: TrainJob, tokenizer, model, callbacks=()):
     context = job.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
+    training_args = training_arguments(job, model.config)  # a bad option stops before the data work
     train, eval_sets = build_datasets(job, tokenizer, context, model.config)
     functions = metric_functions(model.config, eval_sets)
     compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
@@ -341,7 +342,7 @@ def build_trainer(job: TrainJob, tokenizer, model, callbacks=()):
     examples = {name: row for name, data in rows.items() if (row := next(iter(data), None)) is not None}
     return MemoryTrainer(
         model=model,
-        args=training_arguments(job, model.config),
+        args=training_args,
         train_dataset=train,
         eval_dataset=eval_sets,
         data_collator=build_collator(model, job.objective, eval_sets, context, examples),

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerState
 
-from memory_models.conversion import safe_io
+from memory_models.conversion import loading, safe_io
 from memory_models.conversion.adapters import is_peft_model, load_extras, save_extras
 from memory_models.modeling_memory import LOSS_STREAMS
 from memory_models.training.metrics import StreamingMetrics, entropy_ratio
@@ -207,9 +207,13 @@ class MemoryTrainer(Trainer):
             save_extras(self.model, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Load a checkpoint to resume from, refusing (naming it) a truncated or corrupt weights file and NaN or inf
+        in the weights it holds: a run never trains on from a broken state and reports success."""
+        loading.weight_files(resume_from_checkpoint, option="--resume")
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if is_peft_model(model or self.model):
             load_extras(model or self.model, resume_from_checkpoint)
+        loading.check_finite(model or self.model, resume_from_checkpoint, option="--resume")
 
     # ------------------------------------------------------------------ atomic checkpoints
     def _get_output_dir(self, trial) -> str:
