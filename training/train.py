@@ -152,15 +152,23 @@ def build_model(job: TrainJob, tokenizer):
                              f"memory to read for the {job.objective!r} objective. Make it a memory model's decoder "
                              f"first: memory-models convert --decoder {job.init_from} --output DIR, then --init-from "
                              "DIR (add --no-memory there for the no-memory control).")
-        _set_config_flags(config, job)
+        _set_config_flags(config, job)  # before loading: a --no-memory model is built without an encoder
         model = load_pretrained(job.init_from, config, allow_missing=job.allow_missing_weights,
                                 trust_remote_code=job.trust_remote_code)
-        if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
-            model.apply_freezing()
     else:
         model = build_from_config(preset_config(job, tokenizer))
+    return prepare_model(model, job, tokenizer)
+
+
+def prepare_model(model, job: TrainJob, tokenizer):
+    """What `job` asks of its model, whether `build_model` made it or the caller gave it to `run`: `--no-memory` /
+    `--freeze-encoder` on its config, the `--encoder-from` weights (frozen if asked), a vocabulary that holds the
+    tokenizer, and a model of the objective's kind."""
+    _set_config_flags(model.config, job)
     if job.encoder_from:
         copy_encoder(model, job.encoder_from, job.allow_missing_weights, job.trust_remote_code)
+    elif hasattr(model.config, "freeze_encoder"):  # the memory model and the autoencoder
+        model.apply_freezing()
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
     check_objective(model, job.objective)
@@ -479,7 +487,8 @@ def is_main_process() -> bool:
 def run(job: TrainJob, callbacks=(), model=None) -> dict:
     """Train per `job` and return the `metrics.json` summary (also written to the output folder).
 
-    `model` (optional) replaces the one `job` describes (`preset` / `init_from`), e.g. a custom config.
+    `model` (optional) replaces the one `job` describes (`preset` / `init_from`), e.g. a custom config; the job's
+    `encoder_from`, `freeze_encoder` and `no_memory` apply to it as to a preset (`prepare_model`).
     The main process holds the lock of `job.output_dir` throughout (`conversion.safe_io.locked`): a second writer
     is refused naming this process. An interrupt raises `KeyboardInterrupt("interrupted at step N: ...")`.
     """
@@ -495,10 +504,7 @@ def _run(job: TrainJob, callbacks, model, inputs) -> dict:
     if tokenizer_path is None and job.init_from and (Path(job.init_from) / "tokenizer.json").is_file():
         tokenizer_path = job.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
     tokenizer = load_tokenizer(tokenizer_path, job.trust_remote_code)
-    if model is None:
-        model = build_model(job, tokenizer)
-    else:
-        check_objective(model, job.objective)
+    model = build_model(job, tokenizer) if model is None else prepare_model(model, job, tokenizer)
     identity = run_identity(job, model.config, tokenizer)
     folder = dict(resume=job.resume, overwrite=job.overwrite, inputs=inputs)
     prepare_run_folder(job.output_dir, identity, write=False, **folder)
