@@ -230,7 +230,7 @@ def memory_transformer_small(vocab_size=SMALL_VOCAB, **kw):
     # encoder and decoder d=128, 2 layers, 4 heads, 4 slots, fixed layout, ones filler, 3-token delimiter.
     # Its encoder has the shapes of transformer-autoencoder-small's (the curriculum's frozen encoder). Learned
     # decoder positions (package option): the decoder tells slots and chunk positions apart and reads memories
-    # several times faster (README, "Why blank copy was slow"); position_embedding="none" is the paper's decoder.
+    # several times faster (docs/reproduce.md, "Why blank copy was slow"); position_embedding="none" is the paper's decoder.
     return _memory_model(lambda n: llama(**SMALL, vocab_size=vocab_size, positions=n),
                          lambda n: llama(**SMALL, vocab_size=vocab_size, positions=n),
                          chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="ones",
@@ -243,7 +243,7 @@ def memory_mixer_small(vocab_size=SMALL_VOCAB, decoder_kernel=16, **kw):
     # kernel 16), mixer decoder d=128, 2 layers, length 16 + 4, zeros filler. The paper's mixer decoders use
     # kernel 1; kernel 16 gives every token position its own linear read of a memory (a kernel-1 mixer or an
     # attention decoder must build it from scalar mixing weights and learns blank copy several times slower:
-    # README, "Why blank copy is slow"). `decoder_kernel=1` restores the paper's decoder.
+    # docs/reproduce.md, "Why blank copy was slow"). `decoder_kernel=1` restores the paper's decoder.
     return _memory_model(lambda n: mixer(SMALL["hidden"], SMALL["layers"], n, kernel=16, vocab_size=vocab_size),
                          lambda n: mixer(SMALL["hidden"], SMALL["layers"], n, kernel=decoder_kernel,
                                          vocab_size=vocab_size),

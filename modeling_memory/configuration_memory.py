@@ -86,7 +86,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
             positions of a chunk (slot `j`, token `i` of the chunk) is added to the decoder's input there, so that
             each slot and each token position is told apart directly. Zero-initialised: a pretrained decoder
             starts out exactly as it was. An attention decoder learns to read memories several times faster with
-            it (README, "Why blank copy was slow").
+            it (docs/reproduce.md, "Why blank copy was slow").
     """
 
     model_type = "memory_model"

@@ -1,6 +1,6 @@
 """`memory-models readback`: how fast does a decoder learn to read memories that are perfectly decodable?
 
-The diagnostic behind README, "Why blank copy was slow". A memory model's encoder is replaced by an *oracle*: each
+The diagnostic behind docs/reproduce.md, "Why blank copy was slow". A memory model's encoder is replaced by an *oracle*: each
 chunk's memory is a fixed, exactly decodable code of its tokens (token `t` at position `j` contributes a unit code
 in a block of dimensions of its own, rotated by one random orthogonal matrix). Only the decoder trains, on blank
 copy of random tokens of a small vocabulary, so whatever limits its held-out accuracy is the decoder's reading,
