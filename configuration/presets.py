@@ -11,6 +11,7 @@ from transformers import LlamaConfig
 from memory_models.modeling_memory import (
     MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
 )
+from memory_models.modeling_memory.config_utils import paper_llama
 
 PAPER_VOCAB = 8000  # the paper's 8k FineWeb tokenizer (len(tokenizer) == 8000)
 LLAMA3_VOCAB = 128256
@@ -22,11 +23,27 @@ def _build(cls, *sub_configs, overrides, **defaults):
     return cls(*sub_configs, **{**SPECIAL, **defaults, **overrides})
 
 
-def llama(hidden, layers, heads=4, vocab_size=PAPER_VOCAB, positions=2048, **kw) -> LlamaConfig:
-    """A small Llama as the paper builds them: intermediate 4d, no GQA, untied, HF defaults otherwise."""
-    return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                       max_position_embeddings=positions, tie_word_embeddings=False, **{**SPECIAL, **kw})
+def _memory_model(encoder, decoder, *, chunk_size, num_memory_slots, overrides, **defaults) -> MemoryConfig:
+    """A `MemoryConfig` whose chunk size (and slot count) is ONE setting: the encoder reads `chunk_size` positions and
+    the decoder `num_memory_slots + chunk_size`, from the preset's values or the caller's overrides of them.
+    `encoder` / `decoder`: functions of their number of positions that return the sub-configs."""
+    chunk = overrides.get("chunk_size", chunk_size)
+    slots = overrides.get("num_memory_slots", num_memory_slots)
+    return _build(MemoryConfig, encoder(chunk), decoder(slots + chunk), overrides=overrides,
+                  **{**defaults, "chunk_size": chunk, "num_memory_slots": slots})
+
+
+def _recurrent_memory(decoder, *, chunk_size, max_segments, num_memory_tokens=1, overrides,
+                      **defaults) -> RecurrentMemoryConfig:
+    """A `RecurrentMemoryConfig` whose decoder reads one segment: read tokens, `chunk_size` tokens, write tokens,
+    from the preset's chunk size and memory tokens or the caller's overrides of them."""
+    chunk = overrides.get("chunk_size", chunk_size)
+    tokens = overrides.get("num_memory_tokens", num_memory_tokens)
+    return _build(RecurrentMemoryConfig, decoder(chunk + 2 * tokens), overrides=overrides,
+                  **{**defaults, "chunk_size": chunk, "max_segments": max_segments, "num_memory_tokens": tokens})
+
+
+llama = paper_llama  # a small Llama as the paper builds them (intermediate 4d, no GQA, untied, SPECIAL ids)
 
 
 def mixer(hidden, layers, length, kernel=1, vocab_size=PAPER_VOCAB, **kw) -> MaskedMixerConfig:
@@ -91,53 +108,52 @@ def llm_retention_probe_table2(encoder_config=None, context=512, **kw):
 def memory_transformer_fig2(vocab_size=PAPER_VOCAB, **kw):
     # Fig. 2 transformer memory model: encoder d=256, 16 layers; decoder d=512, 16 layers; 256 x 4
     # (run fineweb_memorytrans_256x4_256c1_d512_n16_c256_b64x2), fixed layout, ones filler.
-    return _build(MemoryConfig, llama(256, 16, vocab_size=vocab_size, positions=256),
-                        llama(512, 16, vocab_size=vocab_size, positions=260),
-                        chunk_size=256, num_memory_slots=4, filler="ones", overrides=kw)
+    return _memory_model(lambda n: llama(256, 16, vocab_size=vocab_size, positions=n),
+                         lambda n: llama(512, 16, vocab_size=vocab_size, positions=n),
+                         chunk_size=256, num_memory_slots=4, filler="ones", overrides=kw)
 
 
 def memory_mixer_fig2(vocab_size=PAPER_VOCAB, **kw):
     # Fig. 2 mixer memory model: encoder mixer d=512 (k=8), decoder mixer d=1024 (k=1) of length
     # L + s = 260, zeros filler, fixed layout. Layer counts are not printed; 8 as in Table 1's mixers.
-    return _build(MemoryConfig, mixer(512, 8, 256, kernel=8, vocab_size=vocab_size),
-                        mixer(1024, 8, 260, kernel=1, vocab_size=vocab_size),
-                        chunk_size=256, num_memory_slots=4, filler="zeros", overrides=kw)
+    return _memory_model(lambda n: mixer(512, 8, n, kernel=8, vocab_size=vocab_size),
+                         lambda n: mixer(1024, 8, n, kernel=1, vocab_size=vocab_size),
+                         chunk_size=256, num_memory_slots=4, filler="zeros", overrides=kw)
 
 
 def memory_transformer_frozen_figs7(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S7: frozen transformer-autoencoder encoder d=1024, 8 layers
     # (fineweb_autotrans_unroll_1024c1_d1024_n8_c512); decoder d=512, 16 layers; 512 x 4.
-    return _build(MemoryConfig, llama(1024, 8, vocab_size=vocab_size, positions=512),
-                        llama(512, 16, vocab_size=vocab_size, positions=516),
-                        chunk_size=512, num_memory_slots=4, freeze_encoder=True, overrides=kw)
+    return _memory_model(lambda n: llama(1024, 8, vocab_size=vocab_size, positions=n),
+                         lambda n: llama(512, 16, vocab_size=vocab_size, positions=n),
+                         chunk_size=512, num_memory_slots=4, freeze_encoder=True, overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Table 3 / Fig. 4
 def memory_transformer_table3(vocab_size=PAPER_VOCAB, **kw):
     # Table 3: d_e = d_dec = 512, 16 layers, 4 heads, L=256, s=4, fixed layout, lr 2e-4, batch 64.
-    return _build(MemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=256),
-                        llama(512, 16, vocab_size=vocab_size, positions=260),
-                        chunk_size=256, num_memory_slots=4, filler="ones", copy_delimiter_token_id=100,
-                        copy_delimiter_length=3, overrides=kw)
+    return _memory_model(lambda n: llama(512, 16, vocab_size=vocab_size, positions=n),
+                         lambda n: llama(512, 16, vocab_size=vocab_size, positions=n),
+                         chunk_size=256, num_memory_slots=4, filler="ones", copy_delimiter_token_id=100,
+                         copy_delimiter_length=3, overrides=kw)
 
 
 def memory_mixer_copy(vocab_size=PAPER_VOCAB, **kw):
     # Mixer copy runs: frozen mixer-autoencoder encoder d=512, 16 layers, k=4; mixer decoder d=512,
     # 16 layers, length L + s; 256 x 4, zeros filler.
-    return _build(MemoryConfig, mixer(512, 16, 256, kernel=4, vocab_size=vocab_size),
-                        mixer(512, 16, 260, kernel=1, vocab_size=vocab_size),
-                        chunk_size=256, num_memory_slots=4, filler="zeros", freeze_encoder=True,
-                        overrides=kw)
+    return _memory_model(lambda n: mixer(512, 16, n, kernel=4, vocab_size=vocab_size),
+                         lambda n: mixer(512, 16, n, kernel=1, vocab_size=vocab_size),
+                         chunk_size=256, num_memory_slots=4, filler="zeros", freeze_encoder=True, overrides=kw)
 
 
 # ----------------------------------------------------------------------------- Llama-3.2-1B decoder
 LLAMA3_SPECIAL = dict(pad_token_id=128001, bos_token_id=128000, eos_token_id=128001)  # <|end_of_text|> pads
 
 
-def llama3_encoder(vocab_size=LLAMA3_VOCAB, **special):
+def llama3_encoder(vocab_size=LLAMA3_VOCAB, positions=256, **special):
     # Fig. S6 encoder: the transformer autoencoder's encoder trained on the Llama 3 tokenizer, d=512, 16 layers,
     # 4 heads, L=256 (fineweb_autoencoding_transformer_llamatok_512c1_d512_n16_c256_b64x2).
-    return llama(512, 16, vocab_size=vocab_size, positions=256, **{**LLAMA3_SPECIAL, **special})
+    return llama(512, 16, vocab_size=vocab_size, positions=positions, **{**LLAMA3_SPECIAL, **special})
 
 
 def llama_3_2_1b_memory(vocab_size=LLAMA3_VOCAB, **kw):
@@ -145,13 +161,13 @@ def llama_3_2_1b_memory(vocab_size=LLAMA3_VOCAB, **kw):
     # 256 x 4, fixed layout. Filler "masked" (package decision: ones-vectors have norm ~45 against
     # Llama's embedding scale), so with no memories the decoder is exactly Llama-3.2-1B. Build it with
     # pretrained weights with `memory-models convert` (conversion/pretrained_decoder.py), not from this preset.
-    decoder = llama_3_2_1b()
+    decoder = llama_3_2_1b()  # its own 131072 positions hold any chunk
     decoder.vocab_size = vocab_size
-    encoder = llama3_encoder(vocab_size)
-    return _build(MemoryConfig, encoder, decoder, chunk_size=256, num_memory_slots=4, filler="masked",
-                  copy_delimiter_token_id=128002, copy_delimiter_length=3,  # <|reserved_special_token_0|>
-                  position_embedding="learned",  # zero-initialised: with no memories still exactly Llama-3.2-1B
-                  overrides={**LLAMA3_SPECIAL, **kw})
+    return _memory_model(lambda n: llama3_encoder(vocab_size, positions=n), lambda n: decoder, chunk_size=256,
+                         num_memory_slots=4, filler="masked",
+                         copy_delimiter_token_id=128002, copy_delimiter_length=3,  # <|reserved_special_token_0|>
+                         position_embedding="learned",  # zero-initialised: with no memories still Llama-3.2-1B
+                         overrides={**LLAMA3_SPECIAL, **kw})
 
 
 def autoencoder_llama3_figs6(vocab_size=LLAMA3_VOCAB, **kw):
@@ -168,8 +184,8 @@ def autoencoder_llama3_figs6(vocab_size=LLAMA3_VOCAB, **kw):
 def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
     # Fig. S5 recurrent memory transformer: decoder LlamaModel(d=512, 16 layers, 4 heads), one memory
     # token initialised to ones, 256 x 4, full BPTT.
-    return _build(RecurrentMemoryConfig, llama(512, 16, vocab_size=vocab_size, positions=258), chunk_size=256,
-                                 max_segments=4, num_memory_slots=1, filler="ones", overrides=kw)
+    return _recurrent_memory(lambda n: llama(512, 16, vocab_size=vocab_size, positions=n), chunk_size=256,
+                             max_segments=4, num_memory_tokens=1, filler="ones", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- small (2 CPU cores, minutes)
@@ -214,11 +230,12 @@ def memory_transformer_small(vocab_size=SMALL_VOCAB, **kw):
     # encoder and decoder d=128, 2 layers, 4 heads, 4 slots, fixed layout, ones filler, 3-token delimiter.
     # Its encoder has the shapes of transformer-autoencoder-small's (the curriculum's frozen encoder). Learned
     # decoder positions (package option): the decoder tells slots and chunk positions apart and reads memories
-    # several times faster (README, "Why blank copy was slow"); position_embedding="none" is the paper's decoder.
-    return _build(MemoryConfig, llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK),
-                  llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK + SMALL_SLOTS),
-                  chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="ones", copy_delimiter_token_id=100,
-                  copy_delimiter_length=3, position_embedding="learned", overrides=kw)
+    # several times faster (docs/reproduce.md, "Why blank copy was slow"); position_embedding="none" is the paper's decoder.
+    return _memory_model(lambda n: llama(**SMALL, vocab_size=vocab_size, positions=n),
+                         lambda n: llama(**SMALL, vocab_size=vocab_size, positions=n),
+                         chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="ones",
+                         copy_delimiter_token_id=100, copy_delimiter_length=3, position_embedding="learned",
+                         overrides=kw)
 
 
 def memory_mixer_small(vocab_size=SMALL_VOCAB, decoder_kernel=16, **kw):
@@ -226,19 +243,18 @@ def memory_mixer_small(vocab_size=SMALL_VOCAB, decoder_kernel=16, **kw):
     # kernel 16), mixer decoder d=128, 2 layers, length 16 + 4, zeros filler. The paper's mixer decoders use
     # kernel 1; kernel 16 gives every token position its own linear read of a memory (a kernel-1 mixer or an
     # attention decoder must build it from scalar mixing weights and learns blank copy several times slower:
-    # README, "Why blank copy is slow"). `decoder_kernel=1` restores the paper's decoder.
-    return _build(MemoryConfig, mixer(SMALL["hidden"], SMALL["layers"], SMALL_CHUNK, kernel=16, vocab_size=vocab_size),
-                  mixer(SMALL["hidden"], SMALL["layers"], SMALL_CHUNK + SMALL_SLOTS, kernel=decoder_kernel,
-                        vocab_size=vocab_size),
-                  chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="zeros", copy_delimiter_token_id=100,
-                  copy_delimiter_length=3, overrides=kw)
+    # docs/reproduce.md, "Why blank copy was slow"). `decoder_kernel=1` restores the paper's decoder.
+    return _memory_model(lambda n: mixer(SMALL["hidden"], SMALL["layers"], n, kernel=16, vocab_size=vocab_size),
+                         lambda n: mixer(SMALL["hidden"], SMALL["layers"], n, kernel=decoder_kernel,
+                                         vocab_size=vocab_size),
+                         chunk_size=SMALL_CHUNK, num_memory_slots=SMALL_SLOTS, filler="zeros",
+                         copy_delimiter_token_id=100, copy_delimiter_length=3, overrides=kw)
 
 
 def recurrent_memory_small(vocab_size=SMALL_VOCAB, **kw):
     # Fig. S5 RMT baseline at the memory transformer's small size: Llama d=128, 2 layers, 16-token segments x 4.
-    return _build(RecurrentMemoryConfig, llama(**SMALL, vocab_size=vocab_size, positions=SMALL_CHUNK + 2),
-                  chunk_size=SMALL_CHUNK, max_segments=SMALL_SLOTS, num_memory_slots=1, filler="ones",
-                  overrides=kw)
+    return _recurrent_memory(lambda n: llama(**SMALL, vocab_size=vocab_size, positions=n), chunk_size=SMALL_CHUNK,
+                             max_segments=SMALL_SLOTS, num_memory_tokens=1, filler="ones", overrides=kw)
 
 
 # ----------------------------------------------------------------------------- tiny (tests, demos)
@@ -254,16 +270,15 @@ def transformer_clm_tiny(vocab_size=99, **kw):
 
 
 def memory_transformer_tiny(vocab_size=99, **kw):
-    return _build(MemoryConfig, llama(32, 2, 2, vocab_size=vocab_size, positions=8),
-                        llama(32, 2, 2, vocab_size=vocab_size, positions=12),
-                        chunk_size=8, num_memory_slots=4, copy_delimiter_token_id=3, overrides=kw)
+    return _memory_model(lambda n: llama(32, 2, 2, vocab_size=vocab_size, positions=n),
+                         lambda n: llama(32, 2, 2, vocab_size=vocab_size, positions=n),
+                         chunk_size=8, num_memory_slots=4, copy_delimiter_token_id=3, overrides=kw)
 
 
 def memory_mixer_tiny(vocab_size=99, **kw):
-    return _build(MemoryConfig, mixer(32, 2, 8, kernel=2, vocab_size=vocab_size),
-                        mixer(32, 2, 12, vocab_size=vocab_size),
-                        chunk_size=8, num_memory_slots=4, filler="zeros", copy_delimiter_token_id=3,
-                        overrides=kw)
+    return _memory_model(lambda n: mixer(32, 2, n, kernel=2, vocab_size=vocab_size),
+                         lambda n: mixer(32, 2, n, vocab_size=vocab_size),
+                         chunk_size=8, num_memory_slots=4, filler="zeros", copy_delimiter_token_id=3, overrides=kw)
 
 
 def autoencoder_tiny(vocab_size=99, context=16, **kw):
@@ -277,8 +292,8 @@ def mixer_autoencoder_tiny(vocab_size=99, context=16, **kw):
 
 
 def recurrent_memory_tiny(vocab_size=99, **kw):
-    return _build(RecurrentMemoryConfig, llama(32, 2, 2, vocab_size=vocab_size, positions=10), chunk_size=8,
-                                 max_segments=4, overrides=kw)
+    return _recurrent_memory(lambda n: llama(32, 2, 2, vocab_size=vocab_size, positions=n), chunk_size=8,
+                             max_segments=4, overrides=kw)
 
 
 PRESETS = {

@@ -16,9 +16,9 @@ import logging
 
 import transformers
 
-logger = logging.getLogger(__name__)
+from memory_models.modeling_memory import capabilities
 
-NON_NATIVE = ("masked_mixer",)  # our own classes: no native class to export as
+logger = logging.getLogger(__name__)
 
 
 def extract_decoder(model):
@@ -26,10 +26,10 @@ def extract_decoder(model):
     config = getattr(model, "config", None)
     decoder_config = getattr(config, "decoder_config", None)
     decoder = getattr(model, "decoder", None)
-    if decoder_config is None or decoder is None or config.model_type != "memory_model":
+    if decoder_config is None or decoder is None or not capabilities(config).takes_memory_embeds:
         raise ValueError(f"--decoder-only needs a memory model, got {type(model).__name__} "
                          f"(model_type {getattr(config, 'model_type', None)!r})")
-    if decoder_config.model_type in NON_NATIVE:
+    if not capabilities(decoder_config).native:
         raise ValueError(f"the decoder is a {decoder_config.model_type!r}, which has no native transformers class: "
                          "export the whole memory model instead")
     if dropped_positions(model):

@@ -35,7 +35,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokeni
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
 from memory_models.modeling_memory import (
-    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig,
+    MaskedMixerConfig, MemoryAutoencoderConfig, MemoryConfig, RecurrentMemoryConfig, capabilities,
 )
 from memory_models.modeling_memory.config_utils import check_sizes
 
@@ -133,6 +133,21 @@ def load_config(path, *, trust_remote_code: bool = False, option: str = "--model
     except ValueError as error:
         raise ValueError(f"{option}: {where}: {error}") from error
     return config
+
+
+def with_memory_window(config, memory_window: str | None = None, max_context: int | None = None, *,
+                       where: str = "the model"):
+    """`config` read through another memory window (`memory_window` `"bounded"` / `"rolling"`, and the context a
+    rolling one advertises, `max_context`): a new config, built and checked as a saved one with those fields would be;
+    `config` itself when neither is given. Only a memory model has a window (a `ValueError` naming `where`)."""
+    overrides = {key: value for key, value in (("memory_window", memory_window), ("max_context", max_context))
+                 if value is not None}
+    if not overrides:
+        return config
+    if not capabilities(config).takes_memory_embeds:
+        raise ValueError(f"{where} is a {config.model_type!r} model: only a memory model has a memory window "
+                         f"({', '.join(overrides)})")
+    return type(config).from_dict({**config.to_dict(), **overrides})
 
 
 def load_tokenizer(path, *, trust_remote_code: bool = False, option: str = "--tokenizer"):

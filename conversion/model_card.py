@@ -14,6 +14,8 @@ from __future__ import annotations
 import transformers
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from memory_models.modeling_memory import capabilities
+
 CITATION = """@article{badger2026memory,
   title   = {Language Model Memory and Memory Models for Language},
   author  = {Badger, Benjamin L.},
@@ -36,7 +38,7 @@ TRAINING_SETTINGS = ("preset", "init_from", "encoder_from", "objective", "datase
 
 
 def _auto_class(model) -> str:
-    return "AutoModel" if model.config.model_type == "memory_autoencoder" else "AutoModelForCausalLM"
+    return "AutoModel" if capabilities(model).is_autoencoder else "AutoModelForCausalLM"
 
 
 def eval_results(model_name: str, metrics: dict, dataset: str) -> list[EvalResult]:

@@ -10,7 +10,8 @@
 
 How a command is wired: its options live in a light `arguments.py` beside its code (standard library only), so
 that `--help` and a mistyped option answer at once; its implementation module is imported only after the
-options parsed, and its `main(argv) -> int` runs it. An error prints one line, `memory-models X: error: ...`,
+options parsed, and its `main(argv) -> int` runs it, or, where the module has one, its `run_args(args) -> int` on
+the options the CLI already parsed (argv is then parsed once on the way to the command). An error prints one line, `memory-models X: error: ...`,
 and exits 2 (a bad input) or 1 (anything else: an output folder in use by another process, a full disk, ...);
 an interrupt prints one line too (`train` names the step and how to resume) and exits 130; `--debug` shows the
 traceback instead.
@@ -116,11 +117,12 @@ def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     command = COMMANDS[name]
     parser = command.parser()
     parse = parser.parse_known_args if command.known_args_only else parser.parse_args
-    parse(list(argv))  # --help, a missing or mistyped option: answered before anything heavy is imported
+    args = parse(list(argv))  # --help, a missing or mistyped option: answered before anything heavy is imported
     prog = f"memory-models {name}"
     try:
         module = importlib.import_module(f"memory_models.{command.module}")  # deferred: the parsers load no torch
-        return int(module.main(list(argv)) or 0)
+        run_args = None if command.known_args_only else getattr(module, "run_args", None)
+        return int((run_args(args) if run_args else module.main(list(argv))) or 0)
     except KeyboardInterrupt as interrupt:
         if debug:
             raise

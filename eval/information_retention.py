@@ -25,10 +25,11 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
+from memory_models.configuration.presets import llama
 from memory_models.conversion.loading import load_model, load_tokenizer
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.arguments import retention_parser
-from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder
+from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder, capabilities
 from memory_models.training.data.corpora import load_corpus
 from memory_models.training.loop import fit
 from memory_models.training.metrics import StreamingMetrics
@@ -61,13 +62,10 @@ def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
     """
     if not isinstance(model, PreTrainedModel):
         raise ValueError(f"the encoder must be a transformers PreTrainedModel, got {type(model).__name__}")
-    model_type = getattr(model.config, "model_type", None)
-    if model_type == "memory_autoencoder":
-        return model.encoder
-    if model_type == "memory_model":
+    if capabilities(model).has_encoder:
         encoder = getattr(model, "encoder", None) or getattr(getattr(model, "model", None), "encoder", None)
         if encoder is None:
-            raise ValueError("this memory model has no encoder (encoder_config=None)")
+            raise ValueError(f"this {type(model).__name__} has no encoder (encoder_config=None)")
         return encoder
     return model.base_model
 
@@ -145,12 +143,8 @@ def tokenize_texts(tokenizer, texts: Sequence[str], context: int, vocab_size: in
 # ----------------------------------------------------------------------------- probe
 def decoder_config(vocab_size: int, context: int, hidden: int, layers: int, heads: int, tokenizer) -> LlamaConfig:
     """The probe's fresh Llama decoder (Table 2 used 512 wide, 16 layers, 4 heads, intermediate 4d)."""
-    return LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=context,
-        tie_word_embeddings=False, pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
+    return llama(hidden, layers, heads, vocab_size=vocab_size, positions=context, pad_token_id=tokenizer.pad_token_id,
+                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
 
 
 def train_probe(model: MemoryAutoencoder, data: dict, *, steps: int, batch_size: int, lr: float, seed: int) -> None:

@@ -9,6 +9,7 @@ This file is never shipped to the Hub; the sibling modules are.
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
+from .capabilities import Capabilities, capabilities
 from .configuration_autoencoder import MemoryAutoencoderConfig
 from .configuration_masked_mixer import MaskedMixerConfig
 from .configuration_memory import MemoryConfig
@@ -39,6 +40,8 @@ _register(RecurrentMemoryConfig, causal_lm_class=RecurrentMemoryForCausalLM)
 
 __all__ = [
     "IGNORE_INDEX",
+    "Capabilities",
+    "capabilities",
     "LOSS_STREAMS",
     "MaskedMixerConfig",
     "MaskedMixerForCausalLM",

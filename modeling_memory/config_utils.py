@@ -31,6 +31,18 @@ class RequiredFieldsMixin:
         return super().from_dict(config_dict, **kwargs)
 
 
+def paper_llama(hidden: int, layers: int, heads: int = 4, vocab_size: int = 8000, positions: int = 2048,
+                **fields) -> LlamaConfig:
+    """A small Llama as the paper builds every one: intermediate size 4d, as many key/value heads as query heads,
+    untied embeddings, the paper's special tokens (pad = eos = 1, bos = 0), HF defaults otherwise; `fields` override.
+    The one builder of small Llama sub-configs: the configs' defaults, the presets, the probes and the benchmarks."""
+    return LlamaConfig(**{
+        "vocab_size": vocab_size, "hidden_size": hidden, "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "num_key_value_heads": heads, "max_position_embeddings": positions,
+        "tie_word_embeddings": False, "pad_token_id": 1, "bos_token_id": 0, "eos_token_id": 1, **fields,
+    })
+
+
 def check_sizes(owner: str, config) -> None:
     """Raise a `ValueError` naming `owner.field` for a size in `SIZE_FIELDS` that `config` (a config object or
     its dict) sets to anything but a positive integer."""
@@ -91,7 +103,7 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-OWN_MODEL_TYPES = ("llama", "masked_mixer")  # the paper's sub-models, built by explicit dispatch
+OWN_MODEL_TYPES = tuple(LOCAL_CONFIG_CLASSES)  # the paper's sub-models, built by explicit dispatch
 POOLINGS = ("last", "last_nonpad", "penultimate")  # which encoder position becomes the memory / embedding
 DECODER_INPUTS = ("inputs_embeds", "position_ids", "attention_mask")  # what the memory model passes its decoder
 

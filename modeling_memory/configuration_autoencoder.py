@@ -1,7 +1,8 @@
 """Configuration of the memory autoencoder / information-retention probe (Badger 2026, Tables 1 and 2)."""
 
-from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
+from .capabilities import Capabilities
 from .config_utils import (
     OWN_MODEL_TYPES,
     POOLINGS,
@@ -11,6 +12,7 @@ from .config_utils import (
     check_positive_int,
     context_length,
     keep_sub_config_implementations,
+    paper_llama,
 )
 
 EXPANSIONS = ("unroll", "repeat")
@@ -47,6 +49,7 @@ class MemoryAutoencoderConfig(RequiredFieldsMixin, PretrainedConfig):
     """
 
     model_type = "memory_autoencoder"
+    capabilities = Capabilities(is_autoencoder=True, has_encoder=True, native=False)
     sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
     required_fields = ("encoder_config", "decoder_config", "max_position_embeddings")
 
@@ -70,11 +73,7 @@ class MemoryAutoencoderConfig(RequiredFieldsMixin, PretrainedConfig):
         for derived in ("vocab_size", "hidden_size"):
             kwargs.pop(derived, None)
         if encoder_config is None:
-            encoder_config = LlamaConfig(
-                vocab_size=8000, hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
-                num_attention_heads=4, max_position_embeddings=max_position_embeddings,
-                pad_token_id=1, bos_token_id=0, eos_token_id=1,
-            )
+            encoder_config = paper_llama(512, 8, positions=max_position_embeddings)
         self.encoder_config = build_sub_config(encoder_config, "encoder_config")
         if decoder_config is None:
             if self.encoder_config.model_type not in OWN_MODEL_TYPES:

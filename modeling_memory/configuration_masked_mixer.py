@@ -2,6 +2,8 @@
 
 from transformers import PretrainedConfig
 
+from .capabilities import Capabilities
+
 
 class MaskedMixerConfig(PretrainedConfig):
     r"""
@@ -45,6 +47,7 @@ class MaskedMixerConfig(PretrainedConfig):
     """
 
     model_type = "masked_mixer"
+    capabilities = Capabilities(has_attention=False, native=False)  # no attention mask, weights or KV cache
 
     def __init__(
         self,

@@ -1,7 +1,8 @@
 """Configuration of the parallel encoder-decoder memory model (Badger 2026, Tables 3 and 4)."""
 
-from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
+from .capabilities import Capabilities, capabilities
 from .config_utils import (
     OWN_MODEL_TYPES,
     POOLINGS,
@@ -12,6 +13,7 @@ from .config_utils import (
     check_positive_int,
     context_length,
     keep_sub_config_implementations,
+    paper_llama,
 )
 
 MEMORY_LAYOUTS = ("fixed", "variable")
@@ -20,23 +22,6 @@ DEFAULT_ROLLING_CONTEXT = 32768  # what a rolling-window model advertises when m
 FILLERS = ("ones", "zeros", "learned", "masked")
 LOSS_REDUCTIONS = ("token_mean", "paper")
 POSITION_EMBEDDINGS = ("none", "learned")
-
-
-def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: int) -> LlamaConfig:
-    # Every small transformer in the paper: intermediate 4d, 4 heads, HF defaults otherwise.
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=4 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=positions,
-        tie_word_embeddings=False,
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=1,
-    )
 
 
 class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
@@ -102,10 +87,11 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
             positions of a chunk (slot `j`, token `i` of the chunk) is added to the decoder's input there, so that
             each slot and each token position is told apart directly. Zero-initialised: a pretrained decoder
             starts out exactly as it was. An attention decoder learns to read memories several times faster with
-            it (README, "Why blank copy was slow").
+            it (docs/reproduce.md, "Why blank copy was slow").
     """
 
     model_type = "memory_model"
+    capabilities = Capabilities(reads_memory=True, has_encoder=True, takes_memory_embeds=True, native=False)
     # transformers reaches the inner configs through these keys: `attn_implementation=`, `dtype` and the text config.
     sub_configs = {"encoder_config": AutoConfig, "decoder_config": AutoConfig}
     keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
@@ -146,7 +132,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):
             kwargs.pop(derived, None)  # derived below; present in saved config.json files
         if decoder_config is None:
-            decoder_config = _paper_llama(512, 16, 8000, num_memory_slots + chunk_size)
+            decoder_config = paper_llama(512, 16, positions=num_memory_slots + chunk_size)
         self.encoder_config = build_sub_config(encoder_config, "encoder_config", OWN_MODEL_TYPES)
         self.decoder_config = build_sub_config(decoder_config, "decoder_config")  # any native decoder-only type
         check_decoder_config(self.decoder_config)
@@ -211,6 +197,13 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         """Positions the decoder sees per chunk: memory slots plus the chunk's tokens."""
         return self.num_memory_slots + self.chunk_size
 
+    def window_holds(self, positions: int) -> bool:
+        """The memory-window rule, in one place: whether the model reads an input of `positions` positions, given
+        memories counting `chunk_size` positions each. A bounded window holds `num_memory_slots` chunks
+        (`num_memory_slots * chunk_size` positions); a rolling one any number (`max_position_embeddings` only
+        advertises `max_context`)."""
+        return self.memory_window == "rolling" or positions <= self.num_memory_slots * self.chunk_size
+
     def _validate(self):
         owner = "MemoryConfig"
         check_positive_int(owner, "chunk_size", self.chunk_size)
@@ -247,11 +240,13 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         if window is not None and getattr(decoder, "use_sliding_window", True) and window < self.decoder_length:
             raise ValueError(f"the decoder's sliding_window {window} is shorter than num_memory_slots + chunk_size = "
                              f"{self.decoder_length}: memory models need the whole chunk in the window")
-        if decoder.model_type == "masked_mixer":
+        if not capabilities(decoder).has_attention:
             if self.memory_layout != "fixed":
-                raise ValueError(f"a masked_mixer decoder supports memory_layout='fixed' only, got {self.memory_layout!r}")
+                raise ValueError(f"a {decoder.model_type} decoder supports memory_layout='fixed' only, got "
+                                 f"{self.memory_layout!r}")
             if self.filler == "masked":
-                raise ValueError("a masked_mixer decoder has no attention mask: use filler 'zeros', 'ones' or 'learned'")
+                raise ValueError(f"a {decoder.model_type} decoder has no attention mask: use filler 'zeros', 'ones' or "
+                                 "'learned'")
         encoder = self.encoder_config
         if encoder is None:
             if self.freeze_encoder or self.fresh_encoder_embedding:

@@ -1,7 +1,8 @@
 """Configuration of the recurrent memory baseline (Bulatov et al. 2022; the RMT baseline of Badger 2026, Fig. S5)."""
 
-from transformers import AutoConfig, LlamaConfig, PretrainedConfig
+from transformers import AutoConfig, PretrainedConfig
 
+from .capabilities import Capabilities
 from .config_utils import (
     OWN_MODEL_TYPES,
     RequiredFieldsMixin,
@@ -10,6 +11,7 @@ from .config_utils import (
     check_positive_int,
     context_length,
     keep_sub_config_implementations,
+    paper_llama,
 )
 
 RECURRENT_FILLERS = ("ones", "zeros", "learned")
@@ -29,10 +31,12 @@ class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         chunk_size (`int`, *optional*, defaults to 256): tokens per segment.
         max_segments (`int`, *optional*, defaults to 4): segments of the effective context
             (`max_position_embeddings = max_segments * chunk_size`).
-        num_memory_slots (`int`, *optional*, defaults to 1): memory vectors per segment (paper: 1).
+        num_memory_tokens (`int`, *optional*, defaults to 1): memory tokens per segment (paper: 1), read in front
+            of the segment's tokens and written after them. (Not `num_memory_slots`: in [`MemoryConfig`] that counts
+            context chunks.)
         filler (`str`, *optional*, defaults to `"ones"`): the memory the first segment reads: `"ones"` (paper
             transformer), `"zeros"` (paper mixer) or `"learned"`.
-        (`num_memory_tokens` and `memory_init`, the names of configs saved before, are read as these two.)
+        (Configs saved before hold `num_memory_slots` or `memory_init`: they are read as these two.)
         write_position (`str`, *optional*, defaults to `"append"`):
             `"append"`: write slots follow the segment's tokens (Bulatov et al.);
             `"last_token"`: the paper's variant, which overwrites the last token's embedding with the memory.
@@ -45,6 +49,7 @@ class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     """
 
     model_type = "recurrent_memory"
+    capabilities = Capabilities(reads_memory=True, native=False)
     sub_configs = {"decoder_config": AutoConfig}
     keys_to_ignore_at_inference = ["past_key_values"]  # a forward returns its cache (use_cache); the Trainer's
     # evaluation keeps it out of the predictions
@@ -55,7 +60,7 @@ class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         decoder_config=None,
         chunk_size: int = 256,
         max_segments: int = 4,
-        num_memory_slots: int = 1,
+        num_memory_tokens: int = 1,
         filler: str = "ones",
         write_position: str = "append",
         bptt_segments: int | None = None,
@@ -68,19 +73,16 @@ class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     ):
         for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):
             kwargs.pop(derived, None)
-        # Configs saved before the families shared field names hold num_memory_tokens / memory_init.
-        num_memory_slots = kwargs.pop("num_memory_tokens", num_memory_slots)
+        # Saved configs: num_memory_slots (this field's name for a while; it means chunks in MemoryConfig), and
+        # memory_init (the filler's first name).
+        num_memory_tokens = kwargs.pop("num_memory_slots", num_memory_tokens)
         filler = kwargs.pop("memory_init", filler)
         if decoder_config is None:
-            decoder_config = LlamaConfig(
-                vocab_size=8000, hidden_size=512, intermediate_size=2048, num_hidden_layers=16,
-                num_attention_heads=4, max_position_embeddings=2 * num_memory_slots + chunk_size,
-                pad_token_id=1, bos_token_id=0, eos_token_id=1,
-            )
+            decoder_config = paper_llama(512, 16, positions=2 * num_memory_tokens + chunk_size)
         self.decoder_config = build_sub_config(decoder_config, "decoder_config", OWN_MODEL_TYPES)
         self.chunk_size = chunk_size
         self.max_segments = max_segments
-        self.num_memory_slots = num_memory_slots
+        self.num_memory_tokens = num_memory_tokens
         self.filler = filler
         self.write_position = write_position
         self.bptt_segments = bptt_segments
@@ -103,19 +105,19 @@ class RecurrentMemoryConfig(RequiredFieldsMixin, PretrainedConfig):
     @property
     def segment_length(self) -> int:
         """Decoder positions per segment: read slots, tokens and (for `append`) write slots."""
-        write = self.num_memory_slots if self.write_position == "append" else 0
-        return self.num_memory_slots + self.chunk_size + write
+        write = self.num_memory_tokens if self.write_position == "append" else 0
+        return self.num_memory_tokens + self.chunk_size + write
 
     def _validate(self):
         owner = "RecurrentMemoryConfig"
-        for name in ("chunk_size", "max_segments", "num_memory_slots"):
+        for name in ("chunk_size", "max_segments", "num_memory_tokens"):
             check_positive_int(owner, name, getattr(self, name))
         check_choice(owner, "filler", self.filler, RECURRENT_FILLERS)
         check_choice(owner, "write_position", self.write_position, WRITE_POSITIONS)
         if self.bptt_segments is not None:
             check_positive_int(owner, "bptt_segments", self.bptt_segments)
-        if self.write_position == "last_token" and self.num_memory_slots != 1:
-            raise ValueError(f"write_position='last_token' supports num_memory_slots=1, got {self.num_memory_slots}")
+        if self.write_position == "last_token" and self.num_memory_tokens != 1:
+            raise ValueError(f"write_position='last_token' supports num_memory_tokens=1, got {self.num_memory_tokens}")
         positions = context_length(self.decoder_config)
         if positions is not None and positions < self.segment_length:
             raise ValueError(

@@ -12,6 +12,7 @@ import torch
 from transformers import DynamicCache, GenerationMixin
 from transformers.modeling_outputs import BaseModelOutput
 
+from .capabilities import capabilities
 from .model_utils import (
     GENERATED_AFTER_EMBEDS,
     PromptEmbedsGenerationMixin,
@@ -84,7 +85,7 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
     step, chunk boundaries handled inside), full recomputation for masked-mixer decoders."""
 
     def _prepare_cache_for_generation(self, generation_config, model_kwargs, *args, **kwargs):
-        if self.config.decoder_config.model_type == "masked_mixer":
+        if not capabilities(self.config.decoder_config).has_attention:
             return  # mixers have no KV cache: every step re-runs the prefix
         if model_kwargs.get("past_key_values") is not None or generation_config.use_cache is False:
             return super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
@@ -126,7 +127,7 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
         return forward_generation_kwargs(inputs, kwargs)
 
     def _assisted_decoding(self, *args, **kwargs):
-        reason = ("its decoder has no KV cache" if self.config.decoder_config.model_type == "masked_mixer" else
+        reason = ("its decoder has no KV cache" if not capabilities(self.config.decoder_config).has_attention else
                   "a MemoryCache cannot be cropped back to the accepted candidates (chunk boundaries rebuild it)")
         refuse_assisted_decoding(type(self).__name__, reason)
 
@@ -228,7 +229,7 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
         config = self.config
         slots_n = config.num_memory_slots
         old_index = cache.chunk_index[rows]
-        if config.memory_window == "bounded" and bool((old_index + 1 >= slots_n).any()):
+        if not config.window_holds(int(old_index.max() + 1) * config.chunk_size + 1):  # chunk g+1's first token
             raise ValueError(
                 f"generation would need chunk {int(old_index.max()) + 1} but the model holds {slots_n} chunks: "
                 f"max_position_embeddings={config.max_position_embeddings} tokens including given memories "

@@ -4,7 +4,7 @@ counts that make a step's loss independent of how its batch is split over micro-
 import torch
 import torch.nn.functional as F
 
-from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows
+from .sequence_ops import IGNORE_INDEX, left_pad_shift, next_token_targets, roll_rows
 
 LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
 # Loss streams: rows tagged `stream_ids = i` form stream LOSS_STREAMS[i], whose token-mean loss the config's
@@ -20,7 +20,7 @@ def shifted_targets(labels: torch.LongTensor | None, chunk_size: int, paper_chun
     none at padding positions (`token_mask` 0: as for `labels`, whose rolled padding has no target); paper mode
     drops targets that start a chunk. All `[b, T]`, rolled (each row starting at its first real token)."""
     if shift_labels is None:
-        targets = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+        targets = next_token_targets(labels)
     else:
         targets = shift_labels if token_mask is None else shift_labels.masked_fill(~token_mask.bool(), IGNORE_INDEX)
     if paper_chunk_targets:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, LlamaModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
+from .capabilities import capabilities
 from .configuration_autoencoder import MemoryAutoencoderConfig
 from .input_checks import check_inputs
 from .model_utils import (
@@ -26,8 +27,8 @@ from .model_utils import (
     remove_submodule,
     select_hidden_states,
 )
-from .modeling_masked_mixer import MaskedMixerModel
-from .sequence_ops import IGNORE_INDEX, loss_divisor
+from .native_decoders import build_sub_model
+from .sequence_ops import IGNORE_INDEX, loss_divisor, pool_states
 
 
 @dataclass
@@ -84,7 +85,7 @@ UNUSED_ENCODER_MODULES = ("pooler",)
 
 def build_encoder(config) -> PreTrainedModel:
     """Our masked mixer by explicit dispatch (not registered on a Hub user's machine), anything else via AutoModel."""
-    encoder = MaskedMixerModel(config) if config.model_type == "masked_mixer" else AutoModel.from_config(config)
+    encoder = build_sub_model(config, causal_lm=False)
     for name in UNUSED_ENCODER_MODULES:
         if isinstance(getattr(encoder, name, None), nn.Module):
             remove_submodule(encoder, name)
@@ -93,7 +94,7 @@ def build_encoder(config) -> PreTrainedModel:
 
 def build_decoder(config) -> PreTrainedModel:
     """A `LlamaModel` or `MaskedMixerModel` fed by `inputs_embeds`, without its (unused) token embedding."""
-    decoder = LlamaModel(config) if config.model_type == "llama" else MaskedMixerModel(config)
+    decoder = build_sub_model(config, causal_lm=False)
     # The decoder only ever reads inputs_embeds: an embedding here would be an unused parameter
     # (forcing DDP's find_unused_parameters, and V x d of wasted optimiser state).
     remove_submodule(decoder, "embed_tokens")
@@ -205,27 +206,12 @@ class MemoryAutoencoder(FrozenEncoderMixin, VocabularyResizeMixin, MemoryAutoenc
         kwargs = {"attention_mask": attention_mask} if self.config.pass_attention_mask_to_encoder else {}
         if self._encoder_takes_use_cache:
             kwargs["use_cache"] = False
-        if output_attentions and self.config.encoder_config.model_type != "masked_mixer":
+        if output_attentions and capabilities(self.config.encoder_config).has_attention:
             kwargs["output_attentions"] = True
         needs_grad = self.encoder_needs_grad or (inputs_embeds is not None and inputs_embeds.requires_grad)
         with torch.set_grad_enabled(torch.is_grad_enabled() and needs_grad):
             return self.encoder(input_ids=input_ids, inputs_embeds=inputs_embeds,
                                 output_hidden_states=output_hidden_states, return_dict=True, **kwargs)
-
-    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """Select the pooled position of `hidden` `[batch, seq_len, d]` -> `[batch, d]`."""
-        length = hidden.shape[1]
-        pooling = self.config.pooling
-        if pooling == "penultimate":
-            if length < 2:
-                raise ValueError(f"pooling='penultimate' needs at least 2 tokens, got seq_len={length}")
-            return hidden[:, -2]
-        if pooling == "last" or attention_mask is None:
-            return hidden[:, -1]
-        # last_nonpad: the last position with attention_mask == 1 (works for left and right padding).
-        positions = torch.arange(length, device=hidden.device).expand(hidden.shape[0], length)
-        last = torch.where(attention_mask.to(hidden.device).bool(), positions, -1).amax(-1).clamp(min=0)
-        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def expand(self, memory: torch.Tensor, length: int) -> torch.Tensor:
         """Turn the embedding `[batch, D]` into `length` decoder inputs `[batch, length, D]` (unroll or repeat)."""
@@ -266,8 +252,8 @@ class MemoryAutoencoder(FrozenEncoderMixin, VocabularyResizeMixin, MemoryAutoenc
         if shift_labels is not None:
             raise ValueError("shift_labels: the autoencoder reconstructs every token in place (position i predicts "
                              "token i), so there is nothing to shift; pass the targets as labels")
-        kinds = (self.config.encoder_config.model_type, self.config.decoder_config.model_type)
-        if all(kind == "masked_mixer" for kind in kinds):
+        attends = [capabilities(part).has_attention for part in (self.config.encoder_config, self.config.decoder_config)]
+        if not any(attends):
             check_no_attentions("every part of this autoencoder", output_attentions)
         _, length = check_inputs(self.get_input_embeddings().num_embeddings, self.config.encoder_hidden_size, input_ids,
                                  attention_mask, inputs_embeds, labels)
@@ -278,14 +264,12 @@ class MemoryAutoencoder(FrozenEncoderMixin, VocabularyResizeMixin, MemoryAutoenc
             )
         encoded = self._run_encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
                                     bool(output_hidden_states))
-        memory = self.pool(encoded.last_hidden_state, attention_mask).to(self.lm_head.weight.dtype)  # (B, d_e)
+        memory = pool_states(encoded.last_hidden_state, self.config.pooling, attention_mask).to(self.lm_head.weight.dtype)  # (B, d_e)
         if self.config.compression > 1:
             memory = self.compression_up(self.compression_down(memory))
         if hasattr(self, "bridge"):
             memory = self.bridge(memory)  # (B, D)
-        decoder_kwargs = {"use_cache": False} if isinstance(self.decoder, LlamaModel) else {}
-        if output_attentions and kinds[1] != "masked_mixer":
-            decoder_kwargs["output_attentions"] = True
+        decoder_kwargs = {"use_cache": False, "output_attentions": output_attentions} if attends[1] else {}
         decoded = self.decoder(inputs_embeds=self.expand(memory, length),  # (B, L, D)
                                output_hidden_states=bool(output_hidden_states), return_dict=True, **decoder_kwargs)
         logits = self.lm_head(decoded.last_hidden_state)  # (B, L, V)

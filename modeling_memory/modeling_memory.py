@@ -10,9 +10,10 @@ sequential loop over chunks.
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModelForCausalLM, Cache, DynamicCache, LlamaForCausalLM, LlamaModel, PreTrainedModel
+from transformers import AutoModelForCausalLM, Cache, DynamicCache, PreTrainedModel
 
 from .auto_map import AutoMapMixin
+from .capabilities import capabilities
 from .configuration_memory import MemoryConfig
 from .input_checks import check_embeds, check_inputs, check_matches, check_targets
 from .memory_generation import MemoryCache, MemoryGenerationMixin
@@ -20,22 +21,9 @@ from .memory_loss import MemoryLossMixin, shifted_targets
 from .memory_outputs import MemoryCausalLMOutput, MemoryDecodeOutput, MemoryDecoderInputs, MemoryModelOutput
 from .model_utils import FrozenEncoderMixin, VocabularyResizeMixin, as_return, check_no_attentions, output_flags
 from .model_utils import select_hidden_states
-from .modeling_masked_mixer import (
-    MaskedMixerForCausalLM,
-    MaskedMixerModel,
-    MaskedTokenMixing,
-    MultiHeadTokenMixing,
-)
-from .native_decoders import attach_pretrained_decoder, build_native_decoder
-from .sequence_ops import left_pad_shift, roll_rows, row_gather, row_lengths
-
-
-def _build_sub_model(config, causal_lm: bool):
-    if config.model_type == "masked_mixer":
-        return MaskedMixerForCausalLM(config) if causal_lm else MaskedMixerModel(config)
-    if config.model_type != "llama" and causal_lm:
-        return build_native_decoder(config)  # Qwen, Mistral, Gemma, ... (checked: inputs_embeds, positions, mask)
-    return LlamaForCausalLM(config) if causal_lm else LlamaModel(config)
+from .modeling_masked_mixer import MaskedTokenMixing, MultiHeadTokenMixing
+from .native_decoders import attach_pretrained_decoder, build_sub_model
+from .sequence_ops import left_pad_shift, pool_states, roll_rows, row_gather, row_lengths
 
 
 class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -74,7 +62,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
         self.encoder = None
         self.memory_compress = self.memory_expand = self.memory_projection = None
         if config.encoder_config is not None and not config.no_memory:
-            self.encoder = _build_sub_model(config.encoder_config, causal_lm=False)
+            self.encoder = build_sub_model(config.encoder_config, causal_lm=False)
             d_enc = config.encoder_config.hidden_size
             if config.compression > 1:
                 self.memory_compress = nn.Linear(d_enc, d_enc // config.compression)
@@ -85,7 +73,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
         self.decoder_position_embeddings = None
         if config.position_embedding == "learned":  # one row per decoder position of a chunk: slots, then tokens
             self.decoder_position_embeddings = nn.Embedding(config.decoder_length, d_dec)
-        self.decoder = _build_sub_model(config.decoder_config, causal_lm=True)
+        self.decoder = build_sub_model(config.decoder_config, causal_lm=True)
         self.post_init()
         self.apply_freezing()
 
@@ -122,20 +110,11 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
         """Memories of `[n, L]` chunks: pooled encoder state, optional bottleneck and projection -> `[n, d_dec]`."""
         config = self.config
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.encoder_needs_grad):
-            if config.encoder_config.model_type == "masked_mixer":
-                hidden = self.encoder(input_ids=chunk_ids).last_hidden_state  # mixers read pads as tokens
-            else:
+            if capabilities(config.encoder_config).has_attention:
                 hidden = self.encoder(input_ids=chunk_ids, attention_mask=chunk_mask, use_cache=False).last_hidden_state
-        # hidden: (n, L, d_enc)
-        if config.pooling == "last":
-            memory = hidden[:, -1]
-        elif config.pooling == "penultimate":
-            memory = hidden[:, -2]
-        else:  # last_nonpad; all-pad chunks fall back to the last position
-            length = chunk_mask.shape[1]
-            last = length - 1 - chunk_mask.flip(1).long().argmax(1)
-            last = torch.where(chunk_mask.any(1), last, length - 1)
-            memory = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+            else:
+                hidden = self.encoder(input_ids=chunk_ids).last_hidden_state  # mixers read pads as tokens
+        memory = pool_states(hidden, config.pooling, chunk_mask)  # (n, d_enc)
         if self.memory_compress is not None:
             memory = self.memory_expand(self.memory_compress(memory))
         if self.memory_projection is not None:
@@ -294,7 +273,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
         Returns the decoder base model's output (`last_hidden_state` `[n, len, d]`, and the states / weights asked for).
         """
         embeds = self.decoder_input_embeds(embeds, positions)
-        if self.config.decoder_config.model_type == "masked_mixer":  # fixed layout, no mask, no attention
+        if not capabilities(self.config.decoder_config).has_attention:  # fixed layout, no mask, no positions
             return self.decoder.model(inputs_embeds=embeds, output_hidden_states=output_hidden_states, return_dict=True)
         return self.decoder.model(
             inputs_embeds=embeds,
@@ -340,7 +319,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
                     f"memory_embeds must be [batch, n_memories, {d_dec}] (decoder width), got {tuple(memory_embeds.shape)}"
                 )
             given = memory_embeds.shape[1]
-            if given > config.num_memory_slots and config.memory_window == "bounded":
+            if not config.window_holds(given * config.chunk_size):
                 raise ValueError(
                     f"{given} memories given, but the decoder has only num_memory_slots={config.num_memory_slots}"
                 )
@@ -349,7 +328,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
                              f"{tuple(memory_attention_mask.shape)} for memory_embeds "
                              f"{None if memory_embeds is None else tuple(memory_embeds.shape)}")
         num_chunks = -(-length // config.chunk_size)
-        if given + num_chunks > config.num_memory_slots and config.memory_window == "bounded":
+        if not config.window_holds(given * config.chunk_size + length):
             raise ValueError(
                 f"{length} tokens after {given} memories need {given} + {num_chunks} chunks of {config.chunk_size}, "
                 f"but the model holds {config.num_memory_slots} chunks: max_position_embeddings="
@@ -491,7 +470,7 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
     def _output_flags(self, output_attentions, output_hidden_states, return_dict):
         """The call's flags (argument, else config); attention weights only from an attention decoder."""
         flags = output_flags(self.config, output_attentions, output_hidden_states, return_dict)
-        if self.config.decoder_config.model_type == "masked_mixer":
+        if not capabilities(self.config.decoder_config).has_attention:
             check_no_attentions("the decoder", flags[0])
         return flags
 
@@ -578,7 +557,7 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         has_targets = labels is not None or shift_labels is not None
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         want_cache = isinstance(past_key_values, MemoryCache) or (use_cache and past_key_values is None)
-        want_cache = want_cache and self.config.decoder_config.model_type != "masked_mixer"
+        want_cache = want_cache and capabilities(self.config.decoder_config).has_attention  # a mixer has no cache
         # Prefill for generate(): the first new token needs only the memories of the complete chunks and ONE decoder
         # pass over each row's last chunk (the pass that fills the cache), not all chunks.
         prefill = (want_cache and not has_targets and logits_to_keep == 1 and not output_attentions

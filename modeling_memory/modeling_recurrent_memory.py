@@ -1,7 +1,7 @@
 """Recurrent memory transformer (Bulatov et al. 2022), the baseline of Badger 2026 (Fig. S5).
 
 Segments of `chunk_size` tokens go one after the other through the same decoder. Each segment reads the
-memory written by the previous one (`num_memory_slots` vectors in front of its tokens) and writes a new
+memory written by the previous one (`num_memory_tokens` vectors in front of its tokens) and writes a new
 one. The recurrence is inherent: segment `c` needs the memory produced by segment `c - 1`.
 """
 
@@ -10,12 +10,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import DynamicCache, GenerationMixin, LlamaForCausalLM, PreTrainedModel
+from transformers import DynamicCache, GenerationMixin, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput
 from transformers.utils import ModelOutput
 
 from .auto_map import AutoMapMixin
+from .capabilities import capabilities
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .input_checks import check_inputs
+from .memory_outputs import MemoryDecodeOutput
 from .model_utils import (
     VocabularyResizeMixin,
     as_return,
@@ -26,10 +29,9 @@ from .model_utils import (
     refuse_assisted_decoding,
     select_hidden_states,
 )
-from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
+from .modeling_masked_mixer import MaskedTokenMixing, MultiHeadTokenMixing
+from .native_decoders import build_sub_model
 from .sequence_ops import causal_lm_loss, left_pad_shift, map_row_state, roll_rows
-
-DECODER_CLASSES = {"llama": LlamaForCausalLM, "masked_mixer": MaskedMixerForCausalLM}
 
 
 @dataclass
@@ -40,7 +42,7 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
     Args:
         loss (`[]`, *optional*): token-mean next-token cross-entropy, returned when `labels` are given.
         logits (`[batch, seq_len, vocab]`): aligned with `input_ids` over all segments.
-        memory_embeds (`[batch, num_segments, num_memory_slots, hidden]`): the memory written by each
+        memory_embeds (`[batch, num_segments, num_memory_tokens, hidden]`): the memory written by each
             segment (segments counted from each row's first non-pad token); `None` for a cached step.
         past_key_values (`RecurrentMemoryCache`, *optional*): the generation cache, when one is used.
         hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` states `[batch, seq_len,
@@ -144,10 +146,10 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
 
     def __init__(self, config: RecurrentMemoryConfig):
         super().__init__(config)
-        self.decoder = DECODER_CLASSES[config.decoder_config.model_type](config.decoder_config)
+        self.decoder = build_sub_model(config.decoder_config, causal_lm=True)
         hidden = config.decoder_config.hidden_size
         if config.filler == "learned":
-            self.initial_memory = nn.Parameter(torch.empty(config.num_memory_slots, hidden))
+            self.initial_memory = nn.Parameter(torch.empty(config.num_memory_tokens, hidden))
         else:
             self.initial_memory = None
         self.post_init()
@@ -165,7 +167,7 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
         self.decoder.lm_head = value
 
     def _initial_memory_for(self, batch: int, like: torch.Tensor) -> torch.Tensor:
-        shape = (batch, self.config.num_memory_slots, like.shape[-1])
+        shape = (batch, self.config.num_memory_tokens, like.shape[-1])
         if self.initial_memory is not None:
             return self.initial_memory.to(like.dtype)[None].expand(shape)
         fill = 1.0 if self.config.filler == "ones" else 0.0
@@ -194,16 +196,18 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
 
     def _token_columns(self, length: int) -> slice:
         """Positions of a segment's `length` token states in the decoder input (after the `m` read slots)."""
-        m = self.config.num_memory_slots
+        m = self.config.num_memory_tokens
         return slice(m, m + length)
 
-    def _run_segments(self, embeds: torch.Tensor, mask: torch.Tensor, output_attentions=False,
-                      output_hidden_states=False):
-        """Runs all segments of right-aligned `[B, S*L, D]` embeddings.
+    def decode(self, embeds: torch.Tensor, mask: torch.Tensor, output_attentions=False,
+               output_hidden_states=False) -> MemoryDecodeOutput:
+        """Runs all segments of right-aligned `[B, S*L, D]` embeddings (rows rolled to start at their first real
+        token), as the memory model's `decode` runs its chunks.
 
         Returns:
-            token states `[B, S*L, D]`, memories `[B, S, m, D]`, per-layer token states (`[B, S*L, D]` each, if
-            `output_hidden_states`) and per-layer attention weights (`[B*S, heads, q, k]` each, if `output_attentions`).
+            [`MemoryDecodeOutput`]: token states `[B, S*L, D]`, memories `[B, S, m, D]`, per-layer token states
+            (`[B, S*L, D]` each, if `output_hidden_states`) and per-layer attention weights (`[B*S, heads, q, k]`
+            each, if `output_attentions`).
         """
         batch, length = mask.shape
         chunk = self.config.chunk_size
@@ -226,7 +230,8 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
         layer_states = tuple(torch.cat(layer, dim=1) for layer in zip(*layer_states)) if output_hidden_states else None
         if output_attentions:  # (B, S, heads, q, k) -> (B*S, heads, q, k): row r, segment s at r * S + s
             attentions = tuple(torch.stack(layer, dim=1).flatten(0, 1) for layer in zip(*attentions))
-        return torch.cat(states, dim=1), torch.stack(memories, dim=1), layer_states, attentions or None
+        return MemoryDecodeOutput(last_hidden_state=torch.cat(states, dim=1), memory_embeds=torch.stack(memories, dim=1),
+                                  hidden_states=layer_states, attentions=attentions or None)
 
     def forward(
         self,
@@ -264,41 +269,55 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
         output_attentions, output_hidden_states, return_dict = output_flags(
             self.config, output_attentions, output_hidden_states, return_dict
         )
-        if self.config.decoder_config.model_type == "masked_mixer":
+        if not capabilities(self.config.decoder_config).has_attention:
             check_no_attentions("the decoder", output_attentions)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if isinstance(past_key_values, RecurrentMemoryCache) and past_key_values.is_filled:
             # decoding step: the prompt was checked at prefill; no per-token device sync here
-            states, layer_states, attentions = self.cached_step(input_ids, past_key_values, output_attentions,
-                                                                bool(output_hidden_states), inputs_embeds)
-            layer_states = select_hidden_states(layer_states, output_hidden_states)
-            output = RecurrentMemoryCausalLMOutput(logits=self.decoder.lm_head(states), past_key_values=past_key_values,
-                                                   hidden_states=layer_states, attentions=attentions)
-            return as_return(output, return_dict)
-        check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
-                     inputs_embeds, labels, shift_labels)
+            decoded = self.cached_step(input_ids, past_key_values, output_attentions, bool(output_hidden_states),
+                                       inputs_embeds)
+        else:
+            check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids,
+                         attention_mask, inputs_embeds, labels, shift_labels)
+            use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
+            want_cache = isinstance(past_key_values, RecurrentMemoryCache) or (use_cache and past_key_values is None)
+            if want_cache and past_key_values is None:
+                past_key_values = RecurrentMemoryCache()
+            decoded = self._decode_inputs(input_ids, attention_mask, inputs_embeds,
+                                          past_key_values if want_cache else None, output_attentions,
+                                          bool(output_hidden_states))
+        hidden_states = select_hidden_states(decoded.hidden_states, output_hidden_states)
+        logits, loss = self._head_and_loss(decoded.last_hidden_state, labels, shift_labels, num_items_in_batch)
+        output = RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeds=getattr(decoded, "memory_embeds", None),
+                                               past_key_values=past_key_values, hidden_states=hidden_states,
+                                               attentions=decoded.attentions)
+        return as_return(output, return_dict)
+
+    def _decode_inputs(self, input_ids, attention_mask, inputs_embeds, cache, output_attentions=False,
+                       output_hidden_states=False) -> MemoryDecodeOutput:
+        """`decode` over a whole input, in input order: token states `[b, T, D]`, the memories, the hidden states
+        (the token embeddings the segments' inputs were assembled from, then each layer's token states); a `cache`
+        (`RecurrentMemoryCache`) is filled with each row's current segment (prefill)."""
         token_embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
         embeds, mask, shift, length = self._segment_inputs(token_embeds, attention_mask)
-        hidden, memories, layer_states, attentions = self._run_segments(embeds, mask, output_attentions,
-                                                                        bool(output_hidden_states))
-        use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
-        if isinstance(past_key_values, RecurrentMemoryCache) or (use_cache and past_key_values is None):
-            num_ids = 0 if input_ids is None else length
-            past_key_values = self.fill_cache(past_key_values, embeds, mask, memories, num_ids)
-            past_key_values.seen += length
-        hidden = roll_rows(hidden[:, :length], shift, inverse=True)
-        if layer_states is not None:  # the first: the token embeddings the segments' inputs were assembled from
-            layer_states = (token_embeds, *(roll_rows(h[:, :length], shift, inverse=True) for h in layer_states[1:]))
-            layer_states = select_hidden_states(layer_states, output_hidden_states)
+        decoded = self.decode(embeds, mask, output_attentions, output_hidden_states)
+        if cache is not None:
+            self.fill_cache(cache, embeds, mask, decoded.memory_embeds, 0 if input_ids is None else length)
+            cache.seen += length
+        decoded.last_hidden_state = roll_rows(decoded.last_hidden_state[:, :length], shift, inverse=True)
+        if decoded.hidden_states is not None:
+            decoded.hidden_states = (token_embeds, *(roll_rows(h[:, :length], shift, inverse=True)
+                                                     for h in decoded.hidden_states[1:]))
+        return decoded
+
+    def _head_and_loss(self, hidden, labels=None, shift_labels=None, num_items_in_batch=None):
+        """The language-modelling head (the one place it runs on the outputs) and, with targets, the shifted
+        token-mean loss: logits `[b, T, V]` and the loss (`None` without targets)."""
         logits = self.decoder.lm_head(hidden)
-        loss = None
-        if labels is not None or shift_labels is not None:
-            loss = causal_lm_loss(logits, labels, num_items_in_batch, shift_labels)
-        output = RecurrentMemoryCausalLMOutput(loss=loss, logits=logits, memory_embeds=memories,
-                                               past_key_values=past_key_values, hidden_states=layer_states,
-                                               attentions=attentions)
-        return as_return(output, return_dict)
+        if labels is None and shift_labels is None:
+            return logits, None
+        return logits, causal_lm_loss(logits, labels, num_items_in_batch, shift_labels)
 
     def _segment_inputs(self, embeds, attention_mask):
         """Embeddings `[B, S*L, D]` and mask `[B, S*L]` of the token embeddings `embeds` `[B, T, D]`, every row rolled
@@ -347,8 +366,8 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
         `inputs_embeds`), through a filled cache.
 
         Returns:
-            their decoder states `[b, q, d]`, and (if asked) per-layer states `[b, q, d]` and attention weights
-            `[b, heads, q, segment_length]`.
+            `BaseModelOutput` (as the memory model's `cached_step`): their decoder states `[b, q, d]`, and (if asked)
+            per-layer states `[b, q, d]` and attention weights `[b, heads, q, segment_length]`.
         """
         count = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
         total = cache.seen + count
@@ -364,7 +383,7 @@ class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTraine
         states = torch.stack([step[0] for step in steps], dim=1)
         layer_states = tuple(torch.stack(layer, dim=1) for layer in zip(*[step[1] for step in steps])) or None
         attentions = tuple(torch.stack(layer, dim=2) for layer in zip(*[step[2] for step in steps])) or None
-        return states, layer_states, attentions
+        return BaseModelOutput(last_hidden_state=states, hidden_states=layer_states, attentions=attentions)
 
     def _cached_token(self, embed: torch.Tensor, cache: RecurrentMemoryCache, output_attentions=False,
                       output_hidden_states=False):

@@ -3,16 +3,22 @@
 A memory model drives its decoder through the public arguments `inputs_embeds`, `position_ids` and
 `attention_mask` of the decoder's base model (`decoder.model`) and applies `decoder.lm_head` itself, so any
 causal LM that transformers ships with that interface works. Pretrained weights are attached without
-materialising a random copy first (see [`attach_pretrained_decoder`]).
+materialising a random copy first (see [`attach_pretrained_decoder`]). [`build_sub_model`] is the one place that
+builds a family's encoder or decoder from its sub-config: the paper's own sub-models, or a native one.
 """
 
 import inspect
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, PretrainedConfig
+from transformers import AutoModel, AutoModelForCausalLM, LlamaForCausalLM, LlamaModel, PretrainedConfig
 
 from .config_utils import DECODER_INPUTS, check_decoder_config
+from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedMixerModel
+
+# The paper's sub-models (base model, causal LM), built by explicit dispatch: on a Hub user's machine our masked mixer
+# is not registered with the Auto classes.
+OWN_SUB_MODELS = {"llama": (LlamaModel, LlamaForCausalLM), "masked_mixer": (MaskedMixerModel, MaskedMixerForCausalLM)}
 
 
 def check_native_decoder(decoder: nn.Module) -> None:
@@ -36,6 +42,15 @@ def build_native_decoder(config: PretrainedConfig) -> nn.Module:
     decoder = AutoModelForCausalLM.from_config(config)
     check_native_decoder(decoder)
     return decoder
+
+
+def build_sub_model(config: PretrainedConfig, causal_lm: bool) -> nn.Module:
+    """A fresh encoder or decoder for a sub-config: the base model (`causal_lm=False`) or the causal LM of one of the
+    paper's sub-models, else a native model (a causal LM checked to be drivable, or `AutoModel`'s base model)."""
+    own = OWN_SUB_MODELS.get(config.model_type)
+    if own is not None:
+        return own[1 if causal_lm else 0](config)
+    return build_native_decoder(config) if causal_lm else AutoModel.from_config(config)
 
 
 def same_architecture(expected: PretrainedConfig, actual: PretrainedConfig, fields=None) -> list[str]:

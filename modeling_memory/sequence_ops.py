@@ -19,6 +19,25 @@ def row_lengths(mask: torch.Tensor) -> torch.LongTensor:
     return torch.where(mask.any(1), last, 0)
 
 
+def pool_states(hidden: torch.Tensor, pooling: str, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The one position of each row of `hidden` `[b, T, d]` that becomes its embedding (a memory) -> `[b, d]`.
+
+    `"last"`: position `T-1`; `"penultimate"`: `T-2` (for causal mixers, whose last row is never trained; needs
+    `T >= 2`); `"last_nonpad"`: each row's last real token of `mask` `[b, T]` (left or right padding), and position
+    `T-1`, as `"last"`, for a row without any real token or when there is no mask.
+    """
+    length = hidden.shape[1]
+    if pooling == "penultimate":
+        if length < 2:
+            raise ValueError(f"pooling='penultimate' needs at least 2 tokens, got seq_len={length}")
+        return hidden[:, -2]
+    if pooling == "last" or mask is None:
+        return hidden[:, -1]
+    mask = mask.to(hidden.device).bool()
+    last = torch.where(mask.any(1), row_lengths(mask) - 1, length - 1)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
 def left_pad_shift(mask: torch.Tensor) -> torch.LongTensor | None:
     """Per-row index of the first real token (0 for rows without any), or `None` if no row is left-padded."""
     mask = mask.bool()
@@ -40,6 +59,12 @@ def roll_rows(x: torch.Tensor, shift: torch.LongTensor | None, inverse: bool = F
     return row_gather(x, index)
 
 
+def next_token_targets(labels: torch.LongTensor) -> torch.LongTensor:
+    """The label shift, in one place: `targets[..., p] = labels[..., p + 1]` (position `p` predicts the next token),
+    the last position without a target (-100); same shape as `labels`."""
+    return F.pad(labels[..., 1:], (0, 1), value=IGNORE_INDEX)
+
+
 def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor | None, num_items_in_batch=None,
                    shift_labels: torch.LongTensor | None = None) -> torch.Tensor:
     """Token-mean cross-entropy of `logits[:, p]` against `labels[:, p + 1]`, ignoring -100.
@@ -51,7 +76,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.LongTensor | None, num_it
     A batch without any target gives a zero loss that still has a grad_fn (never NaN).
     """
     if shift_labels is None:
-        shift_labels = F.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)  # the last position has no target
+        shift_labels = next_token_targets(labels)
     targets = shift_labels.flatten().to(logits.device)
     total = F.cross_entropy(logits.flatten(0, 1).float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / loss_divisor(targets, num_items_in_batch)

@@ -12,9 +12,9 @@ CHUNK = 4
 
 def recurrent_config(decoder: str = "llama", **overrides) -> RecurrentMemoryConfig:
     """Chunk 4, up to 4 segments, one memory token unless overridden; a 2-layer, 32-wide decoder."""
-    kwargs = dict(chunk_size=CHUNK, max_segments=4, num_memory_slots=1)
+    kwargs = dict(chunk_size=CHUNK, max_segments=4, num_memory_tokens=1)
     kwargs.update(overrides)
-    m = kwargs["num_memory_slots"]
+    m = kwargs["num_memory_tokens"]
     write = m if kwargs.get("write_position", "append") == "append" else 0
     positions = m + CHUNK + write
     if decoder == "llama":
@@ -42,7 +42,7 @@ CASES = [
     ModelCase("recurrent_memory_llama_append", lambda: recurrent_model(), token_inputs, contract=True),
     ModelCase(
         "recurrent_memory_llama_learned_2tokens",
-        lambda: recurrent_model(filler="learned", num_memory_slots=2),
+        lambda: recurrent_model(filler="learned", num_memory_tokens=2),
         token_inputs,
     ),
     ModelCase("recurrent_memory_llama_last_token", lambda: recurrent_model(write_position="last_token"), token_inputs,

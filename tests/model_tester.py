@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from transformers import Cache, PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 
+from memory_models.modeling_memory import capabilities
+
 TESTS_DIR = pathlib.Path(__file__).parent
 
 
@@ -222,7 +224,7 @@ def is_causal_lm(case: ModelCase) -> bool:
 def attention_parts(model) -> dict:
     """`{output field: config}` of the parts whose attention weights the model reports."""
     config = model.config
-    if config.model_type == "memory_autoencoder":
+    if capabilities(config).is_autoencoder:
         return {"encoder_attentions": config.encoder_config, "decoder_attentions": config.decoder_config}
     return {"attentions": config.get_text_config(decoder=True)}
 
@@ -230,13 +232,13 @@ def attention_parts(model) -> dict:
 def hidden_state_parts(model) -> dict:
     """`{output field: config}` of the parts whose hidden states the model reports."""
     config = model.config
-    if config.model_type == "memory_autoencoder":
+    if capabilities(config).is_autoencoder:
         return {"encoder_hidden_states": config.encoder_config, "decoder_hidden_states": config.decoder_config}
     return {"hidden_states": config.get_text_config(decoder=True)}
 
 
 def has_attention(config) -> bool:
-    return config.model_type != "masked_mixer"
+    return capabilities(config).has_attention
 
 
 def assert_same_outputs(first, second):

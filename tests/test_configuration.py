@@ -66,6 +66,26 @@ def test_effective_context_is_advertised():
     assert get_preset("recurrent-memory-tiny", max_segments=5).max_position_embeddings == 5 * 8
 
 
+@pytest.mark.parametrize("name", ["memory-transformer-tiny", "memory-mixer-tiny", "memory-transformer-small",
+                                  "llama-3.2-1b-memory"])
+def test_a_memory_preset_chunk_size_is_one_setting(name):
+    """A memory preset's chunk size and slot count are single settings: overriding them alone builds a valid config
+    whose encoder reads exactly one chunk and whose decoder reads the slots plus one chunk (a pretrained decoder
+    keeps its own, larger context)."""
+    config = get_preset(name, chunk_size=24, num_memory_slots=3)
+    assert (config.chunk_size, config.num_memory_slots, config.max_position_embeddings) == (24, 3, 72)
+    assert config.encoder_config.max_position_embeddings == 24
+    decoder_positions = config.decoder_config.max_position_embeddings
+    assert decoder_positions == 27 or (name == "llama-3.2-1b-memory" and decoder_positions == 131072)
+
+
+def test_a_recurrent_preset_segment_follows_its_chunk_size():
+    """The RMT preset's decoder reads one segment (read tokens, chunk, write tokens) of the chunk size and memory
+    tokens asked for."""
+    config = get_preset("recurrent-memory-tiny", chunk_size=12, num_memory_tokens=2)
+    assert config.decoder_config.max_position_embeddings == config.segment_length == 2 + 12 + 2
+
+
 def test_sub_configs_serialise_as_dicts_and_rebuild_without_registration():
     """Sub-configs are dicts in JSON and come back as LlamaConfig / MaskedMixerConfig / native types."""
     config = get_preset("memory-mixer-tiny")
@@ -140,6 +160,7 @@ def test_no_split_modules_are_the_blocks_present(name, expected):
 
 
 SAVED_CONFIGS = pathlib.Path(__file__).parent / "saved_configs"  # config.json files written by main at f873552
+# (recurrent_memory_num_memory_slots.json: at e69d6b0, before the RMT field became num_memory_tokens)
 
 
 @pytest.mark.parametrize("path", sorted(SAVED_CONFIGS.glob("*.json")), ids=lambda p: p.stem)
@@ -155,14 +176,16 @@ def test_configs_saved_before_sub_configs_still_load(path):
     assert model(input_ids=ids).logits.shape == (2, 8, config.vocab_size)
 
 
-def test_recurrent_memory_config_migrates_the_old_field_names():
-    """The RMT's fields carry the memory model's names (num_memory_slots, filler); a config saved with the old ones
-    (num_memory_tokens, memory_init) loads into them and saves back with the new names only."""
-    saved = json.loads((SAVED_CONFIGS / "recurrent_memory.json").read_text())
-    assert saved["num_memory_tokens"] == 2 and saved["memory_init"] == "learned"
+@pytest.mark.parametrize("name, tokens, filler", [("recurrent_memory", 2, "learned"),
+                                                   ("recurrent_memory_num_memory_slots", 3, "zeros")])
+def test_recurrent_memory_config_migrates_the_old_field_names(name, tokens, filler):
+    """The RMT's memory tokens per segment are `num_memory_tokens` (in `MemoryConfig`, `num_memory_slots` counts
+    chunks): a config saved under either earlier name set (num_memory_tokens + memory_init before the families shared
+    names, num_memory_slots + filler after) loads into them and saves back with the current names only."""
+    saved = json.loads((SAVED_CONFIGS / f"{name}.json").read_text())
     config = AutoConfig.for_model(**saved)
-    assert (config.num_memory_slots, config.filler) == (2, "learned")
-    assert config.segment_length == 2 + config.chunk_size + 2
+    assert (config.num_memory_tokens, config.filler) == (tokens, filler)
+    assert config.segment_length == tokens + config.chunk_size + tokens
     again = config.to_dict()
-    assert "num_memory_tokens" not in again and "memory_init" not in again
+    assert "num_memory_slots" not in again and "memory_init" not in again
     assert RecurrentMemoryConfig.from_dict(again).to_dict() == again

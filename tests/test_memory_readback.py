@@ -13,6 +13,7 @@ from transformers import LlamaConfig
 
 from memory_models.modeling_memory import (MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig, MemoryConfig,
                              MemoryForCausalLM)
+from memory_models.modeling_memory.sequence_ops import pool_states
 from memory_models.training.objectives.batch import CopySettings
 from memory_models.training.objectives.copy import copy_batch
 
@@ -98,7 +99,7 @@ def test_frozen_encoder_gives_the_autoencoders_memories(family):
     ids = tokens(torch.Generator().manual_seed(1), 3, SLOTS * CHUNK)
     with torch.no_grad():
         hidden = autoencoder.encoder(input_ids=ids.view(-1, CHUNK)).last_hidden_state
-    expected = autoencoder.pool(hidden, None).view(3, SLOTS, HIDDEN)
+    expected = pool_states(hidden, autoencoder.config.pooling).view(3, SLOTS, HIDDEN)
     torch.testing.assert_close(model.encode(ids), expected)
 
 

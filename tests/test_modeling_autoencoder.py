@@ -7,6 +7,7 @@ from transformers import LlamaModel, Qwen3Config
 from cases_autoencoder import VOCAB, autoencoder, bert_block, llama_block, mixer_block
 from memory_models.modeling_memory import MaskedMixerModel, MemoryAutoencoder
 from memory_models.modeling_memory.modeling_autoencoder import unroll_index, unroll_windows
+from memory_models.modeling_memory.sequence_ops import pool_states
 
 
 def qwen3_block(**overrides) -> Qwen3Config:
@@ -166,6 +167,27 @@ def test_last_nonpad_pooling_ignores_right_padding():
         alone = model(ids).memory_embeds
         in_padding = model(padded, attention_mask=mask).memory_embeds
     torch.testing.assert_close(in_padding, alone, rtol=1e-5, atol=1e-5)
+
+
+def test_one_pooling_rule_and_its_edges():
+    """`pool_states`, which the autoencoder and the memory model's encoder both use: last_nonpad takes each row's last
+    real token under left or right padding, and the last position (as "last") for a row without real tokens or
+    without a mask; penultimate needs two positions."""
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).view(2, 4, 3)
+    mask = torch.tensor([[0, 1, 1, 0], [0, 0, 0, 0]])  # a padded row, a row without any real token
+    torch.testing.assert_close(pool_states(hidden, "last_nonpad", mask), torch.stack([hidden[0, 2], hidden[1, 3]]))
+    torch.testing.assert_close(pool_states(hidden, "last_nonpad"), hidden[:, 3])
+    torch.testing.assert_close(pool_states(hidden, "last", mask), hidden[:, 3])
+    torch.testing.assert_close(pool_states(hidden, "penultimate", mask), hidden[:, 2])
+    with pytest.raises(ValueError, match="penultimate.*seq_len=1"):
+        pool_states(hidden[:, :1], "penultimate")
+    model = autoencoder(llama_block(), pooling="last_nonpad").eval()  # the autoencoder follows the rule
+    ids = torch.randint(2, VOCAB, (2, 8))
+    with torch.no_grad():
+        no_token = model(ids, attention_mask=torch.zeros_like(ids)).memory_embeds
+        states = model.encoder(input_ids=ids, attention_mask=torch.zeros_like(ids)).last_hidden_state
+    assert not hasattr(model, "bridge") and model.config.compression == 1  # the embedding is the pooled state
+    torch.testing.assert_close(no_token, states[:, -1])
 
 
 def test_input_length_checks():

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, LlamaForCausalLM
 
 from cases_memory import CHUNK, SLOTS, VOCAB, memory_config, randomize_positions
-from memory_models.modeling_memory import MemoryForCausalLM, MemoryModel
+from memory_models.modeling_memory import LOSS_STREAMS, MemoryForCausalLM, MemoryModel
 
 VARIANTS = {
     "llama_fixed_ones": dict(filler="ones"),
@@ -256,7 +256,7 @@ def test_value_errors():
     with pytest.raises(ValueError, match="exactly one of input_ids and inputs_embeds"):
         model()
     with pytest.raises(ValueError, match="stream_ids"):
-        model(ids, labels=ids, stream_ids=torch.tensor([0, 2]))
+        model(ids, labels=ids, stream_ids=torch.tensor([0, len(LOSS_STREAMS)]))  # one past the last stream
 
 
 def test_inputs_embeds():

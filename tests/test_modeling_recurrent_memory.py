@@ -9,7 +9,7 @@ from memory_models.modeling_memory import RecurrentMemoryConfig, RecurrentMemory
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_tokens": 2},
     "last_token": {"write_position": "last_token"},
     "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }
@@ -35,7 +35,7 @@ def test_output_shapes(variant):
     """Logits cover every position of every segment; one memory per (possibly partial) segment."""
     model = build(variant)
     out = model(ids_of(3, 14))
-    m = model.config.num_memory_slots
+    m = model.config.num_memory_tokens
     assert out.logits.shape == (3, 14, VOCAB)
     assert out.memory_embeds.shape == (3, 4, m, 32)  # 14 tokens = 3 full segments + 1 partial
 
@@ -213,7 +213,7 @@ def test_bad_inputs_raise_value_errors():
         ({"filler": "random"}, "filler"),
         ({"write_position": "prepend"}, "write_position"),
         ({"bptt_segments": 0}, "bptt_segments"),
-        ({"write_position": "last_token", "num_memory_slots": 2}, "num_memory_slots=1"),
+        ({"write_position": "last_token", "num_memory_tokens": 2}, "num_memory_tokens=1"),
     ],
 )
 def test_bad_configs_raise_value_errors(overrides, message):

@@ -1,6 +1,6 @@
-"""The README's shell commands run as written after the set-up command.
+"""The shell commands of the README and of every `docs/` page run as written after the set-up command.
 
-Every ```bash block is checked statically: no `...` placeholders, programs called through `.venv/bin/`, and
+Every ```bash block of those pages is checked statically: no `...` placeholders, programs called through `.venv/bin/`, and
 each example (block) writes into its own output folders (commands of one block may reuse them, e.g. `--resume`).
 The blocks marked `<!-- readme-test: quick -->` (short first tries) are run with bash in an empty temporary folder
 that holds only a `.venv` standing in for this environment (its `memory-models` starts warm: tests/warm_venv.py);
@@ -46,25 +46,29 @@ def words(command: str) -> list[str]:
     return parts
 
 
-README = (ROOT / "README.md").read_text(encoding="utf-8")
-BLOCKS = shell_blocks(README)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# (page, quick, body) of every shell block of every page
+BLOCKS = [(page.relative_to(ROOT).as_posix(), quick, body) for page in PAGES
+          for quick, body in shell_blocks(page.read_text(encoding="utf-8"))]
 
 
-def test_readme_shell_blocks_run_as_written():
-    """No placeholders, `.venv/bin/` programs (after the set-up command), one output folder per example."""
-    assert BLOCKS and any(quick for quick, _ in BLOCKS)
+def test_readme_and_docs_shell_blocks_run_as_written():
+    """No placeholders, `.venv/bin/` programs (after the set-up command), one output folder per example, over the
+    README and every docs/ page together."""
+    assert {page for page, _, _ in BLOCKS} >= {"README.md", "docs/training.md", "docs/reproduce.md"}
+    assert any(quick for _, quick, _ in BLOCKS)
     problems, outputs = [], {}
-    for index, (_, block) in enumerate(BLOCKS):
+    for index, (page, _, block) in enumerate(BLOCKS):
         for command in commands(block):
             if "..." in command.split("#")[0] or re.search(r"\[--[a-z]", command):
-                problems.append(f"placeholder in: {command}")
+                problems.append(f"{page}: placeholder in: {command}")
             for part in command.split("&&"):
                 part = part.strip()
                 program = (words(part) or [""])[0]
                 if part.startswith(SETUP) or program.startswith(".venv/bin/"):
                     continue
                 if program in PROGRAMS:
-                    problems.append(f"{program!r} without .venv/bin/ in: {command}")
+                    problems.append(f"{page}: {program!r} without .venv/bin/ in: {command}")
             parts = words(command)
             for option, value in zip(parts, parts[1:]):
                 if option in OUTPUT_OPTIONS and outputs.setdefault(value, (index, command))[0] != index:
@@ -72,15 +76,16 @@ def test_readme_shell_blocks_run_as_written():
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("index", [i for i, (quick, _) in enumerate(BLOCKS) if quick])
-def test_quick_readme_blocks_run_in_an_empty_folder(tmp_path, index, warm_server):
+@pytest.mark.parametrize("index", [i for i, (_, quick, _) in enumerate(BLOCKS) if quick],
+                         ids=lambda i: f"{BLOCKS[i][0]}-{i}")
+def test_quick_blocks_run_in_an_empty_folder(tmp_path, index, warm_server):
     """A marked block runs with bash in an empty folder (only the `.venv` stand-in) and creates every output it
     names."""
     venv = Path(sys.prefix)
     if not (venv / "bin" / "memory-models").exists():
         pytest.skip(f"{venv} has no memory-models script (run the tests with the set-up .venv's python)")
     warm_server.venv(tmp_path)
-    block = BLOCKS[index][1]
+    block = BLOCKS[index][2]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
            "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": ""}
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True,
@@ -120,3 +125,29 @@ def test_shell_block_parser():
     assert [quick for quick, _ in blocks] == [True, False]
     assert commands(blocks[0][1]) == ["a --b c"]
     assert words(commands(blocks[1][1])[0]) == [".venv/bin/python", "-m", "x"]
+
+
+def anchors(text: str) -> set[str]:
+    """GitHub's anchors of a page's headings (outside code blocks)."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return {re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+            for line in text.splitlines() if line.startswith("#")}
+
+
+def test_readme_fits_a_screen_and_every_link_resolves():
+    """The README stays short (<= 200 lines) and lists every docs/ page; every relative link of the README and the
+    docs pages names a file that exists and, with `#anchor`, a heading of that file."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 200
+    assert all(f"(docs/{page.name})" in readme for page in PAGES[1:])
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists() or (anchor and anchor not in anchors(linked.read_text(encoding="utf-8"))):
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []

@@ -1,4 +1,4 @@
-"""The README's pretrained-decoder recipe (convert -> autoencoder -> blank copy -> copy, full and LoRA -> merge ->
+"""The pretrained-decoder recipe of docs/pretrained-decoders.md (convert -> autoencoder -> blank copy -> copy, full and LoRA -> merge ->
 extract -> lm-eval before/after), run verbatim at tiny scale on a look-alike Llama 3.2 folder, offline.
 Its `.venv/bin/memory-models` and `.venv/bin/lm_eval` start warm (tests/warm_venv.py)."""
 
@@ -34,9 +34,9 @@ DOCS = [{"question": "record 17: color =", "choices": [" teal", " oslo", " blue"
 
 
 def recipe_block() -> str:
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "pretrained-decoders.md").read_text()
     block = re.search(r"<!-- recipe:start -->\n```bash\n(.*?)```\n<!-- recipe:end -->", text, re.S)
-    assert block, "README has no recipe block"
+    assert block, "docs/pretrained-decoders.md has no recipe block"
     return block.group(1)
 
 

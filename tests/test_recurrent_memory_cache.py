@@ -10,7 +10,7 @@ from memory_models.modeling_memory.modeling_recurrent_memory import RecurrentMem
 
 VARIANTS = {
     "append": {},
-    "append_learned_2": {"filler": "learned", "num_memory_slots": 2},
+    "append_learned_2": {"filler": "learned", "num_memory_tokens": 2},
     "last_token": {"write_position": "last_token"},
     "mixer": {"decoder": "masked_mixer", "filler": "zeros"},
 }

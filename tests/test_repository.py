@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from memory_models.eval.cli import COMMANDS, main
-from import_graph import bare_imports, cycles, edges, upward_edges
+from import_graph import bare_imports, cycles, edges, model_type_tests, upward_edges
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -63,6 +63,18 @@ def test_errors_print_one_line_and_exit_2(tmp_path, capsys):
         main(["--debug", *argv])
 
 
+def test_generate_parses_its_options_once(monkeypatch):
+    """`memory-models generate` hands the options the CLI parsed to the command (`run_args`) instead of parsing argv a
+    second time on the way to `generate`."""
+    import memory_models.eval.banks.generate as generate
+
+    seen = []
+    monkeypatch.setattr(generate, "generate_parser", lambda: pytest.fail("generate parsed argv a second time"))
+    monkeypatch.setattr(generate, "run_args", lambda args: seen.append(args) or 0)
+    assert main(["generate", "--model", "some/dir", "--prompt", "Question:"]) == 0
+    assert [(args.model, args.prompt) for args in seen] == [("some/dir", "Question:")]
+
+
 def test_cli_presets_lists_presets(capsys):
     """`memory-models presets` prints every preset with its model type and context."""
     from memory_models.configuration import list_presets
@@ -98,3 +110,19 @@ def test_the_import_checks_catch_a_bare_and_an_upward_import(tmp_path):
     (tmp_path / "configuration" / "up.py").write_text("from memory_models.eval import cli\n")
     assert bare_imports(tmp_path) == ["conversion/bad.py:1: import configuration (write memory_models.configuration)"]
     assert upward_edges(edges(tmp_path)) == ["configuration -> eval: configuration/up.py:1"]
+
+
+def test_no_model_type_string_tests_outside_the_model_folder(tmp_path):
+    """Outside `modeling_memory/`, code asks a family's declared capabilities, never compares `model_type` with a
+    string: none today, and the check flags each new form (a literal, a tuple, a module constant), not a lookup."""
+    assert model_type_tests() == []
+    for layer in ("modeling_memory", "configuration", "conversion", "training", "eval"):
+        (tmp_path / layer).mkdir()
+    (tmp_path / "modeling_memory" / "ok.py").write_text("x = config.model_type == 'llama'\n")
+    (tmp_path / "eval" / "bad.py").write_text(
+        "KINDS = ('memory_model', 'recurrent_memory')\n"
+        "a = config.model_type == 'memory_autoencoder'\n"
+        "b = model.config.model_type not in KINDS\n"
+        "c = 'masked_mixer' != model_type\n"
+        "d = config.model_type in CONFIG_MAPPING\n")
+    assert [line.split(":")[1] for line in model_type_tests(tmp_path)] == ["2", "3", "4"]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from memory_models.modeling_memory import IGNORE_INDEX
+from memory_models.modeling_memory.sequence_ops import next_token_targets
 # The paper's Table 1 H_r values are reproduced by 1 - CE / 9.03 with its 8k tokenizer (not ln 8000 = 8.987).
 PAPER_8K_DENOMINATOR = 9.03
 
@@ -43,10 +44,10 @@ def entropy_ratio(ce_nats, vocab_size: int | None = None, denominator: float | N
 
 
 def _align(scores: torch.Tensor, labels: torch.Tensor, shift: bool, vocab_dim: int | None):
-    """Move the vocab axis last and apply the causal shift.
+    """Move the vocab axis last and apply the causal shift (the last position then has no target).
 
     `scores` is `[..., t, V]` / `[..., V, t]` logits (`vocab_dim` says which) or `[..., t]` predicted ids.
-    Returns `(scores, labels)` with `scores` `[..., t', V]` or `[..., t']` and `labels` `[..., t']`.
+    Returns `(scores, labels)` with `scores` `[..., t, V]` or `[..., t]` and `labels` `[..., t]`.
     """
     labels = torch.as_tensor(labels)
     scores = torch.as_tensor(scores)
@@ -56,8 +57,7 @@ def _align(scores: torch.Tensor, labels: torch.Tensor, shift: bool, vocab_dim: i
         raise ValueError(f"predictions of shape {tuple(scores.shape)} do not fit labels {tuple(labels.shape)}")
     labels = labels.to(scores.device)
     if shift:
-        labels = labels[..., 1:]
-        scores = scores[..., :-1, :] if scores.dim() > labels.dim() else scores[..., :-1]
+        labels = next_token_targets(labels)
     if scores.shape[: labels.dim()] != labels.shape:
         raise ValueError(f"predictions of shape {tuple(scores.shape)} do not fit labels {tuple(labels.shape)}")
     return scores, labels

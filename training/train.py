@@ -29,7 +29,7 @@ import datasets
 import torch
 from transformers import TrainingArguments, set_seed
 
-import memory_models.modeling_memory  # noqa: F401  (registers our Auto classes)
+from memory_models.modeling_memory import capabilities  # importing it registers our Auto classes
 from memory_models.configuration import build_model as build_from_config
 from memory_models.configuration import get_preset
 from memory_models.conversion.adapters import is_peft_model, merge_adapter, save_extras
@@ -51,10 +51,6 @@ from memory_models.training.trainer import (
     STREAM_LOSS_NAMES, MemoryTrainer, RoutingCollator, StreamingAccuracy, checkpoint_step, forward_arguments,
     last_complete_checkpoint,
 )
-
-AUTOENCODER_TYPE = "memory_autoencoder"
-MEMORY_TYPES = ("memory_model", "recurrent_memory")
-MIXER_TYPE = "masked_mixer"
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -146,8 +142,7 @@ def build_model(job: TrainJob, tokenizer):
     set_seed(job.seed)
     if job.init_from:
         config = loading.load_config(job.init_from, option="--init-from", trust_remote_code=job.trust_remote_code)
-        ours = (*MEMORY_TYPES, AUTOENCODER_TYPE, MIXER_TYPE)
-        if config.model_type not in ours and get_objective(job.objective).needs == "memory":
+        if capabilities(config).native and get_objective(job.objective).needs == "memory":
             raise ValueError(f"--init-from {job.init_from} is a plain {config.model_type!r} causal LM, which has no "
                              f"memory to read for the {job.objective!r} objective. Make it a memory model's decoder "
                              f"first: memory-models convert --decoder {job.init_from} --output DIR, then --init-from "
@@ -178,7 +173,7 @@ def prepare_model(model, job: TrainJob, tokenizer):
 def check_objective(model, objective: str) -> None:
     """An autoencoder objective needs an autoencoder; every other objective needs a causal LM."""
     needs = get_objective(objective).needs
-    is_autoencoder = model.config.model_type == AUTOENCODER_TYPE
+    is_autoencoder = capabilities(model).is_autoencoder
     if needs == "autoencoder" and not is_autoencoder:
         raise ValueError(f"objective {objective!r} needs an autoencoder preset, got model_type "
                          f"{model.config.model_type!r}.")
@@ -190,16 +185,17 @@ def check_objective(model, objective: str) -> None:
 
 def fits(objective: Objective, config) -> bool:
     """Whether a model of `config` is one `objective` is evaluated on (see `Objective.needs`)."""
-    is_autoencoder = config.model_type == AUTOENCODER_TYPE
+    family = capabilities(config)
     if objective.needs == "autoencoder":
-        return is_autoencoder
-    return config.model_type in MEMORY_TYPES if objective.needs == "memory" else not is_autoencoder
+        return family.is_autoencoder
+    return family.reads_memory if objective.needs == "memory" else not family.is_autoencoder
 
 
 def default_learning_rate(config) -> float:
-    """The paper's learning rates: 2e-4 for transformers, 5e-4 for mixers, 5e-5 for a pretrained-size (>= 2048) Llama decoder."""
+    """The paper's learning rates: 2e-4 for transformers, 5e-4 for (attention-free) mixers, 5e-5 for a pretrained-size
+    (>= 2048) Llama decoder."""
     decoder = getattr(config, "decoder_config", None) or config
-    if decoder.model_type == MIXER_TYPE:
+    if not capabilities(decoder).has_attention:
         return 5e-4
     return 5e-5 if decoder.hidden_size >= 2048 else 2e-4
 

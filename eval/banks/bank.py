@@ -29,9 +29,10 @@ import datasets
 import numpy as np
 import torch
 
-from memory_models.conversion.loading import load_config, load_model, load_tokenizer
+from memory_models.conversion.loading import load_config, load_model, load_tokenizer, with_memory_window
 from memory_models.eval.banks import store
 from memory_models.eval.banks.arguments import verify_parser
+from memory_models.modeling_memory import capabilities
 from memory_models.training.data.tokenizer import tokenizer_sha256
 
 # Config keys that describe where a config came from rather than what the encoder computes.
@@ -239,11 +240,11 @@ def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, d
     """A memory model and its tokenizer (model folder by default), loaded and checked by `conversion.loading`
     (code shipped with the folder runs only with `trust_remote_code`); `memory_window` / `max_context` override
     the saved config's (e.g. `"rolling"` for long documents)."""
-    overrides = {k: v for k, v in (("memory_window", memory_window), ("max_context", max_context)) if v is not None}
-    config = load_config(model_dir, trust_remote_code=trust_remote_code, **overrides)
-    if config.model_type != "memory_model":
+    config = load_config(model_dir, trust_remote_code=trust_remote_code)
+    if not capabilities(config).takes_memory_embeds:
         raise ValueError(f"--model {model_dir!r} holds a {config.model_type!r} model, not a memory model "
                          "(model_type 'memory_model')")
+    config = with_memory_window(config, memory_window, max_context, where=f"--model {model_dir!r}")
     model = load_model(model_dir, config=config, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
                        allow_option=None)
     tokenizer = load_tokenizer(tokenizer_dir or model_dir, option="--tokenizer" if tokenizer_dir else "--model",

@@ -42,17 +42,17 @@ def check_window(config, inputs: dict, max_new_tokens: int) -> None:
     """Refuse a generation that would outgrow the memory window, before any compute.
 
     The model reads `n_memories * chunk_size + prompt + max_new_tokens - 1` positions (the last new token is never
-    fed back); a bounded window holds `num_memory_slots * chunk_size` of them, a rolling one advertises
-    `max_position_embeddings` (`--max-context`).
+    fed back); the model's window rule (`MemoryConfig.window_holds`) decides for a bounded window, and a rolling one
+    is held to the context it advertises, `max_position_embeddings` (`--max-context`).
     """
     memories = inputs["memory_embeds"].shape[1] if "memory_embeds" in inputs else 0
     prompt = inputs["input_ids"].shape[1]
     needed = memories * config.chunk_size + prompt + max_new_tokens - 1
     window = config.max_position_embeddings
-    if needed <= window:
+    if config.window_holds(needed) and needed <= window:
         return
     given = f"the prompt ({prompt} tokens" + (f" after {memories} memories of the document" if memories else "") + ")"
-    if config.memory_window == "bounded":
+    if not config.window_holds(needed):
         raise ValueError(f"{given} plus --max-new-tokens {max_new_tokens} needs {needed} positions, more than the "
                          f"bounded memory window holds ({config.num_memory_slots} chunks of {config.chunk_size} = "
                          f"{window}); pass --memory-window rolling to generate past it, or fewer --max-new-tokens")
@@ -75,7 +75,12 @@ def generate(model, inputs: dict, max_new_tokens: int, do_sample: bool = False) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = generate_parser().parse_args(argv)
+    """`python -m memory_models.eval.banks.generate ...` (the CLI calls `run_args` on the options it parsed)."""
+    return run_args(generate_parser().parse_args(argv))
+
+
+def run_args(args) -> int:
+    """`memory-models generate` on its parsed options."""
     if args.max_new_tokens < 1:
         raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, memory_window=args.memory_window,

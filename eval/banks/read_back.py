@@ -27,7 +27,8 @@ from memory_models.eval.banks.arguments import read_back_parser
 from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 from memory_models.training.objectives.batch import CopySettings
 from memory_models.training.objectives.copy import copy_batch
-from memory_models.training.metrics import IGNORE_INDEX, entropy_ratio
+from memory_models.modeling_memory.sequence_ops import next_token_targets
+from memory_models.training.metrics import IGNORE_INDEX, accuracy_counts, entropy_ratio
 
 
 def copy_readout_batch(model, span_ids: torch.LongTensor) -> dict:
@@ -64,12 +65,12 @@ def document_readout(model, input_ids: Sequence[int], memories: torch.Tensor, ba
     for start in range(0, spans, batch_size):
         batch = copy_readout_batch(model, ids[start : start + batch_size])
         logits = model(input_ids=batch["input_ids"], memory_embeds=memory_groups[start : start + batch_size]).logits
-        targets = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX)  # position p predicts label p + 1
+        correct, count = accuracy_counts(logits, batch["labels"])  # position p predicts label p + 1
+        sums["correct"] += correct
+        sums["targets"] += count
+        targets = next_token_targets(batch["labels"])
         valid = targets != IGNORE_INDEX
-        scores = logits[valid].float()
-        sums["targets"] += int(valid.sum())
-        sums["correct"] += int((scores.argmax(-1) == targets[valid]).sum())
-        sums["ce_sum"] += float(F.cross_entropy(scores, targets[valid], reduction="sum"))
+        sums["ce_sum"] += float(F.cross_entropy(logits[valid].float(), targets[valid], reduction="sum"))
     return sums
 
 

@@ -12,8 +12,9 @@ runs (run-to-run spread on shared CPUs is about +-15%).
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
+from memory_models.configuration.presets import llama
 from memory_models.eval.benchmarks.timing import (
     autocast, calls_per_sample, paired_ratio, rates, sample_seconds, settings, spread,
 )
@@ -76,10 +77,8 @@ def bench_mixer_vs_llama(
     special = dict(pad_token_id=1, bos_token_id=0, eos_token_id=1)
     models = {"mixer": MaskedMixerForCausalLM(MaskedMixerConfig(
         vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, max_position_embeddings=length,
-        **special)).to(device), "llama": LlamaForCausalLM(LlamaConfig(
-            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
-            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=length, tie_word_embeddings=False,
-            **special)).to(device)}
+        **special)).to(device), "llama": LlamaForCausalLM(llama(hidden, layers, 4, vocab_size=vocab_size, positions=length,
+                                                                **special)).to(device)}
     ids = torch.randint(0, vocab_size, (batch, length), device=device)
     steps = {}
     for name, model in models.items():

@@ -9,18 +9,15 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from memory_models.configuration.presets import llama
 from memory_models.modeling_memory import (
     MemoryConfig, MemoryForCausalLM, RecurrentMemoryConfig, RecurrentMemoryForCausalLM,
 )
 
 
 def llama_config(sizes, hidden: int, positions: int) -> LlamaConfig:
-    return LlamaConfig(
-        vocab_size=sizes.vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-        num_hidden_layers=sizes.num_layers, num_attention_heads=sizes.num_heads,
-        num_key_value_heads=sizes.num_heads, max_position_embeddings=positions, tie_word_embeddings=False,
-        pad_token_id=1, bos_token_id=0, eos_token_id=1,
-    )
+    """The benchmarks' small Llama (`configuration.presets.llama`) of `sizes`' depth, heads and vocabulary."""
+    return llama(hidden, sizes.num_layers, sizes.num_heads, vocab_size=sizes.vocab_size, positions=positions)
 
 
 def build_memory_model(sizes, context: int, paper: bool = True):
@@ -46,7 +43,7 @@ def rmt_with_decoder_weights(memory_model, sizes, context: int) -> RecurrentMemo
     """Recurrent memory transformer (1 memory token, append) whose decoder has the memory model's weights."""
     config = RecurrentMemoryConfig(
         llama_config(sizes, sizes.decoder_hidden, sizes.chunk_size + 2), chunk_size=sizes.chunk_size,
-        max_segments=context // sizes.chunk_size, num_memory_slots=1,
+        max_segments=context // sizes.chunk_size, num_memory_tokens=1,
     )
     rmt = RecurrentMemoryForCausalLM(config)
     rmt.decoder.load_state_dict(memory_model.decoder.state_dict())

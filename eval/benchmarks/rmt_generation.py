@@ -12,8 +12,8 @@ kind, the two alternating; tokens/s = new tokens / the call's time, decode token
 from __future__ import annotations
 
 import torch
-from transformers import LlamaConfig
 
+from memory_models.configuration.presets import llama
 from memory_models.eval.benchmarks.reports import fmt_spread
 from memory_models.eval.benchmarks.timing import (
     autocast, generation_figures, paired_ratio, rates, sample_generation, settings, spread,
@@ -22,9 +22,7 @@ from memory_models.modeling_memory import RecurrentMemoryConfig, RecurrentMemory
 
 
 def build_rmt(vocab_size: int, hidden: int, layers: int, chunk_size: int, segments: int) -> RecurrentMemoryForCausalLM:
-    decoder = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=4 * hidden,
-                          num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                          max_position_embeddings=chunk_size + 2, pad_token_id=1, bos_token_id=0, eos_token_id=1)
+    decoder = llama(hidden, layers, max(1, hidden // 64), vocab_size=vocab_size, positions=chunk_size + 2)
     config = RecurrentMemoryConfig(decoder, chunk_size=chunk_size, max_segments=segments)
     return RecurrentMemoryForCausalLM(config).eval()
 

@@ -1,6 +1,6 @@
 """`memory-models readback`: how fast does a decoder learn to read memories that are perfectly decodable?
 
-The diagnostic behind README, "Why blank copy was slow". A memory model's encoder is replaced by an *oracle*: each
+The diagnostic behind docs/reproduce.md, "Why blank copy was slow". A memory model's encoder is replaced by an *oracle*: each
 chunk's memory is a fixed, exactly decodable code of its tokens (token `t` at position `j` contributes a unit code
 in a block of dimensions of its own, rotated by one random orthogonal matrix). Only the decoder trains, on blank
 copy of random tokens of a small vocabulary, so whatever limits its held-out accuracy is the decoder's reading,
@@ -30,10 +30,12 @@ from pathlib import Path
 import torch
 from transformers import LlamaConfig, TrainerCallback
 
+from memory_models.configuration.presets import llama
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.experiments.arguments import readback_parser
-from memory_models.modeling_memory import IGNORE_INDEX, MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
+from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
 from memory_models.training.loop import BatchStream, fit
+from memory_models.training.metrics import token_accuracy
 from memory_models.training.objectives.batch import CopySettings
 from memory_models.training.objectives.copy import copy_batch
 
@@ -60,15 +62,13 @@ def build(args) -> MemoryForCausalLM:
     special = dict(pad_token_id=BLANK, bos_token_id=BOS, eos_token_id=EOS)
     width = args.slots + args.chunk
 
-    def llama(positions: int) -> LlamaConfig:
-        return LlamaConfig(vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=4 * args.hidden,
-                           num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                           num_key_value_heads=args.heads, max_position_embeddings=positions, **special)
+    def llama_of(positions: int) -> LlamaConfig:
+        return llama(args.hidden, args.layers, args.heads, vocab_size=args.vocab, positions=positions, **special)
 
-    decoder = llama(width) if args.decoder == "llama" else MaskedMixerConfig(
+    decoder = llama_of(width) if args.decoder == "llama" else MaskedMixerConfig(
         vocab_size=args.vocab, hidden_size=args.hidden, num_hidden_layers=args.layers, max_position_embeddings=width,
         kernel_size=args.kernel, **special)
-    config = MemoryConfig(llama(args.chunk), decoder, chunk_size=args.chunk, num_memory_slots=args.slots,
+    config = MemoryConfig(llama_of(args.chunk), decoder, chunk_size=args.chunk, num_memory_slots=args.slots,
                           filler="ones", blank_token_id=BLANK, copy_delimiter_token_id=DELIMITER,
                           copy_delimiter_length=3, freeze_encoder=True, position_embedding=args.position_embedding,
                           **special)
@@ -98,9 +98,7 @@ def accuracy(model, batch: dict) -> float:
     model.eval()
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     model.train()
-    targets = batch["labels"][:, 1:]
-    scored = targets != IGNORE_INDEX
-    return (((logits[:, :-1].argmax(-1) == targets) & scored).sum() / scored.sum()).item()
+    return token_accuracy(logits, batch["labels"])  # position p predicts label p + 1
 
 
 class HeldOutAccuracy(TrainerCallback):

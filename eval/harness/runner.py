@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 
 from memory_models.conversion import loading
+from memory_models.modeling_memory import capabilities
 
 # The package's own tasks (`records_extraction`, `records_perplexity`: Table 4 at small scale), always available.
 TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-AUTOENCODER_TYPE = "memory_autoencoder"
 # Keys of an lm-eval results entry that are not metrics.
 NOT_METRICS = ("alias", "samples", "name", "sample_len", "sample_count")
 
@@ -32,7 +32,7 @@ def check_causal_lm(model_dir: str, trust_remote_code: bool = False):
     from transformers import AutoModelForCausalLM
 
     config = loading.load_config(model_dir, trust_remote_code=trust_remote_code)
-    if config.model_type == AUTOENCODER_TYPE:
+    if capabilities(config).is_autoencoder:
         raise ValueError(
             f"{model_dir} is a memory autoencoder (model_type {config.model_type!r}), not a causal language model: "
             f"lm-eval scores next-token predictions, which an autoencoder does not make. Measure how much of its "
@@ -52,7 +52,7 @@ def check_causal_lm(model_dir: str, trust_remote_code: bool = False):
 def check_has_memory(model_dir: str, config=None, trust_remote_code: bool = False):
     """A `ValueError` unless the model is a memory model whose memories can be ablated (`no_memory`)."""
     config = check_causal_lm(model_dir, trust_remote_code) if config is None else config
-    if not hasattr(config, "no_memory"):
+    if not capabilities(config).takes_memory_embeds:
         raise ValueError(
             f"--no-memory ablates the memories of a memory model (MemoryConfig.no_memory); {model_dir} is a "
             f"{config.model_type!r} model without that switch."
@@ -62,12 +62,12 @@ def check_has_memory(model_dir: str, config=None, trust_remote_code: bool = Fals
 
 def with_rolling_window(model_dir: str, config, max_context: int):
     """A memory model's config re-read with `memory_window="rolling"` advertising `max_context` tokens."""
-    if not hasattr(config, "memory_window"):
+    if not capabilities(config).takes_memory_embeds:
         raise ValueError(f"--rolling-context needs a memory model (MemoryConfig.memory_window); {model_dir} is a "
                          f"{config.model_type!r} model")
     if max_context < 1:
         raise ValueError(f"--rolling-context must be a positive number of tokens, got {max_context}")
-    return type(config).from_dict({**config.to_dict(), "memory_window": "rolling", "max_context": max_context})
+    return loading.with_memory_window(config, "rolling", max_context, where=model_dir)
 
 
 def load_model(model_dir: str, no_memory: bool = False, dtype: str | None = None, rolling_context: int | None = None,
