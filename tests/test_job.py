@@ -49,11 +49,8 @@ def test_demo_and_reproduce_build_the_jobs_of_the_command_lines_they_replaced(tm
     old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "memory"), "--objective",
            "blank_copy", "--pack", "--tokenizer", str(tmp_path / "tok"), "--max-steps", "40", "--batch-size", "16",
            "--seed", "0", "--learning-rate", "6e-3", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "2",
-           "--logging_steps", "4", "--overwrite", "--train-documents", "64", "--eval-documents", "12",
-           "--encoder-from", str(tmp_path / "ae"), "--freeze-encoder"]
-    built = demo.job(args, tmp_path / "memory", tmp_path / "tok", "blank_copy", 40, encoder_from=tmp_path / "ae",
-                     freeze_encoder=True)
-    assert built == TrainJob.from_argv(old)
+           "--logging_steps", "4", "--overwrite", "--train-documents", "64", "--eval-documents", "12"]
+    assert demo.train_job(args, tmp_path / "memory", tmp_path / "tok") == TrainJob.from_argv(old)
     stage = reproduce_stages.stage_for(reproduce_stages.SCALES["tiny"], "ae", reproduce_stages.ModelSpec(
         "autoencoder-tiny", (("context", 8),)), "autoencode", 8, tmp_path / "tok", steps=30)
     old = ["--preset", "autoencoder-tiny", "--output-dir", str(tmp_path / "run"), "--objective", "autoencode",

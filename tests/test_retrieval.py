@@ -113,8 +113,9 @@ def test_question_answer_files_give_retrieval_rows_of_any_corpus(tmp_path, token
 
 
 def test_combined_retrieval_trains_both_parts_and_evaluates_each(tmp_path, tokenizer):
-    """The mixture's training rows are its parts' rows in equal numbers, each tagged with its part; a run logs the
-    causal, copy and retrieval losses and evaluates retrieval (answer-token accuracy) beside clm and copy."""
+    """The mixture's training rows are its parts' rows in equal numbers (the smaller part repeated), each tagged
+    with its part; a run logs the causal, copy and retrieval losses and evaluates retrieval (answer-token
+    accuracy) beside clm and copy."""
     job = TrainJob(output_dir=str(tmp_path / "run"), preset="memory-transformer-tiny", objective="combined_retrieval",
                    dataset="records", train_documents=12, eval_documents=4, batch_size=4, max_steps=2, eval_steps=2,
                    trainer_options={"logging_steps": 1})
@@ -122,7 +123,10 @@ def test_combined_retrieval_trains_both_parts_and_evaluates_each(tmp_path, token
     config = SimpleNamespace(chunk_size=CHUNK // 2)
     rows = train.mixture_rows(get_objective("combined_retrieval"), texts, tokenizer, CHUNK * 2, config, job)
     tags = rows["objective"]
-    assert tags.count("combined") == tags.count("retrieval") == 12
+    retrieval_rows = retrieval_objective.retrieval_rows(texts, tokenizer, config, context=CHUNK * 2, seed=job.seed)
+    assert tags.count("combined") == tags.count("retrieval") == len(retrieval_rows) > 12  # the 12 documents repeated
+    combined = [ids for ids, tag in zip(rows["input_ids"], tags) if tag == "combined"]
+    assert len({tuple(ids) for ids in combined}) == 12  # every document's row, none left out
     assert all(label is None for label, tag in zip(rows["labels"], tags) if tag == "combined")
     summary = train.run(job)
     assert {"loss_clm", "loss_copy", "loss_retrieval"} <= set(summary["train_stream_loss_history"])

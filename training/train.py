@@ -234,17 +234,23 @@ def objective_rows(objective: Objective, texts, tokenizer, context: int, config,
 
 def mixture_rows(mixture: Objective, texts, tokenizer, context: int, config, job: TrainJob) -> datasets.Dataset:
     """A mixture's training rows: each part's rows, tagged with the part (`RoutingCollator` builds each row's batch
-    with it), in equal numbers (a larger part is cut to the smallest part's count by a seeded draw)."""
+    with it), in equal numbers: a smaller part is repeated (each repeat in its own seeded order) up to the largest
+    part's count, so that no row of any part is left out."""
     parts = objective_parts(mixture.name)
     made = {part.name: objective_rows(part, texts, tokenizer, context, config, job) for part in parts}
     if not all(isinstance(rows, datasets.Dataset) for rows in made.values()):
         raise ValueError(f"mixture {mixture.name!r} needs a corpus of known size (not a streamed one) to draw its "
                          "parts in equal numbers; use --train-documents with a local or generated corpus")
-    count = min(len(rows) for rows in made.values())
+    empty = [name for name, rows in made.items() if len(rows) == 0]
+    if empty:
+        raise ValueError(f"mixture {mixture.name!r}: its part(s) {empty} made no rows from this corpus")
+    count = max(len(rows) for rows in made.values())
     tagged = []
     for name, rows in made.items():
-        rows = rows.shuffle(seed=job.seed).select(range(count)) if len(rows) > count else rows
-        rows = rows.map(lambda row, name=name: {"objective": name, **({} if "labels" in row else {"labels": None})})
+        repeats = -(-count // len(rows))
+        rows = datasets.concatenate_datasets([rows.shuffle(seed=job.seed + k) for k in range(repeats)])
+        rows = rows.select(range(count)).map(
+            lambda row, name=name: {"objective": name, **({} if "labels" in row else {"labels": None})})
         tagged.append(rows.select_columns(["input_ids", "attention_mask", "labels", "objective"]))
     return datasets.concatenate_datasets(tagged)
 

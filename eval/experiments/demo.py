@@ -1,12 +1,12 @@
 """`memory-models demo`: the main job, on one CPU in a few minutes, fully offline: memories that are read back.
 
 1. train a byte-level BPE tokenizer (2048 tokens) on the embedded `python-docs` corpus;
-2. the paper's curriculum, first stage: an autoencoder learns to compress each 8-token chunk into one vector;
-3. second stage: a memory model with that encoder, frozen, learns blank copy (its decoder sees the memories of the
-   first chunks and only blanks, and writes the chunks back); the no-memory control trains the same steps;
-4. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
+2. a memory model learns blank copy (the paper's identity task): its encoder compresses each 8-token chunk into
+   one vector, and its decoder sees those memories and only blanks, and must write the chunks back; the
+   no-memory control trains the same steps;
+3. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
    decoder writes from the memories alone;
-5. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
+4. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
    trust_remote_code=True)` in a fresh interpreter where this repository's packages cannot be imported
    (what a Hub user has), and generate from a prompt.
 
@@ -31,7 +31,7 @@ from memory_models.configuration import build_model
 from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
-from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
+from memory_models.modeling_memory import IGNORE_INDEX, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
 from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
@@ -67,22 +67,15 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
 
 
 def encoder_config(args, tokenizer):
-    """The encoder: a masked mixer over one chunk whose kernel covers the chunk (it learns to autoencode fastest
-    at this size; README, "Why blank copy was slow")."""
+    """The encoder: a masked mixer over one chunk whose kernel covers the chunk (at this size it learns to compress
+    fastest; docs/reproduce.md, "Why blank copy was slow")."""
     ids = special_token_ids(tokenizer)
     return mixer(args.hidden, args.layers, args.chunk_size, kernel=args.chunk_size, vocab_size=len(tokenizer),
                  **{k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
 
 
-def autoencoder_config(args, tokenizer) -> MemoryAutoencoderConfig:
-    """Stage 1: the encoder and a decoder of its shape, the memory unrolled over the chunk's positions."""
-    encoder = encoder_config(args, tokenizer)
-    return MemoryAutoencoderConfig(encoder, encoder.to_dict(), max_position_embeddings=args.chunk_size,
-                                   expansion="unroll", **special_token_ids(tokenizer))
-
-
 def memory_config(args, tokenizer, no_memory: bool) -> MemoryConfig:
-    """Stage 2: `--memory-slots` chunks of `--chunk-size` tokens, the autoencoder's encoder, and a decoder: a
+    """`--memory-slots` chunks of `--chunk-size` tokens, the mixer encoder, and a decoder: a
     masked mixer whose kernel covers slots and chunk (`--decoder mixer`), or a Llama with learned slot and chunk
     positions (`--decoder llama`, the memory transformer's)."""
     ids = special_token_ids(tokenizer)
@@ -99,34 +92,27 @@ def memory_config(args, tokenizer, no_memory: bool) -> MemoryConfig:
                         num_memory_slots=args.memory_slots, no_memory=no_memory, **extra, **ids)
 
 
-def job(args, folder: Path, tokenizer_dir: Path, objective: str, steps: int, **fields) -> TrainJob:
-    """A stage's training job: packed python-docs rows, evaluated once at the end; each run starts over."""
+def train_job(args, folder: Path, tokenizer_dir: Path) -> TrainJob:
+    """The training job of each of the two models (the model itself is `memory_config`'s): blank copy on packed
+    python-docs rows, evaluated once at the end on 100 held-out rows; the demo starts its runs over each time."""
     quick = dict(train_documents=64, eval_documents=12) if args.quick else {"eval_documents": 100}
-    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective=objective, pack=True,
-                    tokenizer=str(tokenizer_dir), max_steps=steps, batch_size=args.batch_size, seed=args.seed,
-                    learning_rate=args.learning_rate, eval_steps=steps, save_steps=steps, overwrite=True,
-                    **quick, **fields,
-                    trainer_options={"warmup_steps": max(1, steps // 20), "logging_steps": max(1, steps // 10)})
+    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective="blank_copy", pack=True,
+                    tokenizer=str(tokenizer_dir), max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                    learning_rate=args.learning_rate, eval_steps=args.steps, save_steps=args.steps, overwrite=True,
+                    **quick, trainer_options={"warmup_steps": max(1, args.steps // 20),
+                                              "logging_steps": max(1, args.steps // 10)})
 
 
-def train_all(args, output_dir: Path, tokenizer_dir: Path) -> dict:
-    """The autoencoder, then the memory model (its encoder frozen) and the control; returns their summaries."""
+def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
+    """The memory model and its no-memory control, blank copy for the same steps; returns their summaries."""
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
-    print(f"\n=== 1. the autoencoder: {args.chunk_size}-token chunks -> one vector -> the chunk, "
-          f"{args.autoencoder_steps} steps ===", flush=True)
-    set_seed(args.seed)
-    autoencoder = train.run(job(args, output_dir / "autoencoder", tokenizer_dir, "autoencode", args.autoencoder_steps,
-                                context=args.chunk_size), model=build_model(autoencoder_config(args, tokenizer)))
-    summaries = {"autoencoder": autoencoder}
-    frozen = dict(encoder_from=str(output_dir / "autoencoder" / "final"), freeze_encoder=True)
+    summaries = {}
     for name, no_memory in MODELS.items():
-        print(f"\n=== 2. the {name} model: blank copy" + ("" if no_memory else " over the frozen encoder") +
-              f", {args.steps} steps ===", flush=True)
+        print(f"\n=== the {name} model: blank copy, {args.steps} steps ===", flush=True)
         set_seed(args.seed)
         model = build_model(memory_config(args, tokenizer, no_memory))
         folder = output_dir / ("control" if no_memory else "memory")
-        fields = {} if no_memory else frozen  # the control has no encoder
-        summaries[name] = train.run(job(args, folder, tokenizer_dir, "blank_copy", args.steps, **fields), model=model)
+        summaries[name] = train.run(train_job(args, folder, tokenizer_dir), model=model)
     return summaries
 
 
@@ -190,7 +176,7 @@ def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
 
 def check_args(args) -> None:
     """Positive sizes, and a chunk count that leaves room for the copy delimiter."""
-    for name in ("steps", "autoencoder_steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size",
+    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size",
                  "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
@@ -205,18 +191,16 @@ def run(args) -> dict:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
-        args.steps, args.autoencoder_steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 2, 32, 512, 8
+        args.steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 32, 512, 8
     check_args(args)
     start = time.perf_counter()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = demo_tokenizer(output_dir, args.vocab_size)
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
-    summaries = train_all(args, output_dir, tokenizer_dir)
+    summaries = train_pair(args, output_dir, tokenizer_dir)
     table = results_table(summaries)
-    reconstruction = summaries["autoencoder"]["final"].get("eval_autoencode_accuracy", float("nan"))
-    print(f"\n=== held-out results ({args.decoder} decoder) ===\nautoencoder reconstruction: "
-          f"{100 * reconstruction:.2f}% of held-out tokens\n{table}")
+    print(f"\n=== held-out results ({args.decoder} decoder) ===\n{table}")
     passage = show_passage(args, output_dir, tokenizer)
     folder = output_dir / "memory" / "final"
     print(f"\n=== reloading {folder} with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True) "
@@ -226,8 +210,8 @@ def run(args) -> dict:
     print(f"prompt:     {args.prompt!r}\ncompletion: {generation['completion']!r}  (a blank-copy model: it "
           "learned to read memories back, not to continue text)")
     seconds = round(time.perf_counter() - start, 1)
-    result = {"table": table, "decoder": args.decoder, "autoencoder_accuracy": reconstruction,
-              "summaries": {k: v["final"] for k, v in summaries.items()}, "passage": passage,
+    result = {"table": table, "decoder": args.decoder, "summaries": {k: v["final"] for k, v in summaries.items()},
+              "passage": passage,
               "checkpoint": str(folder), "prompt": args.prompt, "generation": generation, "seconds": seconds}
     (output_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"\nHub-ready checkpoint: {folder}   (push: memory-models export --model {folder} --output DIR "

@@ -34,8 +34,8 @@ How to add an objective (say `retrieval`, which `objectives/retrieval.py` is):
    through `train.run`, a template for a run of yours).
 
 A *mixture* (`combined_retrieval`) is a record with `parts` and no builder of its own: its training rows are its
-parts' rows, in equal numbers, each tagged with its part, and each batch is built row by row by the part that made
-the row (`training.trainer.RoutingCollator`); its parts are evaluated as themselves.
+parts' rows, in equal numbers (a smaller part repeated), each tagged with its part, and each batch is built row by
+row by the part that made the row (`training.trainer.RoutingCollator`); its parts are evaluated as themselves.
 
 Choose `watch=True` only for an objective every run of its models should be scored on (the curriculum's: `clm`,
 `copy`, `blank_copy`): each evaluated objective costs a pass over the held-out rows at every evaluation.

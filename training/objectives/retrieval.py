@@ -7,8 +7,8 @@ the answer's tokens are targets (`training.data.retrieval` lays the rows out). I
 weighed by the model config's `retrieval_loss_weight`.
 
 `combined_retrieval` mixes it with the paper's combined objective: the corpus rows (each a causal row and a copy
-row) and the retrieval rows of the same documents, in equal numbers, each batch built row by row by the part
-that made the row.
+row) and the retrieval rows of the same documents, in equal numbers (the smaller part repeated), each batch built
+row by row by the part that made the row.
 
 The rows come from the `records` corpus (one question per record), or, for any corpus, from question-answer data:
 a file whose rows have `context`, `question` and `answer` (the context states the answer), loaded with
