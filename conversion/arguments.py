@@ -57,6 +57,10 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-slots", type=int, default=4, help="memory slots S (paper: 4)")
     parser.add_argument("--filler", default="masked", help="empty-slot filler (default masked: no memories = "
                         "the pretrained decoder exactly)")
+    parser.add_argument("--position-embedding", choices=("learned", "none"), default="learned",
+                        help="learned (default): a zero-initialised embedding of each decoder position of a chunk, "
+                        "so the decoder tells slots and chunk positions apart (the converted model still equals the "
+                        "decoder); none: the paper's decoder input")
     parser.add_argument("--dtype", default="auto", help="auto (the checkpoint's), bfloat16, float32, ...")
     parser.add_argument("--copy-delimiter", metavar="TOKEN", help="copy delimiter token (default: Llama 3's "
                         "<|reserved_special_token_0|> if the tokenizer has it)")

@@ -17,7 +17,7 @@ import memory_models.modeling_memory  # noqa: F401  (registers the classes, so t
 from memory_models.configuration import build_model, get_preset
 from memory_models.conversion.adapters import load_adapter
 from memory_models.conversion.arguments import export_parser
-from memory_models.conversion.extract_decoder import decoder_model_card, extract_decoder
+from memory_models.conversion.extract_decoder import decoder_model_card, dropped_positions, extract_decoder
 from memory_models.conversion.isolation import lint_hub_folder
 from memory_models.conversion.loading import check_model_path, load_model, load_tokenizer
 from memory_models.conversion.model_card import model_card
@@ -95,8 +95,9 @@ def main(argv=None) -> int:
     tokenizer = load_tokenizer(tokenizer_dir, trust_remote_code=args.trust_remote_code) if tokenizer_dir else None
     card = None
     if args.decoder_only:
+        positions_dropped = dropped_positions(model)
         model = extract_decoder(model)
-        card = decoder_model_card(model, args.model or args.preset)
+        card = decoder_model_card(model, args.model or args.preset, positions_dropped)
     beside = args.model and pathlib.Path(args.model).name == "final"  # `memory-models train` writes run/metrics.json
     metrics = args.metrics or (beside and pathlib.Path(args.model).parent / "metrics.json")
     training = json.loads(pathlib.Path(metrics).read_text()) if metrics and pathlib.Path(metrics).is_file() else None

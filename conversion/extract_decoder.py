@@ -4,12 +4,19 @@
 
 The folder holds e.g. a `LlamaForCausalLM` (what the paper evaluates in Tables S1-S2): it
 loads without `trust_remote_code`, and its logits equal `model.decoder`'s bit for bit, i.e. the decoder with no
-memories. This is the model that Tables S1/S2 evaluate with lm-eval before and after memory training.
+memories. This is the model that Tables S1/S2 evaluate with lm-eval before and after memory training. A memory
+model with `position_embedding="learned"` adds a learned embedding of each chunk position to the decoder's input; a
+native class has no place for it, so the extracted decoder reads tokens without it (said in a warning and in the
+model card), as it reads them without memories.
 """
 
 from __future__ import annotations
 
+import logging
+
 import transformers
+
+logger = logging.getLogger(__name__)
 
 NON_NATIVE = ("masked_mixer",)  # our own classes: no native class to export as
 
@@ -25,12 +32,24 @@ def extract_decoder(model):
     if decoder_config.model_type in NON_NATIVE:
         raise ValueError(f"the decoder is a {decoder_config.model_type!r}, which has no native transformers class: "
                          "export the whole memory model instead")
+    if dropped_positions(model):
+        logger.warning("the memory model adds learned chunk positions to the decoder's input "
+                       "(position_embedding='learned'); the extracted decoder reads tokens without them")
     return decoder
 
 
-def decoder_model_card(decoder, origin: str) -> str:
+def dropped_positions(model) -> bool:
+    """True if `model` adds a (trained, non-zero) learned position embedding that its extracted decoder leaves out."""
+    table = getattr(model, "decoder_position_embeddings", None)
+    return table is not None and bool(table.weight.detach().abs().max() > 0)
+
+
+def decoder_model_card(decoder, origin: str, positions_dropped: bool = False) -> str:
     """A model card naming the class, the size and the memory model the decoder was extracted from."""
     n_params = sum(p.numel() for p in decoder.parameters())
+    positions = ("\nThe memory model also added a learned embedding of each chunk position to the decoder's input "
+                 "(`position_embedding: learned`);\nthis native class has no place for it, so the decoder here reads "
+                 "tokens without it.\n") if positions_dropped else ""
     return f"""---
 library_name: transformers
 tags: [memory-models]
@@ -46,6 +65,6 @@ Badger 2026, *Language Model Memory and Memory Models for Language*, Tables S1/S
 from transformers import AutoModelForCausalLM
 model = AutoModelForCausalLM.from_pretrained("PATH")
 ```
-
+{positions}
 Tested with transformers {transformers.__version__}.
 """

@@ -110,7 +110,8 @@ def load_encoder_weights(encoder, folder) -> None:
 
 def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, chunk_size: int = 256,
             num_memory_slots: int = 4, filler: str = "masked", freeze_encoder: bool = False, dtype="auto",
-            copy_delimiter: str | None = None, trust_remote_code: bool = False, **config_kwargs):
+            copy_delimiter: str | None = None, trust_remote_code: bool = False, position_embedding: str = "learned",
+            **config_kwargs):
     """Build the memory model of a pretrained decoder (folder or Hub id). Returns `(model, tokenizer)`.
 
     Args:
@@ -119,7 +120,11 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
         encoder_preset: preset whose encoder config defines a fresh encoder (default `llama-3.2-1b-memory`'s,
             on the decoder's vocabulary); with `encoder_from`, the saved encoder must match it.
         tokenizer: tokenizer folder (default: the decoder's).
-        chunk_size, num_memory_slots, filler, freeze_encoder, **config_kwargs: `MemoryConfig` fields.
+        chunk_size, num_memory_slots, filler, freeze_encoder, position_embedding, **config_kwargs: `MemoryConfig`
+            fields. `position_embedding="learned"` (the default) adds a zero-initialised embedding of each decoder
+            position of a chunk: the converted model still gives the decoder's logits exactly, and training teaches
+            the decoder where each memory and each chunk position is (an attention decoder reads memories several
+            times faster with it).
         dtype: `"auto"` (the checkpoint's) or a torch dtype / its name.
         copy_delimiter: token string of the copy delimiter (default `<|reserved_special_token_0|>` if present).
         trust_remote_code: run code shipped with the decoder or tokenizer (`--trust-remote-code`).
@@ -135,7 +140,7 @@ def convert(decoder, *, encoder_from=None, encoder_preset=None, tokenizer=None, 
     encoder_config = encoder_config_for(decoder_config, tokenizer, special, encoder_from, encoder_preset,
                                         trust_remote_code)
     fields = dict(chunk_size=chunk_size, num_memory_slots=num_memory_slots, filler=filler,
-                  freeze_encoder=freeze_encoder, **{**special, **config_kwargs})
+                  freeze_encoder=freeze_encoder, position_embedding=position_embedding, **{**special, **config_kwargs})
     MemoryConfig(encoder_config=encoder_config, decoder_config=decoder_config, **fields)  # validate before loading
     if isinstance(dtype, str) and dtype != "auto":
         dtype = getattr(torch, dtype)
@@ -157,7 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                tokenizer=args.tokenizer, chunk_size=args.chunk_size,
                                num_memory_slots=args.memory_slots, filler=args.filler,
                                freeze_encoder=args.freeze_encoder, dtype=args.dtype,
-                               copy_delimiter=args.copy_delimiter, trust_remote_code=args.trust_remote_code)
+                               copy_delimiter=args.copy_delimiter, trust_remote_code=args.trust_remote_code,
+                               position_embedding=args.position_embedding)
     folder = export_model(model, args.output, tokenizer, overwrite=args.overwrite, kind="converted", inputs=inputs)
     n = sum(p.numel() for p in model.parameters())
     print(f"converted {args.decoder} ({model.config.decoder_config.model_type}, {model.dtype}) into a memory model "

@@ -19,6 +19,7 @@ MEMORY_WINDOWS = ("bounded", "rolling")
 DEFAULT_ROLLING_CONTEXT = 32768  # what a rolling-window model advertises when max_context is not set
 FILLERS = ("ones", "zeros", "learned", "masked")
 LOSS_REDUCTIONS = ("token_mean", "paper")
+POSITION_EMBEDDINGS = ("none", "learned")
 
 
 def _paper_llama(hidden_size: int, num_layers: int, vocab_size: int, positions: int) -> LlamaConfig:
@@ -94,6 +95,13 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         max_context (`int`, *optional*): with `"rolling"`, the context length advertised as
             `max_position_embeddings` (what `generate` and lm-eval read; default 32768). The model itself
             accepts longer inputs. Not allowed with `"bounded"`.
+        position_embedding (`str`, *optional*, defaults to `"none"`):
+            `"none"`: the decoder knows positions only through its own scheme (rotary positions for Llama: the
+            paper). `"learned"`: a learned embedding of each of the `num_memory_slots + chunk_size` decoder
+            positions of a chunk (slot `j`, token `i` of the chunk) is added to the decoder's input there, so that
+            each slot and each token position is told apart directly. Zero-initialised: a pretrained decoder
+            starts out exactly as it was. An attention decoder learns to read memories several times faster with
+            it (README, "Why blank copy was slow").
     """
 
     model_type = "memory_model"
@@ -130,6 +138,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         use_cache: bool = True,
         memory_window: str = "bounded",
         max_context: int | None = None,
+        position_embedding: str = "none",
         **kwargs,
     ):
         for derived in ("vocab_size", "hidden_size", "max_position_embeddings"):
@@ -162,6 +171,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         self.use_cache = use_cache
         self.memory_window = memory_window
         self.max_context = max_context
+        self.position_embedding = position_embedding
         # Fields that Trainer, generate and lm-eval read on the top-level config.
         self.vocab_size = self.decoder_config.vocab_size
         self.hidden_size = self.decoder_config.hidden_size
@@ -209,6 +219,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         check_choice(owner, "pooling", self.pooling, POOLINGS)
         check_choice(owner, "loss_reduction", self.loss_reduction, LOSS_REDUCTIONS)
         check_choice(owner, "memory_window", self.memory_window, MEMORY_WINDOWS)
+        check_choice(owner, "position_embedding", self.position_embedding, POSITION_EMBEDDINGS)
         if self.max_context is not None:
             check_positive_int(owner, "max_context", self.max_context)
             if self.memory_window != "rolling":

@@ -56,6 +56,8 @@ class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
             module.reset_parameters()
         if isinstance(module, MemoryModel) and isinstance(module.filler, nn.Parameter):
             nn.init.normal_(module.filler, mean=0.0, std=self.config.initializer_range)
+        if module is getattr(self, "decoder_position_embeddings", None):
+            nn.init.zeros_(module.weight)  # zero: a pretrained decoder starts out exactly as it was
 
 
 class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
@@ -79,6 +81,9 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
             if d_enc != d_dec:
                 self.memory_projection = nn.Linear(d_enc, d_dec)
         self.filler = nn.Parameter(torch.zeros(d_dec)) if config.filler == "learned" else None
+        self.decoder_position_embeddings = None
+        if config.position_embedding == "learned":  # one row per decoder position of a chunk: slots, then tokens
+            self.decoder_position_embeddings = nn.Embedding(config.decoder_length, d_dec)
         self.decoder = _build_sub_model(config.decoder_config, causal_lm=True)
         self.post_init()
         self.apply_freezing()
@@ -272,12 +277,22 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
             return num_memories + offsets
         return self.config.num_memory_slots + offsets
 
+    def decoder_input_embeds(self, embeds: torch.Tensor, positions: torch.LongTensor) -> torch.Tensor:
+        """What the decoder reads at decoder `positions` (`[n or 1, len]`): `embeds` (`[n, len, d]`: slots and token
+        embeddings) plus, with `position_embedding="learned"`, the learned embedding of each position."""
+        if self.decoder_position_embeddings is None:
+            return embeds
+        return embeds + self.decoder_position_embeddings(positions).to(embeds.dtype)
+
     def run_decoder(self, embeds, mask, positions, past_key_values=None, use_cache=False, output_attentions=False,
                     output_hidden_states=False):
         """Decoder body on `[n, len, d]` embeddings with a `[n, len]` key mask and `[n or 1, len]` positions.
 
+        Every decoder call goes through here (training, prefill, cached steps, new chunks' slots), so the learned
+        position embedding (`decoder_input_embeds`) is added the same way everywhere.
         Returns the decoder base model's output (`last_hidden_state` `[n, len, d]`, and the states / weights asked for).
         """
+        embeds = self.decoder_input_embeds(embeds, positions)
         if self.config.decoder_config.model_type == "masked_mixer":  # fixed layout, no mask, no attention
             return self.decoder.model(inputs_embeds=embeds, output_hidden_states=output_hidden_states, return_dict=True)
         return self.decoder.model(

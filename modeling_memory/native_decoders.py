@@ -50,7 +50,8 @@ def attach_pretrained_decoder(cls, decoder: nn.Module, config, encoder: nn.Modul
     """A `cls(config)` whose decoder IS `decoder` (no copy) and whose encoder is `encoder` or freshly initialised.
 
     The model is built on the meta device, so no random decoder is ever materialised; only the small new parts
-    (encoder unless given, memory bottleneck/projection, learned filler) are created, in the decoder's dtype.
+    (encoder unless given, memory bottleneck/projection, learned filler, learned decoder positions: zeros, so the
+    decoder starts out exactly as it was) are created, in the decoder's dtype.
     """
     check_native_decoder(decoder)
     if config.decoder_config is not decoder.config:
@@ -78,6 +79,10 @@ def attach_pretrained_decoder(cls, decoder: nn.Module, config, encoder: nn.Modul
             setattr(model, name, fresh)
     if isinstance(model.filler, nn.Parameter):
         model.filler = nn.Parameter(torch.empty(config.decoder_config.hidden_size, dtype=dtype).normal_(0.0, std))
+    if model.decoder_position_embeddings is not None:
+        table = model.decoder_position_embeddings
+        model.decoder_position_embeddings = nn.Embedding(table.num_embeddings, table.embedding_dim, dtype=dtype)
+        nn.init.zeros_(model.decoder_position_embeddings.weight)
     left = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
     if left:
         raise RuntimeError(f"parameters left on the meta device after attaching the decoder: {left[:5]}")

@@ -41,13 +41,26 @@ def causal_lm(**kw):
     return lambda: MemoryForCausalLM(memory_config(**kw))
 
 
+def randomize_positions(model):
+    """Fill a `position_embedding="learned"` table (zero-initialised) at random, so that a test sees it act."""
+    if getattr(model, "decoder_position_embeddings", None) is not None:
+        torch.nn.init.normal_(model.decoder_position_embeddings.weight, std=0.5)
+    return model
+
+
+def with_random_positions(build):
+    return lambda: randomize_positions(build())
+
+
 # generate(inputs_embeds=...) cannot cross a chunk boundary (the encoder reads token ids): prompt and new tokens fit one.
 ONE_CHUNK_PROMPT = dict(prompt_length=2, max_new_tokens=2)
 
 # Multi-chunk inputs: the encoder needs token ids, so inputs_embeds can't replace them (tested separately
 # for single-chunk inputs in test_modeling_memory.py).
 _CASES = [
-    ModelCase("memory_llama_fixed_ones", causal_lm(filler="ones"), token_inputs, contract=True, **ONE_CHUNK_PROMPT),
+    ModelCase("memory_llama_fixed_ones_positions",
+              with_random_positions(causal_lm(filler="ones", position_embedding="learned")),
+              token_inputs, contract=True, **ONE_CHUNK_PROMPT),
     ModelCase("memory_llama_variable_masked_c2_w16", causal_lm(memory_layout="variable", filler="masked",
                                                               compression=2, encoder_hidden=16), token_inputs),
     ModelCase("memory_llama_learned_filler", causal_lm(filler="learned", pooling="last_nonpad"), token_inputs),

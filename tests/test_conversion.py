@@ -206,6 +206,30 @@ def test_decoder_only_export_is_the_native_decoder(converted, tmp_path):
         extract_decoder(build_model(get_preset("memory-mixer-tiny")))
 
 
+def test_converted_models_get_zero_learned_positions(converted, decoder_folders, tmp_path, caplog):
+    """convert gives the decoder a zero-initialised learned position table in its dtype (`--position-embedding none`
+    gives none); once trained (non-zero), export --decoder-only warns and says in the model card that the native
+    decoder reads tokens without it."""
+    from memory_models.conversion.export_to_hub import export_model
+    from memory_models.conversion.export_to_hub import main as export_main
+
+    model, _, tokenizer = converted["llama"]
+    table = model.decoder_position_embeddings.weight
+    assert model.config.position_embedding == "learned" and table.shape == (SLOTS + CHUNK, model.config.hidden_size)
+    assert torch.count_nonzero(table) == 0 and table.dtype == model.decoder.dtype
+    plain, _ = convert(decoder_folders["llama"], encoder_preset="autoencoder-tiny", chunk_size=CHUNK,
+                       num_memory_slots=SLOTS, position_embedding="none")
+    assert plain.decoder_position_embeddings is None and plain.config.position_embedding == "none"
+    trained = MemoryForCausalLM(model.config)
+    trained.load_state_dict(model.state_dict())
+    torch.nn.init.normal_(trained.decoder_position_embeddings.weight)
+    whole = export_model(trained, tmp_path / "memory", tokenizer)
+    with caplog.at_level("WARNING"):
+        assert export_main(["--model", str(whole), "--decoder-only", "--output", str(tmp_path / "decoder")]) == 0
+    assert "reads tokens without them" in caplog.text
+    assert "reads tokens without it" in (tmp_path / "decoder" / "README.md").read_text()
+
+
 def test_presets_honour_vocab_size_and_reject_unknown_keywords():
     """vocab_size reaches both sub-configs of llama-3.2-1b-memory; a typo is a ValueError; the Fig. S6
     autoencoder's encoder is exactly llama-3.2-1b-memory's encoder."""

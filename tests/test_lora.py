@@ -61,9 +61,9 @@ def _run(folder, output, *extra):
 
 
 def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder, tmp_path):
-    """--lora-r: LoRA on the decoder's projections; the bottleneck and learned filler train, the frozen encoder
-    and everything else stay bit-identical; final/ is the merged Hub model, adapter/ sits beside it, and
-    `export --model adapter/` gives the same merged weights."""
+    """--lora-r: LoRA on the decoder's projections; the bottleneck, learned filler and learned decoder positions
+    train, the frozen encoder and everything else stay bit-identical; final/ is the merged Hub model, adapter/ sits
+    beside it, and `export --model adapter/` gives the same merged weights."""
     output = tmp_path / "run"
     summary = _run(converted_folder, output, "--max-steps", "3", "--save-steps", "3")
     trainable = summary["config"]["trainable_parameters"]
@@ -71,9 +71,9 @@ def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder,
     before, after = load_file(converted_folder / "model.safetensors"), load_file(output / "final" / "model.safetensors")
     assert before.keys() == after.keys()
     changed = {key for key in before if not torch.equal(before[key], after[key])}
-    assert {"filler", "memory_compress.weight", "memory_expand.weight"} <= changed
+    assert {"filler", "memory_compress.weight", "memory_expand.weight", "decoder_position_embeddings.weight"} <= changed
     assert any(".self_attn.q_proj." in key for key in changed) and any(".mlp.down_proj." in key for key in changed)
-    allowed = ("filler", "memory_", ".q_proj.", ".k_proj.", ".v_proj.", ".o_proj.", ".gate_proj.", ".up_proj.",
+    allowed = ("filler", "memory_", "decoder_position_embeddings", ".q_proj.", ".k_proj.", ".v_proj.", ".o_proj.", ".gate_proj.", ".up_proj.",
                ".down_proj.")
     assert all(key.startswith("decoder.") or not key.startswith("encoder.") for key in changed)
     assert all(any(part in key for part in allowed) for key in changed), changed

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cases_memory import CHUNK, VOCAB, memory_config
+from cases_memory import CHUNK, VOCAB, memory_config, randomize_positions
 from memory_models.modeling_memory import MemoryForCausalLM
 from memory_models.modeling_memory.memory_generation import MemoryCache
 
@@ -11,12 +11,13 @@ LAYOUTS = {
     "fixed_ones": dict(filler="ones"),
     "fixed_masked": dict(filler="masked"),
     "variable": dict(memory_layout="variable", filler="masked"),
+    "fixed_ones_positions": dict(filler="ones", position_embedding="learned"),
 }
 
 
 def build(seed: int = 0, **kw) -> MemoryForCausalLM:
     torch.manual_seed(seed)
-    return MemoryForCausalLM(memory_config(**kw)).eval()
+    return randomize_positions(MemoryForCausalLM(memory_config(**kw))).eval()
 
 
 def ids_of(batch: int, length: int, seed: int = 1) -> torch.LongTensor:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, LlamaForCausalLM
 
-from cases_memory import CHUNK, SLOTS, VOCAB, memory_config
+from cases_memory import CHUNK, SLOTS, VOCAB, memory_config, randomize_positions
 from memory_models.modeling_memory import MemoryForCausalLM, MemoryModel
 
 VARIANTS = {
@@ -14,6 +14,7 @@ VARIANTS = {
     "llama_fixed_masked": dict(filler="masked"),
     "llama_fixed_learned": dict(filler="learned"),
     "llama_variable": dict(memory_layout="variable", filler="masked"),
+    "llama_learned_positions": dict(filler="masked", position_embedding="learned"),
     "llama_penultimate_c2_w16": dict(pooling="penultimate", compression=2, encoder_hidden=16),
     "mixer_mixer": dict(encoder="mixer", decoder="mixer", encoder_hidden=16),
     "mixer_enc_llama_dec": dict(encoder="mixer", filler="ones"),
@@ -23,7 +24,7 @@ VARIANTS = {
 
 def build(seed: int = 0, cls=MemoryForCausalLM, **kw):
     torch.manual_seed(seed)
-    return cls(memory_config(**kw)).eval()
+    return randomize_positions(cls(memory_config(**kw))).eval()
 
 
 def ids_of(batch: int, length: int, seed: int = 1) -> torch.LongTensor:

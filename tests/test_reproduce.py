@@ -79,6 +79,24 @@ def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(
         readback.main(["--steps", "1", "--output", str(output)])
 
 
+def test_readback_options_reach_the_model():
+    """`--position-embedding learned` gives the decoder its learned position table, and `--memory-scale` multiplies
+    the oracle's memories (the two suspects the diagnostic measures)."""
+    from memory_models.eval.experiments import readback
+    from memory_models.eval.experiments.arguments import readback_parser
+
+    base = ["--hidden", "32", "--layers", "1"]
+    plain, learned = (readback_parser().parse_args(base + extra) for extra in
+                      ([], ["--position-embedding", "learned", "--memory-scale", "2"]))
+    plain.seed = learned.seed = 0
+    plain_model, learned_model = readback.build(plain), readback.build(learned)
+    assert plain_model.decoder_position_embeddings is None
+    assert learned_model.decoder_position_embeddings.weight.shape == (plain.slots + plain.chunk, 32)
+    ids = torch.randint(readback.FIRST_TOKEN, plain.vocab, (3, plain.chunk))
+    mask = torch.ones_like(ids, dtype=torch.bool)
+    torch.testing.assert_close(learned_model._encode_chunks(ids, mask), 2 * plain_model._encode_chunks(ids, mask))
+
+
 def test_family_option_sets_the_memory_model_of_every_memory_part():
     """`--family` replaces the scale's memory model in Fig. 4(d), Table 3 and Table 4 (and nothing else)."""
     from memory_models.eval.experiments.reproduce_stages import SCALES

@@ -6,20 +6,21 @@ Tiny models: chunk 4, 4 slots, so the bounded window holds 16 tokens and chunk g
 import pytest
 import torch
 
-from cases_memory import CHUNK, SLOTS, VOCAB, memory_config
+from cases_memory import CHUNK, SLOTS, VOCAB, memory_config, randomize_positions
 from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 from memory_models.modeling_memory.configuration_memory import DEFAULT_ROLLING_CONTEXT
 
 LAYOUTS = {
     "fixed_ones": dict(filler="ones"),
     "variable": dict(memory_layout="variable", filler="masked"),
+    "fixed_ones_positions": dict(filler="ones", position_embedding="learned"),
     "mixer_decoder": dict(decoder="mixer", encoder_hidden=16),
 }
 
 
 def build(seed: int = 0, window: str = "rolling", **kw) -> MemoryForCausalLM:
     torch.manual_seed(seed)
-    return MemoryForCausalLM(memory_config(memory_window=window, **kw)).eval()
+    return randomize_positions(MemoryForCausalLM(memory_config(memory_window=window, **kw))).eval()
 
 
 def ids_of(batch: int, length: int, seed: int = 1) -> torch.LongTensor:

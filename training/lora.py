@@ -2,7 +2,7 @@
 
 * Targets: by default the decoder's attention and MLP projections (`q/k/v/o_proj`, `gate/up/down_proj`); for a
   memory model only modules under `decoder.` match, so a frozen encoder stays bit-identical.
-* The memory bottleneck/projection (and a trainable encoder) are `modules_to_save`; a learned filler (a bare
+* The memory bottleneck/projection, the learned decoder positions (and a trainable encoder) are `modules_to_save`; a learned filler (a bare
   parameter, which PEFT cannot wrap) stays trainable and is saved beside the adapter
   (`conversion.adapters.EXTRAS_FILE`).
 * Saving, loading and merging adapters is `conversion.adapters` (`memory-models export --model ADAPTER_DIR`).
@@ -18,7 +18,7 @@ from peft import LoraConfig, get_peft_model
 from memory_models.conversion.adapters import extra_trainable_names
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-MEMORY_MODULES = ("memory_compress", "memory_expand", "memory_projection")
+MEMORY_MODULES = ("memory_compress", "memory_expand", "memory_projection", "decoder_position_embeddings")
 
 
 def target_pattern(model, targets=DEFAULT_TARGETS) -> str:

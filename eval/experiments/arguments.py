@@ -44,6 +44,12 @@ def readback_parser() -> argparse.ArgumentParser:
                         "size: a position-specific read)")
     parser.add_argument("--positional-blanks", action="store_true",
                         help="give every blank position an input token of its own (isolates locating the token)")
+    parser.add_argument("--position-embedding", choices=("none", "learned"), default="none",
+                        help="the memory model's decoder positions: none (the paper's: rotary only) or learned (a "
+                        "learned embedding of each slot and chunk position added to the decoder's input)")
+    parser.add_argument("--memory-scale", type=float, default=1.0,
+                        help="multiply the oracle memories (norm sqrt(hidden / chunk)) by this: their scale against "
+                        "the token embeddings' (initialised with std 0.02)")
     parser.add_argument("--vocab", type=int, default=64)
     parser.add_argument("--chunk", type=int, default=8)
     parser.add_argument("--slots", type=int, default=4)

@@ -12,6 +12,11 @@ never the encoder or the data:
 
 `--positional-blanks` gives every blank position its own input token: the decoder then knows which token of the
 memory it must emit at each position without working it out from relative positions, which isolates that cost.
+`--position-embedding learned` is the model's own answer to it (a learned embedding of each slot and chunk
+position, `MemoryConfig.position_embedding`), and `--memory-scale` tests the scale of memories against token
+embeddings:
+
+    memory-models readback --decoder llama --position-embedding learned --output runs/readback/llama-learned.json
 """
 
 from __future__ import annotations
@@ -62,13 +67,14 @@ def build(args) -> MemoryForCausalLM:
         kernel_size=args.kernel, **special)
     config = MemoryConfig(llama(args.chunk), decoder, chunk_size=args.chunk, num_memory_slots=args.slots,
                           filler="ones", blank_token_id=BLANK, copy_delimiter_token_id=DELIMITER,
-                          copy_delimiter_length=3, freeze_encoder=True, **special)
+                          copy_delimiter_length=3, freeze_encoder=True, position_embedding=args.position_embedding,
+                          **special)
     model = MemoryForCausalLM(config)
     codes = oracle_codes(args.vocab, args.chunk, args.hidden, torch.Generator().manual_seed(1234 + args.seed))
     positions = torch.arange(args.chunk)
 
     def oracle(chunk_ids: torch.LongTensor, chunk_mask: torch.Tensor) -> torch.Tensor:
-        return codes[positions[None, :], chunk_ids].sum(1) / math.sqrt(args.chunk)
+        return codes[positions[None, :], chunk_ids].sum(1) * (args.memory_scale / math.sqrt(args.chunk))
 
     model._encode_chunks = oracle  # the model's own encoder is never run
     return model
