@@ -52,8 +52,8 @@ def serving_fingerprint(model) -> str:
         ("decoder.", "encoder.", "memory_compress.", "memory_expand.", "memory_projection."))]
     identity = {"memory": memory, "decoder_weights_sha256": sha256_tensors(decoder_side),
                 "decoder_config": clean_config(config.decoder_config),
-                **{k: getattr(config, k, None) for k in ("num_memory_slots", "memory_layout", "filler", "no_memory",
-                                                          "position_embedding")}}
+                **{k: getattr(config, k) for k in ("num_memory_slots", "memory_layout", "filler", "no_memory",
+                                                    "position_embedding")}}
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -68,27 +68,14 @@ def _embeds_payload(embeds: torch.Tensor) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-class MemoryModelClient:
-    """Greedy (or sampled) generation of a local memory model whose decoder a vLLM server runs.
+class Endpoint:
+    """An OpenAI-compatible server (vLLM's): its models and `/v1/completions`, every failure a `ServingError`."""
 
-    Args:
-        url: the server (`http://HOST:PORT`). model: the `MemoryForCausalLM` the server serves (its encoder,
-            embeddings and filler build the requests). timeout: seconds any one request may take.
-    Raises:
-        `ServingError` if the server is unreachable or serves another model; `ValueError` for a model vLLM cannot
-        serve token for token (`rules.serving_refusal`).
-    """
-
-    def __init__(self, url: str, model, timeout: float = DEFAULT_TIMEOUT):
-        check_servable(model.config)
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT):
         if timeout <= 0:
             raise ValueError(f"the timeout must be positive, got {timeout}")
-        self.url, self.model, self.timeout = url.rstrip("/"), model.eval(), timeout
-        eos = model.generation_config.eos_token_id
-        self.eos = set([eos] if isinstance(eos, int) else eos or [])
-        self.name = self._served_name()
+        self.url, self.timeout = url.rstrip("/"), timeout
 
-    # ------------------------------------------------------------------ HTTP
     def _open(self, path: str, body: dict | None = None):
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, headers={"Content-Type": "application/json"})
@@ -113,9 +100,63 @@ class MemoryModelClient:
         except (OSError, urllib.error.URLError) as error:
             raise self._connection_error(error) from None
 
+    def models(self) -> list[dict]:
+        """The served models' cards (`id`, `max_model_len`, ...)."""
+        return json.loads(self._read(self._open("/v1/models"))).get("data", [])
+
+    def completion(self, body: dict, on_tokens: Callable[[list[int]], None] | None = None) -> list[int]:
+        """The new token ids of one `/v1/completions` request (`body`: model, prompt or prompt_embeds, sampling);
+        with `on_tokens`, streamed: each server event's tokens go to it as they arrive."""
+        body = {**body, "return_token_ids": True}
+        if on_tokens is None:
+            return list(json.loads(self._read(self._open("/v1/completions", body)))["choices"][0]["token_ids"])
+        tokens = []
+        response = self._open("/v1/completions", {**body, "stream": True})
+        try:
+            with response:
+                for line in response:
+                    payload = line.decode().strip().removeprefix("data: ")
+                    if not payload or payload == "[DONE]":
+                        continue
+                    event = json.loads(payload)
+                    if "error" in event:
+                        raise ServingError(f"the server at {self.url} failed the request: "
+                                           f"{_error_message(payload.encode())}")
+                    new = list(event["choices"][0].get("token_ids") or [])
+                    tokens += new
+                    if new:
+                        on_tokens(new)
+        except (OSError, urllib.error.URLError) as error:
+            raise self._connection_error(error) from None
+        return tokens
+
+
+class MemoryModelClient:
+    """Greedy (or sampled) generation of a local memory model whose decoder a vLLM server runs.
+
+    Args:
+        url: the server (`http://HOST:PORT`). model: the `MemoryForCausalLM` the server serves (its encoder,
+            embeddings and filler build the requests). timeout: seconds any one request may take.
+        eos_token_ids: tokens that end an answer (default: the model's generation config; `[]`: none, as for a
+            benchmark that needs every answer to have its full length).
+    Raises:
+        `ServingError` if the server is unreachable or serves another model; `ValueError` for a model vLLM cannot
+        serve token for token (`rules.serving_refusal`).
+    """
+
+    def __init__(self, url: str, model, timeout: float = DEFAULT_TIMEOUT, eos_token_ids: Sequence[int] | None = None):
+        check_servable(model.config)
+        self.endpoint, self.model = Endpoint(url, timeout), model.eval()
+        self.url = self.endpoint.url
+        if eos_token_ids is None:
+            eos = model.generation_config.eos_token_id
+            eos_token_ids = [eos] if isinstance(eos, int) else eos or []
+        self.eos = set(eos_token_ids)
+        self.name = self._served_name()
+
     def _served_name(self) -> str:
         """The served model's name, after checking that it is this model (width, then fingerprint)."""
-        cards = json.loads(self._read(self._open("/v1/models"))).get("data", [])
+        cards = self.endpoint.models()
         names = [card["id"] for card in cards if card["id"].startswith(SERVED_NAME_PREFIX)]
         if not names:
             raise ServingError(f"the server at {self.url} serves {[card['id'] for card in cards]}, not a memory "
@@ -138,32 +179,11 @@ class MemoryModelClient:
 
     def complete(self, embeds: torch.Tensor, max_tokens: int, sampling: dict,
                  on_tokens: Callable[[list[int]], None] | None = None) -> list[int]:
-        """One `/v1/completions` request over prompt embeddings `[n, d]`: its new tokens (streamed to `on_tokens`
-        as they arrive when given), ending at `max_tokens` or at an end-of-sequence token."""
+        """One request over prompt embeddings `[n, d]`: its new tokens (streamed to `on_tokens` as they arrive when
+        given), ending at `max_tokens` or at an end-of-sequence token (returned, as `generate` does)."""
         body = {"model": self.name, "prompt_embeds": _embeds_payload(embeds), "max_tokens": max_tokens,
-                "return_token_ids": True, "ignore_eos": True, "stop_token_ids": sorted(self.eos), **sampling}
-        if on_tokens is None:
-            choice = json.loads(self._read(self._open("/v1/completions", body)))["choices"][0]
-            return list(choice["token_ids"])
-        tokens = []
-        response = self._open("/v1/completions", {**body, "stream": True})
-        try:
-            with response:
-                for line in response:
-                    payload = line.decode().strip().removeprefix("data: ")
-                    if not payload or payload == "[DONE]":
-                        continue
-                    event = json.loads(payload)
-                    if "error" in event:
-                        raise ServingError(f"the server at {self.url} failed the request: "
-                                           f"{_error_message(payload.encode())}")
-                    new = list(event["choices"][0].get("token_ids") or [])
-                    tokens += new
-                    if new:
-                        on_tokens(new)
-        except (OSError, urllib.error.URLError) as error:
-            raise self._connection_error(error) from None
-        return tokens
+                "ignore_eos": True, "stop_token_ids": sorted(self.eos), **sampling}
+        return self.endpoint.completion(body, on_tokens)
 
     # ------------------------------------------------------------------ chunks
     def chunk_embeds(self, ids: Sequence[int], memories: torch.Tensor | None):

@@ -48,7 +48,7 @@ def check_servable(config) -> None:
 
 def uses_position_table(config) -> bool:
     """True if the decoder adds a learned position row to its input embeddings (served by the plugin)."""
-    return getattr(config, "position_embedding", "none") == "learned"
+    return config.position_embedding == "learned"
 
 
 def max_model_len(config) -> int:

@@ -39,8 +39,8 @@ class MemoryDecoderForVLLM(nn.Module):
                                                   hf_config=config.decoder_config)
         self.position_table = None
         if uses_position_table(config):
-            rows, width = config.num_memory_slots + config.chunk_size, config.decoder_config.hidden_size
-            self.position_table = nn.Embedding(rows, width, dtype=vllm_config.model_config.dtype)
+            self.position_table = nn.Embedding(config.decoder_length, config.decoder_config.hidden_size,
+                                               dtype=vllm_config.model_config.dtype)
         self.make_empty_intermediate_tensors = self.decoder.make_empty_intermediate_tensors
 
     def embed_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
