@@ -82,7 +82,8 @@ def _handler(server: StandInServer):
             embeds = torch.load(io.BytesIO(base64.b64decode(body["prompt_embeds"])), weights_only=True)
             width = server.model.config.decoder_config.hidden_size
             if embeds.shape[-1] != width:
-                message = f"`prompt_embeds` hidden_size {embeds.shape[-1]} does not match the model's hidden_size {width}."
+                message = (f"`prompt_embeds` hidden_size {embeds.shape[-1]} does not match the model's hidden_size "
+                           f"{width}.")
                 return self._send(400, {"error": {"message": message, "type": "BadRequestError", "code": 400}})
             tokens = server.tokens(embeds, body["max_tokens"], set(body.get("stop_token_ids") or []))
             if not body.get("stream"):

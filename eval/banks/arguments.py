@@ -67,7 +67,8 @@ def generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server", default=None, help="generate through a vLLM server of this model "
                         "(`memory-models serve`), e.g. http://127.0.0.1:8000: the same tokens, computed there")
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds any one request may take (--server)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds the server may stay silent: "
+                        "connecting, or between two pieces of an answer (--server)")
     parser.add_argument("--concurrency", type=int, default=None,
                         help="documents in flight at once (--server with several --document; default 8)")
     parser.add_argument("--stream", action="store_true", help="print the answer as the server sends it (--server, "

@@ -64,11 +64,11 @@ class ServingSizes:
     lengths: tuple = (4096, 16384)
     concurrency: tuple = (1, 8)
     prompt_tokens: int = 16
-    new_tokens: int = 64
+    new_tokens: int = 256  # a whole chunk: every answer crosses a chunk boundary (a local encode, a new request)
     encode_batch: int = 64
     kv_cache_gib: int = 2
     warmup: int = 1
-    repeats: int = 3
+    repeats: int = 5
 
 
 QUICK = ServingSizes(vocab_size=128, decoder_hidden=64, encoder_hidden=32, num_heads=2, chunk_size=8, lengths=(64, 128),
@@ -275,6 +275,7 @@ def format_table(result: dict) -> str:
                  f"(vLLM {result['settings']['vllm']}, options {' '.join(result['settings']['vllm_args'])})")
     lines.append("targets:")
     lines += [f"  [{check['status']:>10}] {check['target']}: measured {check['measured']['median']:.4g} "
-              f"(min-max {check['measured']['min']:.4g} to {check['measured']['max']:.4g})" for check in result["targets"]]
+              f"(min-max {check['measured']['min']:.4g} to {check['measured']['max']:.4g})"
+              for check in result["targets"]]
     return "\n".join(lines)
 

@@ -15,7 +15,9 @@ next request starts from that token. Greedy decoding gives `generate`'s tokens (
 
 Every failure is a `ServingError` (a `ValueError`: one line on the command line): no server at the URL, a timeout,
 a server that serves no memory model, another memory model (the served name carries the model's fingerprint,
-`served_model_name`), a decoder of another width, or a request the server refused (its own message).
+`served_model_name`), a decoder of another width, or a request the server refused (its own message). `Endpoint` is
+the HTTP side, for any OpenAI-compatible completions server (the serving benchmark also sends token ids to a plain
+Llama through it); the standard library's `urllib` is all it needs.
 """
 
 from __future__ import annotations
@@ -69,7 +71,10 @@ def _embeds_payload(embeds: torch.Tensor) -> str:
 
 
 class Endpoint:
-    """An OpenAI-compatible server (vLLM's): its models and `/v1/completions`, every failure a `ServingError`."""
+    """An OpenAI-compatible server (vLLM's): its models and `/v1/completions`, every failure a `ServingError`.
+
+    `timeout` bounds every wait on the server (connecting, and each read: a streamed answer may take longer in all,
+    as long as its pieces keep coming)."""
 
     def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT):
         if timeout <= 0:
@@ -136,7 +141,8 @@ class MemoryModelClient:
 
     Args:
         url: the server (`http://HOST:PORT`). model: the `MemoryForCausalLM` the server serves (its encoder,
-            embeddings and filler build the requests). timeout: seconds any one request may take.
+            embeddings and filler build the requests; set to eval mode). timeout: seconds the server may stay silent
+            (`Endpoint`).
         eos_token_ids: tokens that end an answer (default: the model's generation config; `[]`: none, as for a
             benchmark that needs every answer to have its full length).
     Raises:

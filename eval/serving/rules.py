@@ -31,7 +31,8 @@ def serving_refusal(config) -> str | None:
     if decoder.model_type not in SERVABLE_DECODERS:
         kind = "has no vLLM class" if decoder.model_type == "masked_mixer" else "is not verified to read prompt " \
             "embeddings in vLLM as it does in transformers"
-        return f"its decoder is a {decoder.model_type!r}, which {kind} (served decoders: {', '.join(SERVABLE_DECODERS)})"
+        served = ", ".join(SERVABLE_DECODERS)
+        return f"its decoder is a {decoder.model_type!r}, which {kind} (served decoders: {served})"
     if config.filler == "masked" and config.memory_layout == "fixed":
         return ("filler='masked' leaves the empty slots out of attention while the tokens keep positions S + i; vLLM "
                 "has no attention mask over prompt positions, and leaving the slots out would move the tokens' "
@@ -43,7 +44,8 @@ def check_servable(config) -> None:
     """Raise a `ValueError` naming why vLLM cannot serve this memory model token for token."""
     reason = serving_refusal(config)
     if reason is not None:
-        raise ValueError(f"vLLM cannot serve this memory model with the tokens `memory-models generate` gives: {reason}")
+        raise ValueError(f"vLLM cannot serve this memory model with the tokens `memory-models generate` gives: "
+                         f"{reason}")
 
 
 def uses_position_table(config) -> bool:

