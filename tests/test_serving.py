@@ -7,6 +7,7 @@ a real vLLM server started with `memory-models serve` (marked `serving`: it need
 """
 
 import json
+import os
 import sys
 
 import pytest
@@ -155,8 +156,8 @@ def test_what_vllm_cannot_serve_is_refused_before_serving(tmp_path):
 
 def test_serve_prints_the_vllm_command(tmp_path, capsys):
     """`memory-models serve --print-command` names the served model by its fingerprint, holds one chunk per request
-    (S + L + 1 positions, allowed past the decoder's S + L) and passes unknown options to vLLM; the options it sets
-    itself are refused."""
+    (S + L + 1 positions, allowed past the decoder's S + L), sizes the KV cache for 256 such requests unless told
+    otherwise and passes unknown options to vLLM; the options it sets itself are refused."""
     model = build("fixed-ones")
     model.save_pretrained(tmp_path / "model")
     assert serve.main([str(tmp_path / "model"), "--vllm-python", sys.executable, "--port", "8123", "--print-command",
@@ -166,5 +167,10 @@ def test_serve_prints_the_vllm_command(tmp_path, capsys):
     for part in (f"--served-model-name {served_model_name(model)}", "--max-model-len 9", "--enable-prompt-embeds",
                  "--port 8123", "--dtype float32", "--enforce-eager", f"--model {tmp_path / 'model'}"):
         assert part in line
+    # KV cache: 256 requests x 256 positions x 2 layers x (keys, values) x 64 wide x 4 bytes, unless sized by the user
+    assert f"--kv-cache-memory-bytes {256 * 256 * 2 * 2 * 64 * 4}" in line or "VLLM_CPU_KVCACHE_SPACE" in os.environ
+    assert serve.main([str(tmp_path / "model"), "--vllm-python", sys.executable, "--print-command",
+                       "--gpu-memory-utilization=0.5"]) == 0
+    assert "--kv-cache-memory-bytes" not in capsys.readouterr().out
     with pytest.raises(ValueError, match="sets .*--served-model-name.* drop --served-model-name=x"):
         serve.main([str(tmp_path / "model"), "--vllm-python", sys.executable, "--served-model-name=x"])

@@ -4,12 +4,14 @@
         ...
 
 The server runs in a session of its own, so that stopping it (SIGTERM, then SIGKILL after `STOP_SECONDS`) reaches
-the engine processes vLLM starts under it too.
+the engine processes vLLM starts under it too; on Linux it is also asked to end with the process that started it
+(a test run killed by a timeout leaves no server behind).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -36,6 +38,12 @@ def serve_command(model_dir, port: int, vllm_python: str | None = None, vllm_arg
     return command + (["--vllm-python", vllm_python] if vllm_python else []) + list(vllm_args)
 
 
+def _end_with_parent() -> None:
+    """In the child, before exec (Linux): SIGTERM when the parent dies (`prctl(PR_SET_PDEATHSIG)`; kept by exec)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/v1/models", timeout=5) as response:
@@ -55,7 +63,7 @@ def running(command: list[str], url: str, log: Path, environment: dict | None = 
     log = Path(log)
     with open(log, "w") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
-                                   env={**os.environ, **(environment or {})})
+                                   env={**os.environ, **(environment or {})}, preexec_fn=_end_with_parent)
     try:
         deadline = time.monotonic() + startup_seconds
         while not _answers(url):

