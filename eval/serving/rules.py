@@ -19,7 +19,7 @@ A request is one decoder chunk: its memory slots and its tokens, as prompt embed
 from __future__ import annotations
 
 SERVABLE_DECODERS = ("llama",)  # verified token for token (tests/test_serving.py); others are refused, not guessed
-SERVED_NAME_PREFIX = "memory-model-"  # `memory-models serve` names the served model memory-model-<fingerprint>
+SERVED_NAME_PREFIX = "memory-model-"  # `memory-models serve` names it memory-model-d<width>-<fingerprint>
 POSITION_TABLE = "decoder_position_embeddings"  # the learned decoder position table (MemoryConfig.position_embedding)
 
 
