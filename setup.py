@@ -2,8 +2,8 @@
 
 from setuptools import setup
 
-SUBPACKAGES = ["modeling_memory", "configuration", "conversion", "training", "training.data", "eval", "eval.banks",
-               "eval.benchmarks", "eval.experiments", "eval.harness", "eval.serving"]
+SUBPACKAGES = ["modeling_memory", "configuration", "conversion", "training", "training.data", "training.objectives",
+               "eval", "eval.banks", "eval.benchmarks", "eval.experiments", "eval.harness", "eval.serving"]
 
 setup(
     name="memory-models",

@@ -8,6 +8,38 @@ from __future__ import annotations
 
 import argparse
 
+# Options renamed so that one spelling means one thing in every command: old spelling -> the one to use.
+RENAMED_OPTIONS = {"--chunk": "--chunk-size", "--slots": "--memory-slots", "--vocab": "--vocab-size"}
+
+
+class _RenamedOption(argparse.Action):
+    """An old spelling of an option: refused with one line naming the new one (exit 2), never taken silently (an
+    abbreviation of the new spelling would be)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs="?", help=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(2, f"{parser.prog}: error: {option_string} was renamed {RENAMED_OPTIONS[option_string]}\n")
+
+
+def refuse_renamed(parser: argparse.ArgumentParser, *old: str) -> None:
+    """Refuse the old spellings `old` (keys of `RENAMED_OPTIONS`) in `parser`, which has their new ones."""
+    for option in old:
+        parser.add_argument(option, action=_RenamedOption)
+
+
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts and sizes: a positive integer (0 and negative values are usage errors, never
+    silently ignored or passed on)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
 
 def add_trust_remote_code(parser: argparse.ArgumentParser) -> None:
     """`--trust-remote-code`: the consent every command that loads a model or tokenizer asks for before it runs
@@ -55,6 +87,7 @@ def convert_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", metavar="DIR", help="default: the decoder's tokenizer")
     parser.add_argument("--chunk-size", type=int, default=256, help="tokens per chunk L (paper: 256)")
     parser.add_argument("--memory-slots", type=int, default=4, help="memory slots S (paper: 4)")
+    refuse_renamed(parser, "--chunk", "--slots")
     parser.add_argument("--filler", default="masked", help="empty-slot filler (default masked: no memories = "
                         "the pretrained decoder exactly)")
     parser.add_argument("--position-embedding", choices=("learned", "none"), default="learned",

@@ -9,8 +9,11 @@ folder is tried as a Hub repo id; a truncated weights file fails without naming 
 * code shipped with a folder (`auto_map`) runs only with `trust_remote_code=True` (`--trust-remote-code`); our
   own model types and transformers' load with the installed classes without it;
 * [`load_model`] refuses a local-looking path that is not a folder, an unreadable (truncated, corrupt)
-  `*.safetensors` file, a shard missing from `model.safetensors.index.json`, tensors missing from the checkpoint
-  or unused by the model (unless allowed) and NaN or inf in the loaded weights, naming the file and the tensors.
+  `*.safetensors` file, a shard missing from `model.safetensors.index.json` or named there outside the folder, a
+  config whose sizes do not fit the checkpoint's tensors, integer tensors where the model holds floating-point
+  weights (never cast), a pickle file torch will not load safely, tensors missing from the checkpoint or unused by
+  the model (unless allowed) and NaN or inf in the loaded weights, naming the file and the tensors;
+* [`load_tokenizer`] names the folder and the file of a tokenizer that cannot be read.
 
 Every refusal is a `ValueError` naming the option (`--model`, `--init-from`, ...) and the path.
 """
@@ -19,7 +22,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -130,7 +136,8 @@ def load_config(path, *, trust_remote_code: bool = False, option: str = "--model
 
 
 def load_tokenizer(path, *, trust_remote_code: bool = False, option: str = "--tokenizer"):
-    """`AutoTokenizer.from_pretrained(path)`, refusing code shipped with it unless `trust_remote_code`."""
+    """`AutoTokenizer.from_pretrained(path)`, refusing code shipped with it unless `trust_remote_code`; files that
+    cannot be read (a malformed `tokenizer.json`, ...) are a `ValueError` naming the folder and the file."""
     if _local(path) is None:
         check_model_path(path, option)
     try:
@@ -140,31 +147,107 @@ def load_tokenizer(path, *, trust_remote_code: bool = False, option: str = "--to
         raise ValueError(f"{option} {str(path)!r}: {error}") from error
     except OSError as error:
         raise ValueError(f"{option} {str(path)!r} holds no loadable tokenizer: {error}") from error
+    except Exception as error:  # noqa: BLE001 - tokenizers and transformers raise KeyError, TypeError, their own types
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"{option} {str(path)!r}: {_unreadable_tokenizer_file(_local(path))} could not be read "
+                         f"({type(error).__name__}: {first_line}).") from error
 
 
-def weight_files(folder, option: str = "--model") -> dict[str, Path]:
-    """Tensor name -> the `*.safetensors` file of `folder` that holds it, every file opened (a truncated or corrupt
-    one is named in a `ValueError`); a shard listed in `model.safetensors.index.json` but missing is named too."""
-    folder = Path(folder)
+def _unreadable_tokenizer_file(folder: Path | None) -> str:
+    """Which of a folder's tokenizer files is broken (for messages)."""
+    from tokenizers import Tokenizer
+
+    readers = {"tokenizer.json": lambda file: Tokenizer.from_file(str(file)),
+               "tokenizer_config.json": lambda file: json.loads(file.read_text(encoding="utf-8"))}
+    for name, read in readers.items():
+        if folder is not None and (folder / name).is_file():
+            try:
+                read(folder / name)
+            except Exception:  # noqa: BLE001 - whatever the reader raises, this file is the broken one
+                return f"its {name}"
+    return "its tokenizer files"
+
+
+@dataclass(frozen=True)
+class StoredTensor:
+    """Where a checkpoint tensor is and what it is, read from its file's header."""
+
+    file: Path
+    shape: tuple[int, ...]
+    dtype: str  # safetensors' name: "F32", "BF16", "I64", ...
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.dtype.startswith(("F", "BF"))
+
+
+def _listed_shards(folder: Path, option: str) -> list[str]:
+    """The shard files `model.safetensors.index.json` names: plain file names of `folder`, never paths out of it."""
     index = folder / SHARD_INDEX
-    if index.is_file():
-        try:
-            listed = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, AttributeError) as error:
-            raise ValueError(f"{option} {str(folder)!r}: {index} is unreadable: {error!r}") from None
-        missing = [name for name in listed if not (folder / name).is_file()]
-        if missing:
-            raise ValueError(f"{option} {str(folder)!r}: the shards {missing} listed in {SHARD_INDEX} are missing.")
-    holders = {}
+    try:
+        listed = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except (ValueError, KeyError, AttributeError, TypeError) as error:
+        raise ValueError(f"{option} {str(folder)!r}: {index} is unreadable: {error!r}") from None
+    outside = [name for name in listed if not isinstance(name, str) or Path(name).name != name or
+               name in (".", "..") or (folder / name).is_symlink()]
+    if outside:
+        raise ValueError(f"{option} {str(folder)!r}: {SHARD_INDEX} names {outside[:3]} as shards, which are not "
+                         "files of the model folder (shards are plain file names inside it).")
+    missing = [name for name in listed if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(f"{option} {str(folder)!r}: the shards {missing} listed in {SHARD_INDEX} are missing.")
+    return listed
+
+
+def stored_tensors(folder, option: str = "--model") -> dict[str, StoredTensor]:
+    """Every tensor of `folder`'s `*.safetensors` files (each file opened, every tensor's header read): a truncated
+    or corrupt file, and a shard of `model.safetensors.index.json` missing or named outside the folder, are a
+    `ValueError` naming it."""
+    folder = Path(folder)
+    if (folder / SHARD_INDEX).is_file():
+        _listed_shards(folder, option)
+    tensors = {}
     for file in sorted(folder.glob("*.safetensors")):
         try:
             with safe_open(str(file), framework="pt") as handle:
                 for key in handle.keys():
-                    handle.get_slice(key)
-                    holders[key] = file
+                    view = handle.get_slice(key)
+                    tensors[key] = StoredTensor(file, tuple(view.get_shape()), view.get_dtype())
         except Exception as error:  # safetensors raises its own error types
-            raise ValueError(f"{file} is unreadable (truncated or corrupt?): {error}") from error
-    return holders
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"{option}: {file} is unreadable (truncated or corrupt?): {first_line}") from error
+    return tensors
+
+
+def weight_files(folder, option: str = "--model") -> dict[str, Path]:
+    """Tensor name -> the `*.safetensors` file of `folder` that holds it (checked as [`stored_tensors`] says)."""
+    return {name: tensor.file for name, tensor in stored_tensors(folder, option).items()}
+
+
+def check_fits_checkpoint(config, tensors: dict[str, StoredTensor], auto_classes, path, option: str) -> None:
+    """Refuse, before any weight is loaded, a config whose tensors have other shapes than the checkpoint's (e.g.
+    an edited `config.json` with enormous sizes: transformers would allocate them, then print a long report), and
+    integer checkpoint tensors where the model holds floating-point weights (they would be cast silently). The
+    model is built on the meta device: no memory is allocated."""
+    if not tensors:
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = _with_auto_class(auto_classes, lambda auto_class: auto_class.from_config(config).state_dict())
+    except (RuntimeError, NotImplementedError, TypeError):  # cannot be built on meta: transformers' loading checks it
+        return
+    shapes = {name: tuple(expected[name].shape) for name in tensors if name in expected}
+    mismatched = [f"{name} is {shape} by config.json but {tensors[name].shape} in {tensors[name].file.name}"
+                  for name, shape in shapes.items() if shape != tensors[name].shape]
+    if mismatched:
+        raise ValueError(f"{option} {str(path)!r}: config.json does not fit the checkpoint's tensors: {mismatched[0]}"
+                         + (f" (and {len(mismatched) - 1} more)" if len(mismatched) > 1 else "") + ".")
+    integers = [f"{name} ({tensor.dtype} in {tensor.file.name})" for name, tensor in tensors.items()
+                if name in expected and expected[name].is_floating_point() and not tensor.is_floating_point]
+    if integers:
+        raise ValueError(f"{option} {str(path)!r} holds integer tensors where the model's weights are floating point: "
+                         f"{integers[:5]}; refusing to cast them.")
 
 
 def nonfinite_tensors(model) -> list[str]:
@@ -218,15 +301,24 @@ def load_model(path, *, config=None, trust_remote_code: bool = False, allow_miss
     if config is None:
         config = load_config(path, trust_remote_code=trust_remote_code, option=option)
     folder = _local(path)
-    files = weight_files(folder, option) if folder is not None else None
+    tensors = stored_tensors(folder, option) if folder is not None else {}
+    if config.model_type in CONFIG_MAPPING:  # installed classes (code shipped with a folder is not built twice)
+        check_fits_checkpoint(config, tensors, auto_classes, path, option)
+    files = {name: tensor.file for name, tensor in tensors.items()} if folder is not None else None
     load = {"config": config, "trust_remote_code": trust_remote_code, "output_loading_info": True, **kwargs}
     try:
-        model, info = _from_pretrained(auto_classes, str(path), load)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")  # torch's, before it refuses
+            model, info = _from_pretrained(auto_classes, str(path), load)
     except ValueError as error:
         _refuse_remote_code(error, path, option)
         raise
     except OSError as error:  # e.g. a folder without any weights file
         raise ValueError(f"{option} {str(path)!r}: {error}") from error
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{option} {str(path)!r}: its pickle weights file (*.bin) holds more than tensors, so torch "
+                         "refuses to load it safely (weights_only=True), and memory-models never unpickles code: "
+                         "convert it to safetensors with a tool you trust.") from error
     check_loading_info(path, info, allow_missing=allow_missing,
                        allow_unexpected=allow_missing if allow_unexpected is None else allow_unexpected,
                        option=option, allow_option=allow_option)
@@ -236,11 +328,16 @@ def load_model(path, *, config=None, trust_remote_code: bool = False, allow_miss
 
 def _from_pretrained(auto_classes, path: str, load: dict):
     """`from_pretrained` of the first Auto class with a class for the config."""
+    return _with_auto_class(auto_classes, lambda auto_class: auto_class.from_pretrained(path, **load))
+
+
+def _with_auto_class(auto_classes, call):
+    """`call(auto_class)` with the first of `auto_classes` that has a class for the config."""
     *others, last = auto_classes
     for auto_class in others:
         try:
-            return auto_class.from_pretrained(path, **load)
+            return call(auto_class)
         except ValueError as error:
             if "Unrecognized configuration class" not in str(error):
                 raise
-    return last.from_pretrained(path, **load)
+    return call(last)

@@ -10,7 +10,8 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   replaces a training run, `train` never writes into an export.
 * [`locked`] holds an OS file lock (`flock`, released by the kernel when the process dies, so a killed writer never
   blocks a rerun) on `.<name>.lock` next to a target while a command writes it: a second writer gets
-  [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target.
+  [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target
+  (also when a writer loses the errno, as torch's checkpoint writer does, and the filesystem has no space left).
 * [`write_folder`] fills a staging folder `.<name>.staging-*` and [`replace_folder`]s it into place: the old
   folder is renamed aside (`.<name>.old-*`), the new one renamed in, the old one removed last. A kill at any
   moment leaves the old or the new complete folder at the target, or (between the two renames) the old one aside,
@@ -18,6 +19,12 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   leftover staging folders and stale lock files. Only folders carrying our marker are ever removed.
 * [`write_text_atomic`] writes a file next to its target and renames it into place ([`recover_all`] removes the
   temporary files of a killed write).
+* Symbolic links: a target whose last component is a link is resolved ([`real_target`]): the folder it points to
+  is checked, locked and replaced in place, and the link stays as it is (a link that cannot be followed is
+  refused). Hidden names beside a target never follow a link: a lock file that is a link (or a hard link, or not a
+  regular file) is refused, never written through, and recovery never renames or removes a link.
+* Hidden names (`.<name>.lock`, `.<name>.staging-*`, `.<name>.old-*`) fit the filesystem's 255-byte limit: for a
+  long `<name>` they carry its first bytes and a hash of the whole name ([`hidden_name`]).
 * [`apply_modes`] gives everything in a written folder the modes a plain `mkdir` / `open` gets under the umask
   (0755 / 0644 under umask 022, 0700 / 0600 under 077), whatever the writing library chose.
 """
@@ -26,11 +33,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +57,8 @@ KINDS = {
 # Markers of earlier versions, recognised as ours (and their kind) where they are found.
 OLDER_MARKERS = {".memory-models-eval": "eval", ".memory-models-lookalike": "lookalike", "memory_bank.json": "bank"}
 TEMPORARY_FILE = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.tmp$")
+NAME_MAX = 255  # bytes in one file name (Linux, macOS)
+TOKEN_HEX = 8  # random hex digits that tell staging / aside folders of one target apart
 _HELD: dict[Path, list] = {}  # lock path -> [file descriptor, depth]: this process's locks (re-entrant)
 
 
@@ -91,6 +102,41 @@ def _describe(kind: str | None) -> str:
     return KINDS.get(kind, f"a memory-models folder of kind {kind!r}") if kind else "not created by memory-models"
 
 
+# ----------------------------------------------------------------------------------------------- names
+def real_target(path) -> Path:
+    """`path`, or, if its last component is a symbolic link, the path it points to (followed to the end): the
+    folder a write of `path` really reads, locks and replaces."""
+    path = Path(path)
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (RuntimeError, OSError) as error:  # a loop of links
+        raise ValueError(f"{str(path)!r} is a symbolic link that cannot be followed ({error}).") from None
+
+
+def _shown(path, real: Path) -> str:
+    """How messages name a target: as given, plus where a link points."""
+    return f"{str(path)!r}" + (f" (a link to {str(real)!r})" if Path(path) != real else "")
+
+
+def hidden_name(target, tail: str) -> str:
+    """The hidden sibling name `.<name><tail>` of `target`, shortened to fit `NAME_MAX` bytes (the first bytes of
+    `<name>`, `~` and a hash of the whole name) when the name is long."""
+    name = Path(target).name
+    full = f".{name}{tail}"
+    if len(full.encode()) <= NAME_MAX:
+        return full
+    digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+    room = NAME_MAX - len(f".~{digest}{tail}".encode())
+    return f".{name.encode()[:room].decode(errors='ignore')}~{digest}{tail}"
+
+
+def _hidden_prefix(target: Path, infix: str) -> str:
+    """The common start of the names `.<name><infix><random hex>` of `target`'s staging or aside folders."""
+    return hidden_name(target, infix + "0" * TOKEN_HEX)[:-TOKEN_HEX]
+
+
 # ----------------------------------------------------------------------------------------------- targets
 def protected_reason(path) -> str | None:
     """Why `path` can never be an output folder (the root, the home folder, `.` or a parent of it), or `None`."""
@@ -128,38 +174,41 @@ def check_inputs(path, inputs: Iterable[tuple[str, object]] = (), option: str = 
 
 def check_target(path, *, kind: str, overwrite: bool = False, option: str = "--output",
                  inputs: Iterable[tuple[str, object]] = ()) -> Path:
-    """Validate an output folder of `kind` before anything is written; returns it as a `Path`.
+    """Validate an output folder of `kind` before anything is written; returns it as a `Path` (the folder a link
+    points to, if `path` is a symbolic link: see [`real_target`]).
 
     Raises:
         ValueError: `path` is protected (see [`protected_reason`]), an existing file, overlaps an input (see
             [`check_inputs`]; `overwrite` does not lift this), or, unless `overwrite`, a non-empty folder that is
             not ours or is ours but of another kind.
     """
-    path = Path(path)
+    given = path
+    path = real_target(path)
+    shown = _shown(given, path)
     reason = protected_reason(path)
     if reason:
-        raise ValueError(f"{option} {str(path)!r} is not a valid output folder: {reason}.")
+        raise ValueError(f"{option} {shown} is not a valid output folder: {reason}.")
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{option} {str(path)!r} is an existing file, not a folder; choose another path.")
+        raise ValueError(f"{option} {shown} is an existing file, not a folder; choose another path.")
     check_inputs(path, inputs, option)
     if overwrite or not path.is_dir() or not any(path.iterdir()):
         return path
     found = folder_kind(path)
     if found is None:
-        raise ValueError(f"{option} {str(path)!r} is a non-empty folder that memory-models did not create "
+        raise ValueError(f"{option} {shown} is a non-empty folder that memory-models did not create "
                          f"(no {MARKER} marker); refusing to write into it. Choose an empty or new folder, or pass "
                          "--overwrite.")
     if found != kind:
-        raise ValueError(f"{option} {str(path)!r} holds {_describe(found)}, not {_describe(kind)}; refusing to "
+        raise ValueError(f"{option} {shown} holds {_describe(found)}, not {_describe(kind)}; refusing to "
                          "write into it. Choose an empty or new folder, or pass --overwrite to replace it.")
     return path
 
 
 # ----------------------------------------------------------------------------------------------- locks
 def lock_path(target) -> Path:
-    """The lock file of `target`: `.<name>.lock` beside it."""
-    target = Path(target).absolute()
-    return target.parent / f".{target.name}{LOCK_SUFFIX}"
+    """The lock file of `target`: `.<name>.lock` beside it (beside the folder a link points to)."""
+    target = real_target(Path(target).absolute())
+    return target.parent / hidden_name(target, LOCK_SUFFIX)
 
 
 def _holder(path: Path) -> str:
@@ -170,10 +219,30 @@ def _holder(path: Path) -> str:
     return f"process {pid}" if pid.isdigit() else "another process"
 
 
+def _open_lock(path: Path) -> int:
+    """An open descriptor of the lock file `path`, created if missing; never through a link (the process id
+    written into it would overwrite the file a link points to)."""
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o666)
+    except OSError as error:
+        if error.errno != errno.ELOOP:
+            raise
+        descriptor = -1
+    info = os.fstat(descriptor) if descriptor >= 0 else None
+    if info is None or not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        if descriptor >= 0:
+            os.close(descriptor)
+        what = "a symbolic link" if info is None else "not a regular file" if not stat.S_ISREG(info.st_mode) \
+            else "a hard link to another file"
+        raise ValueError(f"the lock file {path} is {what}: memory-models never writes through it (that would "
+                         "overwrite the file it points to). Remove it, then run the command again.")
+    return descriptor
+
+
 def _acquire(path: Path, wait: bool) -> int:
     """An open descriptor of `path` holding its exclusive `flock` (the file at `path` when it was taken)."""
     while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        descriptor = _open_lock(path)
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -212,7 +281,7 @@ def locked(target, *, wait: bool = False) -> Iterator[Path]:
     try:
         yield target
     except Exception as error:
-        if _is_disk_full(error) and not isinstance(error, DiskFullError):
+        if not isinstance(error, DiskFullError) and (_is_disk_full(error) or _failed_write_on_full_disk(error, target)):
             raise DiskFullError(target) from error
         raise
     finally:
@@ -233,11 +302,31 @@ def _is_disk_full(error: BaseException) -> bool:
     return False
 
 
+# Messages of writers that lose the errno of a failed write (torch's zip writer: "[enforce fail at
+# inline_container.cc:...] . unexpected pos ..." when the disk is full).
+WRITE_FAILURES = ("inline_container.cc", "PytorchStreamWriter failed", "file write failed")
+FULL_BELOW_BYTES = 1 << 20
+
+
+def _failed_write_on_full_disk(error: BaseException, target: Path) -> bool:
+    """A write failure that names no errno, on a filesystem with (almost) no space left: a full disk."""
+    if not any(text in str(error) for text in WRITE_FAILURES):
+        return False
+    folder = Path(target).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    return info.f_bavail * info.f_frsize < FULL_BELOW_BYTES
+
+
 def _remove_stale_lock(target: Path) -> None:
     """Remove the lock file of `target` if no process holds it (a killed writer's)."""
     path = lock_path(target)
-    if path in _HELD or not path.is_file():
-        return
+    if path in _HELD or path.is_symlink() or not path.is_file():
+        return  # a link is left alone (taking the lock then refuses it)
     descriptor = _acquire(path, wait=False)
     if descriptor >= 0:
         path.unlink(missing_ok=True)
@@ -270,17 +359,19 @@ def apply_modes(folder) -> None:
 
 # ----------------------------------------------------------------------------------------------- recovery
 def _siblings(target: Path, infix: str) -> list[Path]:
+    """`target`'s staging or aside folders of ours (never a link)."""
     if not target.parent.is_dir():
         return []
-    prefix = f".{target.name}{infix}"
-    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and is_ours(p))
+    prefix = _hidden_prefix(target, infix)
+    return sorted(p for p in target.parent.iterdir()
+                  if p.name.startswith(prefix) and not p.is_symlink() and p.is_dir() and is_ours(p))
 
 
 def _new_name(target: Path, infix: str) -> Path:
     """An unused sibling path `.<name><infix><random>` of `target`."""
     while True:
-        candidate = target.parent / f".{target.name}{infix}{secrets.token_hex(4)}"
-        if not candidate.exists():
+        candidate = target.parent / hidden_name(target, infix + secrets.token_hex(TOKEN_HEX // 2))
+        if not os.path.lexists(candidate):
             return candidate
 
 
@@ -288,9 +379,9 @@ def recover(target) -> None:
     """Finish or undo a write of `target` that was killed: an old folder renamed aside comes back if the
     target is missing (else it is removed), leftover staging folders of ours are removed, and so is a lock file
     no process holds."""
-    target = Path(target)
+    target = real_target(target)
     for aside in _siblings(target, ASIDE_INFIX):
-        if not target.exists():
+        if not os.path.lexists(target):
             os.replace(aside, target)
         else:
             shutil.rmtree(aside)
@@ -307,6 +398,8 @@ def recover_all(folder) -> None:
         return
     names = set()
     for path in folder.iterdir():
+        if path.is_symlink():
+            continue
         if TEMPORARY_FILE.match(path.name) and path.is_file():
             path.unlink()
         for infix in (ASIDE_INFIX, STAGING_INFIX):
@@ -319,7 +412,7 @@ def recover_all(folder) -> None:
 # ----------------------------------------------------------------------------------------------- writing
 def staging_folder(target, kind: str) -> Path:
     """A new marked folder `.<name>.staging-*` next to `target` (after [`recover`] of older leftovers)."""
-    target = Path(target)
+    target = real_target(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     recover(target)
     staging = _new_name(target, STAGING_INFIX)
@@ -329,8 +422,13 @@ def staging_folder(target, kind: str) -> Path:
 
 
 def replace_folder(staging, target) -> Path:
-    """Move the complete folder `staging` to `target`: old aside, new in, old removed last."""
-    staging, target = Path(staging), Path(target)
+    """Move the complete folder `staging` to `target` (the folder a link points to): old aside, new in, old removed
+    last."""
+    staging, given = Path(staging), Path(target)
+    target = real_target(given)
+    if target != given and target.parent.resolve() != staging.parent.resolve():
+        raise ValueError(f"{str(given)!r} is a symbolic link to {str(target)!r}, outside the folder its replacement "
+                         f"was written in ({staging.parent}); remove the link or write to {str(target)!r} itself.")
     aside = None
     if target.exists():
         if not is_ours(target):

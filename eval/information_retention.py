@@ -30,6 +30,7 @@ from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.arguments import retention_parser
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder
 from memory_models.training.data.corpora import load_corpus
+from memory_models.training.loop import fit
 from memory_models.training.metrics import StreamingMetrics
 from memory_models.training.plot import plot_beside, plot_retention, retention_title
 
@@ -153,30 +154,10 @@ def decoder_config(vocab_size: int, context: int, hidden: int, layers: int, head
 
 
 def train_probe(model: MemoryAutoencoder, data: dict, *, steps: int, batch_size: int, lr: float, seed: int) -> None:
-    """AdamW with linear warmup (min(100, steps / 10)) and linear decay, reshuffling `data` every epoch."""
-    device = model.lm_head.weight.device
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
-    warmup = min(100, max(1, steps // 10))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (steps - s) / max(1, steps - warmup)))
-    )
-    generator = torch.Generator().manual_seed(seed)
-    rows, order = data["input_ids"].shape[0], torch.empty(0, dtype=torch.long)
-    model.train()
-    for step in range(steps):
-        if order.numel() < batch_size:
-            order = torch.cat([order, torch.randperm(rows, generator=generator)])
-        index, order = order[:batch_size], order[batch_size:]
-        batch = {key: value[index].to(device) for key, value in data.items()}
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps - 1:
-            logger.info("step %d / %d: loss %.4f", step + 1, steps, loss.item())
+    """Train the probe's decoder through the package's training loop (`training.loop.fit`: AdamW, linear warmup over
+    min(100, steps / 10) steps, then linear decay), on `data` reshuffled every epoch, on the model's device."""
+    fit(model, data, steps=steps, batch_size=batch_size, learning_rate=lr, warmup_steps=min(100, max(1, steps // 10)),
+        seed=seed, use_cpu=model.lm_head.weight.device.type == "cpu", logger=logger)
 
 
 @torch.no_grad()

@@ -13,6 +13,7 @@ from .configuration_autoencoder import MemoryAutoencoderConfig
 from .configuration_masked_mixer import MaskedMixerConfig
 from .configuration_memory import MemoryConfig
 from .configuration_recurrent_memory import RecurrentMemoryConfig
+from .memory_loss import LOSS_STREAMS
 from .modeling_autoencoder import MemoryAutoencoder, MemoryAutoencoderOutput, MemoryAutoencoderPreTrainedModel
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedMixerModel, MaskedMixerPreTrainedModel
 from .modeling_memory import MemoryForCausalLM, MemoryModel, MemoryPreTrainedModel
@@ -38,6 +39,7 @@ _register(RecurrentMemoryConfig, causal_lm_class=RecurrentMemoryForCausalLM)
 
 __all__ = [
     "IGNORE_INDEX",
+    "LOSS_STREAMS",
     "MaskedMixerConfig",
     "MaskedMixerForCausalLM",
     "MaskedMixerModel",

@@ -15,6 +15,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from .model_utils import (
     GENERATED_AFTER_EMBEDS,
     PromptEmbedsGenerationMixin,
+    embeds_beyond_cache,
     forward_generation_kwargs,
     refuse_assisted_decoding,
 )
@@ -30,7 +31,9 @@ class MemoryCache(DynamicCache):
         chunk_index `[b]`: global index `g` of the current chunk (= memories available to it);
         chunk_ids / chunk_mask `[b, L]`: tokens of the current chunk (-1: known only by its embedding, from a prompt
         given as `inputs_embeds`); fill `[b]`: how many it has.
-    `num_fed` counts the `input_ids` columns consumed, so that `generate` feeds only new tokens.
+    `num_fed` counts the `input_ids` columns of the current `generate` call consumed, so that it feeds only new
+    tokens; `seen` counts every position the cache has read (ids or embeddings), so that a `generate` continuing
+    from `inputs_embeds` feeds only the embeddings beyond them.
     """
 
     state_names = ("kv_mask", "bank", "chunk_index", "chunk_ids", "chunk_mask", "fill")
@@ -41,7 +44,7 @@ class MemoryCache(DynamicCache):
         # sliding-window layers (Mistral, Gemma 3) would not follow; windows >= S + L never bind in a chunk.
         super().__init__(**kwargs)
         self.is_filled = False
-        self.num_fed = 0
+        self.num_fed = self.seen = 0
         for name in self.state_names:
             setattr(self, name, None)
 
@@ -103,11 +106,15 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
     ) -> dict:
         """Only the tokens the cache has not seen (all of them without a filled cache). A prompt given as
         `inputs_embeds` is read at the first step (the prompt ids, if given too, count as seen; without a cache
-        it is re-read at every step); memories and other model kwargs pass through to `forward`."""
+        it is re-read at every step; with a filled cache, only the embeddings beyond the positions it has read);
+        memories and other model kwargs pass through to `forward`."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": past_key_values,
                   "use_cache": use_cache}
         filled = isinstance(past_key_values, MemoryCache) and past_key_values.is_filled
-        if filled:
+        if filled and inputs_embeds is not None and kwargs.get("is_first_iteration"):
+            inputs.update(input_ids=None, inputs_embeds=embeds_beyond_cache(inputs_embeds, past_key_values))
+            past_key_values.num_fed = input_ids.shape[1]  # prompt ids passed with the embeddings are not fed again
+        elif filled:
             inputs["input_ids"] = input_ids[:, past_key_values.num_fed :]
         elif inputs_embeds is not None and isinstance(past_key_values, MemoryCache):
             past_key_values.num_fed = input_ids.shape[1]  # prompt ids passed with the embeddings are not fed again
@@ -163,25 +170,30 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
         cache.chunk_mask = mask.view(batch, num_chunks, chunk)[rows, last_chunk].clone()
         cache.fill = lengths - last_chunk * chunk
         cache.num_fed += num_input_ids
+        cache.seen += inputs.length
         cache.is_filled = True
         cache.trim(self.config.num_memory_slots)
         last = self.config.num_memory_slots + cache.fill - 1  # (b,) column of the last real token
         return cache, None if hidden is None else hidden[rows, last]
 
-    def cached_step(self, input_ids: torch.LongTensor, cache: MemoryCache, output_attentions=False,
-                    output_hidden_states=False) -> BaseModelOutput:
-        """Feed new tokens `[b, q]` (all real) through a filled cache.
+    def cached_step(self, input_ids: torch.LongTensor | None, cache: MemoryCache, output_attentions=False,
+                    output_hidden_states=False, inputs_embeds: torch.Tensor | None = None) -> BaseModelOutput:
+        """Feed new tokens `[b, q]` (all real), or their embeddings `[b, q, d]` (continuing a prompt given as
+        `inputs_embeds`), through a filled cache.
 
         Returns:
             their decoder states `[b, q, d]` and, if asked, per-layer states `[b, q, d]` and the attention weights
             `[b, heads, 1, cached columns]` of a single new token (the cached columns change from token to token).
         """
-        if output_attentions and input_ids.shape[1] != 1:
+        count = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
+        if output_attentions and count != 1:
             raise ValueError(f"output_attentions over a filled MemoryCache needs one new token per call, got "
-                             f"{input_ids.shape[1]}: the cached columns change from token to token")
-        steps = [self._cached_token(input_ids[:, t], cache, output_attentions, output_hidden_states)
-                 for t in range(input_ids.shape[1])]
-        cache.num_fed += input_ids.shape[1]
+                             f"{count}: the cached columns change from token to token")
+        steps = [self._cached_token(None if input_ids is None else input_ids[:, t], cache, output_attentions,
+                                    output_hidden_states, None if inputs_embeds is None else inputs_embeds[:, t])
+                 for t in range(count)]
+        cache.num_fed += count if inputs_embeds is None else 0
+        cache.seen += count
         layer_states = None
         if output_hidden_states:
             layer_states = tuple(torch.cat(layer, dim=1) for layer in zip(*[step.hidden_states for step in steps]))
@@ -190,18 +202,20 @@ class MemoryGenerationMixin(PromptEmbedsGenerationMixin, GenerationMixin):
             hidden_states=layer_states, attentions=steps[0].attentions if output_attentions else None,
         )
 
-    def _cached_token(self, token: torch.LongTensor, cache: MemoryCache, output_attentions=False,
-                      output_hidden_states=False):
-        """One token per row through the cache; the decoder's output over that position (`[b, 1, d]` states)."""
-        batch = token.shape[0]
+    def _cached_token(self, token: torch.LongTensor | None, cache: MemoryCache, output_attentions=False,
+                      output_hidden_states=False, embed: torch.Tensor | None = None):
+        """One token per row (or its embedding `[b, d]`, the token then known only by it) through the cache; the
+        decoder's output over that position (`[b, 1, d]` states)."""
+        batch = (token if embed is None else embed).shape[0]
+        device = cache.fill.device
         crossing = cache.fill >= self.config.chunk_size
         if bool(crossing.any()):
             self._start_new_chunks(crossing.nonzero()[:, 0], cache)
-        rows = torch.arange(batch, device=token.device)
-        cache.chunk_ids[rows, cache.fill] = token
+        rows = torch.arange(batch, device=device)
+        cache.chunk_ids[rows, cache.fill] = -1 if token is None else token
         cache.chunk_mask[rows, cache.fill] = True
         positions = self.token_positions(self.memory_window(cache.chunk_index)[1], cache.fill)[:, None]  # (b, 1)
-        embeds = self.get_input_embeddings()(token[:, None])  # (b, 1, d)
+        embeds = self.get_input_embeddings()(token[:, None]) if embed is None else embed[:, None]  # (b, 1, d)
         mask = torch.cat([cache.kv_mask, cache.kv_mask.new_ones(batch, 1)], dim=1)
         out = self.run_decoder(embeds, mask, positions, cache, True, output_attentions, output_hidden_states)
         cache.kv_mask = mask

@@ -7,6 +7,9 @@ import torch.nn.functional as F
 from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows
 
 LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
+# Loss streams: rows tagged `stream_ids = i` form stream LOSS_STREAMS[i], whose token-mean loss the config's
+# `<LOSS_STREAMS[i]>_loss_weight` weighs (the combined objective: causal rows and copy rows).
+LOSS_STREAMS = ("clm", "copy")
 
 
 def shifted_targets(labels: torch.LongTensor | None, chunk_size: int, paper_chunk_targets: bool,
@@ -50,10 +53,12 @@ class MemoryLossMixin:
         group = torch.zeros_like(rows)
         if stream_ids is not None:
             stream_ids = stream_ids.to(rows.device).long()
-            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids > 1)).any()):
-                raise ValueError(f"stream_ids must be [batch={batch}] with values 0 (causal) or 1 (copy), got {stream_ids.tolist()}")
+            if stream_ids.shape != (batch,) or bool(((stream_ids < 0) | (stream_ids >= len(LOSS_STREAMS))).any()):
+                names = ", ".join(f"{i} ({name})" for i, name in enumerate(LOSS_STREAMS))
+                raise ValueError(f"stream_ids must be [batch={batch}] with values {names}, got {stream_ids.tolist()}")
             group = stream_ids[rows]
-            weights = torch.tensor([config.clm_loss_weight, config.copy_loss_weight], device=targets.device)
+            weights = torch.tensor([getattr(config, f"{name}_loss_weight") for name in LOSS_STREAMS],
+                                   device=targets.device)
         divisor = 1
         if config.loss_reduction == "paper":
             divisor = -(-length // config.chunk_size)  # chunks, by prediction position

@@ -14,8 +14,10 @@ class MemoryModelOutput(ModelOutput):
     Args:
         last_hidden_state (`[batch, seq_len, d_dec]`): decoder hidden states of the token positions.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read (given ones first, then encoded).
-        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` decoder states of the token
-            positions, `[batch, seq_len, d_dec]` each (the memory slots are not included).
+        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` states `[batch, seq_len,
+            d_dec]`: the token embeddings the decoder's input is made of, then each decoder layer's states of the
+            token positions (the memory slots are not included). An index or a list of indices as
+            `output_hidden_states` keeps only those (the others are `None`), as in transformers.
         attentions (*optional*, with `output_attentions` and eager attention): `num_hidden_layers` decoder weights
             `[batch * num_chunks, heads, S + L, S + L]` each over every chunk's memory slots and tokens, row
             `r * num_chunks + g` holding chunk `g` of row `r` (chunks counted from each row's first real token).
@@ -38,6 +40,8 @@ class MemoryDecoderInputs:
             many were given. memory_embeds (`[b, n_mem, d_dec]`): the memories read.
         embeds / mask / positions: the decoder's inputs `[b*k, S+L, d_dec]`, key mask `[b*k, S+L]` and positions
             (`[1 or b*k, S+L]`).
+        token_embeds (`[b, seq_len, d_dec]`): the input's token embeddings in input order, from which `embeds` is
+            assembled.
     """
 
     token_ids: torch.LongTensor
@@ -51,6 +55,7 @@ class MemoryDecoderInputs:
     embeds: torch.Tensor
     mask: torch.Tensor
     positions: torch.LongTensor
+    token_embeds: torch.Tensor
 
 
 @dataclass

@@ -9,13 +9,70 @@ GENERATED_AFTER_EMBEDS = "tokens_generated_after_inputs_embeds"  # see `PromptEm
 GENERATION_ONLY_KEYS = ("labels", "next_sequence_length", "is_first_iteration", GENERATED_AFTER_EMBEDS)
 
 
-def output_flags(config, output_attentions=None, output_hidden_states=None, return_dict=None) -> tuple[bool, ...]:
-    """The `output_attentions`, `output_hidden_states` and `return_dict` of a call: the argument, else the config's."""
+def output_flags(config, output_attentions=None, output_hidden_states=None, return_dict=None) -> tuple:
+    """The `output_attentions`, `output_hidden_states` and `return_dict` of a call: the argument, else the config's.
+
+    `output_hidden_states` may also select states by index, as transformers' output capturing does (an index or
+    a list of them, negative ones counted from the end): it is returned as a tuple of indices then (truthy unless
+    empty), else as a `bool`; [`select_hidden_states`] applies it. Pass `bool(...)` of it to inner models.
+    """
+    hidden = config.output_hidden_states if output_hidden_states is None else output_hidden_states
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = (hidden,)
+    elif isinstance(hidden, (list, tuple)):
+        hidden = tuple(hidden)
+    else:
+        hidden = bool(hidden)
     return (
         bool(config.output_attentions if output_attentions is None else output_attentions),
-        bool(config.output_hidden_states if output_hidden_states is None else output_hidden_states),
+        hidden,
         bool(config.return_dict if return_dict is None else return_dict),
     )
+
+
+def select_hidden_states(states, selection):
+    """Every state of `states` (one per layer, and the input's first), or, when `selection` is a tuple of indices
+    (see [`output_flags`]), the same tuple with `None` in place of the states it does not pick: the positions stay
+    as transformers' output capturing keeps them."""
+    if states is None or not isinstance(selection, tuple):
+        return states
+    count = len(states)
+    picked = {index % count for index in selection if -count <= index < count}
+    return tuple(state if index in picked else None for index, state in enumerate(states))
+
+
+PARALLEL_PLANS = ("_tp_plan", "_pp_plan", "_ep_plan", "_fsdp_plan")
+
+
+def remove_submodule(model, name: str) -> None:
+    """Drop an unused sub-module of a transformers model (`embed_tokens` of a decoder fed `inputs_embeds`, a
+    `pooler`) together with the parallel-plan entries that name it: a plan naming a module that does not exist
+    breaks tensor-parallel loading."""
+    setattr(model, name, None)
+    for plan_name in PARALLEL_PLANS:
+        plan = getattr(model, plan_name, None)
+        if plan:
+            setattr(model, plan_name, {key: value for key, value in plan.items()
+                                       if key != name and not key.startswith(f"{name}.")})
+
+
+class VocabularyResizeMixin:
+    """`resize_token_embeddings` for composite models: transformers resizes the input embeddings (and the head) and
+    sets the text config's `vocab_size`; here an encoder with its own token embedding is resized too (encoder and
+    decoder read one vocabulary) and every `vocab_size` of the config follows, so that the input checks, the Trainer
+    and `generate` see the new size."""
+
+    def resize_token_embeddings(self, new_num_tokens=None, pad_to_multiple_of=None, mean_resizing=True):
+        embeddings = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        size = embeddings.weight.shape[0]
+        encoder = getattr(self, "encoder", None)
+        if encoder is not None and encoder.get_input_embeddings() is not embeddings:
+            encoder.resize_token_embeddings(size, mean_resizing=mean_resizing)
+        for config in (self.config, getattr(self.config, "encoder_config", None),
+                       getattr(self.config, "decoder_config", None)):
+            if config is not None and hasattr(config, "vocab_size"):
+                config.vocab_size = size
+        return embeddings
 
 
 def as_return(output, return_dict: bool):
@@ -37,6 +94,15 @@ def forward_generation_kwargs(model_inputs: dict, kwargs: dict) -> dict:
         if key not in GENERATION_ONLY_KEYS and key not in model_inputs:
             model_inputs[key] = value
     return model_inputs
+
+
+def embeds_beyond_cache(inputs_embeds: torch.Tensor, cache) -> torch.Tensor:
+    """The part of a `generate(inputs_embeds=..., past_key_values=cache)` prompt the cache has not read yet: the
+    positions after its `seen` ones (transformers' continuation from `inputs_embeds`)."""
+    if inputs_embeds.shape[1] <= cache.seen:
+        raise ValueError(f"inputs_embeds hold {inputs_embeds.shape[1]} positions, but the cache passed with them has "
+                         f"read {cache.seen} already: pass the embeddings of the whole sequence, new positions last")
+    return inputs_embeds[:, cache.seen :]
 
 
 def refuse_assisted_decoding(model_name: str, reason: str):

@@ -17,7 +17,15 @@ from transformers.utils import ModelOutput
 from .auto_map import AutoMapMixin
 from .configuration_autoencoder import MemoryAutoencoderConfig
 from .input_checks import check_inputs
-from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
+from .model_utils import (
+    FrozenEncoderMixin,
+    VocabularyResizeMixin,
+    as_return,
+    check_no_attentions,
+    output_flags,
+    remove_submodule,
+    select_hidden_states,
+)
 from .modeling_masked_mixer import MaskedMixerModel
 from .sequence_ops import IGNORE_INDEX, loss_divisor
 
@@ -79,7 +87,7 @@ def build_encoder(config) -> PreTrainedModel:
     encoder = MaskedMixerModel(config) if config.model_type == "masked_mixer" else AutoModel.from_config(config)
     for name in UNUSED_ENCODER_MODULES:
         if isinstance(getattr(encoder, name, None), nn.Module):
-            setattr(encoder, name, None)
+            remove_submodule(encoder, name)
     return encoder
 
 
@@ -88,7 +96,7 @@ def build_decoder(config) -> PreTrainedModel:
     decoder = LlamaModel(config) if config.model_type == "llama" else MaskedMixerModel(config)
     # The decoder only ever reads inputs_embeds: an embedding here would be an unused parameter
     # (forcing DDP's find_unused_parameters, and V x d of wasted optimiser state).
-    decoder.embed_tokens = None
+    remove_submodule(decoder, "embed_tokens")
     return decoder
 
 
@@ -112,7 +120,7 @@ class MemoryAutoencoderPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
 
 
-class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
+class MemoryAutoencoder(FrozenEncoderMixin, VocabularyResizeMixin, MemoryAutoencoderPreTrainedModel):
     """Encode `L` tokens into one embedding, expand it to `L` decoder inputs, reconstruct the tokens.
 
     Modules: `encoder` (any transformers base model, or our masked mixer), optional compression
@@ -261,14 +269,15 @@ class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
         kinds = (self.config.encoder_config.model_type, self.config.decoder_config.model_type)
         if all(kind == "masked_mixer" for kind in kinds):
             check_no_attentions("every part of this autoencoder", output_attentions)
-        _, length = check_inputs(self.config.vocab_size, self.config.encoder_hidden_size, input_ids, attention_mask,
-                                 inputs_embeds, labels)
+        _, length = check_inputs(self.get_input_embeddings().num_embeddings, self.config.encoder_hidden_size, input_ids,
+                                 attention_mask, inputs_embeds, labels)
         if length > self.config.max_position_embeddings:
             raise ValueError(
                 f"input length {length} exceeds the autoencoder length max_position_embeddings="
                 f"{self.config.max_position_embeddings}"
             )
-        encoded = self._run_encoder(input_ids, attention_mask, inputs_embeds, output_attentions, output_hidden_states)
+        encoded = self._run_encoder(input_ids, attention_mask, inputs_embeds, output_attentions,
+                                    bool(output_hidden_states))
         memory = self.pool(encoded.last_hidden_state, attention_mask).to(self.lm_head.weight.dtype)  # (B, d_e)
         if self.config.compression > 1:
             memory = self.compression_up(self.compression_down(memory))
@@ -277,15 +286,17 @@ class MemoryAutoencoder(FrozenEncoderMixin, MemoryAutoencoderPreTrainedModel):
         decoder_kwargs = {"use_cache": False} if isinstance(self.decoder, LlamaModel) else {}
         if output_attentions and kinds[1] != "masked_mixer":
             decoder_kwargs["output_attentions"] = True
-        decoded = self.decoder(inputs_embeds=self.expand(memory, length), output_hidden_states=output_hidden_states,
-                               return_dict=True, **decoder_kwargs)  # inputs (B, L, D)
+        decoded = self.decoder(inputs_embeds=self.expand(memory, length),  # (B, L, D)
+                               output_hidden_states=bool(output_hidden_states), return_dict=True, **decoder_kwargs)
         logits = self.lm_head(decoded.last_hidden_state)  # (B, L, V)
         loss = None
         if labels is not None:
             loss = reconstruction_loss(logits, labels, num_items_in_batch)
         output = MemoryAutoencoderOutput(
-            loss=loss, logits=logits, memory_embeds=memory, decoder_hidden_states=decoded.hidden_states,
-            decoder_attentions=getattr(decoded, "attentions", None), encoder_hidden_states=encoded.hidden_states,
+            loss=loss, logits=logits, memory_embeds=memory,
+            decoder_hidden_states=select_hidden_states(decoded.hidden_states, output_hidden_states),
+            decoder_attentions=getattr(decoded, "attentions", None),
+            encoder_hidden_states=select_hidden_states(encoded.hidden_states, output_hidden_states),
             encoder_attentions=getattr(encoded, "attentions", None),
         )
         return as_return(output, return_dict)

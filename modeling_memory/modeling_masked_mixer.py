@@ -20,6 +20,7 @@ from .model_utils import (
     forward_generation_kwargs,
     output_flags,
     refuse_assisted_decoding,
+    select_hidden_states,
 )
 from .sequence_ops import causal_lm_loss, left_pad_shift, roll_rows
 
@@ -214,10 +215,9 @@ class MaskedMixerModel(MaskedMixerPreTrainedModel):
             hidden_states = layer(hidden_states)
             if output_hidden_states:
                 all_states.append(hidden_states)
-        output = BaseModelOutput(
-            last_hidden_state=roll_rows(hidden_states, shift, inverse=True),
-            hidden_states=tuple(roll_rows(h, shift, inverse=True) for h in all_states) if output_hidden_states else None,
-        )
+        states = tuple(roll_rows(h, shift, inverse=True) for h in all_states) if output_hidden_states else None
+        output = BaseModelOutput(last_hidden_state=roll_rows(hidden_states, shift, inverse=True),
+                                 hidden_states=select_hidden_states(states, output_hidden_states))
         return as_return(output, return_dict)
 
 

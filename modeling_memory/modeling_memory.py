@@ -18,7 +18,8 @@ from .input_checks import check_embeds, check_inputs, check_matches, check_targe
 from .memory_generation import MemoryCache, MemoryGenerationMixin
 from .memory_loss import MemoryLossMixin, shifted_targets
 from .memory_outputs import MemoryCausalLMOutput, MemoryDecodeOutput, MemoryDecoderInputs, MemoryModelOutput
-from .model_utils import FrozenEncoderMixin, as_return, check_no_attentions, output_flags
+from .model_utils import FrozenEncoderMixin, VocabularyResizeMixin, as_return, check_no_attentions, output_flags
+from .model_utils import select_hidden_states
 from .modeling_masked_mixer import (
     MaskedMixerForCausalLM,
     MaskedMixerModel,
@@ -60,7 +61,7 @@ class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
             nn.init.zeros_(module.weight)  # zero: a pretrained decoder starts out exactly as it was
 
 
-class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
+class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedModel):
     """Memory model returning the decoder's hidden states of the token positions (no language-model head).
 
     It has the same modules (and state-dict keys) as [`MemoryForCausalLM`], so either class loads the other's
@@ -382,13 +383,14 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
         mask = roll_rows(mask, shift)
         if input_ids is not None:
             ids = roll_rows(input_ids, shift)
-            tokens = self.get_input_embeddings()(ids)
+            token_embeds = self.get_input_embeddings()(input_ids)  # input order: the returned hidden_states[0]
         else:
             if num_chunks > 1 and self.encoder is not None and not config.no_memory:
                 raise ValueError(
                     f"inputs_embeds cover {num_chunks} chunks, but the memory encoder reads token ids: pass input_ids"
                 )
-            ids, tokens = None, roll_rows(inputs_embeds, shift)
+            ids, token_embeds = None, inputs_embeds
+        tokens = roll_rows(token_embeds, shift)
         chunk, padded = config.chunk_size, num_chunks * config.chunk_size
         pad = padded - length
         mask = F.pad(mask, (0, pad), value=False)
@@ -404,7 +406,7 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
         return MemoryDecoderInputs(
             token_ids=ids, token_mask=mask, shift=shift, length=length, num_chunks=num_chunks, bank=bank,
             counts=counts, memory_embeds=bank[:, :n_used] if not config.no_memory else bank[:, :0],
-            embeds=embeds, mask=dec_mask, positions=positions,
+            embeds=embeds, mask=dec_mask, positions=positions, token_embeds=token_embeds,
         )
 
     def decode(
@@ -429,6 +431,7 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
         if not run_decoder:
             return MemoryDecodeOutput(memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
         cache = DynamicCache(config=self.config.decoder_config) if use_cache else None
+        output_hidden_states = bool(output_hidden_states)  # every layer's states (a selection applies on return)
         out = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions, cache, use_cache, output_attentions,
                                output_hidden_states)  # (b*k, S+L, d)
         states = tuple(self._token_states(h, inputs) for h in out.hidden_states) if output_hidden_states else None
@@ -480,7 +483,7 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
         shift = decoded.decoder_inputs.shift
         output = MemoryModelOutput(
             last_hidden_state=roll_rows(decoded.last_hidden_state, shift, inverse=True),
-            memory_embeds=decoded.memory_embeds, hidden_states=unroll_all(decoded.hidden_states, shift),
+            memory_embeds=decoded.memory_embeds, hidden_states=returned_states(decoded, output_hidden_states),
             attentions=decoded.attentions,
         )
         return as_return(output, return_dict)
@@ -496,6 +499,16 @@ class MemoryModel(FrozenEncoderMixin, MemoryPreTrainedModel):
 def unroll_all(states, shift):
     """Undo the rows' roll on each of a tuple of `[b, T, d]` states (`None` stays `None`)."""
     return None if states is None else tuple(roll_rows(h, shift, inverse=True) for h in states)
+
+
+def returned_states(decoded, selection):
+    """The hidden states a forward returns, in input order: the token embeddings the decoder's input was assembled
+    from (the tensor the outputs depend on: `retain_grad()` on it gets a gradient), then each layer's token states;
+    those `selection` does not pick are `None`."""
+    states = unroll_all(decoded.hidden_states, decoded.decoder_inputs.shift)
+    if states is not None:
+        states = (decoded.decoder_inputs.token_embeds, *states[1:])
+    return select_hidden_states(states, selection)
 
 
 class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
@@ -554,7 +567,9 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
             output_attentions, output_hidden_states, return_dict
         )
         if isinstance(past_key_values, MemoryCache) and past_key_values.is_filled:
-            step = self.cached_step(input_ids, past_key_values, output_attentions, output_hidden_states)
+            step = self.cached_step(input_ids, past_key_values, output_attentions, bool(output_hidden_states),
+                                    inputs_embeds)
+            step.hidden_states = select_hidden_states(step.hidden_states, output_hidden_states)
             return as_return(self._output(step, *self._head_and_loss(step.last_hidden_state), past_key_values),
                              return_dict)
         reference = input_ids if input_ids is not None else inputs_embeds
@@ -585,7 +600,7 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
                                           inputs.token_mask[:, : inputs.length])
             logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
                                                               stream_ids, logits_to_keep, num_items_in_batch)
-        decoded.hidden_states = unroll_all(decoded.hidden_states, inputs.shift)
+        decoded.hidden_states = returned_states(decoded, output_hidden_states)
         output = self._output(decoded, logits, loss, stream_losses, past_key_values if want_cache else None)
         return as_return(output, return_dict)
 

@@ -17,11 +17,14 @@ from .auto_map import AutoMapMixin
 from .configuration_recurrent_memory import RecurrentMemoryConfig
 from .input_checks import check_inputs
 from .model_utils import (
+    VocabularyResizeMixin,
     as_return,
     check_no_attentions,
+    embeds_beyond_cache,
     forward_generation_kwargs,
     output_flags,
     refuse_assisted_decoding,
+    select_hidden_states,
 )
 from .modeling_masked_mixer import MaskedMixerForCausalLM, MaskedTokenMixing, MultiHeadTokenMixing
 from .sequence_ops import causal_lm_loss, left_pad_shift, map_row_state, roll_rows
@@ -40,8 +43,9 @@ class RecurrentMemoryCausalLMOutput(ModelOutput):
         memory_embeds (`[batch, num_segments, num_memory_slots, hidden]`): the memory written by each
             segment (segments counted from each row's first non-pad token); `None` for a cached step.
         past_key_values (`RecurrentMemoryCache`, *optional*): the generation cache, when one is used.
-        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` decoder states of the token
-            positions, `[batch, seq_len, hidden]` each (a cached step: `[batch, new tokens, hidden]`).
+        hidden_states (*optional*, with `output_hidden_states`): `num_hidden_layers + 1` states `[batch, seq_len,
+            hidden]` (a cached step: `[batch, new tokens, hidden]`): the token embeddings the segments' inputs are
+            made of, then each decoder layer's states of the token positions.
         attentions (*optional*, with `output_attentions` and eager attention): `num_hidden_layers` weights
             `[batch * num_segments, heads, segment_length, segment_length]` each, row `r * num_segments + s` holding
             segment `s` of row `r` (a cached step: `[batch, heads, new tokens, segment_length]`).
@@ -64,7 +68,8 @@ class RecurrentMemoryCache(DynamicCache):
 
     State (all `[batch, ...]`): memory `[b, m, d]`, segment_embeds `[b, L, d]` (the current segment's token
     embeddings, so that a prompt given as `inputs_embeds` continues too), fill `[b]` (tokens in the segment);
-    `num_fed` counts the `input_ids` columns consumed so that `generate` feeds only new tokens.
+    `num_fed` counts the `input_ids` columns of the current `generate` call consumed so that it feeds only new
+    tokens, and `seen` every position read (ids or embeddings).
     """
 
     state_names = ("memory", "segment_embeds", "fill")
@@ -72,7 +77,7 @@ class RecurrentMemoryCache(DynamicCache):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.num_fed = 0
+        self.num_fed = self.seen = 0
         self.memory = self.segment_embeds = self.fill = None
 
     @property
@@ -92,7 +97,7 @@ class RecurrentMemoryCache(DynamicCache):
         self._map_state(lambda x: x[indices])
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.num_fed
+        return self.seen
 
     def crop(self, max_length: int):
         raise NotImplementedError("RecurrentMemoryCache cannot be cropped (segment memories are not reversible)")
@@ -119,7 +124,7 @@ class RecurrentMemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
             super()._init_weights(module)
 
 
-class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin):
+class RecurrentMemoryForCausalLM(VocabularyResizeMixin, RecurrentMemoryPreTrainedModel, GenerationMixin):
     """
     Recurrent memory transformer with a language-modelling head.
 
@@ -265,25 +270,27 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if isinstance(past_key_values, RecurrentMemoryCache) and past_key_values.is_filled:
             # decoding step: the prompt was checked at prefill; no per-token device sync here
-            if input_ids is None:
-                raise ValueError("a filled RecurrentMemoryCache continues from input_ids, not inputs_embeds")
             states, layer_states, attentions = self.cached_step(input_ids, past_key_values, output_attentions,
-                                                                output_hidden_states)
+                                                                bool(output_hidden_states), inputs_embeds)
+            layer_states = select_hidden_states(layer_states, output_hidden_states)
             output = RecurrentMemoryCausalLMOutput(logits=self.decoder.lm_head(states), past_key_values=past_key_values,
                                                    hidden_states=layer_states, attentions=attentions)
             return as_return(output, return_dict)
         check_inputs(self.get_input_embeddings().num_embeddings, self.config.hidden_size, input_ids, attention_mask,
                      inputs_embeds, labels, shift_labels)
-        embeds, mask, shift, length = self._segment_inputs(input_ids, attention_mask, inputs_embeds)
+        token_embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+        embeds, mask, shift, length = self._segment_inputs(token_embeds, attention_mask)
         hidden, memories, layer_states, attentions = self._run_segments(embeds, mask, output_attentions,
-                                                                        output_hidden_states)
+                                                                        bool(output_hidden_states))
         use_cache = self.config.use_cache and not self.training if use_cache is None else use_cache
         if isinstance(past_key_values, RecurrentMemoryCache) or (use_cache and past_key_values is None):
             num_ids = 0 if input_ids is None else length
             past_key_values = self.fill_cache(past_key_values, embeds, mask, memories, num_ids)
+            past_key_values.seen += length
         hidden = roll_rows(hidden[:, :length], shift, inverse=True)
-        if layer_states is not None:
-            layer_states = tuple(roll_rows(h[:, :length], shift, inverse=True) for h in layer_states)
+        if layer_states is not None:  # the first: the token embeddings the segments' inputs were assembled from
+            layer_states = (token_embeds, *(roll_rows(h[:, :length], shift, inverse=True) for h in layer_states[1:]))
+            layer_states = select_hidden_states(layer_states, output_hidden_states)
         logits = self.decoder.lm_head(hidden)
         loss = None
         if labels is not None or shift_labels is not None:
@@ -293,10 +300,9 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
                                                attentions=attentions)
         return as_return(output, return_dict)
 
-    def _segment_inputs(self, input_ids, attention_mask, inputs_embeds):
-        """Embeddings `[B, S*L, D]` and mask `[B, S*L]` with every row rolled to start at its first real token and
-        padded to whole segments; also the rows' `shift` and the input length."""
-        embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+    def _segment_inputs(self, embeds, attention_mask):
+        """Embeddings `[B, S*L, D]` and mask `[B, S*L]` of the token embeddings `embeds` `[B, T, D]`, every row rolled
+        to start at its first real token and padded to whole segments; also the rows' `shift` and the length `T`."""
         batch, length = embeds.shape[:2]
         if length > self.config.max_position_embeddings:
             raise ValueError(
@@ -335,39 +341,43 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
         cache.num_fed += num_input_ids
         return cache
 
-    def cached_step(self, input_ids: torch.LongTensor, cache: RecurrentMemoryCache, output_attentions=False,
-                    output_hidden_states=False):
-        """Feed new tokens `[b, q]` (all real) through a filled cache.
+    def cached_step(self, input_ids: torch.LongTensor | None, cache: RecurrentMemoryCache, output_attentions=False,
+                    output_hidden_states=False, inputs_embeds: torch.Tensor | None = None):
+        """Feed new tokens `[b, q]` (all real), or their embeddings `[b, q, d]` (continuing a prompt given as
+        `inputs_embeds`), through a filled cache.
 
         Returns:
             their decoder states `[b, q, d]`, and (if asked) per-layer states `[b, q, d]` and attention weights
             `[b, heads, q, segment_length]`.
         """
-        total = cache.num_fed + input_ids.shape[1]
+        count = (input_ids if inputs_embeds is None else inputs_embeds).shape[1]
+        total = cache.seen + count
         if total > self.config.max_position_embeddings:
             raise ValueError(
                 f"input length {total} exceeds max_position_embeddings={self.config.max_position_embeddings} "
                 f"(max_segments={self.config.max_segments} x chunk_size={self.config.chunk_size})"
             )
-        steps = [self._cached_token(input_ids[:, t], cache, output_attentions, output_hidden_states)
-                 for t in range(input_ids.shape[1])]
-        cache.num_fed = total
+        embeds = self.get_input_embeddings()(input_ids) if inputs_embeds is None else inputs_embeds
+        steps = [self._cached_token(embeds[:, t], cache, output_attentions, output_hidden_states) for t in range(count)]
+        cache.num_fed += count if inputs_embeds is None else 0
+        cache.seen = total
         states = torch.stack([step[0] for step in steps], dim=1)
         layer_states = tuple(torch.stack(layer, dim=1) for layer in zip(*[step[1] for step in steps])) or None
         attentions = tuple(torch.stack(layer, dim=2) for layer in zip(*[step[2] for step in steps])) or None
         return states, layer_states, attentions
 
-    def _cached_token(self, token: torch.LongTensor, cache: RecurrentMemoryCache, output_attentions=False,
+    def _cached_token(self, embed: torch.Tensor, cache: RecurrentMemoryCache, output_attentions=False,
                       output_hidden_states=False):
-        """One token per row: recompute the row's current segment, roll the memory of rows that complete it.
+        """One token's embedding `[b, d]` per row: recompute the row's current segment, roll the memory of rows that
+        complete it.
 
         Returns the token's state `[b, d]`, per-layer states `[b, d]` and attention rows `[b, heads, k]`."""
-        chunk, batch = self.config.chunk_size, token.shape[0]
-        rows = torch.arange(batch, device=token.device)
-        cache.segment_embeds[rows, cache.fill] = self.get_input_embeddings()(token).to(cache.segment_embeds.dtype)
+        chunk, batch, device = self.config.chunk_size, embed.shape[0], embed.device
+        rows = torch.arange(batch, device=device)
+        cache.segment_embeds[rows, cache.fill] = embed.to(cache.segment_embeds.dtype)
         cache.fill = cache.fill + 1
-        mask = (torch.arange(chunk, device=token.device)[None] < cache.fill[:, None]).long()  # (b, L)
-        position_ids = torch.arange(self.config.segment_length, device=token.device)[None].expand(batch, -1)
+        mask = (torch.arange(chunk, device=device)[None] < cache.fill[:, None]).long()  # (b, L)
+        position_ids = torch.arange(self.config.segment_length, device=device)[None].expand(batch, -1)
         embeds = cache.segment_embeds
         states, memory, outputs = self._segment(cache.memory.to(embeds.dtype), embeds, mask, position_ids,
                                                 output_attentions, output_hidden_states)
@@ -390,12 +400,16 @@ class RecurrentMemoryForCausalLM(RecurrentMemoryPreTrainedModel, GenerationMixin
     def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None,
                                       inputs_embeds=None, use_cache=None, **kwargs):
         """Only the tokens the cache has not seen (all of them without a filled cache, or with use_cache=False); a
-        prompt given as `inputs_embeds` is read at the first step (the prompt ids, if given too, count as seen);
-        model kwargs pass through to `forward`."""
+        prompt given as `inputs_embeds` is read at the first step (the prompt ids, if given too, count as seen; with
+        a filled cache, only the embeddings beyond the positions it has read); model kwargs pass through to
+        `forward`."""
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": past_key_values,
                   "use_cache": use_cache}
         filled = isinstance(past_key_values, RecurrentMemoryCache) and past_key_values.is_filled
-        if inputs_embeds is not None and not filled:
+        if filled and inputs_embeds is not None and kwargs.get("is_first_iteration"):
+            inputs.update(input_ids=None, inputs_embeds=embeds_beyond_cache(inputs_embeds, past_key_values))
+            past_key_values.num_fed = input_ids.shape[1]  # prompt ids passed with the embeddings are not fed again
+        elif inputs_embeds is not None and not filled:
             if not isinstance(past_key_values, RecurrentMemoryCache):
                 raise ValueError("generate(inputs_embeds=...) needs the RMT's cache: leave use_cache on")
             past_key_values.num_fed = input_ids.shape[1]  # prompt ids passed with the embeddings are not fed again

@@ -7,6 +7,7 @@ A family contributes `ModelCase`s in a `tests/cases_<family>.py` module (a modul
 import copy
 import importlib
 import pathlib
+import re
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -452,6 +453,121 @@ def check_generate_dict_outputs(case: ModelCase):
         assert out.attentions[-1][0].shape[:3] == (2, config.num_attention_heads, 1)
 
 
+def check_hidden_state_selection(case: ModelCase):
+    """`output_hidden_states` given an index or a list of indices (transformers' per-layer output capturing) returns
+    exactly the states of `output_hidden_states=True` at those positions and `None` elsewhere, per part."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    full = run(model, inputs, output_hidden_states=True)
+    for selection in ([0, -1], 1, (-2,)):
+        selected = run(model, inputs, output_hidden_states=selection)
+        for field_name in hidden_state_parts(model):
+            states, reference = getattr(selected, field_name), getattr(full, field_name)
+            count = len(reference)
+            picked = {i % count for i in ([selection] if isinstance(selection, int) else selection)}
+            assert len(states) == count, (field_name, selection)
+            for index, (state, expected) in enumerate(zip(states, reference)):
+                if index in picked:
+                    torch.testing.assert_close(state, expected, rtol=0, atol=0, msg=f"{field_name}[{index}]")
+                else:
+                    assert state is None, (field_name, selection, index)
+
+
+def check_retain_grad_hidden_states(case: ModelCase):
+    """`retain_grad()` on a returned first hidden state (and, where the model returns its layers' own attention
+    weights, the first attention weights) gets a gradient from the output: they are the tensors the output was
+    computed from (transformers' test_retain_grad_hidden_states_attentions; an RMT's attention weights are its
+    segments' stacked into one tensor, a copy)."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    parts = attention_parts(model)
+    own_attentions = model.config.model_type != "recurrent_memory" and any(map(has_attention, parts.values()))
+    model = (eager_copy(model) if own_attentions else model).train()
+    out = model(**inputs, output_hidden_states=True, output_attentions=own_attentions)
+    retained = [getattr(out, field_name)[0] for field_name in hidden_state_parts(model)]
+    if own_attentions:
+        retained += [getattr(out, name)[0] for name, config in parts.items() if has_attention(config)]
+    for tensor in retained:
+        tensor.retain_grad()
+    out[0].flatten()[0].backward()
+    assert all(tensor.grad is not None for tensor in retained), [tensor.grad is None for tensor in retained]
+
+
+def check_dynamic_rope_scaling(case: ModelCase):
+    """RoPE scaling set on the text (decoder) config: "dynamic" leaves the outputs of inputs within the model's
+    positions unchanged, "linear" changes them (transformers' test_model_rope_scaling_from_config)."""
+    seeded()
+    model, inputs = case.build().eval(), case.inputs(1)
+    text = model.config.get_text_config(decoder=True)
+    if not getattr(text, "rope_parameters", None):
+        return  # no rotary positions (masked mixers, BERT)
+    expected = getattr(run(model, inputs), case.output_key)
+    for kind in ("dynamic", "linear"):
+        config = copy.deepcopy(model.config)
+        config.get_text_config(decoder=True).rope_parameters = {
+            "rope_type": kind, "factor": 10.0, "rope_theta": text.rope_parameters["rope_theta"]}
+        scaled = type(model)(config).eval()
+        scaled.load_state_dict(model.state_dict())
+        got = getattr(run(scaled, inputs), case.output_key)
+        if kind == "dynamic":
+            torch.testing.assert_close(got, expected)
+        else:
+            assert not torch.allclose(got, expected, atol=1e-5), "linear RoPE scaling did not reach the decoder"
+
+
+def check_resize_token_embeddings(case: ModelCase):
+    """`resize_token_embeddings` grows and shrinks every token embedding of the model (an encoder's too) and the
+    head, keeps the old rows, and every vocabulary size of the config follows: ids of the new rows are accepted
+    (transformers' test_resize_tokens_embeddings)."""
+    seeded()
+    model, inputs = case.build(), case.inputs(2)
+    vocab = model.config.get_text_config().vocab_size
+    before = model.get_input_embeddings().weight.detach().clone()
+    token_embeddings = [name for name, module in model.named_modules()
+                        if isinstance(module, torch.nn.Embedding) and module.num_embeddings == vocab]
+    for size in (vocab + 10, vocab - 15):
+        model.resize_token_embeddings(size)
+        sizes = {name: model.get_submodule(name).num_embeddings for name in token_embeddings}
+        assert set(sizes.values()) == {size}, sizes
+        assert model.config.vocab_size == model.config.get_text_config().vocab_size == size
+        if case.output_key == "logits":
+            assert model.get_output_embeddings().weight.shape[0] == size
+        rows = min(size, vocab)
+        torch.testing.assert_close(model.get_input_embeddings().weight[:rows].detach(), before[:rows])
+        ids = inputs["input_ids"].clamp(max=size - 1)
+        ids[:, 0] = size - 1  # a new (or the last kept) row
+        out = getattr(run(model, {**inputs, "input_ids": ids}), case.output_key)
+        assert out.shape[-1] == (size if case.output_key == "logits" else out.shape[-1]) and torch.isfinite(out).all()
+
+
+def check_parallel_plans_name_existing_modules(case: ModelCase):
+    """Every entry of the tensor- and pipeline-parallel plans names a module the model has (a plan naming a module
+    that was removed, e.g. an unused embedding, breaks tensor-parallel loading)."""
+    model = case.build()
+    names = [name for name, _ in model.named_modules()]
+    for plan in (model.tp_plan, model.pp_plan):
+        for pattern in plan or {}:
+            regex = re.escape(pattern).replace(r"\*", r"\d+")
+            assert any(re.fullmatch(regex, name) for name in names), f"the plan names {pattern!r}, which is no module"
+
+
+def check_generate_continues_from_inputs_embeds(case: ModelCase):
+    """`generate(inputs_embeds=prompt + generated tokens, past_key_values=the first call's cache)` continues exactly
+    as one uninterrupted call (transformers' test_generate_continue_from_inputs_embeds)."""
+    if not is_causal_lm(case):
+        return
+    seeded()
+    model = case.build().eval()
+    prompt = case.inputs(2)["input_ids"][:, : case.prompt_length]
+    embed = model.get_input_embeddings()
+    new = case.max_new_tokens
+    expected = greedy(model, input_ids=prompt, max_new_tokens=new + 1)[:, case.prompt_length :]
+    first = greedy(model, inputs_embeds=embed(prompt).detach(), max_new_tokens=new, return_dict_in_generate=True)
+    continued = torch.cat([embed(prompt), embed(first.sequences)], dim=1).detach()
+    second = greedy(model, inputs_embeds=continued, past_key_values=first.past_key_values, max_new_tokens=1)
+    assert torch.equal(torch.cat([first.sequences, second], dim=1), expected)
+
+
 CONTRACT_CHECKS = [
     check_sub_configs,
     check_return_dict_false,
@@ -463,4 +579,10 @@ CONTRACT_CHECKS = [
     check_generate_from_inputs_embeds,
     check_generate_continues_from_cache,
     check_generate_dict_outputs,
+    check_hidden_state_selection,
+    check_retain_grad_hidden_states,
+    check_dynamic_rope_scaling,
+    check_resize_token_embeddings,
+    check_parallel_plans_name_existing_modules,
+    check_generate_continues_from_inputs_embeds,
 ]

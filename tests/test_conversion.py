@@ -12,6 +12,7 @@ from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.conversion.pretrained_decoder import convert, main as convert_main
 from memory_models.modeling_memory import MemoryConfig, MemoryForCausalLM
 from pretrained_lookalike import make_decoder_folder
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 CHUNK, SLOTS = 4, 4
 # (model_type, tied embeddings): every family with GQA; tied and untied both covered.
@@ -94,6 +95,7 @@ def test_cli_writes_hub_folder_that_loads_without_our_packages(decoder_folders, 
     assert config["decoder_config"]["model_type"] == "llama"
     tokenizer_files = json.loads((out / "tokenizer_config.json").read_text())
     assert tokenizer_files["bos_token"] == "<|begin_of_text|>"
+    assert assert_tokenizer_loads_quietly(out).bos_token == "<|begin_of_text|>"
     saved = AutoConfig.from_pretrained(out)
     assert (saved.bos_token_id, saved.eos_token_id, saved.pad_token_id) == (
         saved.decoder_config.bos_token_id, saved.decoder_config.eos_token_id, saved.decoder_config.eos_token_id)
@@ -192,6 +194,7 @@ def test_decoder_only_export_is_the_native_decoder(converted, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["LlamaForCausalLM"] and "auto_map" not in config
     assert not list(out.glob("*.py")) and (out / "tokenizer.json").exists()
+    assert_tokenizer_loads_quietly(out)
     assert str(whole) in (out / "README.md").read_text()
     decoder = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     assert type(decoder).__name__ == "LlamaForCausalLM"
@@ -267,11 +270,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(decoder_folders):
 def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
     """`train --init-from LLAMA_DIR --objective copy` points to `memory-models convert` before loading weights."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     folder = make_decoder_folder(tmp_path / "llama", "llama")
-    args, _ = train.parse_args(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
+    job = TrainJob.from_argv(["--init-from", str(folder), "--objective", "copy", "--output-dir", str(tmp_path / "r")])
     with pytest.raises(ValueError, match="plain 'llama' causal LM.*memory-models convert --decoder"):
-        train.build_model(args, None)  # refused before the tokenizer is needed
+        train.build_model(job, None)  # refused before the tokenizer is needed
 
 
 def test_encoder_from_with_other_shapes_names_them(tmp_path):

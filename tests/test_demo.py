@@ -4,6 +4,7 @@ import json
 
 from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.eval.experiments.demo import run
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 
 def test_demo_quick(tmp_path, capsys):
@@ -19,5 +20,6 @@ def test_demo_quick(tmp_path, capsys):
     assert isinstance(result["generation"]["completion"], str)
     saved = json.loads((tmp_path / "demo" / "demo.json").read_text())
     assert saved["table"] == result["table"]
+    assert_tokenizer_loads_quietly(tmp_path / "demo" / "memory" / "final")
     config = json.loads((tmp_path / "demo" / "memory" / "final" / "config.json").read_text())
     assert "AutoModelForCausalLM" in config["auto_map"] and config["no_memory"] is False

@@ -42,9 +42,10 @@ def _free_port() -> int:
 
 def _train_in_process(output: Path, options: list[str]) -> dict:
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
-    args, extras = train.parse_args(["--output-dir", str(output), *COMMON, *options])
-    return train.run(args, extras)
+    job = TrainJob.from_argv(["--output-dir", str(output), *COMMON, *options])
+    return train.run(job)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +130,7 @@ def _worker(dump_dir: str, options: list[str]) -> None:
     from transformers import TrainerCallback
 
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     rank = int(os.environ["RANK"])
 
@@ -139,8 +141,8 @@ def _worker(dump_dir: str, options: list[str]) -> None:
         def on_train_end(self, args, state, control, model=None, **kwargs):
             torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, f"{dump_dir}/rank{rank}.pt")
 
-    args, extras = train.parse_args(options)
-    train.run(args, extras, callbacks=[DumpWeights()])
+    job = TrainJob.from_argv(options)
+    train.run(job, callbacks=[DumpWeights()])
 
 
 if __name__ == "__main__":

@@ -78,13 +78,14 @@ def test_fsdp2_two_cpu_processes_match_single_process(tmp_path):
 def test_train_refuses_fsdp_on_cpu(tmp_path):
     """accelerate drops FSDP on CPU: `train --fsdp` says so instead of silently training replicas."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     if torch.cuda.is_available():
         pytest.skip("FSDP through the Trainer is available on GPUs")
-    args, extras = train.parse_args(["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path),
-                                     "--fsdp", "full_shard auto_wrap"])
+    job = TrainJob.from_argv(["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path),
+                              "--fsdp", "full_shard auto_wrap"])
     with pytest.raises(ValueError, match="accelerate ignores FSDP there"):
-        train.training_arguments(args, extras, train.preset_config(args, train.load_tokenizer(None)))
+        train.training_arguments(job, train.preset_config(job, train.load_tokenizer(None)))
 
 
 def _worker(model_dir: str, out_dir: str) -> None:

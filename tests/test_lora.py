@@ -12,8 +12,10 @@ from memory_models.conversion.export_to_hub import export_model, main as export_
 from memory_models.conversion.pretrained_decoder import convert
 from pretrained_lookalike import make_decoder_folder
 from memory_models.training import train
-from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.job import TrainJob
+from memory_models.training.objectives.batch import ObjectiveCollator
 from memory_models.training.trainer import RoutingCollator, forward_arguments
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 peft = pytest.importorskip("peft")
 
@@ -55,9 +57,9 @@ def converted_folder(tmp_path_factory):
 
 
 def _run(folder, output, *extra):
-    args, extras = train.parse_args(["--init-from", str(folder), "--tokenizer", str(folder), "--output-dir",
-                                     str(output), *RUN, "--lora-r", "4", "--lora-alpha", "8", *extra])
-    return train.run(args, extras)
+    job = TrainJob.from_argv(["--init-from", str(folder), "--tokenizer", str(folder), "--output-dir",
+                              str(output), *RUN, "--lora-r", "4", "--lora-alpha", "8", *extra])
+    return train.run(job)
 
 
 def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder, tmp_path):
@@ -78,6 +80,8 @@ def test_lora_cli_trains_adapters_and_memory_parts_then_merges(converted_folder,
     assert all(key.startswith("decoder.") or not key.startswith("encoder.") for key in changed)
     assert all(any(part in key for part in allowed) for key in changed), changed
     assert (output / "adapter" / "adapter_config.json").exists() and (output / "adapter" / "trainable_extras.safetensors").exists()
+    for folder in (output / "adapter", output / "final"):
+        assert_tokenizer_loads_quietly(folder)
     assert (output / "checkpoint-3" / "adapter_model.safetensors").exists()
     assert json.loads((output / "final" / "config.json").read_text())["auto_map"]
     export_main(["--model", str(output / "adapter"), "--output", str(tmp_path / "merged")])

@@ -11,7 +11,7 @@ import torch
 from transformers import TrainingArguments
 
 from memory_models.configuration import build_model, get_preset
-from memory_models.training.data.objectives import CopySettings, build_objective_batch
+from memory_models.training.objectives.batch import CopySettings, build_objective_batch
 from memory_models.training.trainer import MemoryTrainer
 
 PAD = 1

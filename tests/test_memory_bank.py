@@ -191,7 +191,8 @@ def test_bank_retention_equals_blank_copy_evaluation(saved, capsys):
     """The bank read-out (stored memories) equals evaluating the blank-copy objective on the document's tokens
     (memories recomputed by a full forward), span by span; the command prints the per-document table."""
     from memory_models.eval.banks.read_back import bank_retention, copy_readout_batch
-    from memory_models.training.data.objectives import CopySettings, copy_batch
+    from memory_models.training.objectives.batch import CopySettings
+    from memory_models.training.objectives.copy import copy_batch
 
     root, model, tokenizer = saved
     bank = load_memory_bank(root / "bank", model, tokenizer)

@@ -13,7 +13,8 @@ from transformers import LlamaConfig
 
 from memory_models.modeling_memory import (MaskedMixerConfig, MemoryAutoencoder, MemoryAutoencoderConfig, MemoryConfig,
                              MemoryForCausalLM)
-from memory_models.training.data.objectives import CopySettings, copy_batch
+from memory_models.training.objectives.batch import CopySettings
+from memory_models.training.objectives.copy import copy_batch
 
 VOCAB, CHUNK, SLOTS, HIDDEN = 20, 4, 4, 32
 BOS, BLANK, DELIMITER, FIRST_TOKEN = 0, 1, 2, 3  # synthetic tokens are FIRST_TOKEN .. VOCAB-1

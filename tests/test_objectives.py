@@ -1,4 +1,4 @@
-"""Tests of the training objectives (paper §5): exact positions on small hand-written batches."""
+"""Tests of the training objectives (paper §5): exact positions on small hand-written batches, and the registry."""
 
 from dataclasses import replace
 from types import SimpleNamespace
@@ -6,15 +6,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from memory_models.training.data.objectives import (
-    OBJECTIVES,
-    CopySettings,
-    ObjectiveCollator,
-    build_objective_batch,
-    causal_batch,
-    combined_batch,
-    copy_batch,
-)
+from memory_models.modeling_memory import LOSS_STREAMS
+from memory_models.training import objectives
+from memory_models.training.objectives import Objective, all_objectives, get_objective, register_objective
+from memory_models.training.objectives.batch import CopySettings, ObjectiveCollator, build_objective_batch
+from memory_models.training.objectives.causal import causal_batch
+from memory_models.training.objectives.combined import combined_batch
+from memory_models.training.objectives.copy import copy_batch
 
 IGNORE = -100
 DELIM = 3
@@ -179,9 +177,48 @@ def test_build_objective_batch_dispatch(padded):
     autoencode = build_objective_batch("autoencode", ids, mask, **kwargs)
     assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
     assert torch.equal(autoencode["labels"], causal_batch(ids, mask)["labels"])
-    with pytest.raises(ValueError, match="blank_copy"):
+    with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
+                                         "autoencode"):
         build_objective_batch("mlm", ids, mask, **kwargs)
-    assert set(OBJECTIVES) == {"clm", "copy", "blank_copy", "combined", "autoencode"}
+
+
+def test_every_objective_tags_exactly_the_loss_streams_it_declares(padded):
+    """Each registered objective's batch carries `stream_ids` of its declared streams (all of them), or none when
+    it declares none; the model weighs stream `LOSS_STREAMS[i]` by `<name>_loss_weight`."""
+    ids, mask = padded
+    for objective in all_objectives():
+        batch = objective.build_batch(ids, mask, settings=CopySettings(delimiter_token_id=DELIM), pad_token_id=1)
+        tags = batch.get("stream_ids")
+        found = () if tags is None else tuple(LOSS_STREAMS[i] for i in sorted(set(tags.tolist())))
+        assert found == objective.streams, objective.name
+
+
+def test_a_batch_outside_its_declared_streams_is_refused(padded, monkeypatch):
+    """A builder that tags rows with a stream its record does not declare (or declares streams and tags none) is
+    refused when its batch is built, naming the objective."""
+    monkeypatch.setattr(objectives, "_registered", {})
+    register_objective(Objective("mislabelled", copy_batch, streams=("clm",)))
+    register_objective(Objective("untagged", lambda ids, mask, **_: {"input_ids": ids}, streams=("clm",)))
+    ids, mask = padded
+    with pytest.raises(ValueError, match=r"'mislabelled' tags rows with loss streams \['copy'\]"):
+        build_objective_batch("mislabelled", ids, mask)
+    with pytest.raises(ValueError, match="'untagged' declares loss streams"):
+        build_objective_batch("untagged", ids, mask)
+
+
+def test_registering_checks_the_record(monkeypatch):
+    """A record needs a known model kind and eval rows; a name is registered once; the BUILTIN records load lazily
+    and are the objects of their modules."""
+    monkeypatch.setattr(objectives, "_registered", {})
+    with pytest.raises(ValueError, match="`needs` must be one of"):
+        Objective("toy", causal_batch, needs="encoder")
+    with pytest.raises(ValueError, match="`evaluation` must be one of"):
+        Objective("toy", causal_batch, evaluation="some")
+    with pytest.raises(ValueError, match="already registered"):
+        register_objective(Objective("copy", copy_batch))
+    from memory_models.training.objectives import copy as copy_module
+
+    assert get_objective("blank_copy") is copy_module.BLANK_COPY and get_objective("blank_copy").needs == "memory"
 
 
 def test_collator_right_padding_and_truncation():
@@ -213,6 +250,20 @@ def test_collator_copy_objective():
     batch = collator([{"input_ids": [10, 11, 12, 13]}])
     assert torch.equal(batch["input_ids"], _row(10, 11, 12, DELIM, 11, 12))
     assert torch.equal(batch["labels"], _row(IGNORE, IGNORE, IGNORE, 10, 11, 12))
+
+
+def test_collator_uses_the_rows_own_labels():
+    """Rows that carry their own `labels` (e.g. answer-only targets) keep them, padded with -100, in every
+    objective's batch (copy repeats them in the copied half); rows without them get the causal labels."""
+    features = [{"input_ids": [5, 6, 7, 8], "labels": [IGNORE, IGNORE, 7, 8]}, {"input_ids": [9, 10]}]
+    features[1]["labels"] = [9, IGNORE]
+    batch = ObjectiveCollator("clm", pad_token_id=1, max_length=6)(features)
+    assert torch.equal(batch["labels"], torch.tensor([[IGNORE, IGNORE, 7, 8, IGNORE, IGNORE],
+                                                      [9, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE]]))
+    copy = ObjectiveCollator("copy", pad_token_id=1, max_length=8)(features[:1])
+    assert torch.equal(copy["labels"], _row(IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, IGNORE, 7, 8))
+    plain = ObjectiveCollator("clm", pad_token_id=1, max_length=4)([{"input_ids": [5, 6, 7]}])
+    assert torch.equal(plain["labels"], _row(5, 6, 7, IGNORE))
 
 
 def test_collator_validation():

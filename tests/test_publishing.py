@@ -17,6 +17,7 @@ from memory_models.conversion.export_to_hub import export_model, push_folder
 from memory_models.conversion.safe_io import MARKER
 from model_tester import all_cases
 from memory_models.training import train
+from memory_models.training.job import TrainJob
 from memory_models.eval.cli import main as cli_main
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
@@ -112,14 +113,14 @@ def test_trainer_hub_options_go_through_our_export(tmp_path):
     """`--push_to_hub --hub_model_id ORG/NAME` (Trainer options) select our push of final/ and switch the
     Trainer's own checkpoint pushing off; `--push_to_hub` without a repo is a ValueError."""
     tokenizer = train.load_tokenizer(None)
-    args, extras = train.parse_args(["--output-dir", str(tmp_path), "--preset", "transformer-clm-tiny",
-                                     "--push_to_hub", "--hub_model_id", "org/from-trainer"])
-    training_args = train.training_arguments(args, extras, train.preset_config(args, tokenizer))
-    assert training_args.push_to_hub is False and args.push_to_hub == "org/from-trainer"
-    args, extras = train.parse_args(["--output-dir", str(tmp_path), "--preset", "transformer-clm-tiny",
-                                     "--push_to_hub"])
+    job = TrainJob.from_argv(["--output-dir", str(tmp_path), "--preset", "transformer-clm-tiny",
+                              "--push_to_hub", "--hub_model_id", "org/from-trainer"])
+    training_args = train.training_arguments(job, train.preset_config(job, tokenizer))
+    assert training_args.push_to_hub is False and train.hub_repo(job) == "org/from-trainer"
+    job = TrainJob.from_argv(["--output-dir", str(tmp_path), "--preset", "transformer-clm-tiny",
+                              "--push_to_hub"])
     with pytest.raises(ValueError, match="--hub_model_id"):
-        train.training_arguments(args, extras, train.preset_config(args, tokenizer))
+        train.training_arguments(job, train.preset_config(job, tokenizer))
 
 
 def test_converted_decoder_card_and_bad_push_arguments(tmp_path, fake_hub):

@@ -27,6 +27,7 @@ from memory_models.eval.cli import COMMANDS
 from memory_models.eval.cli import main as cli
 from memory_models.modeling_memory import MemoryForCausalLM
 from memory_models.training import train
+from memory_models.training.job import TrainJob
 from memory_models.training.trainer import MemoryTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -332,7 +333,7 @@ def test_written_folders_follow_the_umask(workspace, tmp_path, umask, monkeypatc
     from memory_models.eval.harness.lookalike import write_lookalike_tasks
     from memory_models.training.data import tokenizer as tokenizer_command
 
-    train.run(*train.parse_args([*CLM, "--max-steps", "1", "--output-dir", str(tmp_path / "run")]))
+    train.run(TrainJob.from_argv([*CLM, "--max-steps", "1", "--output-dir", str(tmp_path / "run")]))
     export_model(MemoryForCausalLM(memory_config()), tmp_path / "hub", word_tokenizer())
     torch.manual_seed(0)
     model, tokenizer = MemoryForCausalLM(memory_config()).eval(), word_tokenizer()

@@ -216,6 +216,7 @@ def _copy_with(saved, tmp_path, edit):
 def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     """Missing tensors would be random: refused by name unless allowed; train --init-from and export too."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     folder = _copy_with(saved, tmp_path, lambda f, t: save_file(
         {k: v for k, v in t.items() if not k.startswith("encoder.")}, str(f / "model.safetensors"),
@@ -231,9 +232,9 @@ def test_checkpoint_missing_the_encoder_is_refused(saved, tmp_path):
     with pytest.raises(ValueError, match=r"--encoder .*encoder tensors missing .*encoder\.layers"):
         load_encoder(str(folder))
     assert load_encoder(str(folder), allow_missing_weights=True)[0] is not None
-    args, _ = train.parse_args(["--init-from", str(folder), "--output-dir", str(tmp_path / "run")])
+    job = TrainJob.from_argv(["--init-from", str(folder), "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="--init-from .*missing from the checkpoint"):
-        train.build_model(args, None)  # refused while loading, before the tokenizer is needed
+        train.build_model(job, None)  # refused while loading, before the tokenizer is needed
 
 
 def test_unexpected_nonfinite_and_truncated_weights_are_refused(saved, tmp_path):
@@ -260,15 +261,66 @@ def test_unexpected_nonfinite_and_truncated_weights_are_refused(saved, tmp_path)
 def test_missing_local_folders_are_named(tmp_path, monkeypatch):
     """A local path that does not exist is a clear error, not an 'invalid Hub repo id'."""
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
     missing = str(tmp_path / "nope")
     with pytest.raises(ValueError, match="--model .*nope.*no such folder"):
         export_to_hub.main(["--model", missing, "--output", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="--tokenizer .*no such folder"):
         train.load_tokenizer("./no-such-tokenizer")
-    args, _ = train.parse_args(["--init-from", missing, "--output-dir", str(tmp_path / "run")])
+    job = TrainJob.from_argv(["--init-from", missing, "--output-dir", str(tmp_path / "run")])
     with pytest.raises(ValueError, match="--init-from .*no such folder"):
-        train.build_model(args, None)
+        train.build_model(job, None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ValueError, match="someone/some-model.*no such folder.*HF_HUB_OFFLINE is set"):
         load_model("someone/some-model")
+
+
+# --------------------------------------------------------------------------------------------- links and names
+def test_symlinked_output_is_resolved_never_half_replaced(tmp_path, tiny_model):
+    """An output that is a symbolic link is the folder it points to: a user's folder is refused (nothing written into
+    it, the link kept) unless --overwrite; an earlier export behind a link is replaced in place, the link kept."""
+    user, link = tmp_path / "user", tmp_path / "link"
+    user.mkdir()
+    (user / "notes.txt").write_text("mine")
+    link.symlink_to(user)
+    with pytest.raises(ValueError, match=f"--output '{link}' \\(a link to '{user}'\\) is a non-empty folder that "
+                                         "memory-models did not create"):
+        export_model(tiny_model, link)
+    assert sorted(os.listdir(user)) == ["notes.txt"] and link.is_symlink()
+    export, elink = tmp_path / "export", tmp_path / "elink"
+    export_model(tiny_model, export)
+    elink.symlink_to(export)
+    for _ in range(2):  # every later export through the link works the same way
+        assert export_model(tiny_model, elink) == export
+        assert elink.is_symlink() and (export / "model.safetensors").is_file() and safe_io.is_ours(export)
+    export_model(tiny_model, link, overwrite=True)  # the user asked for it: the folder the link names is replaced
+    assert link.is_symlink() and (user / "model.safetensors").is_file() and not (user / "notes.txt").exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_lock_file_never_follows_a_link(tmp_path, tiny_model):
+    """A lock file that is a symbolic (or hard) link to a user's file is refused: the file keeps its content."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("precious")
+    lock = tmp_path / ".hub.lock"
+    lock.symlink_to(secret)
+    with pytest.raises(ValueError, match=f"the lock file {lock} is a symbolic link: memory-models never writes "
+                                         "through it"):
+        export_model(tiny_model, tmp_path / "hub")
+    lock.unlink()
+    os.link(secret, lock)
+    with pytest.raises(ValueError, match="is a hard link to another file"):
+        export_model(tiny_model, tmp_path / "hub")
+    assert secret.read_text() == "precious" and not (tmp_path / "hub").exists()
+
+
+def test_a_long_folder_name_gets_short_hidden_names(tmp_path, tiny_model):
+    """A legal 245-byte folder name is exported and replaced: its lock and staging names stay within 255 bytes."""
+    out = tmp_path / ("n" * 245)
+    export_model(tiny_model, out)
+    export_model(tiny_model, out)
+    assert (out / "model.safetensors").is_file() and leftovers(tmp_path) == []
+    names = [safe_io.lock_path(out).name, safe_io.hidden_name(out, ".staging-0123abcd")]
+    assert all(len(name.encode()) <= 255 for name in names)
+    assert safe_io.lock_path(tmp_path / ("n" * 244 + "x")).name != names[0]  # same first bytes, another lock

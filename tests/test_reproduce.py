@@ -12,6 +12,7 @@ import memory_models.modeling_memory  # noqa: F401  (registers the Auto classes)
 
 from memory_models.eval.experiments import reproduce
 from memory_models.eval.experiments.arguments import reproduce_parser
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 
 def run(part, output_dir, seeds=1):
@@ -34,6 +35,9 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
         for row in saved["rows"]:  # one value per seed, and the mean of them
             assert len(row["values"]) == 1 and row["mean"] == pytest.approx(row["values"][0])
         assert saved["pictures"] and all(Path(p).is_file() and Path(p).stat().st_size > 0 for p in saved["pictures"])
+    fig4d_metrics = {row["metric"] for row in reports["fig4d"]["rows"]}
+    assert {"blank-copy accuracy, chunk positions 0 .. 5", "blank-copy accuracy, chunk position 7"} <= fig4d_metrics
+    assert any(p.endswith("fig4d-positions.png") for p in reports["fig4d"]["pictures"])
     table4_metrics = {row["metric"] for row in reports["table4"]["rows"]}
     assert "copy: key = value pairs written back after the delimiter" in table4_metrics
     assert {"extraction accuracy, 1 chunks back", "records_extraction contains"} <= table4_metrics
@@ -41,9 +45,9 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
     assert "training mixer-autoencoder-c8 (seed 0)" in first and "[table4] seed 0 done" in first
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert "mixer-autoencoder-c8-seed0" in models and "records-memory-transformer-combined-seed0" in models
-    for name in models:  # every trained model is a Hub folder with its tokenizer
+    for name in models:  # every trained model is a Hub folder with its tokenizer, which loads quietly
         assert (tmp_path / "models" / name / "config.json").is_file()
-        assert (tmp_path / "models" / name / "tokenizer.json").is_file(), name
+        assert_tokenizer_loads_quietly(tmp_path / "models" / name)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "models" / "memory-mixer-autoencoder-c8-blank-copy-seed0")
     assert type(reloaded).__name__ == "MemoryForCausalLM"
     # A second run of a part reuses every model of the first (trains nothing) and gives the same rows.

@@ -8,6 +8,7 @@ import pytest
 from transformers import PreTrainedTokenizerFast
 
 from memory_models.training.data.tokenizer import load_default_tokenizer, main, special_token_ids, train_tokenizer
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 TEXTS = [
     "The memory model encodes each chunk into one embedding.",
@@ -83,6 +84,7 @@ def test_main_writes_folder(tmp_path, capsys):
     assert ids["pad_token_id"] == 1 and ids["copy_delimiter_token_id"] == 3
     loaded = PreTrainedTokenizerFast.from_pretrained(output)
     assert loaded.decode(loaded("record 7: color = teal")["input_ids"]) == "record 7: color = teal"
+    assert assert_tokenizer_loads_quietly(output)("record 7")["input_ids"] == loaded("record 7")["input_ids"]
     assert "vocab size" in capsys.readouterr().out
 
 

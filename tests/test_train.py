@@ -9,16 +9,17 @@ from transformers import TrainerCallback
 
 from memory_models.conversion.isolation import lint_hub_folder
 from memory_models.training import train
+from memory_models.training.job import TrainJob
 from memory_models.eval.cli import main as cli_main
 from memory_models.training.trainer import COMPLETE_MARKER, MemoryTrainer, last_complete_checkpoint
+from tokenizer_loading import assert_tokenizer_loads_quietly
 
 TINY = ["--train-documents", "64", "--eval-documents", "8", "--batch-size", "2", "--seed", "0"]
 
 
 def run_cli(tmp_path, *extra, name="run"):
     output = tmp_path / name
-    args, extras = train.parse_args(["--output-dir", str(output), *TINY, *extra])
-    return output, args, extras
+    return output, TrainJob.from_argv(["--output-dir", str(output), *TINY, *extra])
 
 
 def read_png_size(path):
@@ -50,6 +51,7 @@ def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
         assert config["copy_delimiter_token_id"] == 3 and config["pad_token_id"] == 1
         assert (folder / "modeling_memory.py").exists() and (folder / "tokenizer.json").exists()
         assert lint_hub_folder(folder) == []
+        assert_tokenizer_loads_quietly(folder)
     assert (output / "checkpoint-4" / COMPLETE_MARKER).exists()
     assert not (output / ".staging").exists()
 
@@ -60,9 +62,9 @@ def test_train_memory_model_writes_hub_ready_outputs(tmp_path):
 ])
 def test_objective_model_mismatch_raises(tmp_path, preset, objective, message):
     """autoencode needs an autoencoder; every other objective a causal model."""
-    _, args, extras = run_cli(tmp_path, "--preset", preset, "--objective", objective)
+    _, job = run_cli(tmp_path, "--preset", preset, "--objective", objective)
     with pytest.raises(ValueError, match=message):
-        train.build_model(args, train.load_tokenizer(None))
+        train.build_model(job, train.load_tokenizer(None))
 
 
 def test_bad_options_raise(tmp_path):
@@ -71,25 +73,24 @@ def test_bad_options_raise(tmp_path):
         run_cli(tmp_path, "--preset", "transformer-clm-tiny", "--max-steps", "0")
     with pytest.raises(ValueError, match="--preset NAME or --init-from"):
         run_cli(tmp_path)
-    _, args, extras = run_cli(tmp_path, "--preset", "transformer-clm-tiny", "--no-memory")
+    _, job = run_cli(tmp_path, "--preset", "transformer-clm-tiny", "--no-memory")
     with pytest.raises(ValueError, match="--no-memory needs a memory model"):
-        train.build_model(args, train.load_tokenizer(None))
-    _, args, extras = run_cli(tmp_path, "--preset", "transformer-clm-tiny", "--bogus_option", "1")
-    with pytest.raises(ValueError, match="bogus_option"):
-        train.training_arguments(args, extras, train.preset_config(args, train.load_tokenizer(None)))
+        train.build_model(job, train.load_tokenizer(None))
+    with pytest.raises(ValueError, match="unknown options --bogus_option 1"):
+        run_cli(tmp_path, "--preset", "transformer-clm-tiny", "--bogus_option", "1")
 
 
 def test_training_arguments_pass_through_and_defaults(tmp_path):
     """Extra `--key value` pairs reach TrainingArguments; lr defaults follow spec §5.8."""
     tokenizer = train.load_tokenizer(None)
-    _, args, extras = run_cli(tmp_path, "--preset", "masked-mixer-tiny", "--max-steps", "30", "--warmup_steps",
+    _, job = run_cli(tmp_path, "--preset", "masked-mixer-tiny", "--max-steps", "30", "--warmup_steps",
                               "7", "--gradient_accumulation_steps", "2")
-    training_args = train.training_arguments(args, extras, train.preset_config(args, tokenizer))
+    training_args = train.training_arguments(job, train.preset_config(job, tokenizer))
     assert training_args.warmup_steps == 7 and training_args.gradient_accumulation_steps == 2
     assert training_args.learning_rate == 5e-4 and training_args.eval_steps == 6
     assert training_args.ddp_find_unused_parameters is False and training_args.remove_unused_columns is False
-    _, args, _ = run_cli(tmp_path, "--preset", "memory-transformer-tiny")
-    assert train.default_learning_rate(train.preset_config(args, tokenizer)) == 2e-4
+    _, job = run_cli(tmp_path, "--preset", "memory-transformer-tiny")
+    assert train.default_learning_rate(train.preset_config(job, tokenizer)) == 2e-4
 
 
 class Crash(TrainerCallback):
@@ -113,15 +114,15 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
     resumed run says which checkpoint it continues."""
     common = ["--preset", "memory-transformer-tiny", "--objective", "combined", "--max-steps", "6",
               "--save-steps", "2", "--eval-steps", "100", "--logging_steps", "1"]
-    straight, args, extras = run_cli(tmp_path, *common, name="straight")
-    train.run(args, extras)
-    killed, args, extras = run_cli(tmp_path, *common, name="killed")
+    straight, job = run_cli(tmp_path, *common, name="straight")
+    train.run(job)
+    killed, job = run_cli(tmp_path, *common, name="killed")
     with pytest.raises(KeyboardInterrupt):
-        train.run(args, extras, callbacks=[Crash(5)])
+        train.run(job, callbacks=[Crash(5)])
     assert last_complete_checkpoint(killed) == str(killed / "checkpoint-4")
-    _, args, extras = run_cli(tmp_path, *common, "--resume", name="killed")
+    _, job = run_cli(tmp_path, *common, "--resume", name="killed")
     capsys.readouterr()
-    summary = train.run(args, extras)
+    summary = train.run(job)
     assert summary["resumed_from"] == str(killed / "checkpoint-4") and summary["steps"] == 6
     assert f"--resume: resuming from {killed / 'checkpoint-4'}\n" in capsys.readouterr().out
     expected, got = load_file(straight / "final" / "model.safetensors"), load_file(killed / "final" / "model.safetensors")
@@ -145,15 +146,15 @@ def test_failed_save_never_becomes_latest(tmp_path, monkeypatch):
     monkeypatch.setattr(MemoryTrainer, "_save_rng_state", failing_rng_save)
     common = ["--preset", "transformer-clm-tiny", "--context", "16", "--max-steps", "6", "--save-steps", "2", "--bf16",
               "--eval-steps", "100"]
-    output, args, extras = run_cli(tmp_path, *common)
+    output, job = run_cli(tmp_path, *common)
     with pytest.raises(OSError, match="disk full"):
-        train.run(args, extras)
+        train.run(job)
     assert (output / "checkpoint-2" / COMPLETE_MARKER).exists()
     assert not (output / "checkpoint-4").exists()  # the half-written save stayed in staging
     (output / "checkpoint-9").mkdir()  # a foreign, incomplete folder is never "latest" either
     assert last_complete_checkpoint(output) == str(output / "checkpoint-2")
-    _, args, extras = run_cli(tmp_path, *common, "--resume")
-    summary = train.run(args, extras)
+    _, job = run_cli(tmp_path, *common, "--resume")
+    summary = train.run(job)
     assert summary["resumed_from"] == str(output / "checkpoint-2") and summary["steps"] == 6
     assert (output / "checkpoint-6" / COMPLETE_MARKER).exists()
 

@@ -1,1 +1,2 @@
-"""Training: data (corpora, tokenizer, objectives), metrics, the Hugging Face `Trainer` wiring, LoRA and plots."""
+"""Training: the typed job (`job`), data (corpora, tokenizer), the objective registry (`objectives`), metrics, the
+one training loop (`loop`, the Hugging Face `Trainer` wiring in `trainer` and `train`), LoRA and plots."""

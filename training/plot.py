@@ -227,10 +227,27 @@ def plot_beside(json_path, plot) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
+def read_result(path: str, kind: str) -> dict:
+    """The JSON object of a result file; a missing file, invalid JSON or another JSON value is a `ValueError` naming
+    the file."""
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path!r}: no such file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path!r} cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path!r} is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") \
+            from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path!r} holds a JSON {type(payload).__name__}, not the object a {kind} result is")
+    return payload
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`memory-models plot {training,retention,benchmark} JSON... --output STEM`."""
     args = plot_parser().parse_args(argv)
-    loaded = [json.loads(Path(path).read_text()) for path in args.inputs]
+    loaded = [read_result(path, args.kind) for path in args.inputs]
     if args.kind != "retention" and len(loaded) > 1:
         raise ValueError(f"`plot {args.kind}` takes one JSON file, got {len(loaded)}: {args.inputs}")
     if args.kind == "training":
@@ -240,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         results = {}
         for path, payload in zip(args.inputs, loaded):
+            if not isinstance(payload.get("results"), list):
+                raise ValueError(f"{path!r} has no 'results' list: not a retention result (memory-models retention)")
             name = payload.get("settings", {}).get("encoder") or Path(path).stem
             results[name if name not in results else f"{name} ({path})"] = payload["results"]
         paths = plot_retention(results, args.output, retention_title(loaded[0].get("settings", {})))

@@ -1,7 +1,9 @@
 """A run folder belongs to one run: its identity is recorded when the folder is first used, and checked on reuse.
 
-`run.json` (written before training starts) records what makes two runs "the same run": preset or
-`--init-from` folder, a hash of the model config, seed, objective, dataset, tokenizer and the data options.
+`run.json` (written before training starts) records what makes two runs "the same run", read from the run's
+`training.job.TrainJob`: preset or `--init-from` folder, a hash of the model config, seed, objective, dataset,
+tokenizer and the data options, and the SHA-256 of the corpus's content and of the tokenizer, so that the same paths
+holding another corpus or tokenizer are told apart.
 
 * `--resume` refuses a folder whose recorded identity differs from this run's (naming the differences).
   Every checkpoint carries a copy of `run.json`, so a checkpoint copied into a new folder is checked too;
@@ -26,6 +28,8 @@ import sys
 from pathlib import Path
 
 from memory_models.conversion.safe_io import check_target, folder_kind, is_ours, mark, recover_all, write_text_atomic
+from memory_models.training.data.corpora import corpus_fingerprint
+from memory_models.training.data.tokenizer import tokenizer_sha256
 
 IDENTITY_FILE = "run.json"
 OUR_FILES = ("metrics.json", "loss_curve.png")
@@ -48,14 +52,17 @@ def config_hash(config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def run_identity(args, config, tokenizer) -> dict:
-    """What makes two runs the same run (see the module doc)."""
+def run_identity(job, config, tokenizer) -> dict:
+    """What makes two runs the same run (see the module doc): fields of the `training.job.TrainJob`, the hash of
+    the model config it built, the tokenizer's size and the content hashes of the corpus and the tokenizer."""
+    corpus = corpus_fingerprint(job.dataset)
     return {
-        "preset": args.preset, "init_from": args.init_from, "encoder_from": args.encoder_from,
-        "config_hash": config_hash(config), "seed": args.seed, "objective": args.objective,
-        "dataset": args.dataset, "tokenizer": args.tokenizer or "default", "tokenizer_size": len(tokenizer),
-        "context": args.context, "pack": args.pack, "train_documents": args.train_documents,
-        "batch_size": args.batch_size,
+        "preset": job.preset, "init_from": job.init_from, "encoder_from": job.encoder_from,
+        "config_hash": config_hash(config), "seed": job.seed, "objective": job.objective,
+        "dataset": job.dataset, "tokenizer": job.tokenizer or "default", "tokenizer_size": len(tokenizer),
+        "context": job.context, "pack": job.pack, "train_documents": job.train_documents,
+        "batch_size": job.batch_size, "corpus_sha256": corpus and corpus[:16],
+        "tokenizer_sha256": tokenizer_sha256(tokenizer)[:16],
     }
 
 
@@ -94,9 +101,9 @@ def _remove_our_outputs(folder: Path) -> None:
         (folder / name).unlink(missing_ok=True)
 
 
-def run_inputs(args) -> list[tuple[str, str | None]]:
+def run_inputs(job) -> list[tuple[str, str | None]]:
     """The `(option, path)` inputs of a run that its folder must not hold (`conversion.safe_io.check_inputs`)."""
-    return [("--init-from", args.init_from), ("--encoder-from", args.encoder_from), ("--tokenizer", args.tokenizer)]
+    return [("--init-from", job.init_from), ("--encoder-from", job.encoder_from), ("--tokenizer", job.tokenizer)]
 
 
 def prepare_run_folder(output_dir, identity: dict, *, resume: bool, overwrite: bool, write: bool = True,

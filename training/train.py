@@ -9,13 +9,14 @@
     torchrun --nproc_per_node 2 -m memory_models.training.train --preset ...  # DDP (gloo on CPU, nccl on GPU)
 
 Unknown `--key value` options go to `TrainingArguments` (`--warmup_steps 10 --gradient_accumulation_steps 2`).
-The output folder gets Hub-ready `checkpoint-N/` folders (weights, config with `auto_map`, code, tokenizer),
-`final/` (exported with `conversion.export_to_hub.export_model`), `metrics.json` and `loss_curve.png`.
+The command line parses into a `training.job.TrainJob`; Python builds one directly and calls `run(job)`.
+The objective's record (`training.objectives`) says how batches are built, what the run evaluates and what model
+it needs. The output folder gets Hub-ready `checkpoint-N/` folders (weights, config with `auto_map`, code,
+tokenizer), `final/` (exported with `conversion.export_to_hub.export_model`), `metrics.json` and `loss_curve.png`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 import memory_models.modeling_memory  # noqa: F401  (registers our Auto classes)
 from memory_models.configuration import build_model as build_from_config
@@ -38,9 +39,11 @@ from memory_models.training.metrics import preprocess_logits_for_metrics
 from memory_models.training.data.corpora import (
     check_training_targets, count_blank_documents, filter_full_length, load_corpus, tokenize_corpus,
 )
-from memory_models.training.arguments import train_parser
+from memory_models.training.job import TrainJob
 from memory_models.training.lora import apply_lora
-from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.loop import loop_defaults
+from memory_models.training.objectives import Objective, all_objectives, get_objective
+from memory_models.training.objectives.batch import ObjectiveCollator
 from memory_models.training.plot import plot_beside, plot_training
 from memory_models.training.run_folder import prepare_run_folder, run_identity, run_inputs
 from memory_models.training.data.tokenizer import load_default_tokenizer, special_token_ids
@@ -52,20 +55,6 @@ from memory_models.training.trainer import (
 AUTOENCODER_TYPE = "memory_autoencoder"
 MEMORY_TYPES = ("memory_model", "recurrent_memory")
 MIXER_TYPE = "masked_mixer"
-
-
-def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, list[str]]:
-    """Parse our options; the rest must be `--key value` TrainingArguments options."""
-    args, extras = train_parser().parse_known_args(argv)
-    if args.preset is None and args.init_from is None:
-        raise ValueError("Pass --preset NAME or --init-from DIR.")
-    if args.freeze_encoder and args.encoder_from is None and args.init_from is None:
-        raise ValueError("--freeze-encoder needs --encoder-from DIR (or --init-from a model with an encoder).")
-    for name in ("max_steps", "batch_size", "eval_steps", "save_steps", "context", "eval_documents"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}.")
-    return args, extras
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -89,27 +78,27 @@ def token_ids(tokenizer) -> dict[str, int]:
         return {key: value for key, value in ids.items() if value is not None}
 
 
-def _set_config_flags(config, args) -> None:
+def _set_config_flags(config, job: TrainJob) -> None:
     """Apply --no-memory / --freeze-encoder to a config, with a clear error for configs without them."""
     for flag, field_name in (("no_memory", "no_memory"), ("freeze_encoder", "freeze_encoder")):
-        if getattr(args, flag):
+        if getattr(job, flag):
             if not hasattr(config, field_name):
                 raise ValueError(f"--{flag.replace('_', '-')} needs a memory model; {config.model_type!r} has no "
                                  f"`{field_name}`.")
             setattr(config, field_name, True)
 
 
-def preset_config(args, tokenizer):
+def preset_config(job: TrainJob, tokenizer):
     """The preset's config with the tokenizer's vocabulary size and special token ids."""
-    vocab_size = args.vocab_size or len(tokenizer)
+    vocab_size = job.vocab_size or len(tokenizer)
     if vocab_size < len(tokenizer):
         raise ValueError(f"--vocab-size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens).")
     ids = token_ids(tokenizer)
     base = {k: v for k, v in ids.items() if k in ("pad_token_id", "bos_token_id", "eos_token_id")}
-    config = get_preset(args.preset, vocab_size=vocab_size, **base)
+    config = get_preset(job.preset, vocab_size=vocab_size, **base)
     extra = {k: v for k, v in ids.items() if k not in base and hasattr(config, k)}
-    config = get_preset(args.preset, vocab_size=vocab_size, **base, **extra) if extra else config
-    _set_config_flags(config, args)
+    config = get_preset(job.preset, vocab_size=vocab_size, **base, **extra) if extra else config
+    _set_config_flags(config, job)
     return config
 
 
@@ -152,41 +141,51 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remo
         model.apply_freezing()
 
 
-def build_model(args, tokenizer):
+def build_model(job: TrainJob, tokenizer):
     """A fresh preset model or a loaded one (`--init-from`), with an optional copied/frozen encoder."""
-    set_seed(args.seed)
-    if args.init_from:
-        config = loading.load_config(args.init_from, option="--init-from", trust_remote_code=args.trust_remote_code)
+    set_seed(job.seed)
+    if job.init_from:
+        config = loading.load_config(job.init_from, option="--init-from", trust_remote_code=job.trust_remote_code)
         ours = (*MEMORY_TYPES, AUTOENCODER_TYPE, MIXER_TYPE)
-        if config.model_type not in ours and args.objective in ("copy", "blank_copy", "combined"):
-            raise ValueError(f"--init-from {args.init_from} is a plain {config.model_type!r} causal LM, which has no "
-                             f"memory to read for the {args.objective!r} objective. Make it a memory model's decoder "
-                             f"first: memory-models convert --decoder {args.init_from} --output DIR, then --init-from "
+        if config.model_type not in ours and get_objective(job.objective).needs == "memory":
+            raise ValueError(f"--init-from {job.init_from} is a plain {config.model_type!r} causal LM, which has no "
+                             f"memory to read for the {job.objective!r} objective. Make it a memory model's decoder "
+                             f"first: memory-models convert --decoder {job.init_from} --output DIR, then --init-from "
                              "DIR (add --no-memory there for the no-memory control).")
-        _set_config_flags(config, args)
-        model = load_pretrained(args.init_from, config, allow_missing=args.allow_missing_weights,
-                                trust_remote_code=args.trust_remote_code)
+        _set_config_flags(config, job)
+        model = load_pretrained(job.init_from, config, allow_missing=job.allow_missing_weights,
+                                trust_remote_code=job.trust_remote_code)
         if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
             model.apply_freezing()
     else:
-        model = build_from_config(preset_config(args, tokenizer))
-    if args.encoder_from:
-        copy_encoder(model, args.encoder_from, args.allow_missing_weights, args.trust_remote_code)
+        model = build_from_config(preset_config(job, tokenizer))
+    if job.encoder_from:
+        copy_encoder(model, job.encoder_from, job.allow_missing_weights, job.trust_remote_code)
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
-    check_objective(model, args.objective)
+    check_objective(model, job.objective)
     return model
 
 
 def check_objective(model, objective: str) -> None:
-    """`autoencode` needs an autoencoder; every other objective needs a causal LM."""
+    """An autoencoder objective needs an autoencoder; every other objective needs a causal LM."""
+    needs = get_objective(objective).needs
     is_autoencoder = model.config.model_type == AUTOENCODER_TYPE
-    if objective == "autoencode" and not is_autoencoder:
-        raise ValueError(f"objective 'autoencode' needs an autoencoder preset, got model_type "
+    if needs == "autoencoder" and not is_autoencoder:
+        raise ValueError(f"objective {objective!r} needs an autoencoder preset, got model_type "
                          f"{model.config.model_type!r}.")
-    if objective != "autoencode" and is_autoencoder:
+    if needs != "autoencoder" and is_autoencoder:
+        usable = " or ".join(o.name for o in all_objectives() if o.needs == "autoencoder")
         raise ValueError(f"objective {objective!r} needs a causal model, got the autoencoder "
-                         f"{type(model).__name__}; use --objective autoencode.")
+                         f"{type(model).__name__}; use --objective {usable}.")
+
+
+def fits(objective: Objective, config) -> bool:
+    """Whether a model of `config` is one `objective` is evaluated on (see `Objective.needs`)."""
+    is_autoencoder = config.model_type == AUTOENCODER_TYPE
+    if objective.needs == "autoencoder":
+        return is_autoencoder
+    return config.model_type in MEMORY_TYPES if objective.needs == "memory" else not is_autoencoder
 
 
 def default_learning_rate(config) -> float:
@@ -205,66 +204,87 @@ def model_context(config) -> int:
     return int(context)
 
 
-def is_memory_model(config) -> bool:
-    """Chunked memory models get a copy-accuracy evaluation."""
-    return config.model_type in MEMORY_TYPES
-
-
 # ---------------------------------------------------------------------------------------------- data
 def _with_objective(dataset, objective: str):
     """Tag every row with the objective its eval batches are built with (see `RoutingCollator`)."""
     return dataset.map(lambda row: {"objective": objective})
 
 
-def build_datasets(args, tokenizer, context: int, config):
-    """Tokenised train rows and the eval sets: `clm` (or `autoencode`), plus, for memory models, the same
-    full-length held-out rows as `copy` and `blank_copy` batches (copy accuracy on held-out documents without
-    padding, as in the paper), so that every objective of the curriculum is watched whichever one trains."""
-    mode = "pack" if args.pack else "truncate"
-    train_text = load_corpus(args.dataset, "train", num_documents=args.train_documents, seed=args.seed)
-    train = tokenize_corpus(train_text, tokenizer, context, mode=mode)
-    check_corpus(train_text, train, args)
-    test_text = load_corpus(args.dataset, "test", num_documents=args.eval_documents, seed=args.seed)
-    test = tokenize_corpus(test_text, tokenizer, context, mode=mode)
-    if hasattr(test, "select") and len(test) > args.eval_documents:  # packed long documents make many rows
-        test = test.select(range(args.eval_documents))
-    primary = "autoencode" if args.objective == "autoencode" else "clm"
-    eval_sets = {primary: _with_objective(test, primary)}
-    if is_memory_model(config):
-        if context % 2:
-            raise ValueError(f"copy evaluation needs an even --context, got {context}.")
-        full = filter_full_length(test)
-        if hasattr(full, "__len__") and len(full) == 0:
-            print(f"warning: no full-length held-out rows at context {context}: no copy evaluation", file=sys.stderr)
+def evaluated_objectives(job: TrainJob, config) -> list[Objective]:
+    """The objectives a run evaluates, in registry order: those with an eval set of their own that fit the model
+    and are watched or trained (for a memory model: `clm`, `copy` and `blank_copy`, whichever one trains)."""
+    return [objective for objective in all_objectives() if objective.evaluation is not None
+            and (objective.watch or objective.name == job.objective) and fits(objective, config)]
+
+
+def objective_rows(objective: Objective, texts, tokenizer, context: int, config, job: TrainJob):
+    """The rows of `objective` from a split's documents: its own (`Objective.rows`), or the documents cut into rows
+    of `context` tokens (truncated, or packed with `--pack`)."""
+    if objective.rows is not None:
+        return objective.rows(texts, tokenizer, config, context=context, pack=job.pack, seed=job.seed)
+    return tokenize_corpus(texts, tokenizer, context, mode="pack" if job.pack else "truncate")
+
+
+def build_datasets(job: TrainJob, tokenizer, context: int, config):
+    """The training rows of the job's objective and one eval set per evaluated objective, tagged with it: its
+    held-out rows (at most `eval_documents`), or (its `evaluation` is `"full_length"`) those without padding (copy
+    accuracy on whole held-out documents, as in the paper)."""
+    train_text = load_corpus(job.dataset, "train", num_documents=job.train_documents, seed=job.seed)
+    train = objective_rows(get_objective(job.objective), train_text, tokenizer, context, config, job)
+    check_corpus(train_text, train, job)
+    test_text = load_corpus(job.dataset, "test", num_documents=job.eval_documents, seed=job.seed)
+    held_out, eval_sets, missing = {}, {}, []  # held_out: (row maker, rows kind) -> rows, made once
+    for objective in evaluated_objectives(job, config):
+        if (objective.rows, "all") not in held_out:
+            rows = objective_rows(objective, test_text, tokenizer, context, config, job)
+            if hasattr(rows, "select") and len(rows) > job.eval_documents:  # long packed documents make many rows
+                rows = rows.select(range(job.eval_documents))
+            held_out[objective.rows, "all"] = rows
+        key = objective.rows, objective.evaluation
+        if key not in held_out:
+            held_out[key] = filter_full_length(held_out[objective.rows, "all"])
+        if objective.evaluation == "full_length" and hasattr(held_out[key], "__len__") and len(held_out[key]) == 0:
+            missing.append(objective.name)
         else:
-            eval_sets.update({name: _with_objective(full, name) for name in ("copy", "blank_copy")})
+            eval_sets[objective.name] = _with_objective(held_out[key], objective.name)
+    if missing:
+        print(f"warning: no full-length held-out rows at context {context}: no {', '.join(missing)} evaluation",
+              file=sys.stderr)
     return train, eval_sets
 
 
-def check_corpus(text, rows, args) -> None:
+def check_corpus(text, rows, job: TrainJob) -> None:
     """Stop before training if the training corpus gives no targets (`training.data.corpora.check_training_targets`);
     whitespace-only documents count as empty."""
     if not isinstance(text, datasets.Dataset):
         return  # streaming: counting would consume the stream
     documents, blank = len(text), count_blank_documents(text)
-    source = f"{args.dataset} (train split)"
+    source = f"{job.dataset} (train split)"
     if blank == documents:
         raise ValueError(f"the corpus {source!r} gives no training targets: all {documents} documents are empty "
                          "or whitespace-only.")
-    check_training_targets(rows, source, documents, min_tokens=1 if args.objective == "autoencode" else 2)
+    min_tokens = 2 if get_objective(job.objective).shifted else 1  # a next-token target needs two tokens
+    check_training_targets(rows, source, documents, min_tokens=min_tokens)
 
 
-def build_collator(model, objective: str, eval_objectives, context: int):
-    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch."""
+def build_collator(model, objective: str, eval_objectives, context: int, examples=None):
+    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch. Each first builds a
+    batch of its row in `examples` (objective -> a row of its data): a layout an objective cannot build at this
+    context (copy needs an even length) stops the run before it starts."""
     names = {objective, *eval_objectives}
     collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
+    for name, example in (examples or {}).items():
+        try:
+            collators[name]([example])
+        except ValueError as error:
+            raise ValueError(f"the {name!r} objective cannot use --context {context}: {error}") from None
     return RoutingCollator(collators, objective, keep=forward_arguments(model))
 
 
 def metric_functions(config, eval_objectives) -> dict:
     """Per eval set: a streaming token-accuracy `compute_metrics` and the argmax `preprocess_logits_for_metrics`."""
     boundaries = config.chunk_size if getattr(config, "paper_chunk_targets", False) else None
-    return {name: (StreamingAccuracy(shift=name != "autoencode", exclude_chunk_boundaries=boundaries),
+    return {name: (StreamingAccuracy(shift=get_objective(name).shifted, exclude_chunk_boundaries=boundaries),
                    preprocess_logits_for_metrics) for name in eval_objectives}
 
 
@@ -273,49 +293,59 @@ def _distributed_cpu() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
-def training_arguments(args, extras: Sequence[str], config):
-    """`TrainingArguments` from our options (the paper's appendix S1 defaults), then the pass-through `--key value` extras."""
-    eval_steps = args.eval_steps or max(1, args.max_steps // 5)
-    defaults = {
-        "output_dir": args.output_dir, "max_steps": args.max_steps, "seed": args.seed, "data_seed": args.seed,
-        "per_device_train_batch_size": args.batch_size, "per_device_eval_batch_size": args.batch_size,
-        "learning_rate": args.learning_rate or default_learning_rate(config), "weight_decay": 0.0,
-        "warmup_steps": min(500, args.max_steps // 10), "lr_scheduler_type": "linear", "max_grad_norm": 1.0,
-        "eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "steps",
-        "save_steps": args.save_steps or eval_steps, "logging_steps": max(1, min(eval_steps, args.max_steps // 50)),
-        "remove_unused_columns": False, "batch_eval_metrics": True, "report_to": "none",
-        "disable_tqdm": not sys.stderr.isatty(), "ddp_find_unused_parameters": False, "bf16": args.bf16,
-        "use_cpu": not torch.cuda.is_available(), "dataloader_num_workers": 0,
-    }
+def training_arguments(job: TrainJob, config) -> TrainingArguments:
+    """`TrainingArguments` of a run: the package's loop (`training.loop.loop_defaults`) with the paper's appendix S1
+    settings, evaluation and checkpoints every `eval_steps`, then `job.trainer_options` over them."""
+    eval_steps = job.eval_steps or max(1, job.max_steps // 5)
+    settings = loop_defaults(steps=job.max_steps, batch_size=job.batch_size, seed=job.seed,
+                             learning_rate=job.learning_rate or default_learning_rate(config),
+                             warmup_steps=min(500, job.max_steps // 10))
+    settings.update({
+        "output_dir": job.output_dir, "eval_strategy": "steps", "eval_steps": eval_steps, "save_strategy": "steps",
+        "save_steps": job.save_steps or eval_steps, "logging_steps": max(1, min(eval_steps, job.max_steps // 50)),
+        "batch_eval_metrics": True, "disable_tqdm": not sys.stderr.isatty(), "ddp_find_unused_parameters": False,
+        "bf16": job.bf16, "use_cpu": not torch.cuda.is_available(),
+    })
     if _distributed_cpu():
-        defaults["ddp_backend"] = "gloo"
-    argv = [item for key, value in defaults.items() for item in (f"--{key}", str(value))]
-    (training_args,) = HfArgumentParser(TrainingArguments).parse_args_into_dataclasses(args=argv + list(extras))
-    if training_args.push_to_hub:  # publish final/ through our export (lint, model card) instead of the Trainer
-        if not (args.push_to_hub or training_args.hub_model_id):
-            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
-        args.push_to_hub = args.push_to_hub or training_args.hub_model_id
-        training_args.push_to_hub = False
+        settings["ddp_backend"] = "gloo"
+    settings.update(job.trainer_options)
+    hub_repo(job)  # a Trainer push without a repo is refused here
+    settings["push_to_hub"] = False  # final/ is published through our export (lint, model card), not the Trainer
+    training_args = TrainingArguments(**settings)
     if training_args.fsdp and not torch.cuda.is_available():
         raise ValueError(f"--fsdp {training_args.fsdp!r} on CPU: accelerate ignores FSDP there and would train "
                          "replicated copies; shard on CPU with training.fsdp_cpu (torch fully_shard) or use GPUs")
     return training_args
 
 
-def build_trainer(args, extras, tokenizer, model, callbacks=()):
+def hub_repo(job: TrainJob) -> str | None:
+    """The repo `final/` is pushed to at the end: `--push-to-hub ORG/NAME`, or the Trainer's own options
+    `--push_to_hub --hub_model_id ORG/NAME`; `None` for no push."""
+    options = job.trainer_options
+    if not options.get("push_to_hub"):
+        return job.push_to_hub
+    if not (job.push_to_hub or options.get("hub_model_id")):
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME (or use --push-to-hub ORG/NAME).")
+    return job.push_to_hub or options["hub_model_id"]
+
+
+def build_trainer(job: TrainJob, tokenizer, model, callbacks=()):
     """The `MemoryTrainer` of a run (datasets, collator, metrics, arguments)."""
-    context = args.context or model_context(model.config)
+    context = job.context or model_context(model.config)
     if context > model_context(model.config):
         raise ValueError(f"--context {context} exceeds the model's context {model_context(model.config)}.")
-    train, eval_sets = build_datasets(args, tokenizer, context, model.config)
+    training_args = training_arguments(job, model.config)  # a bad option stops before the data work
+    train, eval_sets = build_datasets(job, tokenizer, context, model.config)
     functions = metric_functions(model.config, eval_sets)
     compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
+    rows = {job.objective: train, **eval_sets}
+    examples = {name: row for name, data in rows.items() if (row := next(iter(data), None)) is not None}
     return MemoryTrainer(
         model=model,
-        args=training_arguments(args, extras, model.config),
+        args=training_args,
         train_dataset=train,
         eval_dataset=eval_sets,
-        data_collator=build_collator(model, args.objective, eval_sets, context),
+        data_collator=build_collator(model, job.objective, eval_sets, context, examples),
         processing_class=tokenizer,
         callbacks=list(callbacks),
         vocab_size=model.config.vocab_size,
@@ -334,7 +364,7 @@ def last_evaluation(trainer) -> dict | None:
     return metrics if all(f"eval_{name}_loss" in metrics for name in names) else None
 
 
-def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) -> dict:
+def summarise(job: TrainJob, trainer, final_metrics: dict, seconds: float, resumed_from) -> dict:
     """The `metrics.json` content: final eval metrics, the run's configuration, steps and time."""
     model, targs, state = trainer.model, trainer.args, trainer.state
     history = [(h["step"], h["loss"]) for h in state.log_history if "loss" in h]
@@ -348,19 +378,19 @@ def summarise(args, trainer, final_metrics: dict, seconds: float, resumed_from) 
         "train_seconds": round(seconds, 2),
         "resumed_from": resumed_from,
         "config": {
-            "preset": args.preset, "init_from": args.init_from, "encoder_from": args.encoder_from,
-            "objective": args.objective, "dataset": args.dataset, "model_type": model.config.model_type,
+            "preset": job.preset, "init_from": job.init_from, "encoder_from": job.encoder_from,
+            "objective": job.objective, "dataset": job.dataset, "model_type": model.config.model_type,
             "model_class": type(model).__name__, "no_memory": getattr(model.config, "no_memory", None),
             "freeze_encoder": getattr(model.config, "freeze_encoder", None),
             "parameters": sum(p.numel() for p in model.parameters()),
             "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "context": args.context or model_context(model.config), "vocab_size": model.config.vocab_size,
+            "context": job.context or model_context(model.config), "vocab_size": model.config.vocab_size,
             "learning_rate": targs.learning_rate, "per_device_batch_size": targs.per_device_train_batch_size,
             "world_size": targs.world_size, "gradient_accumulation_steps": targs.gradient_accumulation_steps,
             "max_steps": targs.max_steps, "seed": targs.seed, "bf16": targs.bf16,
         },
         "train_loss_history": history,
-        # combined objective: loss = clm_loss_weight * loss_clm + copy_loss_weight * loss_copy (per-stream token means)
+        # several loss streams (combined objective): loss = clm_loss_weight * loss_clm + copy_loss_weight * loss_copy
         "train_stream_loss_history": {key: value for key, value in streams.items() if value},
         "eval_history": evals,
     }
@@ -418,41 +448,41 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def run(args: argparse.Namespace, extras: Sequence[str] = (), callbacks=(), model=None) -> dict:
-    """Train per `args` and return the `metrics.json` summary (also written to the output folder).
+def run(job: TrainJob, callbacks=(), model=None) -> dict:
+    """Train per `job` and return the `metrics.json` summary (also written to the output folder).
 
-    `model` (optional) replaces the one `args` describe (`--preset` / `--init-from`), e.g. a custom config.
-    The main process holds the lock of `--output-dir` throughout (`conversion.safe_io.locked`): a second writer
+    `model` (optional) replaces the one `job` describes (`preset` / `init_from`), e.g. a custom config.
+    The main process holds the lock of `job.output_dir` throughout (`conversion.safe_io.locked`): a second writer
     is refused naming this process. An interrupt raises `KeyboardInterrupt("interrupted at step N: ...")`.
     """
-    inputs = run_inputs(args)
-    safe_io.check_target(args.output_dir, kind="run", overwrite=True, option="--output-dir", inputs=inputs)
-    lock = safe_io.locked(args.output_dir) if is_main_process() else contextlib.nullcontext()
+    inputs = run_inputs(job)
+    safe_io.check_target(job.output_dir, kind="run", overwrite=True, option="--output-dir", inputs=inputs)
+    lock = safe_io.locked(job.output_dir) if is_main_process() else contextlib.nullcontext()
     with lock:
-        return _run(args, extras, callbacks, model, inputs)
+        return _run(job, callbacks, model, inputs)
 
 
-def _run(args, extras, callbacks, model, inputs) -> dict:
-    overwrite = getattr(args, "overwrite", False)
-    tokenizer_path = args.tokenizer
-    if tokenizer_path is None and args.init_from and (Path(args.init_from) / "tokenizer.json").is_file():
-        tokenizer_path = args.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
-    tokenizer = load_tokenizer(tokenizer_path, args.trust_remote_code)
+def _run(job: TrainJob, callbacks, model, inputs) -> dict:
+    tokenizer_path = job.tokenizer
+    if tokenizer_path is None and job.init_from and (Path(job.init_from) / "tokenizer.json").is_file():
+        tokenizer_path = job.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
+    tokenizer = load_tokenizer(tokenizer_path, job.trust_remote_code)
     if model is None:
-        model = build_model(args, tokenizer)
+        model = build_model(job, tokenizer)
     else:
-        check_objective(model, args.objective)
-    identity = run_identity(args, model.config, tokenizer)
-    prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, write=False, inputs=inputs)
-    if getattr(args, "lora_r", None):
-        model = apply_lora(model, args.lora_r, args.lora_alpha, args.lora_dropout, args.lora_target_modules)
-    trainer = build_trainer(args, extras, tokenizer, model, callbacks)
+        check_objective(model, job.objective)
+    identity = run_identity(job, model.config, tokenizer)
+    folder = dict(resume=job.resume, overwrite=job.overwrite, inputs=inputs)
+    prepare_run_folder(job.output_dir, identity, write=False, **folder)
+    if job.lora_r:
+        model = apply_lora(model, job.lora_r, job.lora_alpha, job.lora_dropout, job.lora_target_modules)
+    trainer = build_trainer(job, tokenizer, model, callbacks)
     if trainer.is_world_process_zero():  # records the run (and fails here if the folder is not writable)
-        prepare_run_folder(args.output_dir, identity, resume=args.resume, overwrite=overwrite, inputs=inputs)
+        prepare_run_folder(job.output_dir, identity, **folder)
     trainer.accelerator.wait_for_everyone()
-    resume = last_complete_checkpoint(args.output_dir) if args.resume else None
-    if args.resume and resume is None and trainer.is_world_process_zero():
-        print(f"--resume: no complete checkpoint in {args.output_dir}; starting from step 0", file=sys.stderr)
+    resume = last_complete_checkpoint(job.output_dir) if job.resume else None
+    if job.resume and resume is None and trainer.is_world_process_zero():
+        print(f"--resume: no complete checkpoint in {job.output_dir}; starting from step 0", file=sys.stderr)
     if resume is not None and trainer.is_world_process_zero():
         print(f"--resume: resuming from {resume}")
     start = time.perf_counter()
@@ -462,16 +492,15 @@ def _run(args, extras, callbacks, model, inputs) -> dict:
         else:
             trainer.train(resume_from_checkpoint=resume)
     except KeyboardInterrupt as error:
-        raise KeyboardInterrupt(interrupted_message(trainer.state.global_step, args.output_dir)) from error
+        raise KeyboardInterrupt(interrupted_message(trainer.state.global_step, job.output_dir)) from error
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
-    summary = summarise(args, trainer, final_metrics, seconds, resume)
-    write_outputs(args.output_dir, trainer, tokenizer, summary, overwrite=overwrite,
-                  push_to_hub=getattr(args, "push_to_hub", None))
+    summary = summarise(job, trainer, final_metrics, seconds, resume)
+    write_outputs(job.output_dir, trainer, tokenizer, summary, overwrite=job.overwrite, push_to_hub=hub_repo(job))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
         print(format_metrics(final_metrics))
-        print(f"outputs: {args.output_dir}/final (Hub-ready), metrics.json, loss_curve.png")
+        print(f"outputs: {job.output_dir}/final (Hub-ready), metrics.json, loss_curve.png")
     return summary
 
 
@@ -485,8 +514,7 @@ def interrupted_message(step: int, output_dir) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point (`memory-models train`, `python -m memory_models.training.train`,
     `torchrun -m memory_models.training.train`)."""
-    args, extras = parse_args(argv)
-    run(args, extras)
+    run(TrainJob.from_argv(argv))
     return 0
 
 

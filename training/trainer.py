@@ -25,15 +25,16 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainerState
 
-from memory_models.conversion import safe_io
+from memory_models.conversion import loading, safe_io
 from memory_models.conversion.adapters import is_peft_model, load_extras, save_extras
+from memory_models.modeling_memory import LOSS_STREAMS
 from memory_models.training.metrics import StreamingMetrics, entropy_ratio
-from memory_models.training.data.objectives import ObjectiveCollator
+from memory_models.training.objectives.batch import ObjectiveCollator
 
 STAGING_DIR = ".staging"
 COMPLETE_MARKER = "COMPLETE"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-STREAM_LOSS_NAMES = ("loss_clm", "loss_copy")  # logged parts of the combined objective (stream 0, stream 1)
+STREAM_LOSS_NAMES = tuple(f"loss_{name}" for name in LOSS_STREAMS)  # logged parts of a multi-stream loss
 
 
 def last_complete_checkpoint(output_dir) -> str | None:
@@ -156,7 +157,7 @@ class MemoryTrainer(Trainer):
                         self.compute_loss_func is not None
                 if not scaled_for_ga:
                     scale = scale / self.current_gradient_accumulation_steps
-                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=2).cpu() > 0
+                present = torch.bincount(inputs["stream_ids"].long().flatten(), minlength=len(LOSS_STREAMS)).cpu() > 0
                 parts = torch.stack([streams.detach().float() * scale, present.to(streams.device).float()])
                 if self._stream_losses is None:
                     self._stream_losses = torch.zeros_like(parts)
@@ -206,9 +207,13 @@ class MemoryTrainer(Trainer):
             save_extras(self.model, output_dir or self.args.output_dir)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Load a checkpoint to resume from, refusing (naming it) a truncated or corrupt weights file and NaN or inf
+        in the weights it holds: a run never trains on from a broken state and reports success."""
+        loading.weight_files(resume_from_checkpoint, option="--resume")
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if is_peft_model(model or self.model):
             load_extras(model or self.model, resume_from_checkpoint)
+        loading.check_finite(model or self.model, resume_from_checkpoint, option="--resume")
 
     # ------------------------------------------------------------------ atomic checkpoints
     def _get_output_dir(self, trial) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from memory_models.conversion.arguments import add_trust_remote_code
+from memory_models.conversion.arguments import add_trust_remote_code, positive_int
 
 
 def encode_parser() -> argparse.ArgumentParser:
@@ -25,10 +25,10 @@ def encode_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="train")
     parser.add_argument("--text-column", default="text")
     parser.add_argument("--id-column", default="id", help="document ids (default: row numbers if absent)")
-    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
+    parser.add_argument("--num-documents", type=positive_int, default=None, help="only the first N documents")
     parser.add_argument("--output", required=True, help="bank folder (new, or an unfinished bank to resume)")
-    parser.add_argument("--batch-size", type=int, default=64, help="chunks per encoder call")
-    parser.add_argument("--shard-size", type=int, default=256,
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="chunks per encoder call")
+    parser.add_argument("--shard-size", type=positive_int, default=256,
                         help="documents per shard: the unit of work per process, of resuming and of reading")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --output folder that "
@@ -59,10 +59,10 @@ def generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-window", choices=["bounded", "rolling"], default="rolling",
                         help="the memory window to generate with (default rolling: the same tokens as bounded "
                         "wherever bounded fits, and any length beyond it)")
-    parser.add_argument("--max-context", type=int, default=None,
+    parser.add_argument("--max-context", type=positive_int, default=None,
                         help="tokens (prompt, memories and new tokens) allowed under --memory-window rolling "
                         "(default: the model's max_context, else 32768)")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=positive_int, default=32)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--server", default=None, help="generate through a vLLM server of this model "
@@ -84,8 +84,8 @@ def read_back_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, help="the memory model that made the bank (folder or Hub id)")
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--memories", required=True, help="memory bank folder")
-    parser.add_argument("--num-documents", type=int, default=None, help="only the first N documents")
-    parser.add_argument("--batch-size", type=int, default=16, help="spans per decoder call")
+    parser.add_argument("--num-documents", type=positive_int, default=None, help="only the first N documents")
+    parser.add_argument("--batch-size", type=positive_int, default=16, help="spans per decoder call")
     parser.add_argument("--output", default=None, help="JSON file for the full result")
     add_trust_remote_code(parser)
     return parser

@@ -32,6 +32,7 @@ import torch
 from memory_models.conversion.loading import load_config, load_model, load_tokenizer
 from memory_models.eval.banks import store
 from memory_models.eval.banks.arguments import verify_parser
+from memory_models.training.data.tokenizer import tokenizer_sha256
 
 # Config keys that describe where a config came from rather than what the encoder computes.
 _CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype", "use_cache",
@@ -58,18 +59,6 @@ def encoder_weights_sha256(model) -> str:
         if module is not None:
             named += [(f"{part}.{name}", value) for name, value in sorted(module.state_dict().items())]
     return sha256_tensors(named)
-
-
-def tokenizer_sha256(tokenizer) -> str:
-    """SHA-256 of the tokenizer's model (vocabulary, merges, normalisation, added tokens)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        for key in ("truncation", "padding"):  # call-time settings, not part of the tokenization
-            spec.pop(key, None)
-    else:
-        spec = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def clean_config(config) -> dict | None:

@@ -161,12 +161,13 @@ def _check_finite(memories: list[np.ndarray], ids: list[str], name: str) -> None
 
 
 def _encode_shard(model, tokenizer, rows: dict, k: int, columns: tuple[str, str], shard_size: int,
-                  batch_size: int) -> tuple[datasets.Dataset, dict]:
-    """Shard `k`'s rows encoded: the `Dataset` to write and the start of its record."""
+                  batch_size: int, corpus_name: str = "corpus") -> tuple[datasets.Dataset, dict]:
+    """Shard `k`'s rows encoded: the `Dataset` to write and the start of its record. Every row must hold text
+    (`training.data.corpora.check_texts`)."""
     text_column, id_column = columns
     if text_column not in rows:
         raise ValueError(f"text column {text_column!r} not found; available columns: {sorted(rows)}")
-    texts = [str(t) for t in rows[text_column]]
+    texts = corpora.check_texts(list(rows[text_column]), corpus_name, k * shard_size)
     ids = _document_ids(rows, id_column, k * shard_size, len(texts))
     tokens = tokenizer(texts)["input_ids"] if texts else []
     memories = encode_documents(model, tokens, batch_size)
@@ -188,7 +189,7 @@ def _is_done(folder: Path, name: str) -> bool:
 
 
 def _encode_assigned(model, tokenizer, corpus, folder: Path, ranks: Ranks, columns: tuple[str, str],
-                     shard_size: int, batch_size: int, show_progress: bool) -> dict:
+                     shard_size: int, batch_size: int, show_progress: bool, corpus_name: str = "corpus") -> dict:
     """Encode this rank's shards that are not done yet; returns what it did (and the corpus's shard count)."""
     from tqdm.auto import tqdm
 
@@ -200,7 +201,7 @@ def _encode_assigned(model, tokenizer, corpus, folder: Path, ranks: Ranks, colum
             name = store.shard_name(k)
             if k % ranks.world != ranks.rank or _is_done(folder, name):
                 continue
-            shard, record = _encode_shard(model, tokenizer, rows(), k, columns, shard_size, batch_size)
+            shard, record = _encode_shard(model, tokenizer, rows(), k, columns, shard_size, batch_size, corpus_name)
             store.write_shard(folder, name, shard, {**record, "rank": ranks.rank, "host": ranks.host})
             done["tokens"] += record["tokens"]
             done["documents"] += record["num_documents"]
@@ -217,10 +218,8 @@ def _prepare(folder: Path, current: dict, source: dict, shard_size: int, num_sha
     lock.enter_context(safe_io.locked(folder))
     if (folder / store.MANIFEST).is_file():
         manifest = store.read_manifest(folder)
-        differences = fingerprint_differences(manifest["fingerprint"], current)
-        if (manifest["source"], manifest["shard_size"]) != (source, shard_size):
-            differences.append(f"source: bank {manifest['source']} with shard size {manifest['shard_size']} != now "
-                               f"{source} with shard size {shard_size}")
+        differences = fingerprint_differences(manifest["fingerprint"], current) + _source_differences(
+            {**manifest["source"], "shard_size": manifest["shard_size"]}, {**source, "shard_size": shard_size})
         if differences:
             raise ValueError(f"{folder} holds a memory bank made differently; not resuming: " + "; ".join(differences))
         store.recover(folder)
@@ -232,6 +231,20 @@ def _prepare(folder: Path, current: dict, source: dict, shard_size: int, num_sha
     return manifest
 
 
+def _source_differences(bank: dict, now: dict) -> list[str]:
+    """What differs between the corpus a bank was started on and this run's (its content: `corpus_fingerprint`)."""
+    differences = []
+    for key in sorted(set(bank) | set(now)):
+        if bank.get(key) == now.get(key):
+            continue
+        if key == "corpus_sha256":
+            differences.append(f"the corpus changed since the bank was started (its SHA-256 was "
+                               f"{str(bank.get(key))[:12]}..., now {str(now.get(key))[:12]}...)")
+        else:
+            differences.append(f"source {key}: bank {bank.get(key)!r} != now {now.get(key)!r}")
+    return differences
+
+
 def _complete(folder: Path, manifest: dict, num_shards: int) -> dict:
     """Check that every shard is recorded, write the index and mark the bank complete (rank 0 only). Records are
     read one at a time: the memory this takes does not grow with the bank."""
@@ -241,7 +254,7 @@ def _complete(folder: Path, manifest: dict, num_shards: int) -> dict:
         record = store.read_record(folder, name)
         if record is None:
             raise RuntimeError(f"the memory bank {folder} is not complete: shard {name} was not written")
-        shards.append({key: record[key] for key in ("name", "num_documents", "sha256", "rank", "host")})
+        shards.append({**{key: record[key] for key in ("num_documents", "sha256", "rank", "host")}, "name": name})
     total = sum(shard["num_documents"] for shard in shards)
     buckets, sha = store.write_index(folder, (store.read_record(folder, name)["ids"] for name in names), total)
     manifest = {**manifest, "num_documents": total, "num_shards": num_shards, "shards": shards,
@@ -308,7 +321,7 @@ def _encode_and_complete(model, tokenizer, corpus, folder: Path, manifest: dict,
         model.eval()
         try:
             done = _encode_assigned(model, tokenizer, corpus, folder, ranks, columns, shard_size, batch_size,
-                                    show_progress)
+                                    show_progress, str(manifest["source"].get("dataset") or "corpus"))
         except Exception as caught:  # noqa: BLE001 (every rank learns of it below, then it is raised)
             error = caught
     statuses = ranks.all_gather({**done, "rank": ranks.rank, "host": ranks.host,
@@ -339,7 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, args.dtype,
                                                     trust_remote_code=args.trust_remote_code)
         corpus = open_corpus(args.dataset, args.split, args.num_documents)
-        source = {"dataset": args.dataset, "split": args.split, "num_documents": args.num_documents}
+        source = {"dataset": args.dataset, "split": args.split, "num_documents": args.num_documents,
+                  "corpus_sha256": corpora.corpus_fingerprint(args.dataset)}
         result = encode_bank(model.to(state.device), tokenizer, corpus, args.output, text_column=args.text_column,
                              id_column=args.id_column, source=source, batch_size=args.batch_size,
                              shard_size=args.shard_size, overwrite=args.overwrite, inputs=inputs)

@@ -2,15 +2,15 @@
 
     memory-models bank-retention --model DIR --memories BANK [--num-documents N] [--output retention.json]
 
-The model's decoder is asked to reproduce a span of `h = S/2` chunks from those chunks' memories alone, exactly
-as the blank-copy objective trains it (`training.data.objectives.copy_batch` with a blank `CopySettings`): the memories of chunks
-`j .. j+h-1` are given as `memory_embeds`, the input is the copy half (delimiter, then blank tokens), and every
-position predicts the next token of the span. Reported per document and overall: token accuracy (argmax ==
-token) and `H_r = 1 - CE / ln(V)` over the span's copy targets, and the share of the document's tokens that
-were read back. A model trained with the copy / blank-copy objective reads back what its memories retain; a
-causal-only model scores near chance, which is what a user needs to know before trusting answers from a bank.
-The read-out equals evaluating the blank-copy objective on the document's own tokens (tested), but uses the
-bank's stored memories: it checks the bank, not a fresh encoding.
+The model's decoder is asked to reproduce a span of `h = S/2` chunks from those chunks' memories alone, exactly as
+the blank-copy objective trains it (`training.objectives.copy.copy_batch` with a blank `CopySettings`): the memories
+of chunks `j .. j+h-1` are given as `memory_embeds`, the input is the copy half (delimiter, then blank tokens), and
+every position predicts the next token of the span. Reported per document and overall: token accuracy (argmax ==
+token) and `H_r = 1 - CE / ln(V)` over the span's copy targets, and the share of the document's tokens that were
+read back. A model trained with the copy / blank-copy objective reads back what its memories retain; a causal-only
+model scores near chance, which is what a user needs to know before trusting answers from a bank. The read-out
+equals evaluating the blank-copy objective on the document's own tokens (tested), but uses the bank's stored
+memories: it checks the bank, not a fresh encoding.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.banks.arguments import read_back_parser
 from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
-from memory_models.training.data.objectives import CopySettings, copy_batch
+from memory_models.training.objectives.batch import CopySettings
+from memory_models.training.objectives.copy import copy_batch
 from memory_models.training.metrics import IGNORE_INDEX, entropy_ratio
 
 

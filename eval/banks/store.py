@@ -13,6 +13,10 @@ in a shared manifest; the manifest is written by one process only (when the bank
 is complete). Every folder is filled under a temporary name and renamed into place (`conversion.safe_io`), and
 files and folders get the modes a plain `open` / `mkdir` gives under the user's umask.
 
+A manifest is checked before anything it names is read ([`check_manifest`]): shard names are shard names (digits),
+so every path it leads to stays inside the bank (a shard folder that is a link out of the bank is refused too);
+sizes and counts are positive (or non-negative) integers and SHA-256 digests are hex digests.
+
 Reading one document costs the same whatever the bank's size: the manifest, a binary search in one memory-mapped
 index bucket, and one shard (hashed, then memory-mapped). Building the index holds one bucket of ids in memory.
 """
@@ -23,6 +27,7 @@ import bisect
 import contextlib
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,6 +44,8 @@ INDEX = "index"
 BANK_KIND = "bank"
 INDEX_BUCKET_SIZE = 1 << 12
 MAX_INDEX_BUCKETS = 512
+SHARD_NAME = re.compile(r"^[0-9]{5,}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 INDEX_FEATURES = datasets.Features({"id": datasets.Value("string"), "position": datasets.Value("int64")})
 
 
@@ -70,17 +77,69 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def read_manifest(folder: Path) -> dict:
-    """The manifest of the bank at `folder`; a `ValueError` for a folder that is not a bank of this format."""
+    """The manifest of the bank at `folder`, checked ([`check_manifest`]); a `ValueError` for a folder that is not
+    a bank of this format or whose manifest is not sound."""
     path = folder / MANIFEST
     if not path.is_file():
         raise ValueError(f"{folder} is not a memory bank: it has no {MANIFEST}")
     manifest = _read_json(path, "the bank's manifest")
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path} is corrupted (the bank's manifest): a JSON {type(manifest).__name__}, not an object")
     if manifest.get("format") != BANK_FORMAT:
         raise ValueError(f"{path} has format {manifest.get('format')!r}; expected {BANK_FORMAT!r}")
     if manifest.get("version") != FORMAT_VERSION:
         raise ValueError(f"{folder} is a memory bank of format version {manifest.get('version')!r}; this version "
                          f"reads version {FORMAT_VERSION}: encode the corpus again into a new folder")
+    check_manifest(folder, manifest)
     return manifest
+
+
+def _count(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def check_manifest(folder: Path, manifest: dict) -> None:
+    """The one rule for what a manifest may say (see the module doc); a `ValueError` names the first bad field."""
+    problems = []
+    fingerprint = manifest.get("fingerprint")
+    width = fingerprint.get("memory_width") if isinstance(fingerprint, dict) else None
+    if not _count(width, 1):
+        problems.append(f"fingerprint.memory_width must be a positive integer, got {width!r}")
+    if not _count(manifest.get("shard_size"), 1):
+        problems.append(f"shard_size must be a positive integer, got {manifest.get('shard_size')!r}")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        problems.append(f"shards must be a list, got {shards!r}")
+        shards = []
+    for position, shard in enumerate(shards):
+        problems += [f"shards[{position}]: {problem}" for problem in _shard_problems(folder, shard)]
+    problems += [f"{name}/ is a symbolic link, which may lead out of the bank" for name in (SHARDS, INDEX)
+                 if (folder / name).is_symlink()]
+    if manifest.get("complete"):
+        for key, minimum in (("num_documents", 0), ("num_shards", 0), ("index_buckets", 1)):
+            if not _count(manifest.get(key), minimum):
+                problems.append(f"{key} must be an integer >= {minimum}, got {manifest.get(key)!r}")
+        if not isinstance(manifest.get("index_sha256"), str) or not SHA256.match(manifest["index_sha256"]):
+            problems.append(f"index_sha256 is not a SHA-256 hex digest: {manifest.get('index_sha256')!r}")
+    if problems:
+        raise ValueError(f"{folder / MANIFEST} is corrupted (the bank's manifest): " + "; ".join(problems[:3]))
+
+
+def _shard_problems(folder: Path, shard) -> list[str]:
+    if not isinstance(shard, dict):
+        return [f"a {type(shard).__name__}, not an object"]
+    problems = []
+    name = shard.get("name")
+    if not isinstance(name, str) or not SHARD_NAME.match(name):
+        problems.append(f"name {name!r} is not a shard of this bank (shard names are digits, inside "
+                        f"{folder / SHARDS})")
+    elif (folder / SHARDS / name).is_symlink():
+        problems.append(f"shard {name} is a symbolic link, which may lead out of the bank")
+    if not _count(shard.get("num_documents"), 0):
+        problems.append(f"num_documents must be an integer >= 0, got {shard.get('num_documents')!r}")
+    if not isinstance(shard.get("sha256"), str) or not SHA256.match(shard["sha256"]):
+        problems.append(f"sha256 is not a SHA-256 hex digest: {shard.get('sha256')!r}")
+    return problems
 
 
 def read_record(folder: Path, name: str) -> dict | None:

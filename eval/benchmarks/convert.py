@@ -122,7 +122,7 @@ def _params(config) -> int:
 
 def _copy_tokens_per_second(model, ids, repeats: int, warmup: int) -> list[float]:
     """Tokens/s of each of `repeats` copy-training steps, after `warmup` steps (optimizer state allocation)."""
-    from memory_models.training.data.objectives import ObjectiveCollator
+    from memory_models.training.objectives.batch import ObjectiveCollator
 
     batch = ObjectiveCollator.from_config("copy", model.config, max_length=ids.shape[1])(
         [{"input_ids": row.tolist()} for row in ids])

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from memory_models.conversion.arguments import refuse_renamed
+
 DEFAULT_PROMPT = "The import statement"
 
 
@@ -21,13 +23,14 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden", type=int, default=96, help="encoder and decoder width")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=8)
-    parser.add_argument("--slots", type=int, default=4, help="memory slots (context = chunk size x slots)")
+    parser.add_argument("--memory-slots", type=int, default=4, help="memory slots (context = chunk size x slots)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--vocab-size", type=int, default=2048, help="tokenizer trained for the demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", default=DEFAULT_PROMPT)
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model (smoke test)")
+    refuse_renamed(parser, "--chunk", "--slots", "--vocab")
     return parser
 
 
@@ -50,9 +53,10 @@ def readback_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-scale", type=float, default=1.0,
                         help="multiply the oracle memories (norm sqrt(hidden / chunk)) by this: their scale against "
                         "the token embeddings' (initialised with std 0.02)")
-    parser.add_argument("--vocab", type=int, default=64)
-    parser.add_argument("--chunk", type=int, default=8)
-    parser.add_argument("--slots", type=int, default=4)
+    # `dest`: the names `build` and the saved settings use
+    parser.add_argument("--vocab-size", dest="vocab", type=int, default=64)
+    parser.add_argument("--chunk-size", dest="chunk", type=int, default=8)
+    parser.add_argument("--memory-slots", dest="slots", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--heads", type=int, default=4)
@@ -63,6 +67,7 @@ def readback_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--output", help="JSON of the curves (written only if the file does not exist yet)")
+    refuse_renamed(parser, "--chunk", "--slots", "--vocab")
     return parser
 
 

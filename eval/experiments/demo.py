@@ -29,7 +29,7 @@ from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.modeling_memory import MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
-from memory_models.training.train import load_tokenizer
+from memory_models.training.job import TrainJob
 
 # Runs where our packages cannot be imported (see conversion.isolation.run_without_our_packages).
 LOADER = """
@@ -58,35 +58,39 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
 
 
 def memory_config(args, tokenizer, no_memory: bool):
-    """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--slots` x `--chunk-size`."""
+    """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--memory-slots` chunks of
+    `--chunk-size` tokens."""
     ids = special_token_ids(tokenizer)
     base = {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
     heads = max(1, args.hidden // 32)
     encoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer), positions=args.chunk_size, **base)
     decoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer),
-                    positions=args.chunk_size + args.slots, **base)
-    return MemoryConfig(encoder, decoder, chunk_size=args.chunk_size, num_memory_slots=args.slots,
+                    positions=args.chunk_size + args.memory_slots, **base)
+    return MemoryConfig(encoder, decoder, chunk_size=args.chunk_size, num_memory_slots=args.memory_slots,
                         no_memory=no_memory, **ids)
+
+
+def train_job(args, folder: Path, tokenizer_dir: Path) -> TrainJob:
+    """The training job of each of the two models (the model itself is `memory_config`'s): the combined
+    objective on packed python-docs rows, evaluated once at the end; the demo starts its runs over each time."""
+    quick = dict(train_documents=64, eval_documents=12) if args.quick else {}
+    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective="combined", pack=True,
+                    tokenizer=str(tokenizer_dir), max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
+                    learning_rate=1e-3, eval_steps=args.steps, save_steps=args.steps, overwrite=True, **quick,
+                    trainer_options={"warmup_steps": max(1, args.steps // 20),
+                                     "logging_steps": max(1, args.steps // 10)})
 
 
 def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
     """Train the memory model and the no-memory control for the same steps; returns their summaries."""
-    tokenizer = load_tokenizer(str(tokenizer_dir))
+    tokenizer = train.load_tokenizer(str(tokenizer_dir))
     summaries = {}
     for name, no_memory in (("memory", False), ("no-memory control", True)):
         print(f"\n=== training the {name} model: combined objective, {args.steps} steps ===", flush=True)
         folder = output_dir / ("memory" if not no_memory else "control")
-        options = ["--output-dir", str(folder), "--objective", "combined", "--pack", "--tokenizer", str(tokenizer_dir),
-                   "--max-steps", str(args.steps), "--batch-size", str(args.batch_size), "--seed", str(args.seed),
-                   "--learning-rate", "1e-3", "--eval-steps", str(args.steps), "--save-steps", str(args.steps),
-                   "--warmup_steps", str(max(1, args.steps // 20)), "--logging_steps", str(max(1, args.steps // 10)),
-                   "--overwrite"]  # the demo starts its runs over each time
-        if args.quick:
-            options += ["--train-documents", "64", "--eval-documents", "12"]
-        parsed, extras = train.parse_args(["--preset", "memory-transformer-tiny", *options])
         set_seed(args.seed)
         model = build_model(memory_config(args, tokenizer, no_memory))
-        summaries[name] = train.run(parsed, extras, model=model)
+        summaries[name] = train.run(train_job(args, folder, tokenizer_dir), model=model)
     return summaries
 
 
@@ -117,7 +121,7 @@ def run(args) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
         args.steps, args.hidden, args.vocab_size, args.max_new_tokens = min(args.steps, 2), 32, 512, 8
-    for name in ("steps", "hidden", "layers", "chunk_size", "slots", "batch_size", "max_new_tokens"):
+    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size", "max_new_tokens"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
     output_dir = Path(args.output_dir)

@@ -28,12 +28,14 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig
+from transformers import LlamaConfig, TrainerCallback
 
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.experiments.arguments import readback_parser
-from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
-from memory_models.training.data.objectives import IGNORE_INDEX, CopySettings, copy_batch
+from memory_models.modeling_memory import IGNORE_INDEX, MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
+from memory_models.training.loop import BatchStream, fit
+from memory_models.training.objectives.batch import CopySettings
+from memory_models.training.objectives.copy import copy_batch
 
 BOS, BLANK, EOS, DELIMITER, FIRST_TOKEN = 0, 1, 2, 3, 4  # random tokens are FIRST_TOKEN .. vocab-1
 
@@ -42,7 +44,8 @@ def oracle_codes(vocab: int, chunk: int, hidden: int, generator: torch.Generator
     """`[chunk, vocab, hidden]`: position j's tokens get unit codes in dimensions j*hidden/chunk .. (j+1)*hidden/chunk,
     all rotated by one random orthogonal matrix (so no dimension is a token's own)."""
     if hidden % chunk:
-        raise ValueError(f"--hidden {hidden} must be a multiple of --chunk {chunk} (one block of dimensions each)")
+        raise ValueError(f"--hidden {hidden} must be a multiple of --chunk-size {chunk} (one block of dimensions "
+                         "each)")
     block = hidden // chunk
     codes = torch.nn.functional.normalize(torch.randn(vocab, block, generator=generator), dim=-1)
     table = torch.zeros(chunk, vocab, hidden)
@@ -100,8 +103,25 @@ def accuracy(model, batch: dict) -> float:
     return (((logits[:, :-1].argmax(-1) == targets) & scored).sum() / scored.sum()).item()
 
 
+class HeldOutAccuracy(TrainerCallback):
+    """Held-out blank-copy `accuracy` every `every` steps and at the last one: `points` gets `[step, accuracy]`."""
+
+    def __init__(self, model, held_out: dict, every: int, seed: int):
+        self.model, self.held_out, self.every, self.seed = model, held_out, every, seed
+        self.points, self.start = [], time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        step = state.global_step
+        if step % self.every == 0 or step == state.max_steps:
+            self.points.append([step, round(accuracy(self.model, self.held_out), 4)])
+            print(f"seed {self.seed} step {step}: held-out blank copy {self.points[-1][1]:.3f} "
+                  f"({time.perf_counter() - self.start:.0f} s)", flush=True)
+
+
 def run(args) -> dict:
-    """Train the decoder for `args.steps` steps per seed; held-out blank-copy accuracy every `args.eval_every`."""
+    """Train the decoder for `args.steps` steps per seed through the package's training loop (`training.loop.fit`:
+    AdamW, warmup over steps / 20, linear decay), on fresh blank-copy rows every step; held-out blank-copy accuracy
+    every `args.eval_every`."""
     if args.threads:
         torch.set_num_threads(args.threads)
     curves = {}
@@ -111,23 +131,11 @@ def run(args) -> dict:
         model = build(args)
         generator = torch.Generator().manual_seed(10_000 + seed)
         held_out = blank_copy_rows(args, 512, torch.Generator().manual_seed(20_000 + seed))
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=args.learning_rate, weight_decay=0.0)
-        warmup = max(1, args.steps // 20)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, 1 - s / args.steps))
-        start, points = time.perf_counter(), []
-        for step in range(1, args.steps + 1):
-            model(**blank_copy_rows(args, args.batch_size, generator)).loss.backward()
-            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            if step % args.eval_every == 0 or step == args.steps:
-                points.append([step, round(accuracy(model, held_out), 4)])
-                print(f"seed {seed} step {step}: held-out blank copy {points[-1][1]:.3f} "
-                      f"({time.perf_counter() - start:.0f} s)", flush=True)
-        curves[seed] = points
+        evaluation = HeldOutAccuracy(model, held_out, args.eval_every, seed)
+        fit(model, BatchStream(lambda: blank_copy_rows(args, args.batch_size, generator)), steps=args.steps,
+            batch_size=args.batch_size, learning_rate=args.learning_rate, warmup_steps=max(1, args.steps // 20),
+            seed=seed, use_cpu=True, callbacks=[evaluation])
+        curves[seed] = evaluation.points
     final = [points[-1][1] for points in curves.values()]
     settings = {k: v for k, v in vars(args).items() if k not in ("seed", "func")}
     return {"settings": settings, "curves": curves, "final": final, "mean": sum(final) / len(final)}

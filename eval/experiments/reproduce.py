@@ -131,6 +131,13 @@ def pictures(part: str, results: dict[int, dict], output_dir: Path, title: str) 
     if curves:
         xlabel = "chunks between the record and the question" if part == "table4" else "optimizer step"
         written += plot_curves(curves, output_dir / f"{part}-curves", title, xlabel=xlabel)
+    positions = {}
+    for result in results.values():
+        for model, values in result.get("positions", {}).items():
+            positions.setdefault(model, {}).setdefault("blank-copy accuracy", []).append(list(enumerate(values)))
+    if positions:
+        written += plot_curves(positions, output_dir / f"{part}-positions", f"{title}, by position in the chunk",
+                               xlabel="position of the copied token in its chunk")
     return [str(path) for path in written if str(path).endswith(".png")]
 
 

@@ -1,6 +1,7 @@
 """Building blocks of `memory-models reproduce`: the two scales, and training stages that run once.
 
-A stage is one `memory-models train` run (the same code path) of a model described by a [`ModelSpec`]. Its
+A stage is one `memory-models train` run (the same code path: a `TrainJob` given to `train.run`) of a model
+described by a [`ModelSpec`]. Its
 result is kept as a Hub folder with its tokenizer, `DIR/models/<name>-seed<k>/`, and its training record
 (`metrics.json`, `loss_curve.png`, `stage.json`) under `DIR/runs/<name>-seed<k>/`. A stage whose folder exists
 and whose recorded settings equal the requested ones is reused, so `reproduce all` trains every model once.
@@ -23,6 +24,7 @@ from memory_models.modeling_memory import MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import records_documents
 from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
+from memory_models.training.job import TrainJob
 
 STAGE_FILE = "stage.json"
 
@@ -173,19 +175,19 @@ def build_stage_model(spec: ModelSpec, tokenizer, seed: int):
     return model
 
 
-def _train_options(stage: Stage, seed: int, run_dir: Path, device: str) -> list[str]:
-    options = ["--preset", stage.model.preset or "memory-transformer-tiny", "--output-dir", str(run_dir),
-               "--objective", stage.objective, "--dataset", stage.dataset, "--pack", "--tokenizer", stage.tokenizer,
-               "--context", str(stage.context), "--max-steps", str(stage.steps), "--batch-size", str(stage.batch_size),
-               "--seed", str(seed), "--learning-rate", str(stage.learning_rate), "--eval-steps",
-               str(max(1, stage.steps // 10)), "--eval-documents", str(stage.eval_documents), "--overwrite",
-               "--save_strategy", "no", "--warmup_steps", str(min(stage.warmup_steps, stage.steps // 10)),
-               "--logging_steps", str(max(1, stage.steps // 20)), "--disable_tqdm", "True"]
-    if stage.train_documents:
-        options += ["--train-documents", str(stage.train_documents)]
+def stage_job(stage: Stage, seed: int, run_dir: Path, device: str) -> TrainJob:
+    """The training job of `stage` for `seed` (its model is `build_stage_model`'s; the preset names it in the run's
+    records): packed rows, ten evaluations, no checkpoints (the result is kept as `final/`), started over each time."""
+    options = {"save_strategy": "no", "warmup_steps": min(stage.warmup_steps, stage.steps // 10),
+               "logging_steps": max(1, stage.steps // 20), "disable_tqdm": True}
     if device == "cpu":
-        options += ["--use_cpu", "True"]
-    return options
+        options["use_cpu"] = True
+    return TrainJob(output_dir=str(run_dir), preset=stage.model.preset or "memory-transformer-tiny",
+                    objective=stage.objective, dataset=stage.dataset, pack=True, tokenizer=stage.tokenizer,
+                    context=stage.context, max_steps=stage.steps, batch_size=stage.batch_size, seed=seed,
+                    learning_rate=stage.learning_rate, eval_steps=max(1, stage.steps // 10),
+                    eval_documents=stage.eval_documents, overwrite=True, train_documents=stage.train_documents or None,
+                    trainer_options=options)
 
 
 def run_stage(context: Context, stage: Stage, seed: int) -> dict:
@@ -202,9 +204,9 @@ def run_stage(context: Context, stage: Stage, seed: int) -> dict:
     tokenizer = train.load_tokenizer(stage.tokenizer)
     model = build_stage_model(stage.model, tokenizer, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
-    parsed, extras = train.parse_args(_train_options(stage, seed, run_dir, context.device))
+    job = stage_job(stage, seed, run_dir, context.device)
     with open(run_dir / "train.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        summary = train.run(parsed, extras, model=model)
+        summary = train.run(job, model=model)
     if model_dir.exists() and not is_ours(model_dir):
         raise ValueError(f"{model_dir} exists and was not written by memory-models: refusing to replace it")
     model_dir.parent.mkdir(parents=True, exist_ok=True)

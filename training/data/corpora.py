@@ -11,12 +11,18 @@ Named corpora (all with one `text` column):
   (50,000) rows, train = the rest (`take` / `skip`, no shuffle), as in the reference.
 * any local path (`.txt` / `.json` / `.jsonl` / `.parquet` / `.csv` file, or a folder of them), or else a
   Hub dataset id.
+
+Every row of a corpus holds text ([`check_texts`], the one rule for rows, applied where rows come in: when a
+local or Hub corpus is loaded, and to each shard `memory-models encode` reads): a string, not missing, null, a
+number or a list, and at most `MAX_DOCUMENT_CHARS` characters (tokenizing one document of 10 million characters
+takes about 2 GB of memory; the environment variable `MEMORY_MODELS_MAX_DOCUMENT_CHARS` raises the limit).
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import hashlib
 import os
 import random
 import sysconfig
@@ -53,6 +59,8 @@ HUB_CORPORA = {
     "finemath": ("HuggingFaceTB/finemath", "finemath-4plus"),
 }
 LOCAL_BUILDERS = {".txt": "text", ".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+MAX_DOCUMENT_CHARS = 1_000_000
+MAX_DOCUMENT_CHARS_VARIABLE = "MEMORY_MODELS_MAX_DOCUMENT_CHARS"
 STREAM_JSON_BLOCK = 1 << 20
 
 
@@ -185,6 +193,56 @@ def check_text_files(files: list[Path]) -> None:
                              "character.") from None
 
 
+def max_document_chars() -> int:
+    """The longest document a corpus may hold: `MAX_DOCUMENT_CHARS`, or the environment's
+    `MEMORY_MODELS_MAX_DOCUMENT_CHARS`."""
+    value = os.environ.get(MAX_DOCUMENT_CHARS_VARIABLE)
+    if value is None:
+        return MAX_DOCUMENT_CHARS
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_DOCUMENT_CHARS_VARIABLE} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _row_problem(text, limit: int) -> str | None:
+    if text is None:
+        return "no text (its text field is missing or null)"
+    if not isinstance(text, str):
+        kind = {"int": "number", "float": "number", "bool": "boolean", "dict": "mapping"}.get(type(text).__name__,
+                                                                                            type(text).__name__)
+        return f"a {kind} ({str(text)[:40]}), not text"
+    if len(text) > limit:
+        return (f"{len(text):,} characters, more than the {limit:,} one document may have (tokenizing it would "
+                f"take about {len(text) * 180 / 2**30:.1f} GB of memory): split it into smaller documents, or raise "
+                f"the limit with {MAX_DOCUMENT_CHARS_VARIABLE}")
+    return None
+
+
+def check_texts(texts, source: str, first_row: int = 0) -> list[str]:
+    """Every row holds text (see the module doc); a `ValueError` names the first row (counting from 0) that does
+    not. Returns `texts`."""
+    limit = max_document_chars()
+    for offset, text in enumerate(texts):
+        problem = _row_problem(text, limit)
+        if problem:
+            raise ValueError(f"the corpus {source!r}, row {first_row + offset} (counting from 0): {problem}.")
+    return texts
+
+
+def check_text_column(dataset: datasets.Dataset, source: str) -> None:
+    """[`check_texts`] on a map-style dataset's `"text"` column (a string column without nulls is checked in Arrow,
+    without reading its rows into Python)."""
+    import pyarrow.compute as pc
+
+    column = dataset.data.column("text")
+    feature = dataset.features.get("text")
+    if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string") and \
+            column.null_count == 0 and (len(column) == 0 or pc.max(pc.utf8_length(column)).as_py() <= max_document_chars()):
+        return
+    for start in range(0, len(dataset), 1024):
+        check_texts(dataset[start : start + 1024]["text"], source, start)
+
+
 def _read_text_files(files: list[str]) -> Iterator[dict]:
     for file in files:
         yield {"text": Path(file).read_text(encoding="utf-8")}
@@ -217,6 +275,11 @@ def load_local_files(path: Path, split: str, streaming: bool = False) -> dataset
         # share of a streaming encoder's memory small.
         block = {"chunksize": STREAM_JSON_BLOCK} if streaming and builder == "json" else {}
         dataset = datasets.load_dataset(builder, data_files=data_files, split="train", streaming=streaming, **block)
+    return _split_rows(dataset, split)
+
+
+def _split_rows(dataset, split: str):
+    """A local corpus's `split`: `"test"` every 20th row, `"train"` the rest, `"all"` every row."""
     if split == "all":
         return dataset
     indices = np.arange(len(dataset))
@@ -278,12 +341,38 @@ def load_corpus(
         return dataset if num_documents is None else dataset.take(num_documents)
     elif Path(name_or_path).exists():
         _check_split(split, SPLITS + ("all",))
-        dataset = _select_text_column(load_local_files(Path(name_or_path), split), text_column)
+        dataset = _select_text_column(load_local_files(Path(name_or_path), "all"), text_column)
+        check_text_column(dataset, name_or_path)  # before the split: row numbers are the file's
+        dataset = _split_rows(dataset, split)
     else:
         dataset = _select_text_column(_load_hub_dataset(name_or_path, split), text_column)
+        check_text_column(dataset, name_or_path)
     if num_documents is not None:
         dataset = dataset.select(range(min(num_documents, len(dataset))))
     return dataset
+
+
+def corpus_fingerprint(name_or_path: str) -> str | None:
+    """SHA-256 of the content a corpus name stands for, recorded when a run or a bank starts so that resuming onto
+    another corpus at the same path is refused: a local file's bytes (a folder's: every file's relative name and
+    bytes), or the `"python-docs"` documents of this Python. `None` for corpora named only (`"records"`, generated
+    from the seed; Hub datasets, identified by their name)."""
+    path = Path(name_or_path)
+    digest = hashlib.sha256()
+    if path.exists():
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if path.is_dir():
+                digest.update(str(file.relative_to(path)).encode() + b"\0")
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
+    if name_or_path == "python-docs":
+        for document in python_docs_documents():
+            digest.update(document.encode() + b"\0")
+        return digest.hexdigest()
+    return None
 
 
 def _pad_rows(rows: list[list[int]], max_length: int, pad_token_id: int, padding_side: str) -> dict[str, list]:

@@ -13,6 +13,7 @@ Command line (trains on the train split of a corpus, see `training.data.corpora.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -32,7 +33,21 @@ EOS_TOKEN = "<|eos|>"
 UNK_TOKEN = "<|unk|>"
 RESERVED_TOKEN = "<|reserved_{}|>"
 NUM_BYTES = 256
+MAX_VOCAB_SIZE = 1 << 21  # 2,097,152: the trainer allocates per entry up front (1e9 would take ~70 GB and abort)
 DEFAULT_CACHE_DIR = Path("~/.cache/memory-models")
+
+
+def tokenizer_sha256(tokenizer) -> str:
+    """SHA-256 of a tokenizer's model (vocabulary, merges, normalisation, added tokens): what a bank and a run
+    record, so that the same path holding another tokenizer is told apart."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        for key in ("truncation", "padding"):  # call-time settings, not part of the tokenization
+            spec.pop(key, None)
+    else:
+        spec = sorted(tokenizer.get_vocab().items())
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
 def train_tokenizer(
@@ -57,10 +72,10 @@ def train_tokenizer(
         raise ValueError(f"`num_reserved_tokens` must be at least 1 (the copy delimiter), got {num_reserved_tokens}.")
     reserved = [RESERVED_TOKEN.format(index) for index in range(num_reserved_tokens)]
     special_tokens = [BOS_TOKEN, EOS_TOKEN, UNK_TOKEN, *reserved]
-    if vocab_size < NUM_BYTES + len(special_tokens):
+    if not NUM_BYTES + len(special_tokens) <= vocab_size <= MAX_VOCAB_SIZE:
         raise ValueError(
-            f"`vocab_size` must be at least {NUM_BYTES + len(special_tokens)} (256 bytes + {len(special_tokens)} "
-            f"special tokens), got vocab_size={vocab_size}."
+            f"`vocab_size` must be between {NUM_BYTES + len(special_tokens)} (256 bytes + {len(special_tokens)} "
+            f"special tokens) and {MAX_VOCAB_SIZE:,}, got vocab_size={vocab_size}."
         )
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
