@@ -79,8 +79,9 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         loss_reduction (`str`, *optional*, defaults to `"token_mean"`):
             `"token_mean"`: one cross-entropy mean over all valid targets. `"paper"`: per-chunk means,
             all-masked chunks skipped, sum divided by the number of chunks.
-        clm_loss_weight / copy_loss_weight (`float`, *optional*, default 1.0):
-            Weights of the causal and copy streams of the combined objective.
+        clm_loss_weight / copy_loss_weight / retrieval_loss_weight (`float`, *optional*, default 1.0):
+            Weights of the loss streams (each a token mean): the causal and copy rows of the combined objective,
+            and the answers of the retrieval objective.
         blank_token_id (`int`, *optional*): token of the blank-copy objective; defaults to `pad_token_id`.
         copy_delimiter_token_id (`int`, *optional*): delimiter token of the copy objectives (paper: 100;
             `None`: no delimiter).
@@ -128,6 +129,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         loss_reduction: str = "token_mean",
         clm_loss_weight: float = 1.0,
         copy_loss_weight: float = 1.0,
+        retrieval_loss_weight: float = 1.0,
         blank_token_id: int | None = None,
         copy_delimiter_token_id: int | None = None,
         copy_delimiter_length: int = 3,
@@ -161,6 +163,7 @@ class MemoryConfig(RequiredFieldsMixin, PretrainedConfig):
         self.loss_reduction = loss_reduction
         self.clm_loss_weight = clm_loss_weight
         self.copy_loss_weight = copy_loss_weight
+        self.retrieval_loss_weight = retrieval_loss_weight
         self.blank_token_id = pad_token_id if blank_token_id is None else blank_token_id
         self.copy_delimiter_token_id = copy_delimiter_token_id
         self.copy_delimiter_length = copy_delimiter_length

@@ -8,8 +8,9 @@ from .sequence_ops import IGNORE_INDEX, left_pad_shift, roll_rows
 
 LOSS_BLOCK_ROWS = 1024  # rows of the [targets, vocab] cross-entropy computed at a time
 # Loss streams: rows tagged `stream_ids = i` form stream LOSS_STREAMS[i], whose token-mean loss the config's
-# `<LOSS_STREAMS[i]>_loss_weight` weighs (the combined objective: causal rows and copy rows).
-LOSS_STREAMS = ("clm", "copy")
+# `<LOSS_STREAMS[i]>_loss_weight` weighs (the combined objective: causal rows and copy rows; the retrieval
+# objective: answers to questions about earlier chunks).
+LOSS_STREAMS = ("clm", "copy", "retrieval")
 
 
 def shifted_targets(labels: torch.LongTensor | None, chunk_size: int, paper_chunk_targets: bool,

@@ -89,8 +89,8 @@ class MemoryCausalLMOutput(ModelOutput):
             `p+1`); `None` in training mode with labels (the head then runs only on positions with targets).
         past_key_values (`MemoryCache`, *optional*): generation cache.
         memory_embeds (`[batch, n_mem, d_dec]`): the memories the decoder read.
-        stream_losses (`[2]`, *optional*): with `stream_ids`: the unweighted (causal, copy) parts of `loss`, detached,
-            so that `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`.
+        stream_losses (`[3]`, *optional*): with `stream_ids`: the unweighted (causal, copy, retrieval) parts of
+            `loss`, detached, so that `loss = sum(<stream>_loss_weight * stream_losses[i])` over `LOSS_STREAMS`.
         hidden_states / attentions (*optional*): see [`MemoryModelOutput`]; for a cached step, the new tokens'
             states `[batch, q, d_dec]` and the new token's weights `[batch, heads, 1, cached columns]`.
     """

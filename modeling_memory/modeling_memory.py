@@ -547,8 +547,8 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
             input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask, output_attentions,
                 output_hidden_states, return_dict: see [`MemoryModel`].
             labels (`[batch, seq_len]`, *optional*): targets aligned with `input_ids` (shifted inside); -100 ignored.
-            stream_ids (`[batch]`, *optional*): 0 = causal row, 1 = copy row (combined objective); weights the
-                streams' losses with `clm_loss_weight` / `copy_loss_weight`.
+            stream_ids (`[batch]`, *optional*): each row's loss stream (`LOSS_STREAMS`: 0 = causal, 1 = copy,
+                2 = retrieval); weights the streams' token-mean losses with `<stream>_loss_weight`.
             past_key_values (`MemoryCache`, *optional*): generation cache; once filled, `input_ids` holds only the
                 new tokens. `use_cache=True` without a cache starts one; `use_cache` defaults to `config.use_cache`
                 outside training (a masked-mixer decoder has no cache).

@@ -46,11 +46,14 @@ def test_demo_and_reproduce_build_the_jobs_of_the_command_lines_they_replaced(tm
     """The jobs `demo` and a `reproduce` stage build equal the jobs of the `memory-models train` options they used
     to spell out (pass-through Trainer options included), so their runs are the runs they were."""
     args = demo_parser().parse_args(["--steps", "40", "--quick", "--output-dir", str(tmp_path)])
-    old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "memory"), "--objective", "combined",
-           "--pack", "--tokenizer", str(tmp_path / "tok"), "--max-steps", "40", "--batch-size", "16", "--seed", "0",
-           "--learning-rate", "1e-3", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "2",
-           "--logging_steps", "4", "--overwrite", "--train-documents", "64", "--eval-documents", "12"]
-    assert demo.train_job(args, tmp_path / "memory", tmp_path / "tok") == TrainJob.from_argv(old)
+    old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "memory"), "--objective",
+           "blank_copy", "--pack", "--tokenizer", str(tmp_path / "tok"), "--max-steps", "40", "--batch-size", "16",
+           "--seed", "0", "--learning-rate", "6e-3", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "2",
+           "--logging_steps", "4", "--overwrite", "--train-documents", "64", "--eval-documents", "12",
+           "--encoder-from", str(tmp_path / "ae"), "--freeze-encoder"]
+    built = demo.job(args, tmp_path / "memory", tmp_path / "tok", "blank_copy", 40, encoder_from=tmp_path / "ae",
+                     freeze_encoder=True)
+    assert built == TrainJob.from_argv(old)
     stage = reproduce_stages.stage_for(reproduce_stages.SCALES["tiny"], "ae", reproduce_stages.ModelSpec(
         "autoencoder-tiny", (("context", 8),)), "autoencode", 8, tmp_path / "tok", steps=30)
     old = ["--preset", "autoencoder-tiny", "--output-dir", str(tmp_path / "run"), "--objective", "autoencode",
@@ -150,3 +153,25 @@ def test_old_option_spellings_are_refused_with_the_new_one(argv, old, new, capsy
     err = capsys.readouterr().err
     assert stop.value.code == 2
     assert err == f"memory-models {argv[0]}: error: {old} was renamed {new}\n"
+
+
+def test_a_given_model_gets_the_jobs_encoder_and_freezing(tmp_path):
+    """`train.run(job, model=...)` applies the job's `encoder_from` and `freeze_encoder` to the given model as to a
+    preset: the final encoder is the source's, untouched by training, and only the rest trains."""
+    from memory_models.configuration import build_model, get_preset
+
+    tokenizer = train.load_tokenizer(None)
+    config = get_preset("memory-transformer-tiny", vocab_size=len(tokenizer))
+    source = build_model(config)
+    source.save_pretrained(tmp_path / "source")
+    job = TrainJob(output_dir=str(tmp_path / "run"), preset="memory-transformer-tiny", objective="blank_copy",
+                   train_documents=16, eval_documents=4, batch_size=2, max_steps=2, eval_steps=2,
+                   learning_rate=1e-2, encoder_from=str(tmp_path / "source"), freeze_encoder=True)
+    torch.manual_seed(1)
+    summary = train.run(job, model=build_model(config))
+    final = train.load_pretrained(str(tmp_path / "run" / "final"))
+    for name, tensor in source.encoder.state_dict().items():
+        torch.testing.assert_close(final.encoder.state_dict()[name], tensor)
+    encoder_size = sum(p.numel() for p in source.encoder.parameters())
+    assert summary["config"]["trainable_parameters"] == summary["config"]["parameters"] - encoder_size
+    assert summary["config"]["freeze_encoder"] is True

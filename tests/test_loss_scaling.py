@@ -88,22 +88,23 @@ def test_micro_batches_add_up_to_the_full_batch(tmp_path, preset, objective, ove
 
 def test_stream_losses_are_the_unweighted_parts_of_the_loss():
     """Combined objective: `loss = clm_loss_weight * stream_losses[0] + copy_loss_weight * stream_losses[1]`,
-    and each part is the stream's own loss (the same rows run as a plain clm or copy batch)."""
+    and each part is the stream's own loss (the same rows run as a plain clm or copy batch); the retrieval stream,
+    without rows here, is 0."""
     model = build_model(get_preset("memory-transformer-tiny", copy_loss_weight=0.5)).eval()
     batch = _batch("memory-transformer-tiny", "combined", 16)
     out = model(**batch)
     torch.testing.assert_close(out.loss, out.stream_losses[0] + 0.5 * out.stream_losses[1])
     clm = model(**{k: v[:4] for k, v in batch.items()})
     copy = model(**{k: v[4:] for k, v in batch.items()})
-    torch.testing.assert_close(out.stream_losses, torch.stack([clm.loss, copy.loss / 0.5]))
+    torch.testing.assert_close(out.stream_losses, torch.stack([clm.loss, copy.loss / 0.5, torch.zeros(())]))
 
 
 def test_bad_num_items_in_batch_raises():
     """A count tensor that fits neither one group nor all groups is a ValueError naming the shapes."""
     model = build_model(get_preset("memory-transformer-tiny"))
     batch = _batch("memory-transformer-tiny", "combined", 16)
-    with pytest.raises(ValueError, match=r"one count per loss group \(2\), got shape \(3,\)"):
-        model(**batch, num_items_in_batch=torch.tensor([5, 5, 5]))
+    with pytest.raises(ValueError, match=r"one count per loss group \(3\), got shape \(4,\)"):
+        model(**batch, num_items_in_batch=torch.tensor([5, 5, 5, 5]))
     mixer = build_model(get_preset("masked-mixer-tiny"))
     with pytest.raises(ValueError, match=r"single count for this model, got shape \(2,\)"):
         mixer(**_batch("masked-mixer-tiny", "clm", 12), num_items_in_batch=torch.tensor([5, 5]))

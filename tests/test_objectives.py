@@ -6,13 +6,16 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from memory_models.modeling_memory import LOSS_STREAMS
+from memory_models.modeling_memory import IGNORE_INDEX, LOSS_STREAMS
 from memory_models.training import objectives
-from memory_models.training.objectives import Objective, all_objectives, get_objective, register_objective
+from memory_models.training.objectives import (
+    Objective, all_objectives, get_objective, objective_parts, register_objective,
+)
 from memory_models.training.objectives.batch import CopySettings, ObjectiveCollator, build_objective_batch
 from memory_models.training.objectives.causal import causal_batch
 from memory_models.training.objectives.combined import combined_batch
 from memory_models.training.objectives.copy import copy_batch
+from memory_models.training.trainer import RoutingCollator
 
 IGNORE = -100
 DELIM = 3
@@ -178,7 +181,7 @@ def test_build_objective_batch_dispatch(padded):
     assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
     assert torch.equal(autoencode["labels"], causal_batch(ids, mask)["labels"])
     with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
-                                         "autoencode"):
+                                         "autoencode, retrieval, combined_retrieval"):
         build_objective_batch("mlm", ids, mask, **kwargs)
 
 
@@ -186,8 +189,13 @@ def test_every_objective_tags_exactly_the_loss_streams_it_declares(padded):
     """Each registered objective's batch carries `stream_ids` of its declared streams (all of them), or none when
     it declares none; the model weighs stream `LOSS_STREAMS[i]` by `<name>_loss_weight`."""
     ids, mask = padded
+    labels = ids.masked_fill(mask == 0, IGNORE_INDEX)  # rows with their own targets (retrieval needs them)
     for objective in all_objectives():
-        batch = objective.build_batch(ids, mask, settings=CopySettings(delimiter_token_id=DELIM), pad_token_id=1)
+        if objective.parts:  # a mixture: its parts build its batches
+            assert set(objective.streams) == {s for part in objective_parts(objective.name) for s in part.streams}
+            continue
+        batch = objective.build_batch(ids, mask, labels=labels, settings=CopySettings(delimiter_token_id=DELIM),
+                                      pad_token_id=1)
         tags = batch.get("stream_ids")
         found = () if tags is None else tuple(LOSS_STREAMS[i] for i in sorted(set(tags.tolist())))
         assert found == objective.streams, objective.name
@@ -285,3 +293,54 @@ def test_collator_from_config():
     defaults = ObjectiveCollator.from_config("copy", SimpleNamespace())
     assert (defaults.pad_token_id, defaults.copy) == (1, CopySettings(blank_token_id=1, delimiter_token_id=None))
     assert ObjectiveCollator.from_config("copy", SimpleNamespace(pad_token_id=5)).copy.blank_token_id == 5
+
+
+def test_retrieval_batch_keeps_the_rows_answer_only_labels(padded):
+    """A retrieval batch is its rows as they are, with their own labels (padding ignored) and every row tagged
+    with the `retrieval` stream; rows without labels are refused (every token would become a target)."""
+    ids, mask = padded
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labels[:, 2] = ids[:, 2]  # one answer token per row
+    labels[1, -1] = 5  # a label under padding is dropped
+    batch = build_objective_batch("retrieval", ids, mask, labels=labels, pad_token_id=1)
+    torch.testing.assert_close(batch["input_ids"], ids)
+    expected = labels.clone()
+    expected[1, -1] = IGNORE_INDEX
+    torch.testing.assert_close(batch["labels"], expected)
+    assert batch["stream_ids"].tolist() == [LOSS_STREAMS.index("retrieval")] * ids.shape[0]
+    with pytest.raises(ValueError, match="answer-only `labels`"):
+        build_objective_batch("retrieval", ids, mask, pad_token_id=1)
+
+
+def test_a_mixture_names_plain_parts_of_its_kind(monkeypatch):
+    """A mixture has parts and no builder, rows or eval set of its own; its parts are plain objectives of its
+    `needs` (`combined_retrieval`: combined and retrieval)."""
+    assert [part.name for part in objective_parts("combined_retrieval")] == ["combined", "retrieval"]
+    assert objective_parts("copy") == (get_objective("copy"),)
+    with pytest.raises(ValueError, match="a mixture has `parts`"):
+        Objective("toy", None)
+    with pytest.raises(ValueError, match="a mixture has `parts`"):
+        Objective("toy", causal_batch, parts=("clm",))
+    monkeypatch.setattr(objectives, "_registered", {})
+    register_objective(Objective("odd_mix", None, needs="memory", evaluation=None, parts=("clm", "copy")))
+    with pytest.raises(ValueError, match="part 'clm' must be a plain objective with needs='memory'"):
+        objective_parts("odd_mix")
+
+
+def test_the_routing_collator_builds_each_row_with_its_own_objective():
+    """Rows tagged with different objectives in one batch: each group is built by its objective's collator and
+    the groups are stacked (a combined row gives a causal and a copy row; a retrieval row stays one row)."""
+    plain = {"input_ids": [5, 6, 7, 8, 9, 10], "objective": "combined"}
+    asked = {"input_ids": [11, 12, 13, 14], "labels": [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 14],
+             "objective": "retrieval"}
+    collators = {name: ObjectiveCollator(name, pad_token_id=1, max_length=8) for name in ("combined", "retrieval")}
+    batch = RoutingCollator(collators, "combined")([plain, asked, plain])
+    combined = collators["combined"]([plain, plain])
+    retrieval = collators["retrieval"]([asked])
+    for key in ("input_ids", "attention_mask", "labels", "stream_ids"):
+        torch.testing.assert_close(batch[key], torch.cat([combined[key], retrieval[key]]))
+    with pytest.raises(ValueError, match=r"rows ask for objective\(s\) \['copy'\]"):
+        RoutingCollator(collators, "combined")([{**plain, "objective": "copy"}])
+    short = {**collators, "retrieval": ObjectiveCollator("retrieval", pad_token_id=1, max_length=6)}
+    with pytest.raises(ValueError, match="cannot be stacked"):
+        RoutingCollator(short, "combined")([plain, asked])

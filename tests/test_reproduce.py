@@ -41,10 +41,13 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
     table4_metrics = {row["metric"] for row in reports["table4"]["rows"]}
     assert "copy: key = value pairs written back after the delimiter" in table4_metrics
     assert {"extraction accuracy, 1 chunks back", "records_extraction contains"} <= table4_metrics
+    table4_models = {row["model"] for row in reports["table4"]["rows"]}
+    assert "curriculum, then combined + retrieval objective, memories ablated" in table4_models
     first = capsys.readouterr().out
     assert "training mixer-autoencoder-c8 (seed 0)" in first and "[table4] seed 0 done" in first
     models = sorted(p.name for p in (tmp_path / "models").iterdir())
     assert "mixer-autoencoder-c8-seed0" in models and "records-memory-transformer-combined-seed0" in models
+    assert "records-memory-transformer-combined-retrieval-seed0" in models
     for name in models:  # every trained model is a Hub folder with its tokenizer, which loads quietly
         assert (tmp_path / "models" / name / "config.json").is_file()
         assert_tokenizer_loads_quietly(tmp_path / "models" / name)

@@ -1,18 +1,30 @@
 """Retrieval examples (training/data/retrieval.py): a later chunk asks for a fact stated in an earlier chunk."""
 
+import json
+from types import SimpleNamespace
+
+import datasets
 import pytest
 
 from memory_models.modeling_memory import IGNORE_INDEX
 from memory_models.training.data import retrieval
-from memory_models.training.data.corpora import records_documents
+from memory_models.training.data.corpora import load_corpus, records_documents
 from memory_models.training.data.tokenizer import train_tokenizer
+from memory_models.training import train
+from memory_models.training.job import TrainJob
+from memory_models.training.objectives import get_objective
+from memory_models.training.objectives import retrieval as retrieval_objective
 
 CHUNK, SLOTS = 16, 4
 
 
 @pytest.fixture(scope="module")
-def encode():
-    tokenizer = train_tokenizer(records_documents(200, 0, "train"), 400)
+def tokenizer():
+    return train_tokenizer(records_documents(200, 0, "train"), 400)
+
+
+@pytest.fixture(scope="module")
+def encode(tokenizer):
     return lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
@@ -62,3 +74,58 @@ def test_any_corpus_from_context_question_answer_rows(encode):
         retrieval.qa_examples([{**rows[0], "question": None}], encode, CHUNK, SLOTS)
     with pytest.raises(ValueError, match="at least 2 memory slots"):
         retrieval.qa_examples(rows, encode, CHUNK, 1)
+
+
+def test_the_retrieval_objective_lays_out_rows_of_the_records_corpus(tokenizer):
+    """`--objective retrieval` rows are the laid-out examples of the split's records (ids, a full attention mask,
+    answer-only labels), the window `context / chunk_size` chunks; a non-records document, or a context that is
+    not whole chunks (two at least), is a ValueError naming it."""
+    documents = records_documents(8, 1, "train")
+    texts = datasets.Dataset.from_dict({"text": documents})
+    config = SimpleNamespace(chunk_size=CHUNK)
+    rows = retrieval_objective.retrieval_rows(texts, tokenizer, config, context=CHUNK * SLOTS, seed=1)
+    expected = retrieval.records_examples(documents, retrieval.token_encoder(tokenizer), CHUNK, SLOTS, seed=1)
+    assert len(rows) == len(expected) > len(documents)  # one question per record
+    for row, example in zip(rows, expected):
+        assert row["input_ids"] == example["input_ids"] and row["labels"] == example["labels"]
+        assert row["attention_mask"] == [1] * len(row["input_ids"])
+    with pytest.raises(ValueError, match="document 1 is neither: 'some prose'"):
+        retrieval_objective.retrieval_rows(datasets.Dataset.from_dict({"text": [documents[0], "some prose"]}),
+                                           tokenizer, config, context=CHUNK * SLOTS)
+    with pytest.raises(ValueError, match=f"multiple of chunk_size={CHUNK} of at least two chunks, got --context 24"):
+        retrieval_objective.retrieval_rows(texts, tokenizer, config, context=24)
+
+
+def test_question_answer_files_give_retrieval_rows_of_any_corpus(tmp_path, tokenizer):
+    """A JSON-lines file of `context` / `question` / `answer` rows, loaded with `--text-column context`, keeps its
+    questions and answers beside the text, and its retrieval rows' targets are the answers."""
+    rows = [{"context": f"The capital of land {i} is city{i} and its river is the flow{i}.",
+             "question": f"Which city is the capital of land {i}?", "answer": f"city{i}"} for i in range(40)]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    texts = load_corpus(str(path), "train", text_column="context")
+    assert texts.column_names == ["text", "question", "answer"]
+    made = retrieval_objective.retrieval_rows(texts, tokenizer, SimpleNamespace(chunk_size=CHUNK),
+                                              context=CHUNK * SLOTS)
+    encode = retrieval.token_encoder(tokenizer)
+    answers = {tuple(encode(" " + row["answer"])) for row in rows}
+    assert len(made) > 0 and all(tuple(answer_of(row)) in answers for row in made)
+
+
+def test_combined_retrieval_trains_both_parts_and_evaluates_each(tmp_path, tokenizer):
+    """The mixture's training rows are its parts' rows in equal numbers, each tagged with its part; a run logs the
+    causal, copy and retrieval losses and evaluates retrieval (answer-token accuracy) beside clm and copy."""
+    job = TrainJob(output_dir=str(tmp_path / "run"), preset="memory-transformer-tiny", objective="combined_retrieval",
+                   dataset="records", train_documents=12, eval_documents=4, batch_size=4, max_steps=2, eval_steps=2,
+                   trainer_options={"logging_steps": 1})
+    texts = datasets.Dataset.from_dict({"text": records_documents(12, 0, "train")})
+    config = SimpleNamespace(chunk_size=CHUNK // 2)
+    rows = train.mixture_rows(get_objective("combined_retrieval"), texts, tokenizer, CHUNK * 2, config, job)
+    tags = rows["objective"]
+    assert tags.count("combined") == tags.count("retrieval") == 12
+    assert all(label is None for label, tag in zip(rows["labels"], tags) if tag == "combined")
+    summary = train.run(job)
+    assert {"loss_clm", "loss_copy", "loss_retrieval"} <= set(summary["train_stream_loss_history"])
+    final = summary["final"]
+    assert {"eval_clm_accuracy", "eval_copy_accuracy", "eval_retrieval_accuracy"} <= set(final)
+    assert 0.0 <= final["eval_retrieval_accuracy"] <= 1.0 and final["eval_retrieval_loss"] > 0

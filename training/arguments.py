@@ -36,6 +36,8 @@ def train_parser() -> argparse.ArgumentParser:
     data.add_argument("--objective", choices=objective_names(), help="what the model learns: one of the registered "
                       "objectives (training/objectives)")
     data.add_argument("--dataset", help="corpus name or local path (training.data.corpora)")
+    data.add_argument("--text-column", help="the dataset's text column (default: text); a question-answer file's "
+                      "`context` keeps its `question` and `answer` beside it, for --objective retrieval")
     data.add_argument("--tokenizer", metavar="DIR", help="default: the --init-from checkpoint's tokenizer, else the "
                       "python-docs BPE tokenizer (8192)")
     data.add_argument("--context", type=int, help="tokens per row; default: the model's context")

@@ -40,8 +40,8 @@ class TrainJob:
 
     Model: `preset` or `init_from` (a checkpoint or Hub folder), `vocab_size`, `encoder_from` (copy an encoder),
     `freeze_encoder`, `no_memory`, `allow_missing_weights`, `trust_remote_code`.
-    Data: `objective` (a registered one: `training.objectives`), `dataset`, `tokenizer`, `context`, `pack`,
-    `train_documents`, `eval_documents`.
+    Data: `objective` (a registered one: `training.objectives`), `dataset`, `text_column`, `tokenizer`, `context`,
+    `pack`, `train_documents`, `eval_documents`.
     Run: `output_dir`, `max_steps`, `batch_size`, `learning_rate` (default: the paper's for the model),
     `eval_steps` (default `max_steps / 5`), `save_steps` (default: `eval_steps`), `seed`, `bf16`, `resume`,
     `overwrite`, `push_to_hub` (`ORG/NAME`).
@@ -62,6 +62,7 @@ class TrainJob:
     trust_remote_code: bool = False
     objective: str = "clm"
     dataset: str = "python-docs"
+    text_column: str = "text"
     tokenizer: str | None = None
     context: int | None = None
     pack: bool = False

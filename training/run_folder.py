@@ -59,7 +59,8 @@ def run_identity(job, config, tokenizer) -> dict:
     return {
         "preset": job.preset, "init_from": job.init_from, "encoder_from": job.encoder_from,
         "config_hash": config_hash(config), "seed": job.seed, "objective": job.objective,
-        "dataset": job.dataset, "tokenizer": job.tokenizer or "default", "tokenizer_size": len(tokenizer),
+        "dataset": job.dataset, "text_column": job.text_column, "tokenizer": job.tokenizer or "default",
+        "tokenizer_size": len(tokenizer),
         "context": job.context, "pack": job.pack, "train_documents": job.train_documents,
         "batch_size": job.batch_size, "corpus_sha256": corpus and corpus[:16],
         "tokenizer_sha256": tokenizer_sha256(tokenizer)[:16],

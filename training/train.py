@@ -42,7 +42,7 @@ from memory_models.training.data.corpora import (
 from memory_models.training.job import TrainJob
 from memory_models.training.lora import apply_lora
 from memory_models.training.loop import loop_defaults
-from memory_models.training.objectives import Objective, all_objectives, get_objective
+from memory_models.training.objectives import Objective, all_objectives, get_objective, objective_parts
 from memory_models.training.objectives.batch import ObjectiveCollator
 from memory_models.training.plot import plot_beside, plot_training
 from memory_models.training.run_folder import prepare_run_folder, run_identity, run_inputs
@@ -152,15 +152,23 @@ def build_model(job: TrainJob, tokenizer):
                              f"memory to read for the {job.objective!r} objective. Make it a memory model's decoder "
                              f"first: memory-models convert --decoder {job.init_from} --output DIR, then --init-from "
                              "DIR (add --no-memory there for the no-memory control).")
-        _set_config_flags(config, job)
+        _set_config_flags(config, job)  # before loading: a --no-memory model is built without an encoder
         model = load_pretrained(job.init_from, config, allow_missing=job.allow_missing_weights,
                                 trust_remote_code=job.trust_remote_code)
-        if hasattr(config, "freeze_encoder"):  # --freeze-encoder set on the loaded config
-            model.apply_freezing()
     else:
         model = build_from_config(preset_config(job, tokenizer))
+    return prepare_model(model, job, tokenizer)
+
+
+def prepare_model(model, job: TrainJob, tokenizer):
+    """What `job` asks of its model, whether `build_model` made it or the caller gave it to `run`: `--no-memory` /
+    `--freeze-encoder` on its config, the `--encoder-from` weights (frozen if asked), a vocabulary that holds the
+    tokenizer, and a model of the objective's kind."""
+    _set_config_flags(model.config, job)
     if job.encoder_from:
         copy_encoder(model, job.encoder_from, job.allow_missing_weights, job.trust_remote_code)
+    elif hasattr(model.config, "freeze_encoder"):  # the memory model and the autoencoder
+        model.apply_freezing()
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(f"the model's vocab_size {model.config.vocab_size} < len(tokenizer) {len(tokenizer)}.")
     check_objective(model, job.objective)
@@ -213,26 +221,48 @@ def _with_objective(dataset, objective: str):
 def evaluated_objectives(job: TrainJob, config) -> list[Objective]:
     """The objectives a run evaluates, in registry order: those with an eval set of their own that fit the model
     and are watched or trained (for a memory model: `clm`, `copy` and `blank_copy`, whichever one trains)."""
+    trained = {part.name for part in objective_parts(job.objective)}
     return [objective for objective in all_objectives() if objective.evaluation is not None
-            and (objective.watch or objective.name == job.objective) and fits(objective, config)]
+            and (objective.watch or objective.name in trained) and fits(objective, config)]
 
 
 def objective_rows(objective: Objective, texts, tokenizer, context: int, config, job: TrainJob):
-    """The rows of `objective` from a split's documents: its own (`Objective.rows`), or the documents cut into rows
-    of `context` tokens (truncated, or packed with `--pack`)."""
+    """The rows of `objective` from a split's documents: its own (`Objective.rows`), the documents cut into rows
+    of `context` tokens (truncated, or packed with `--pack`), or a mixture's (`mixture_rows`)."""
+    if objective.parts:
+        return mixture_rows(objective, texts, tokenizer, context, config, job)
     if objective.rows is not None:
         return objective.rows(texts, tokenizer, config, context=context, pack=job.pack, seed=job.seed)
     return tokenize_corpus(texts, tokenizer, context, mode="pack" if job.pack else "truncate")
+
+
+def mixture_rows(mixture: Objective, texts, tokenizer, context: int, config, job: TrainJob) -> datasets.Dataset:
+    """A mixture's training rows: each part's rows, tagged with the part (`RoutingCollator` builds each row's batch
+    with it), in equal numbers (a larger part is cut to the smallest part's count by a seeded draw)."""
+    parts = objective_parts(mixture.name)
+    made = {part.name: objective_rows(part, texts, tokenizer, context, config, job) for part in parts}
+    if not all(isinstance(rows, datasets.Dataset) for rows in made.values()):
+        raise ValueError(f"mixture {mixture.name!r} needs a corpus of known size (not a streamed one) to draw its "
+                         "parts in equal numbers; use --train-documents with a local or generated corpus")
+    count = min(len(rows) for rows in made.values())
+    tagged = []
+    for name, rows in made.items():
+        rows = rows.shuffle(seed=job.seed).select(range(count)) if len(rows) > count else rows
+        rows = rows.map(lambda row, name=name: {"objective": name, **({} if "labels" in row else {"labels": None})})
+        tagged.append(rows.select_columns(["input_ids", "attention_mask", "labels", "objective"]))
+    return datasets.concatenate_datasets(tagged)
 
 
 def build_datasets(job: TrainJob, tokenizer, context: int, config):
     """The training rows of the job's objective and one eval set per evaluated objective, tagged with it: its
     held-out rows (at most `eval_documents`), or (its `evaluation` is `"full_length"`) those without padding (copy
     accuracy on whole held-out documents, as in the paper)."""
-    train_text = load_corpus(job.dataset, "train", num_documents=job.train_documents, seed=job.seed)
+    train_text = load_corpus(job.dataset, "train", text_column=job.text_column, num_documents=job.train_documents,
+                             seed=job.seed)
     train = objective_rows(get_objective(job.objective), train_text, tokenizer, context, config, job)
     check_corpus(train_text, train, job)
-    test_text = load_corpus(job.dataset, "test", num_documents=job.eval_documents, seed=job.seed)
+    test_text = load_corpus(job.dataset, "test", text_column=job.text_column, num_documents=job.eval_documents,
+                            seed=job.seed)
     held_out, eval_sets, missing = {}, {}, []  # held_out: (row maker, rows kind) -> rows, made once
     for objective in evaluated_objectives(job, config):
         if (objective.rows, "all") not in held_out:
@@ -268,17 +298,18 @@ def check_corpus(text, rows, job: TrainJob) -> None:
 
 
 def build_collator(model, objective: str, eval_objectives, context: int, examples=None):
-    """One `ObjectiveCollator` per objective used (training and evaluation), routed per batch. Each first builds a
-    batch of its row in `examples` (objective -> a row of its data): a layout an objective cannot build at this
-    context (copy needs an even length) stops the run before it starts."""
-    names = {objective, *eval_objectives}
+    """One `ObjectiveCollator` per objective used (training, a mixture's parts, evaluation), routed per row. Each
+    first builds a batch of its row in `examples` (objective -> a row of its data): a layout an objective cannot
+    build at this context (copy needs an even length) stops the run before it starts."""
+    trained = [part.name for part in objective_parts(objective)]
+    names = {*trained, *eval_objectives}
     collators = {name: ObjectiveCollator.from_config(name, model.config, max_length=context) for name in names}
     for name, example in (examples or {}).items():
         try:
             collators[name]([example])
         except ValueError as error:
             raise ValueError(f"the {name!r} objective cannot use --context {context}: {error}") from None
-    return RoutingCollator(collators, objective, keep=forward_arguments(model))
+    return RoutingCollator(collators, trained[0], keep=forward_arguments(model))
 
 
 def metric_functions(config, eval_objectives) -> dict:
@@ -338,8 +369,13 @@ def build_trainer(job: TrainJob, tokenizer, model, callbacks=()):
     train, eval_sets = build_datasets(job, tokenizer, context, model.config)
     functions = metric_functions(model.config, eval_sets)
     compute_metrics, preprocess = next(iter(functions.values()))  # swapped per eval set by MemoryTrainer
-    rows = {job.objective: train, **eval_sets}
-    examples = {name: row for name, data in rows.items() if (row := next(iter(data), None)) is not None}
+    parts = [part.name for part in objective_parts(job.objective)]
+    if len(parts) > 1:  # a mixture: the first row of each part
+        tags = train["objective"]
+        examples = {name: train[tags.index(name)] for name in parts}
+    else:
+        examples = {job.objective: row} if (row := next(iter(train), None)) is not None else {}
+    examples.update({name: row for name, data in eval_sets.items() if (row := next(iter(data), None)) is not None})
     return MemoryTrainer(
         model=model,
         args=training_args,
@@ -451,7 +487,8 @@ def is_main_process() -> bool:
 def run(job: TrainJob, callbacks=(), model=None) -> dict:
     """Train per `job` and return the `metrics.json` summary (also written to the output folder).
 
-    `model` (optional) replaces the one `job` describes (`preset` / `init_from`), e.g. a custom config.
+    `model` (optional) replaces the one `job` describes (`preset` / `init_from`), e.g. a custom config; the job's
+    `encoder_from`, `freeze_encoder` and `no_memory` apply to it as to a preset (`prepare_model`).
     The main process holds the lock of `job.output_dir` throughout (`conversion.safe_io.locked`): a second writer
     is refused naming this process. An interrupt raises `KeyboardInterrupt("interrupted at step N: ...")`.
     """
@@ -467,10 +504,7 @@ def _run(job: TrainJob, callbacks, model, inputs) -> dict:
     if tokenizer_path is None and job.init_from and (Path(job.init_from) / "tokenizer.json").is_file():
         tokenizer_path = job.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
     tokenizer = load_tokenizer(tokenizer_path, job.trust_remote_code)
-    if model is None:
-        model = build_model(job, tokenizer)
-    else:
-        check_objective(model, job.objective)
+    model = build_model(job, tokenizer) if model is None else prepare_model(model, job, tokenizer)
     identity = run_identity(job, model.config, tokenizer)
     folder = dict(resume=job.resume, overwrite=job.overwrite, inputs=inputs)
     prepare_run_folder(job.output_dir, identity, write=False, **folder)

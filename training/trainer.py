@@ -74,7 +74,11 @@ def forward_arguments(model) -> set[str]:
 
 @dataclass
 class RoutingCollator:
-    """Collate with the objective named by the rows' `objective` column, else with the training objective.
+    """Collate each row with the objective named by its `objective` column, else with the training objective.
+
+    Rows of one objective form one sub-batch built by its collator; the sub-batches (a mixture's parts, such as
+    `combined_retrieval`'s) are stacked in order of first appearance, so they must have one length (the run's
+    collators pad to its context).
 
     Args:
         collators (`dict[str, ObjectiveCollator]`): one collator per objective; must include `default`.
@@ -92,11 +96,20 @@ class RoutingCollator:
             raise ValueError(f"default objective {self.default!r} has no collator; have {sorted(self.collators)}.")
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict:
-        """Build the batch of `features` with the objective of their first row."""
-        objective = features[0].get("objective") or self.default
-        if objective not in self.collators:
-            raise ValueError(f"eval rows ask for objective {objective!r}; have {sorted(self.collators)}.")
-        batch = self.collators[objective](features)
+        """Build the batch of `features`, each row with its objective."""
+        groups: dict[str, list] = {}
+        for feature in features:
+            groups.setdefault(feature.get("objective") or self.default, []).append(feature)
+        unknown = sorted(set(groups) - set(self.collators))
+        if unknown:
+            raise ValueError(f"rows ask for objective(s) {unknown}; have {sorted(self.collators)}.")
+        batches = [self.collators[name](rows) for name, rows in groups.items()]
+        if len(batches) > 1:
+            shapes = {tuple(b["input_ids"].shape[1:]) for b in batches}
+            if len(shapes) > 1 or len({tuple(b) for b in batches}) > 1:
+                raise ValueError(f"the objectives {list(groups)} built batches that cannot be stacked (lengths "
+                                 f"{sorted(shapes)}): give their collators one max_length")
+        batch = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
         return {k: v for k, v in batch.items() if self.keep is None or k in self.keep}
 
 

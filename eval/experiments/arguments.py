@@ -15,12 +15,17 @@ DEFAULT_PROMPT = "The import statement"
 
 def demo_parser() -> argparse.ArgumentParser:
     """The options of `memory-models demo`."""
-    parser = argparse.ArgumentParser(prog="memory-models demo", description="The main job, offline on one CPU: a "
-                                     "memory transformer and its no-memory control trained on the embedded corpus, "
-                                     "exported, reloaded without this package, and generating.")
+    parser = argparse.ArgumentParser(prog="memory-models demo", description="The main job, offline on one CPU: an "
+                                     "autoencoder, then a memory model that reads held-out text back from its "
+                                     "memories beside its no-memory control, exported, reloaded without this "
+                                     "package, and generating.")
     parser.add_argument("--output-dir", default="memory-demo")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps of each of the two models")
-    parser.add_argument("--hidden", type=int, default=96, help="encoder and decoder width")
+    parser.add_argument("--autoencoder-steps", type=int, default=800, help="training steps of the autoencoder")
+    parser.add_argument("--steps", type=int, default=800, help="blank-copy steps of the memory model and its control")
+    parser.add_argument("--decoder", choices=("mixer", "llama"), default="mixer", help="the memory model's decoder: a "
+                        "masked mixer whose kernel covers the window, or a Llama with learned slot and chunk positions")
+    parser.add_argument("--learning-rate", type=float, default=6e-3)
+    parser.add_argument("--hidden", type=int, default=128, help="encoder and decoder width")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--memory-slots", type=int, default=4, help="memory slots (context = chunk size x slots)")

@@ -1,15 +1,17 @@
-"""`memory-models demo`: the main job, on one CPU in a few minutes, fully offline.
+"""`memory-models demo`: the main job, on one CPU in a few minutes, fully offline: memories that are read back.
 
 1. train a byte-level BPE tokenizer (2048 tokens) on the embedded `python-docs` corpus;
-2. train a small memory transformer (encoder and decoder Llama, 8-token chunks x 4 memory slots) with the
-   combined objective (causal + copy, paper Eq. 5), and the no-memory control for the same steps;
-3. report CLM accuracy, `H_r` and copy accuracy of both (copy accuracy on full-length held-out rows);
-4. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
+2. the paper's curriculum, first stage: an autoencoder learns to compress each 8-token chunk into one vector;
+3. second stage: a memory model with that encoder, frozen, learns blank copy (its decoder sees the memories of the
+   first chunks and only blanks, and writes the chunks back); the no-memory control trains the same steps;
+4. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
+   decoder writes from the memories alone;
+5. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
    trust_remote_code=True)` in a fresh interpreter where this repository's packages cannot be imported
    (what a Hub user has), and generate from a prompt.
 
-    memory-models demo                      # ~3 minutes on 2 idle CPU cores
-    memory-models demo --steps 1000 --hidden 128 --output-dir runs/demo
+    memory-models demo                      # ~5 minutes on 2 idle CPU cores
+    memory-models demo --decoder llama      # the memory transformer's Llama decoder (learned positions)
     memory-models demo --quick              # seconds: the smoke test
 """
 
@@ -18,18 +20,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
+import torch
 from transformers import set_seed
 
 from memory_models.configuration import build_model
-from memory_models.configuration.presets import llama
+from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
-from memory_models.modeling_memory import MemoryConfig
+from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
+from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
 from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
 from memory_models.training.job import TrainJob
+from memory_models.training.objectives.batch import CopySettings
+from memory_models.training.objectives.copy import copy_batch
 
 # Runs where our packages cannot be imported (see conversion.isolation.run_without_our_packages).
 LOADER = """
@@ -47,6 +55,7 @@ LOADER = """
     print(json.dumps({"model_class": type(model).__name__, "model_module": type(model).__module__,
                       "completion": text}))
     """
+MODELS = {"memory": False, "no-memory control": True}  # name -> no_memory
 
 
 def demo_tokenizer(output_dir: Path, vocab_size: int):
@@ -57,53 +66,118 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
     return folder
 
 
-def memory_config(args, tokenizer, no_memory: bool):
-    """A small memory transformer: Llama encoder and decoder of width `--hidden`, `--memory-slots` chunks of
-    `--chunk-size` tokens."""
+def encoder_config(args, tokenizer):
+    """The encoder: a masked mixer over one chunk whose kernel covers the chunk (it learns to autoencode fastest
+    at this size; README, "Why blank copy was slow")."""
+    ids = special_token_ids(tokenizer)
+    return mixer(args.hidden, args.layers, args.chunk_size, kernel=args.chunk_size, vocab_size=len(tokenizer),
+                 **{k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+
+
+def autoencoder_config(args, tokenizer) -> MemoryAutoencoderConfig:
+    """Stage 1: the encoder and a decoder of its shape, the memory unrolled over the chunk's positions."""
+    encoder = encoder_config(args, tokenizer)
+    return MemoryAutoencoderConfig(encoder, encoder.to_dict(), max_position_embeddings=args.chunk_size,
+                                   expansion="unroll", **special_token_ids(tokenizer))
+
+
+def memory_config(args, tokenizer, no_memory: bool) -> MemoryConfig:
+    """Stage 2: `--memory-slots` chunks of `--chunk-size` tokens, the autoencoder's encoder, and a decoder: a
+    masked mixer whose kernel covers slots and chunk (`--decoder mixer`), or a Llama with learned slot and chunk
+    positions (`--decoder llama`, the memory transformer's)."""
     ids = special_token_ids(tokenizer)
     base = {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
-    heads = max(1, args.hidden // 32)
-    encoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer), positions=args.chunk_size, **base)
-    decoder = llama(args.hidden, args.layers, heads, vocab_size=len(tokenizer),
-                    positions=args.chunk_size + args.memory_slots, **base)
-    return MemoryConfig(encoder, decoder, chunk_size=args.chunk_size, num_memory_slots=args.memory_slots,
-                        no_memory=no_memory, **ids)
+    window = args.chunk_size + args.memory_slots
+    if args.decoder == "llama":
+        decoder = llama(args.hidden, args.layers, max(1, args.hidden // 32), vocab_size=len(tokenizer),
+                        positions=window, **base)
+        extra = dict(filler="ones", position_embedding="learned")
+    else:
+        decoder = mixer(args.hidden, args.layers, window, kernel=window, vocab_size=len(tokenizer), **base)
+        extra = dict(filler="zeros")
+    return MemoryConfig(encoder_config(args, tokenizer), decoder, chunk_size=args.chunk_size,
+                        num_memory_slots=args.memory_slots, no_memory=no_memory, **extra, **ids)
 
 
-def train_job(args, folder: Path, tokenizer_dir: Path) -> TrainJob:
-    """The training job of each of the two models (the model itself is `memory_config`'s): the combined
-    objective on packed python-docs rows, evaluated once at the end; the demo starts its runs over each time."""
-    quick = dict(train_documents=64, eval_documents=12) if args.quick else {}
-    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective="combined", pack=True,
-                    tokenizer=str(tokenizer_dir), max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                    learning_rate=1e-3, eval_steps=args.steps, save_steps=args.steps, overwrite=True, **quick,
-                    trainer_options={"warmup_steps": max(1, args.steps // 20),
-                                     "logging_steps": max(1, args.steps // 10)})
+def job(args, folder: Path, tokenizer_dir: Path, objective: str, steps: int, **fields) -> TrainJob:
+    """A stage's training job: packed python-docs rows, evaluated once at the end; each run starts over."""
+    quick = dict(train_documents=64, eval_documents=12) if args.quick else {"eval_documents": 100}
+    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective=objective, pack=True,
+                    tokenizer=str(tokenizer_dir), max_steps=steps, batch_size=args.batch_size, seed=args.seed,
+                    learning_rate=args.learning_rate, eval_steps=steps, save_steps=steps, overwrite=True,
+                    **quick, **fields,
+                    trainer_options={"warmup_steps": max(1, steps // 20), "logging_steps": max(1, steps // 10)})
 
 
-def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
-    """Train the memory model and the no-memory control for the same steps; returns their summaries."""
+def train_all(args, output_dir: Path, tokenizer_dir: Path) -> dict:
+    """The autoencoder, then the memory model (its encoder frozen) and the control; returns their summaries."""
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
-    summaries = {}
-    for name, no_memory in (("memory", False), ("no-memory control", True)):
-        print(f"\n=== training the {name} model: combined objective, {args.steps} steps ===", flush=True)
-        folder = output_dir / ("memory" if not no_memory else "control")
+    print(f"\n=== 1. the autoencoder: {args.chunk_size}-token chunks -> one vector -> the chunk, "
+          f"{args.autoencoder_steps} steps ===", flush=True)
+    set_seed(args.seed)
+    autoencoder = train.run(job(args, output_dir / "autoencoder", tokenizer_dir, "autoencode", args.autoencoder_steps,
+                                context=args.chunk_size), model=build_model(autoencoder_config(args, tokenizer)))
+    summaries = {"autoencoder": autoencoder}
+    frozen = dict(encoder_from=str(output_dir / "autoencoder" / "final"), freeze_encoder=True)
+    for name, no_memory in MODELS.items():
+        print(f"\n=== 2. the {name} model: blank copy" + ("" if no_memory else " over the frozen encoder") +
+              f", {args.steps} steps ===", flush=True)
         set_seed(args.seed)
         model = build_model(memory_config(args, tokenizer, no_memory))
-        summaries[name] = train.run(train_job(args, folder, tokenizer_dir), model=model)
+        folder = output_dir / ("control" if no_memory else "memory")
+        fields = {} if no_memory else frozen  # the control has no encoder
+        summaries[name] = train.run(job(args, folder, tokenizer_dir, "blank_copy", args.steps, **fields), model=model)
     return summaries
 
 
 def results_table(summaries: dict) -> str:
-    """Markdown table: CLM accuracy / H_r and copy accuracy / H_r of each model."""
-    lines = ["| model | CLM acc | CLM H_r | copy acc | copy H_r | steps | train s |", "|---|---|---|---|---|---|---|"]
-    for name, summary in summaries.items():
-        final = summary["final"]
-        cells = [f"{100 * final.get(k, float('nan')):.2f}%" if k.endswith("accuracy") else
-                 f"{final.get(k, float('nan')):.3f}" for k in
-                 ("eval_clm_accuracy", "eval_clm_entropy_ratio", "eval_copy_accuracy", "eval_copy_entropy_ratio")]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['steps']} | {summary['train_seconds']:.0f} |")
+    """Markdown table: held-out blank-copy, copy and CLM accuracy of the memory model and its control."""
+    keys = ("eval_blank_copy_accuracy", "eval_copy_accuracy", "eval_clm_accuracy")
+    lines = ["| model | blank-copy acc | copy acc | CLM acc | steps | train s |", "|---|---|---|---|---|---|"]
+    for name in MODELS:
+        final = summaries[name]["final"]
+        cells = [f"{100 * final.get(key, float('nan')):.2f}%" for key in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) +
+                     f" | {summaries[name]['steps']} | {summaries[name]['train_seconds']:.0f} |")
     return "\n".join(lines)
+
+
+def held_out_passage(args, tokenizer) -> torch.LongTensor:
+    """The first full-length held-out python-docs row of the demo's context (`chunk_size x memory_slots`)."""
+    context = args.chunk_size * args.memory_slots
+    rows = filter_full_length(tokenize_corpus(load_corpus("python-docs", "test", num_documents=50), tokenizer,
+                                              context, mode="pack"))
+    return torch.tensor(rows[0]["input_ids"][:context])
+
+
+@torch.no_grad()
+def read_back(folder: Path, passage: torch.LongTensor) -> tuple[list[int], list[int]]:
+    """What a trained model writes under its blanks when `passage`'s first half is its only input (the paper's
+    blank-copy layout): `(targets, greedy predictions)` at the copied positions."""
+    model = train.load_pretrained(str(folder), None).eval()
+    settings = replace(CopySettings.from_config(model.config), blank=True)
+    batch = copy_batch(passage[None], settings=settings, pad_token_id=model.config.pad_token_id)
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    positions = (batch["labels"][0] != IGNORE_INDEX).nonzero().flatten()
+    return batch["labels"][0, positions].tolist(), logits[0, positions - 1].argmax(-1).tolist()
+
+
+def show_passage(args, output_dir: Path, tokenizer) -> dict:
+    """Print a held-out passage beside what the memory model and the control write from the memories alone."""
+    passage = held_out_passage(args, tokenizer)
+    shown = {}
+    for name in MODELS:
+        folder = output_dir / ("control" if MODELS[name] else "memory") / "final"
+        targets, predicted = read_back(folder, passage)
+        shown[name] = {"text": tokenizer.decode(predicted),
+                       "tokens_right": sum(t == p for t, p in zip(targets, predicted)), "tokens": len(targets)}
+    shown["held-out passage"] = {"text": tokenizer.decode(targets)}
+    width = max(len(name) for name in shown)
+    print(f"\n=== a held-out passage, and what each decoder writes from its memories alone (it sees only blanks) ===")
+    for name, item in reversed(list(shown.items())):
+        right = f"   ({item['tokens_right']}/{item['tokens']} tokens)" if "tokens" in item else ""
+        print(f"{name:>{width}}: {item['text']!r}{right}")
+    return shown
 
 
 def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
@@ -114,33 +188,50 @@ def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
         raise RuntimeError(f"reloading {folder} without our packages failed: {error}") from None
 
 
+def check_args(args) -> None:
+    """Positive sizes, and a chunk count that leaves room for the copy delimiter."""
+    for name in ("steps", "autoencoder_steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size",
+                 "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
+    if args.memory_slots % 2 or args.chunk_size * args.memory_slots // 2 <= 3:
+        raise ValueError(f"blank copy needs an even --memory-slots and a half window longer than the 3-token "
+                         f"delimiter, got --memory-slots {args.memory_slots} --chunk-size {args.chunk_size}.")
+
+
 def run(args) -> dict:
-    """Run the demo; prints the comparison table and the generation, writes `demo.json`; returns its content."""
+    """Run the demo; prints the comparison table, the read-back passage and the generation, writes `demo.json`."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
-        args.steps, args.hidden, args.vocab_size, args.max_new_tokens = min(args.steps, 2), 32, 512, 8
-    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
+        args.steps, args.autoencoder_steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 2, 32, 512, 8
+    check_args(args)
+    start = time.perf_counter()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = demo_tokenizer(output_dir, args.vocab_size)
-    summaries = train_pair(args, output_dir, tokenizer_dir)
+    tokenizer = train.load_tokenizer(str(tokenizer_dir))
+    summaries = train_all(args, output_dir, tokenizer_dir)
     table = results_table(summaries)
+    reconstruction = summaries["autoencoder"]["final"].get("eval_autoencode_accuracy", float("nan"))
+    print(f"\n=== held-out results ({args.decoder} decoder) ===\nautoencoder reconstruction: "
+          f"{100 * reconstruction:.2f}% of held-out tokens\n{table}")
+    passage = show_passage(args, output_dir, tokenizer)
     folder = output_dir / "memory" / "final"
-    print(f"\n=== results after {args.steps} steps each (held-out python-docs) ===\n{table}")
     print(f"\n=== reloading {folder} with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True) "
           f"in a fresh interpreter without this repository's packages ===", flush=True)
     generation = reload_and_generate(folder, args.prompt, args.max_new_tokens)
     print(f"loaded {generation['model_class']} from {generation['model_module']}")
-    print(f"prompt:     {args.prompt!r}\ncompletion: {generation['completion']!r}")
-    result = {"table": table, "summaries": {k: v["final"] for k, v in summaries.items()},
-              "checkpoint": str(folder), "prompt": args.prompt, "generation": generation}
+    print(f"prompt:     {args.prompt!r}\ncompletion: {generation['completion']!r}  (a blank-copy model: it "
+          "learned to read memories back, not to continue text)")
+    seconds = round(time.perf_counter() - start, 1)
+    result = {"table": table, "decoder": args.decoder, "autoencoder_accuracy": reconstruction,
+              "summaries": {k: v["final"] for k, v in summaries.items()}, "passage": passage,
+              "checkpoint": str(folder), "prompt": args.prompt, "generation": generation, "seconds": seconds}
     (output_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"\nHub-ready checkpoint: {folder}   (push: memory-models export --model {folder} --output DIR "
-          f"--push-to-hub org/name)")
+          f"--push-to-hub org/name)\ndemo finished in {seconds:.0f} s")
     return result
 
 

@@ -152,9 +152,10 @@ def finish_part(part: str, results: dict, seconds: dict, settings: dict, output_
     """Aggregate a part's seeds, check its targets, write `<part>.json`, `<part>.md` and its pictures."""
     rows = aggregate(results)
     means = {(row["model"], row["metric"]): row["mean"] for row in rows}
+    per_seed = {(row["model"], row["metric"]): row["values"] for row in rows}
     report = {"part": part, "settings": {**settings, "load_average": load_average(),
                                          "seconds_per_seed": {str(k): round(v, 1) for k, v in sorted(seconds.items())}},
-              "rows": rows, "targets": PARTS[part][1](means, scale),
+              "rows": rows, "targets": PARTS[part][1](means, scale, per_seed),
               "seconds": round(max(seconds.values()), 1)}
     report["pictures"] = pictures(part, results, output_dir, TITLES[part])
     (output_dir / f"{part}.json").write_text(json.dumps(report, indent=2))

@@ -110,7 +110,7 @@ def table1(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     return result
 
 
-def table1_targets(rows: dict, scale: Scale) -> list[dict]:
+def table1_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
     """Per family, the paper's contrast at the first context: the frozen autoencoder encoder retains >= 5x what the
     causal LM's does (paper: 77% vs 5.5% mixer, 33.5% vs 5.0% transformer), and the causal LM's stays <= 25%; the
     mixer autoencoder (the one the curriculum freezes at this scale) also reconstructs >= 95% and retains >= 70%.
@@ -202,7 +202,7 @@ def blank_copy_by_position(folder: Path, dataset: str, documents: int, seed: int
             for p in range(chunk)]
 
 
-def fig4d_targets(rows: dict, scale: Scale) -> list[dict]:
+def fig4d_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
     """Blank copy >= 80% on the frozen autoencoder encoder; on the frozen causal-LM encoder, within 5 points of the
     no-memory control at every chunk position but the last two (a causal LM's state holds its last token or two)."""
     targets = []
@@ -240,7 +240,7 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     return result
 
 
-def table3_targets(rows: dict, scale: Scale) -> list[dict]:
+def table3_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
     """Combined-objective copy accuracy >= 2x the causal objective's, CLM accuracy within 3 points."""
     combined, clm = table3_label(scale, "combined"), table3_label(scale, "clm")
     copy_ratio = ratio(rows.get((combined, "copy accuracy")), rows.get((clm, "copy accuracy")))

@@ -2,17 +2,21 @@
 
 The paper trains the same frozen-encoder memory transformer causally and with the combined objective, and finds
 that only the combined one extracts information stated earlier in its context (SWDE 0.00 -> 0.81) while general
-language modelling stays put. Here, per seed:
+language modelling stays put; it expects more "if the dataset were to contain samples of natural language-based
+information retrieval". Here, per seed:
 
-1. an autoencoder of the memory model's kind (`--family`; small scale: mixer, paper scale: transformer) learns to
-   reconstruct chunks of records;
-2. curriculum: a memory model with that frozen encoder learns blank copy, then the combined objective;
-   the causal control starts from the same frozen encoder and trains causally for as many steps as both stages;
-3. both are evaluated with lm-eval (`memory-models eval`) on `records_extraction` (the value of a key of a record
-   stated earlier, metric `contains`) and `records_perplexity` (bits per byte), with and without memories;
+1. an autoencoder of the memory model's kind (`--family`) learns to reconstruct chunks of records;
+2. curriculum: a memory model with that frozen encoder learns blank copy, then the combined objective; a second
+   one continues from the same blank-copy stage with the combined objective mixed with the retrieval objective
+   (`combined_retrieval`: questions about records stated 1 .. S-1 chunks earlier, answered); the causal control
+   starts from the same frozen encoder and trains causally for as many steps as blank copy and combined;
+3. the three are evaluated with lm-eval (`memory-models eval`) on `records_extraction` (the value of a key of a
+   record stated earlier, metric `contains`) and `records_perplexity` (bits per byte), with and without memories;
 4. extraction accuracy against how many chunks back the value was stated (1 .. S-1), by greedy generation;
 5. what the copy objective trains, on the same held-out records: the key/value pairs written back after the
    copy delimiter (`copy_recall`).
+
+Every evaluation reads documents of the `test` split (their own generator stream): no model trained on them.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from memory_models.eval.harness.tasks.records import CATEGORICAL_KEYS, contains_
 from memory_models.training.data.corpora import records_documents
 
 TASKS = ("records_extraction", "records_perplexity")
-MODELS = {"combined": "curriculum, then combined objective", "causal": "causal objective"}
+MODELS = {"combined": "curriculum, then combined objective",
+          "retrieval": "curriculum, then combined + retrieval objective", "causal": "causal objective"}
 MAX_NEW_TOKENS = 6
 
 
@@ -41,7 +46,8 @@ def records_tokenizer(output_dir: Path, scale: Scale) -> Path:
 
 
 def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
-    """The records autoencoder, blank-copy and combined curriculum stages, and the causal control."""
+    """The records autoencoder, blank-copy, combined and combined + retrieval curriculum stages, and the causal
+    control."""
     family = scale.records_family
     chunk, arch = scale.contexts[0], MEMORY_FAMILIES[family]
     budget = dict(dataset="records", train_documents=scale.records_documents, steps=scale.records_steps,
@@ -51,11 +57,14 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
                             chunk, tokenizer, **budget)
     frozen = ModelSpec(scale.presets[family], encoder_from=str(model_dir(autoencoder.name)))
     blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer, **budget)
-    combined = stage_for(scale, f"records-{family}-combined", ModelSpec(init_from=str(model_dir(blank.name))),
-                         "combined", 4 * chunk, tokenizer, **budget)
+    after_blank = ModelSpec(init_from=str(model_dir(blank.name)))
+    combined = stage_for(scale, f"records-{family}-combined", after_blank, "combined", 4 * chunk, tokenizer, **budget)
+    retrieval = stage_for(scale, f"records-{family}-combined-retrieval", after_blank, "combined_retrieval", 4 * chunk,
+                          tokenizer, **budget)
     causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
                        **{**budget, "steps": 2 * scale.records_steps})
-    return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "causal": causal}
+    return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "retrieval": retrieval,
+            "causal": causal}
 
 
 def lm_eval_rows(context: Context, scale: Scale, seed: int, folders: dict, result: dict) -> None:
@@ -168,7 +177,8 @@ def table4(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     questions = distance_questions(tok, scale.contexts[0], slots, scale.extraction_documents, seed)
     counts = {d: sum(q["distance"] == d for q in questions) for d in range(1, slots)}
     context.report(f"extraction against distance: {len(questions)} questions, per distance {counts}")
-    for name, no_memory in (("combined", False), ("combined", True), ("causal", False)):
+    for name, no_memory in (("combined", False), ("combined", True), ("retrieval", False), ("retrieval", True),
+                            ("causal", False)):
         label = MODELS[name] + (", memories ablated" if no_memory else "")
         by_distance = extraction_by_distance(folders[name], questions, no_memory, context.device)
         for distance, accuracy in by_distance.items():
@@ -180,24 +190,32 @@ def table4(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     return result
 
 
-def table4_targets(rows: dict, scale: Scale) -> list[dict]:
-    """Combined >= 0.6 and causal / ablated <= 0.2 on records_extraction; bits per byte within 5%; extraction flat
-    over distance for the memory model (lowest >= 0.8 x highest) and <= 0.2 without its memories."""
-    combined, causal = MODELS["combined"], MODELS["causal"]
-    ablated = f"{combined}, memories ablated"
-    extraction = "records_extraction contains"
-    bits = "records_perplexity bits per byte"
-    bpb = ratio(rows.get((combined, bits)), rows.get((causal, bits)))
-    targets = [target(f"{combined}: {extraction}", rows.get((combined, extraction)), ">=", 0.6),
-               target(f"{causal}: {extraction}", rows.get((causal, extraction)), "<=", 0.2),
-               target(f"{ablated}: {extraction}", rows.get((ablated, extraction)), "<=", 0.2),
-               target("records_perplexity bits per byte, |combined / causal - 1|",
-                      None if bpb is None else abs(bpb - 1), "<=", 0.05)]
+def table4_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
+    """The paper's claim: combined above causal on `records_extraction` in every seed (every combined seed above
+    every causal seed), bits per byte within 5%. Past it, the retrieval objective: extraction >= 0.6 at every
+    distance 1 .. S-1 and flat (highest - lowest <= 0.1), <= 0.2 with its memories ablated, bits per byte within 5%
+    of the causal control's; the causal control <= 0.2."""
+    combined, retrieval, causal = MODELS["combined"], MODELS["retrieval"], MODELS["causal"]
+    ablated = f"{retrieval}, memories ablated"
+    extraction, bits = "records_extraction contains", "records_perplexity bits per byte"
+    seeds = per_seed or {}
+    gap = None
+    if seeds.get((combined, extraction)) and seeds.get((causal, extraction)):
+        gap = min(seeds[(combined, extraction)]) - max(seeds[(causal, extraction)])
+    targets = [target(f"{extraction}: lowest seed of '{combined}' - highest seed of '{causal}'", gap, ">", 0.0)]
+    for model in (combined, retrieval):
+        bpb = ratio(rows.get((model, bits)), rows.get((causal, bits)))
+        targets.append(target(f"{bits}, |{model} / {causal} - 1|", None if bpb is None else abs(bpb - 1), "<=",
+                              0.05))
     by_distance = {model: [v for (m, metric), v in rows.items() if m == model and "chunks back" in metric]
-                   for model in (combined, ablated)}
-    flat = ratio(min(by_distance[combined], default=None), max(by_distance[combined], default=None))
-    targets.append(target(f"{combined}: lowest / highest extraction accuracy over 1 .. S-1 chunks back", flat,
-                          ">=", 0.8))
-    targets.append(target(f"{ablated}: highest extraction accuracy over 1 .. S-1 chunks back (chance: 0.1)",
-                          max(by_distance[ablated], default=None), "<=", 0.2))
+                   for model in (retrieval, ablated)}
+    lowest, highest = min(by_distance[retrieval], default=None), max(by_distance[retrieval], default=None)
+    targets += [
+        target(f"{retrieval}: lowest extraction accuracy over 1 .. S-1 chunks back", lowest, ">=", 0.6),
+        target(f"{retrieval}: highest - lowest extraction accuracy over 1 .. S-1 chunks back",
+               None if lowest is None else highest - lowest, "<=", 0.1),
+        target(f"{ablated}: highest extraction accuracy over 1 .. S-1 chunks back (chance: 0.1)",
+               max(by_distance[ablated], default=None), "<=", 0.2),
+        target(f"{causal}: {extraction}", rows.get((causal, extraction)), "<=", 0.2),
+    ]
     return targets

@@ -145,13 +145,19 @@ def records_documents(
     return documents
 
 
+# Columns kept beside the text: a question-answer corpus (`--text-column context`) gives retrieval rows.
+QA_COLUMNS = ("question", "answer")
+
+
 def _select_text_column(dataset: Any, text_column: str) -> Any:
-    """Keep only `text_column`, renamed to `"text"` (works for `Dataset` and `IterableDataset`)."""
+    """Keep only `text_column`, renamed to `"text"`, and the `QA_COLUMNS` where the data has both (works for
+    `Dataset` and `IterableDataset`)."""
     columns = dataset.column_names
     if columns is not None and text_column not in columns:
         raise ValueError(f"Text column {text_column!r} not found; available columns: {columns}.")
-    if columns is not None and columns != [text_column]:
-        dataset = dataset.select_columns([text_column])
+    keep = [text_column] + (list(QA_COLUMNS) if columns is not None and set(QA_COLUMNS) <= set(columns) else [])
+    if columns is not None and columns != keep:
+        dataset = dataset.select_columns(keep)
     if text_column != "text":
         dataset = dataset.rename_column(text_column, "text")
     return dataset

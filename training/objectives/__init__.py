@@ -9,14 +9,14 @@ the name up here.
 
     >>> from memory_models.training.objectives import get_objective, objective_names
     >>> objective_names()
-    ('clm', 'copy', 'blank_copy', 'combined', 'autoencode')
+    ('clm', 'copy', 'blank_copy', 'combined', 'autoencode', 'retrieval', 'combined_retrieval')
     >>> get_objective("blank_copy").streams
     ('copy',)
 
 This module imports only the standard library, so that the command line lists the registry without loading
 torch; a record's own module is imported the first time the record is asked for.
 
-How to add an objective (say `retrieval`):
+How to add an objective (say `retrieval`, which `objectives/retrieval.py` is):
 
 1. Write `training/objectives/retrieval.py`: its batch builder, `(input_ids [b, n], attention_mask [b, n] or None,
    *, labels [b, n] or None, settings: CopySettings, pad_token_id) -> dict` with `input_ids`, `attention_mask`,
@@ -32,6 +32,10 @@ How to add an objective (say `retrieval`):
 3. Test it in `tests/test_objectives.py`: the builder's exact positions on a small hand-written batch (the
    registry-wide test there checks its declared streams; `tests/test_job.py` trains a registered toy objective
    through `train.run`, a template for a run of yours).
+
+A *mixture* (`combined_retrieval`) is a record with `parts` and no builder of its own: its training rows are its
+parts' rows, in equal numbers, each tagged with its part, and each batch is built row by row by the part that made
+the row (`training.trainer.RoutingCollator`); its parts are evaluated as themselves.
 
 Choose `watch=True` only for an objective every run of its models should be scored on (the curriculum's: `clm`,
 `copy`, `blank_copy`): each evaluated objective costs a pass over the held-out rows at every evaluation.
@@ -59,8 +63,8 @@ class Objective:
 
     Args:
         name (`str`): what `--objective` takes; its eval set's metrics are `eval_<name>_loss`, `_accuracy`, ...
-        build_batch (`Callable`): `(input_ids, attention_mask, *, labels, settings, pad_token_id) -> dict`, pure
-            (the inputs are never modified); see the module doc.
+        build_batch (`Callable` or `None`): `(input_ids, attention_mask, *, labels, settings, pad_token_id) ->
+            dict`, pure (the inputs are never modified); see the module doc. `None` exactly for a mixture.
         streams (`tuple[str, ...]`, defaults to `("clm",)`): the loss streams (`modeling_memory.LOSS_STREAMS`)
             its rows feed, each weighed by the model config's `<stream>_loss_weight`; empty for an autoencoder.
         needs (`str`, defaults to `"causal"`): the model it trains: `"causal"` (any causal LM), `"memory"` (a
@@ -77,16 +81,18 @@ class Objective:
         rows (`Callable`, *optional*): `(texts, tokenizer, config, *, context, pack, seed) -> datasets.Dataset`,
             its training and held-out rows made from a split of the corpus (see the module doc); `None`: the
             documents cut into rows of `context` tokens (`training.data.corpora.tokenize_corpus`).
+        parts (`tuple[str, ...]`, defaults to `()`): a mixture's registered objectives (see the module doc).
     """
 
     name: str
-    build_batch: Callable[..., dict]
+    build_batch: Callable[..., dict] | None
     streams: tuple[str, ...] = ("clm",)
     needs: str = "causal"
     evaluation: str | None = "all"
     watch: bool = False
     shifted: bool = True
     rows: Callable[..., Any] | None = None
+    parts: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not self.name.isidentifier():
@@ -96,6 +102,9 @@ class Objective:
         if self.evaluation is not None and self.evaluation not in EVALUATION_ROWS:
             raise ValueError(f"objective {self.name!r}: `evaluation` must be one of {EVALUATION_ROWS} or None, got "
                              f"{self.evaluation!r}")
+        if (self.build_batch is None) != bool(self.parts) or (self.parts and (self.rows or self.evaluation)):
+            raise ValueError(f"objective {self.name!r}: a mixture has `parts` and neither a builder, rows nor an eval "
+                             f"set of its own; any other objective has a builder and no parts (got parts={self.parts})")
 
 
 # name -> "module:attribute" of its record: the registration of each objective of the package (one line each).
@@ -105,6 +114,8 @@ BUILTIN = {
     "blank_copy": "memory_models.training.objectives.copy:BLANK_COPY",
     "combined": "memory_models.training.objectives.combined:COMBINED",
     "autoencode": "memory_models.training.objectives.autoencode:AUTOENCODE",
+    "retrieval": "memory_models.training.objectives.retrieval:RETRIEVAL",
+    "combined_retrieval": "memory_models.training.objectives.retrieval:COMBINED_RETRIEVAL",
 }
 _registered: dict[str, Objective] = {}  # records registered at run time (`register_objective`)
 _loaded: dict[str, Objective] = {}  # BUILTIN records already imported
@@ -128,6 +139,20 @@ def get_objective(name: str) -> Objective:
             raise ValueError(f"BUILTIN[{name!r}] points at the record of {record.name!r}")
         _loaded[name] = record
     return _loaded[name]
+
+
+def objective_parts(name: str) -> tuple[Objective, ...]:
+    """The records whose builders make the batches of `name`: itself, or a mixture's parts (which must be plain
+    objectives of one kind: the same `needs` and `shifted` as the mixture); a bad mixture is a `ValueError`."""
+    record = get_objective(name)
+    if not record.parts:
+        return (record,)
+    parts = tuple(get_objective(part) for part in record.parts)
+    for part in parts:
+        if part.parts or part.needs != record.needs or part.shifted != record.shifted:
+            raise ValueError(f"mixture {name!r}: part {part.name!r} must be a plain objective with needs="
+                             f"{record.needs!r} and shifted={record.shifted}")
+    return parts
 
 
 def all_objectives() -> list[Objective]:
