@@ -3,7 +3,7 @@
 from setuptools import setup
 
 SUBPACKAGES = ["modeling_memory", "configuration", "conversion", "training", "training.data", "training.objectives",
-               "eval", "eval.banks", "eval.benchmarks", "eval.experiments", "eval.harness"]
+               "eval", "eval.banks", "eval.benchmarks", "eval.experiments", "eval.harness", "eval.serving"]
 
 setup(
     name="memory-models",
@@ -39,5 +39,9 @@ setup(
         "test": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1"],
         "dev": ["pytest>=8", "tensorboard>=2.14", "setuptools>=70.1", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
     },
-    entry_points={"console_scripts": ["memory-models=memory_models.eval.cli:main"]},
+    entry_points={
+        "console_scripts": ["memory-models=memory_models.eval.cli:main"],
+        # vLLM loads this in its own environment (scripts/vllm_env.sh): it serves a memory-model folder's decoder.
+        "vllm.general_plugins": ["memory_models = memory_models.eval.serving.vllm_plugin:register"],
+    },
 )

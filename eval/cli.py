@@ -36,6 +36,7 @@ from memory_models.eval.experiments.arguments import (
     demo_parser, launcher_check_parser, readback_parser, reproduce_parser,
 )
 from memory_models.eval.harness.arguments import compare_parser, lookalike_parser
+from memory_models.eval.serving.arguments import serve_parser
 from memory_models.training.arguments import plot_parser, tokenizer_parser, train_parser
 
 
@@ -52,7 +53,7 @@ class Command:
     parser: Callable[[], argparse.ArgumentParser]
     module: str
     summary: str
-    known_args_only: bool = False  # `train` passes unknown `--key value` options on to TrainingArguments
+    known_args_only: bool = False  # `train` / `serve` pass unknown options on to TrainingArguments / vLLM
 
 
 COMMANDS = {
@@ -75,6 +76,9 @@ COMMANDS = {
     "verify": Command(verify_parser, "eval.banks.bank", "check every shard and the index of a memory bank"),
     "generate": Command(generate_parser, "eval.banks.generate",
                         "continue a prompt, optionally from a document in a memory bank"),
+    "serve": Command(serve_parser, "eval.serving.serve",
+                     "serve a memory model's decoder with vLLM (memories arrive as prompt embeddings)",
+                     known_args_only=True),
     "bank-retention": Command(read_back_parser, "eval.banks.read_back",
                               "how much of its text a memory bank can read back (blank copy)"),
     "benchmark": Command(benchmark_parser, "eval.benchmarks.cli", "speed and memory benchmarks (table + JSON)"),

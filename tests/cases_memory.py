@@ -76,12 +76,12 @@ _CASES = [
 CASES = [dataclasses.replace(case, supports_inputs_embeds=False) for case in _CASES]
 
 
-def word_tokenizer(prefix: str = "w"):
-    """Word-level tokenizer built offline: <bos>=0, <pad>=eos=1, <unk>=2, then w3 .. w98 (vocab 99)."""
+def word_tokenizer(prefix: str = "w", vocab_size: int = VOCAB):
+    """Word-level tokenizer built offline: <bos>=0, <pad>=eos=1, <unk>=2, then w3 .. w98 (vocab 99 by default)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"{prefix}{i}": i for i in range(3, VOCAB)}}
+    vocab = {"<bos>": 0, "<pad>": 1, "<unk>": 2, **{f"{prefix}{i}": i for i in range(3, vocab_size)}}
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<pad>",

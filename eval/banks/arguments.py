@@ -54,7 +54,8 @@ def generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the model's)")
     parser.add_argument("--prompt", required=True)
     parser.add_argument("--memories", default=None, help="memory bank folder (from `memory-models encode`)")
-    parser.add_argument("--document", default=None, help="document id in the bank (needs --memories)")
+    parser.add_argument("--document", nargs="+", default=None,
+                        help="document id(s) in the bank (needs --memories); with several, one JSON line per answer")
     parser.add_argument("--memory-window", choices=["bounded", "rolling"], default="rolling",
                         help="the memory window to generate with (default rolling: the same tokens as bounded "
                         "wherever bounded fits, and any length beyond it)")
@@ -64,6 +65,14 @@ def generate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=positive_int, default=32)
     parser.add_argument("--do-sample", action="store_true", help="sample instead of greedy decoding")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--server", default=None, help="generate through a vLLM server of this model "
+                        "(`memory-models serve`), e.g. http://127.0.0.1:8000: the same tokens, computed there")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds the server may stay silent: "
+                        "connecting, or between two pieces of an answer (--server)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="documents in flight at once (--server with several --document; default 8)")
+    parser.add_argument("--stream", action="store_true", help="print the answer as the server sends it (--server, "
+                        "one document)")
     add_trust_remote_code(parser)
     return parser
 

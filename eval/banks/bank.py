@@ -42,7 +42,8 @@ _CONFIG_NOISE = ("transformers_version", "_name_or_path", "architectures", "dtyp
 
 
 # ----------------------------------------------------------------------------- fingerprint
-def _sha256_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
+def sha256_tensors(named: list[tuple[str, torch.Tensor]]) -> str:
+    """SHA-256 over named tensors: each one's name, dtype, shape and bytes, in the order given."""
     digest = hashlib.sha256()
     for name, tensor in named:
         tensor = tensor.detach().to("cpu").contiguous()
@@ -58,10 +59,11 @@ def encoder_weights_sha256(model) -> str:
         module = getattr(model, part, None)
         if module is not None:
             named += [(f"{part}.{name}", value) for name, value in sorted(module.state_dict().items())]
-    return _sha256_tensors(named)
+    return sha256_tensors(named)
 
 
-def _clean_config(config) -> dict | None:
+def clean_config(config) -> dict | None:
+    """A config as a fingerprint reads it: JSON-ready, without the keys that only say where it came from."""
     if config is None:
         return None
     clean = {k: v for k, v in config.to_dict().items() if k not in _CONFIG_NOISE}
@@ -74,7 +76,7 @@ def fingerprint(model, tokenizer=None) -> dict:
     has_encoder = getattr(model, "encoder", None) is not None
     return {
         "encoder_weights_sha256": encoder_weights_sha256(model) if has_encoder else None,
-        "encoder_config": _clean_config(config.encoder_config) if has_encoder else None,
+        "encoder_config": clean_config(config.encoder_config) if has_encoder else None,
         "chunk_size": config.chunk_size,
         "pooling": config.pooling,
         "compression": config.compression,
@@ -234,12 +236,11 @@ def verify_bank(path) -> dict:
     return {"documents": total, "shards": len(manifest["shards"]), "bytes": size}
 
 
-def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32",
-                             memory_window: str | None = None, max_context: int | None = None,
-                             trust_remote_code: bool = False):
-    """A memory model and its tokenizer (model folder by default), loaded and checked by `conversion.loading`
-    (code shipped with the folder runs only with `trust_remote_code`); `memory_window` / `max_context` override
-    the saved config's (e.g. `"rolling"` for long documents)."""
+def load_memory_model(model_dir: str, dtype: str = "float32", memory_window: str | None = None,
+                      max_context: int | None = None, trust_remote_code: bool = False):
+    """A memory model in eval mode, loaded and checked by `conversion.loading` (code shipped with the folder runs
+    only with `trust_remote_code`); `memory_window` / `max_context` override the saved config's (e.g. `"rolling"`
+    for long documents)."""
     config = load_config(model_dir, trust_remote_code=trust_remote_code)
     if not capabilities(config).takes_memory_embeds:
         raise ValueError(f"--model {model_dir!r} holds a {config.model_type!r} model, not a memory model "
@@ -247,9 +248,17 @@ def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, d
     config = with_memory_window(config, memory_window, max_context, where=f"--model {model_dir!r}")
     model = load_model(model_dir, config=config, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code,
                        allow_option=None)
+    return model.eval()
+
+
+def load_model_and_tokenizer(model_dir: str, tokenizer_dir: str | None = None, dtype: str = "float32",
+                             memory_window: str | None = None, max_context: int | None = None,
+                             trust_remote_code: bool = False):
+    """A memory model (`load_memory_model`) and its tokenizer (the model folder's by default)."""
+    model = load_memory_model(model_dir, dtype, memory_window, max_context, trust_remote_code)
     tokenizer = load_tokenizer(tokenizer_dir or model_dir, option="--tokenizer" if tokenizer_dir else "--model",
                                trust_remote_code=trust_remote_code)
-    return model.eval(), tokenizer
+    return model, tokenizer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
     memory-models generate --model DIR --prompt "Question: ..."
     memory-models generate --model DIR --memories BANK --document ID --prompt "Question: ..."
+    memory-models generate --model DIR --memories BANK --document ID1 ID2 ... --prompt "..." --server URL
 
 With `--memories`, the document's memories come from the bank (checked against the model first) and only its
 tail tokens (after the last complete chunk) and the prompt are fed: the result equals generating from the
@@ -12,10 +13,15 @@ fits, and continues past it. Before any compute, the prompt (with the document's
 `--max-new-tokens` is checked against the window (`--memory-window bounded` holds `num_memory_slots` chunks;
 `rolling` accepts `--max-context` tokens), an empty prompt is refused, and logits that are not finite stop the
 generation instead of printing an empty answer.
+
+With `--server URL` the decoder runs in a vLLM server of the same model (`memory-models serve`,
+`eval.serving.client`): greedy decoding gives the same tokens; `--stream` prints them as they arrive, and several
+`--document`s are answered concurrently (`--concurrency`), one JSON line each (as without `--server`).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Sequence
 
@@ -74,6 +80,37 @@ def generate(model, inputs: dict, max_new_tokens: int, do_sample: bool = False) 
     return output.sequences[0, inputs["input_ids"].shape[1] :]
 
 
+def _check_options(args) -> None:
+    if args.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    if args.server is None and (args.stream or args.concurrency is not None):
+        raise ValueError("--stream and --concurrency need --server")
+    if args.stream and len(args.document or [None]) > 1:
+        raise ValueError(f"--stream prints one answer as it arrives: give one --document, not {len(args.document)}")
+
+
+def _client(args, model):
+    from memory_models.eval.serving.client import MemoryModelClient  # only with --server
+
+    return MemoryModelClient(args.server, model, timeout=args.timeout)
+
+
+def stream_answer(args, model, tokenizer, inputs: dict) -> None:
+    """Print the answer from the server at `--server` as it arrives (whole characters only)."""
+    tokens, printed = [], ""
+
+    def show(new: list[int]) -> None:
+        nonlocal printed
+        tokens.extend(new)
+        text = tokenizer.decode(tokens, skip_special_tokens=True)
+        if text.startswith(printed):  # a piece that decodes differently once complete waits for the next one
+            print(text[len(printed):], end="", flush=True)
+            printed = text
+
+    answer = _client(args, model).generate(inputs, args.max_new_tokens, args.do_sample, args.seed, on_tokens=show)
+    print(tokenizer.decode(answer, skip_special_tokens=True)[len(printed):])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m memory_models.eval.banks.generate ...` (the CLI calls `run_args` on the options it parsed)."""
     return run_args(generate_parser().parse_args(argv))
@@ -81,15 +118,29 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_args(args) -> int:
     """`memory-models generate` on its parsed options."""
-    if args.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    _check_options(args)
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, memory_window=args.memory_window,
                                                 max_context=args.max_context, trust_remote_code=args.trust_remote_code)
     bank = load_memory_bank(args.memories, model, tokenizer) if args.memories else None
-    inputs = generation_inputs(model, tokenizer, args.prompt, bank, args.document)
-    check_window(model.config, inputs, args.max_new_tokens)
+    documents = args.document or [None]
+    inputs = [generation_inputs(model, tokenizer, args.prompt, bank, document) for document in documents]
+    for row in inputs:
+        check_window(model.config, row, args.max_new_tokens)
     torch.manual_seed(args.seed)
-    print(tokenizer.decode(generate(model, inputs, args.max_new_tokens, args.do_sample), skip_special_tokens=True))
+    if args.stream:
+        stream_answer(args, model, tokenizer, inputs[0])
+        return 0
+    if args.server is not None:
+        concurrency = 8 if args.concurrency is None else args.concurrency
+        answers = _client(args, model).generate_many(inputs, args.max_new_tokens, concurrency,
+                                                     do_sample=args.do_sample, seed=args.seed)
+    else:
+        answers = [generate(model, row, args.max_new_tokens, args.do_sample).tolist() for row in inputs]
+    texts = [tokenizer.decode(answer, skip_special_tokens=True) for answer in answers]
+    if len(documents) == 1:
+        print(*texts, sep="")
+    else:
+        print("\n".join(json.dumps({"document": document, "text": text}) for document, text in zip(documents, texts)))
     return 0
 
 

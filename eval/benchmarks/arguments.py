@@ -17,6 +17,7 @@ BENCHMARKS = {
     "rmt-generation": "RMT generate(): segment cache vs whole-prefix recompute",
     "banks": "memory banks: encode tokens/s for 1 and 2 processes, peak RSS and time to first token vs bank size",
     "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
+    "serving": "vLLM server: TTFT and tokens/s, bank vs full-context Llama, 1 and 8 concurrent requests",
 }
 
 
@@ -43,7 +44,20 @@ def _banks_options(parser: argparse.ArgumentParser) -> None:
                         "temporary folder, removed at the end)")
 
 
-OPTIONS = {"memory": _memory_options, "long-context": _long_context_options, "banks": _banks_options}
+def _serving_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lengths", type=int, nargs="+", default=None, help="context lengths in tokens")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=None, help="requests sent at once")
+    parser.add_argument("--new-tokens", type=int, default=None, help="tokens generated per request")
+    parser.add_argument("--vllm-python", default=None, help="the vLLM environment's Python (default: as "
+                        "`memory-models serve` finds it)")
+    parser.add_argument("--vllm-arg", action="append", default=None,
+                        help="an option for both vLLM servers, e.g. --vllm-arg=--enforce-eager (repeatable)")
+    parser.add_argument("--workdir", default=None, help="keep the models, bank and server logs here (default: a "
+                        "temporary folder, removed at the end)")
+
+
+OPTIONS = {"memory": _memory_options, "long-context": _long_context_options, "banks": _banks_options,
+           "serving": _serving_options}
 
 
 def benchmark_parser(prog: str = "memory-models benchmark") -> argparse.ArgumentParser:

@@ -77,7 +77,8 @@ def _sizes(args) -> BankSizes:
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _word_tokenizer(vocab_size: int):
+def word_tokenizer(vocab_size: int):
+    """A word-level tokenizer of `vocab_size` ids: <bos>=0, <pad>=eos=1, <unk>=2, then w3, w4, ... (offline)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -96,7 +97,7 @@ def _save_model(sizes: BankSizes, folder: Path) -> None:
         chunk_size=sizes.chunk_size, num_memory_slots=sizes.num_memory_slots, memory_window="rolling",
         pad_token_id=1, bos_token_id=0, eos_token_id=1)
     MemoryForCausalLM(config).save_pretrained(folder)
-    _word_tokenizer(sizes.vocab_size).save_pretrained(folder)
+    word_tokenizer(sizes.vocab_size).save_pretrained(folder)
 
 
 def _write_corpus(sizes: BankSizes, path: Path, count: int) -> None:
