@@ -51,6 +51,8 @@ def test_the_read_back_passage_is_the_held_out_first_half(quick):
     assert len(predicted) == len(targets)
     assert result["passage"]["memory"]["tokens_right"] == sum(t == p for t, p in zip(targets, predicted))
     assert result["passage"]["held-out passage"]["text"] == tokenizer.decode(targets)
+    # The reloaded model's default prompt: the passage's first half, then the copy delimiter (it writes it back).
+    assert result["prompt"] == tokenizer.decode(passage[:half]) + "<|reserved_0|>" * 3
 
 
 def test_bad_demo_sizes_are_refused():

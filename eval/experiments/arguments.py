@@ -10,7 +10,6 @@ import argparse
 
 from memory_models.conversion.arguments import refuse_renamed
 
-DEFAULT_PROMPT = "The import statement"
 
 
 def demo_parser() -> argparse.ArgumentParser:
@@ -20,7 +19,7 @@ def demo_parser() -> argparse.ArgumentParser:
                                      "its no-memory control, exported, reloaded without this package, and "
                                      "generating.")
     parser.add_argument("--output-dir", default="memory-demo")
-    parser.add_argument("--steps", type=int, default=800, help="blank-copy steps of the memory model and its control")
+    parser.add_argument("--steps", type=int, default=1500, help="blank-copy steps of the memory model and its control")
     parser.add_argument("--decoder", choices=("mixer", "llama"), default="mixer", help="the memory model's decoder: a "
                         "masked mixer whose kernel covers the window, or a Llama with learned slot and chunk positions")
     parser.add_argument("--learning-rate", type=float, default=6e-3)
@@ -31,8 +30,9 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--vocab-size", type=int, default=2048, help="tokenizer trained for the demo")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--prompt", default=DEFAULT_PROMPT)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--prompt", help="what the reloaded model generates from (default: the held-out passage's "
+                        "first half and the copy delimiter: the model writes the passage back)")
+    parser.add_argument("--max-new-tokens", type=int, help="default: the passage's copied tokens (24 with --prompt)")
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model (smoke test)")
     refuse_renamed(parser, "--chunk", "--slots", "--vocab")
     return parser

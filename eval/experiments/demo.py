@@ -8,7 +8,8 @@
    decoder writes from the memories alone;
 4. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
    trust_remote_code=True)` in a fresh interpreter where this repository's packages cannot be imported
-   (what a Hub user has), and generate from a prompt.
+   (what a Hub user has), and let it write the held-out passage back with `generate` (its first half and the
+   copy delimiter as the prompt).
 
     memory-models demo                      # ~5 minutes on 2 idle CPU cores
     memory-models demo --decoder llama      # the memory transformer's Llama decoder (learned positions)
@@ -148,9 +149,8 @@ def read_back(folder: Path, passage: torch.LongTensor) -> tuple[list[int], list[
     return batch["labels"][0, positions].tolist(), logits[0, positions - 1].argmax(-1).tolist()
 
 
-def show_passage(args, output_dir: Path, tokenizer) -> dict:
+def show_passage(output_dir: Path, tokenizer, passage: torch.LongTensor) -> dict:
     """Print a held-out passage beside what the memory model and the control write from the memories alone."""
-    passage = held_out_passage(args, tokenizer)
     shown = {}
     for name in MODELS:
         folder = output_dir / ("control" if MODELS[name] else "memory") / "final"
@@ -159,11 +159,19 @@ def show_passage(args, output_dir: Path, tokenizer) -> dict:
                        "tokens_right": sum(t == p for t, p in zip(targets, predicted)), "tokens": len(targets)}
     shown["held-out passage"] = {"text": tokenizer.decode(targets)}
     width = max(len(name) for name in shown)
-    print(f"\n=== a held-out passage, and what each decoder writes from its memories alone (it sees only blanks) ===")
+    print("\n=== a held-out passage, and what each decoder writes from its memories alone (it sees only blanks) ===")
     for name, item in reversed(list(shown.items())):
         right = f"   ({item['tokens_right']}/{item['tokens']} tokens)" if "tokens" in item else ""
         print(f"{name:>{width}}: {item['text']!r}{right}")
     return shown
+
+
+def copy_prompt(tokenizer, passage: torch.LongTensor, config) -> tuple[str, int]:
+    """The passage's first half and the copy delimiter, as text, and the number of tokens the copy then writes (the
+    first half from its token `delimiter_length` on: the token after the last delimiter is predicted there)."""
+    half = passage.shape[0] // 2
+    delimiter = tokenizer.convert_ids_to_tokens(config.copy_delimiter_token_id) * config.copy_delimiter_length
+    return tokenizer.decode(passage[:half]) + delimiter, half - config.copy_delimiter_length
 
 
 def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
@@ -176,9 +184,8 @@ def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
 
 def check_args(args) -> None:
     """Positive sizes, and a chunk count that leaves room for the copy delimiter."""
-    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size",
-                 "max_new_tokens"):
-        if getattr(args, name) < 1:
+    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size", "max_new_tokens"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
     if args.memory_slots % 2 or args.chunk_size * args.memory_slots // 2 <= 3:
         raise ValueError(f"blank copy needs an even --memory-slots and a half window longer than the 3-token "
@@ -191,7 +198,7 @@ def run(args) -> dict:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
-        args.steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 32, 512, 8
+        args.steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 32, 512, args.max_new_tokens or 8
     check_args(args)
     start = time.perf_counter()
     output_dir = Path(args.output_dir)
@@ -201,18 +208,21 @@ def run(args) -> dict:
     summaries = train_pair(args, output_dir, tokenizer_dir)
     table = results_table(summaries)
     print(f"\n=== held-out results ({args.decoder} decoder) ===\n{table}")
-    passage = show_passage(args, output_dir, tokenizer)
+    passage = held_out_passage(args, tokenizer)
+    shown = show_passage(output_dir, tokenizer, passage)
     folder = output_dir / "memory" / "final"
+    prompt, copied = copy_prompt(tokenizer, passage, memory_config(args, tokenizer, False))
+    prompt = prompt if args.prompt is None else args.prompt
+    max_new_tokens = args.max_new_tokens or (copied if args.prompt is None else 24)
     print(f"\n=== reloading {folder} with AutoModelForCausalLM.from_pretrained(..., trust_remote_code=True) "
-          f"in a fresh interpreter without this repository's packages ===", flush=True)
-    generation = reload_and_generate(folder, args.prompt, args.max_new_tokens)
+          f"in a fresh interpreter without this repository's packages, and generating ===", flush=True)
+    generation = reload_and_generate(folder, prompt, max_new_tokens)
     print(f"loaded {generation['model_class']} from {generation['model_module']}")
-    print(f"prompt:     {args.prompt!r}\ncompletion: {generation['completion']!r}  (a blank-copy model: it "
-          "learned to read memories back, not to continue text)")
+    print(f"prompt:     {prompt!r}\ncompletion: {generation['completion']!r}")
     seconds = round(time.perf_counter() - start, 1)
     result = {"table": table, "decoder": args.decoder, "summaries": {k: v["final"] for k, v in summaries.items()},
-              "passage": passage,
-              "checkpoint": str(folder), "prompt": args.prompt, "generation": generation, "seconds": seconds}
+              "passage": shown, "checkpoint": str(folder), "prompt": prompt, "generation": generation,
+              "seconds": seconds}
     (output_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"\nHub-ready checkpoint: {folder}   (push: memory-models export --model {folder} --output DIR "
           f"--push-to-hub org/name)\ndemo finished in {seconds:.0f} s")
