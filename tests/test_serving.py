@@ -33,7 +33,7 @@ def _vllm_python() -> str:
     try:
         return serve.find_vllm_python()
     except ValueError:
-        pytest.skip("no vLLM environment: build it with `bash scripts/vllm_env.sh` (README, \"Serving with vLLM\")")
+        pytest.skip("no vLLM environment: build it with `bash scripts/vllm_env.sh` (docs/serving.md)")
 
 
 def local(model, inputs) -> list[int]:

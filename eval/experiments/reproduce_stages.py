@@ -72,10 +72,10 @@ PAPER_PRESETS = {
     "memory-mixer": "memory-mixer-copy", "memory-transformer": "memory-transformer-table3",
 }
 SCALES = {
-    # Learning rates from sweeps at this size (README, "Why blank copy was slow"): mixers learn fastest at 6e-3
+    # Learning rates from sweeps at this size (docs/reproduce.md, "Why blank copy was slow"): mixers learn fastest at 6e-3
     # (the autoencoder reaches 97.5% at 2,000 steps, 72% at 1e-3), transformers at 1e-3 (3e-3 stalls).
     # Fig. 4(d), Table 3 and Table 4 run the memory mixer: an attention decoder learns to read memories several
-    # times slower, and a memory transformer's training step costs 2-3x a mixer's on a CPU (README).
+    # times slower, and a memory transformer's training step costs 2-3x a mixer's on a CPU (docs/reproduce.md).
     "small": Scale("small", "python-docs", 2048, batch_size=32, learning_rate=1e-3, mixer_learning_rate=6e-3,
                    autoencoder_steps=2000, probe_steps=600, memory_steps=1500, contexts=(16, 32, 64),
                    eval_documents=100, records_steps=1500, records_vocab_size=512, records_documents=2000,

@@ -58,8 +58,8 @@ def find_vllm_python(given: str | None = None) -> str:
             return os.path.abspath(path)  # not resolved: the venv's python is a link to the base interpreter
     if importlib.util.find_spec("vllm") is not None:
         return sys.executable
-    raise ValueError("no vLLM environment found: build one with `bash scripts/vllm_env.sh` (README, \"Serving with "
-                     "vLLM\"), or pass --vllm-python")
+    raise ValueError("no vLLM environment found: build one with `bash scripts/vllm_env.sh` (docs/serving.md), or pass "
+                     "--vllm-python")
 
 
 def check_plugin(python: str) -> None:
