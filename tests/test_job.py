@@ -154,7 +154,8 @@ def test_old_option_spellings_are_refused_with_the_new_one(argv, old, new, capsy
 
 def test_a_given_model_gets_the_jobs_encoder_and_freezing(tmp_path):
     """`train.run(job, model=...)` applies the job's `encoder_from` and `freeze_encoder` to the given model as to a
-    preset: the final encoder is the source's, untouched by training, and only the rest trains."""
+    preset: the final encoder is the source's, untouched by training, and only the rest trains; metrics.json names
+    the given model's class, not the job's placeholder preset."""
     from memory_models.configuration import build_model, get_preset
 
     tokenizer = train.load_tokenizer(None)
@@ -172,3 +173,4 @@ def test_a_given_model_gets_the_jobs_encoder_and_freezing(tmp_path):
     encoder_size = sum(p.numel() for p in source.encoder.parameters())
     assert summary["config"]["trainable_parameters"] == summary["config"]["parameters"] - encoder_size
     assert summary["config"]["freeze_encoder"] is True
+    assert summary["config"]["preset"] is None and summary["config"]["model_class"] == "MemoryForCausalLM"

@@ -38,6 +38,10 @@ def test_training_plot_names_axes_series_and_command(tmp_path):
     for label in ("train loss (combined objective)", "clm loss", "clm accuracy", "copy accuracy", "optimizer step",
                   "cross-entropy (nats)", "--preset memory-transformer-tiny --objective combined (4 steps"):
         assert label in text, label
+    given = {**SUMMARY, "config": {**SUMMARY["config"], "preset": None, "model_class": "MemoryForCausalLM",
+                                   "model_type": "memory_model"}}  # `train.run(job, model=...)`
+    _, svg = plot.plot_training(given, tmp_path / "given")
+    assert "train (MemoryForCausalLM, memory_model) --objective combined" in svg_text(svg)
 
 
 def test_retention_plot_has_one_line_per_encoder(tmp_path):

@@ -89,7 +89,10 @@ def plot_training(summary: dict, output) -> list[Path]:
     if accuracies:
         axes[0, 1].legend(fontsize="small")
     config = summary.get("config", {})
-    figure.suptitle(f"memory-models train --preset {config.get('preset') or config.get('init_from')} "
+    source = (f"--preset {config['preset']}" if config.get("preset") else
+              f"--init-from {config['init_from']}" if config.get("init_from") else
+              f"({config.get('model_class')}, {config.get('model_type')})")
+    figure.suptitle(f"memory-models train {source} "
                     f"--objective {config.get('objective')} ({summary.get('steps', '?')} steps, "
                     f"context {config.get('context')}, batch {config.get('per_device_batch_size')})", fontsize=10)
     return save_figure(figure, output)

@@ -506,7 +506,8 @@ def _run(job: TrainJob, callbacks, model, inputs) -> dict:
     if tokenizer_path is None and job.init_from and (Path(job.init_from) / "tokenizer.json").is_file():
         tokenizer_path = job.init_from  # a later curriculum stage keeps the tokenizer its checkpoint was trained with
     tokenizer = load_tokenizer(tokenizer_path, job.trust_remote_code)
-    model = build_model(job, tokenizer) if model is None else prepare_model(model, job, tokenizer)
+    given = model is not None  # a model the caller built: the job's preset did not make it
+    model = prepare_model(model, job, tokenizer) if given else build_model(job, tokenizer)
     identity = run_identity(job, model.config, tokenizer)
     folder = dict(resume=job.resume, overwrite=job.overwrite, inputs=inputs)
     prepare_run_folder(job.output_dir, identity, write=False, **folder)
@@ -532,6 +533,8 @@ def _run(job: TrainJob, callbacks, model, inputs) -> dict:
     seconds = time.perf_counter() - start
     final_metrics = last_evaluation(trainer) or trainer.evaluate()
     summary = summarise(job, trainer, final_metrics, seconds, resume)
+    if given:
+        summary["config"]["preset"] = None  # metrics.json and the plot name the given model's class instead
     write_outputs(job.output_dir, trainer, tokenizer, summary, overwrite=job.overwrite, push_to_hub=hub_repo(job))
     if trainer.is_world_process_zero():
         print(f"\nfinished {trainer.state.global_step} steps in {seconds:.1f} s; final evaluation:")
