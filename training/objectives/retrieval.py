@@ -25,7 +25,7 @@ from memory_models.training.data.corpora import QA_COLUMNS
 from memory_models.training.data.retrieval import qa_examples, records_examples, token_encoder
 from memory_models.training.objectives import Objective
 from memory_models.training.objectives.batch import (
-    CopySettings, check_input_ids, resolve_attention_mask, stream_ids,
+    CopySettings, check_input_ids, resolve_attention_mask, resolve_labels, stream_ids,
 )
 
 
@@ -76,29 +76,23 @@ def retrieval_rows(texts, tokenizer, config, *, context: int, pack: bool = False
 def retrieval_batch(
     input_ids: torch.LongTensor,
     attention_mask: torch.Tensor | None = None,
-    labels: torch.LongTensor | None = None,
     *,
-    settings: CopySettings = CopySettings(),
+    labels: torch.LongTensor | None = None,
+    settings: CopySettings | None = None,
     pad_token_id: int | None = None,
 ) -> dict[str, torch.Tensor]:
-    """A retrieval batch: the rows as they are, with their own answer-only `labels` (padding ignored), tagged with
-    the `retrieval` loss stream. Rows without labels are a `ValueError` (their targets would be every token)."""
+    """A retrieval batch (the registry's builder signature; `settings` do not apply): the rows as they are, with
+    their own answer-only `labels` (padding ignored), tagged with the `retrieval` loss stream. Rows without labels
+    are a `ValueError` (their targets would be every token)."""
     check_input_ids(input_ids)
     if labels is None:
         raise ValueError("retrieval rows carry their own answer-only `labels`; got rows without labels")
     mask = resolve_attention_mask(input_ids, attention_mask, pad_token_id)
-    if labels.shape != input_ids.shape:
-        raise ValueError(f"`labels` shape {tuple(labels.shape)} does not match `input_ids` shape "
-                         f"{tuple(input_ids.shape)}.")
-    labels = labels.masked_fill(mask == 0, IGNORE_INDEX)
+    labels = resolve_labels(input_ids, mask, labels).masked_fill(mask == 0, IGNORE_INDEX)
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels,
             "stream_ids": stream_ids("retrieval", input_ids.shape[0], input_ids.device)}
 
 
-def _build(input_ids, attention_mask=None, *, labels=None, settings: CopySettings, pad_token_id=None) -> dict:
-    return retrieval_batch(input_ids, attention_mask, labels, settings=settings, pad_token_id=pad_token_id)
-
-
-RETRIEVAL = Objective("retrieval", _build, streams=("retrieval",), needs="memory", rows=retrieval_rows)
+RETRIEVAL = Objective("retrieval", retrieval_batch, streams=("retrieval",), needs="memory", rows=retrieval_rows)
 COMBINED_RETRIEVAL = Objective("combined_retrieval", None, streams=("clm", "copy", "retrieval"), needs="memory",
                                evaluation=None, parts=("combined", "retrieval"))
