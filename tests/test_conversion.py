@@ -278,6 +278,33 @@ def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
         train.build_model(job, None)  # refused before the tokenizer is needed
 
 
+def test_encoder_from_with_other_heads_takes_the_source_encoders_config(tmp_path, capsys):
+    """`--encoder-from` an autoencoder whose encoder has the model's shapes but another number of heads: the memory
+    model's encoder takes the source's config, so its memories are exactly the autoencoder encoder's pooled states
+    (loading the weights into the preset's 2-head encoder would compute other memories, silently)."""
+    from memory_models.configuration import build_model
+    from memory_models.training import train
+
+    ae_config = get_preset("autoencoder-tiny", vocab_size=99)
+    encoder = ae_config.encoder_config  # 4 heads of 8 dimensions: the same weight shapes as 2 of 16
+    encoder.num_attention_heads, encoder.num_key_value_heads, encoder.head_dim = 4, 4, 8
+    autoencoder = build_model(ae_config)
+    autoencoder.save_pretrained(tmp_path / "ae")
+    target = build_model(get_preset("memory-transformer-tiny", vocab_size=99))
+    assert target.config.encoder_config.num_attention_heads == 2
+    train.copy_encoder(target, str(tmp_path / "ae"))
+    assert "num_attention_heads: 4 != 2" in capsys.readouterr().err
+    assert target.config.encoder_config.num_attention_heads == 4
+    ids = torch.randint(4, 99, (3, 8))
+    with torch.no_grad():
+        expected = autoencoder.encoder(input_ids=ids).last_hidden_state[:, -1]
+        torch.testing.assert_close(target.encode(ids)[:, 0], expected)
+    target.save_pretrained(tmp_path / "memory")  # the saved config records the encoder it has
+    reloaded = type(target).from_pretrained(tmp_path / "memory")
+    assert reloaded.config.encoder_config.num_attention_heads == 4
+    torch.testing.assert_close(reloaded.encode(ids)[:, 0], expected)
+
+
 def test_encoder_from_with_other_shapes_names_them(tmp_path):
     """`--encoder-from` an encoder of another vocabulary: a ValueError naming both shapes, not a size-mismatch
     RuntimeError from load_state_dict."""

@@ -18,6 +18,7 @@ tokenizer), `final/` (exported with `conversion.export_to_hub.export_model`), `m
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import sys
@@ -30,6 +31,7 @@ import torch
 from transformers import TrainingArguments, set_seed
 
 from memory_models.modeling_memory import capabilities  # importing it registers our Auto classes
+from memory_models.modeling_memory.native_decoders import build_sub_model, same_architecture
 from memory_models.configuration import build_model as build_from_config
 from memory_models.configuration import get_preset
 from memory_models.conversion.adapters import is_peft_model, merge_adapter, save_extras
@@ -118,10 +120,23 @@ def find_encoder(model) -> torch.nn.Module:
     return model.get_submodule(min(names, key=len))
 
 
+# Encoder-config fields that change what an encoder computes from the same weights (the shapes are checked apart).
+ENCODER_COMPUTE_FIELDS = ("model_type", "num_attention_heads", "num_key_value_heads", "head_dim", "hidden_act",
+                          "rms_norm_eps", "layer_norm_eps", "rope_theta", "rope_parameters", "rope_scaling",
+                          "kernel_size", "num_heads", "causal", "attention_bias", "mlp_bias")
+
+
 def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remote_code: bool = False) -> None:
-    """Load the encoder weights of the model saved in `source_dir` into `model`'s encoder (shapes must match)."""
-    source = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from",
-                                          trust_remote_code=trust_remote_code)).state_dict()
+    """Load the encoder of the model saved in `source_dir` into `model` (shapes must match).
+
+    The memories must be the ones that encoder computes, so where the source encoder's config differs from the
+    model's in a field that changes the computation but no shape (`ENCODER_COMPUTE_FIELDS`: the number of attention
+    heads, the rotary base, ...), the model's encoder is rebuilt from the source's config, which its
+    `encoder_config` then records (a message names the fields).
+    """
+    source_encoder = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from",
+                                                  trust_remote_code=trust_remote_code))
+    source = source_encoder.state_dict()
     target = find_encoder(model)
     shapes = {name: tensor.shape for name, tensor in target.state_dict().items()}
     mismatched = [f"{name}: {tuple(tensor.shape)} in {source_dir} vs {tuple(shapes[name])} in the model"
@@ -129,6 +144,19 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remo
     if mismatched:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder (shapes differ): "
                          + "; ".join(mismatched[:4]) + ". Use a preset whose encoder config (and vocabulary) matches.")
+    differing = same_architecture(source_encoder.config, target.config, ENCODER_COMPUTE_FIELDS)
+    if differing:
+        if getattr(model.config, "encoder_config", None) is None or target is not getattr(model, "encoder", None):
+            raise ValueError(f"the encoder of {source_dir} computes differently from the model's encoder with the same "
+                             f"weights ({'; '.join(differing)}, source != model): use a model whose encoder config "
+                             "matches")
+        print(f"--encoder-from {source_dir}: the encoder takes that encoder's config ({'; '.join(differing)}, "
+              "source != preset), so that its memories are the ones it computes", file=sys.stderr)
+        rebuilt = build_sub_model(source_encoder.config, causal_lm=False)
+        parameter = next(target.parameters())
+        model.encoder = rebuilt.to(device=parameter.device, dtype=parameter.dtype)
+        model.config.encoder_config = copy.deepcopy(source_encoder.config)
+        target = model.encoder
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
