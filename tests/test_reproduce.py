@@ -116,6 +116,23 @@ def test_family_option_sets_the_memory_model_of_every_memory_part():
     assert transformer.presets == small.presets and transformer.memory_steps == small.memory_steps
 
 
+def test_fig4d_memory_transformer_stages_get_the_reading_budget(tmp_path):
+    """Fig. 4(d)'s memory-transformer stages train `transformer_read_steps` at `transformer_read_learning_rate`
+    (all three: the control gets the same budget); the memory mixer's keep `memory_steps` at the mixer rate."""
+    from memory_models.eval.experiments.reproduce_parts import memory_stages
+
+    def stages(family):
+        return memory_stages(reproduce.scale_for("small", family), family, lambda name: tmp_path / name, tmp_path)
+
+    small = reproduce.scale_for("small")
+    transformer = stages("memory-transformer")
+    assert len(transformer) == 3 and small.transformer_read_steps != small.memory_steps
+    assert {(s.steps, s.learning_rate) for s in transformer.values()} == \
+        {(small.transformer_read_steps, small.transformer_read_learning_rate)}
+    assert {(s.steps, s.learning_rate) for s in stages("memory-mixer").values()} == \
+        {(small.memory_steps, small.mixer_learning_rate)}
+
+
 def test_extraction_questions_cover_every_distance_with_the_value_that_far_back():
     """Table 4's distance questions: each document is asked at most once per chunk distance 1 .. S-1 and most
     documents at every one (a key far into its record cannot be 1 chunk back); the prompt ends with the record's

@@ -148,8 +148,12 @@ def memory_stages(scale: Scale, family: str, seed_dir, tokenizer: Path) -> dict:
     stages[ENCODERS[2]] = stage_for(scale, f"{family}-no-memory-blank-copy",
                                     ModelSpec(preset, overrides=(("no_memory", True), ("encoder_config", None))),
                                     "blank_copy", chunk * 4, tokenizer)
-    lr = scale.mixer_learning_rate if arch == "mixer" else scale.learning_rate
-    return {encoder: replace(stage, learning_rate=lr) for encoder, stage in stages.items()}
+    if arch == "mixer":
+        budget = dict(learning_rate=scale.mixer_learning_rate)
+    else:
+        budget = dict(learning_rate=scale.transformer_read_learning_rate or scale.learning_rate,
+                      steps=scale.transformer_read_steps or scale.memory_steps)
+    return {encoder: replace(stage, **budget) for encoder, stage in stages.items()}
 
 
 def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:

@@ -54,6 +54,10 @@ class Scale:
     table3_family: str = "memory-transformer"  # Table 3's memory model
     warmup_steps: int = 100
     train_documents: int | None = None  # training documents of the corpus (None: all)
+    # Fig. 4(d)'s memory-transformer stages (None: memory_steps, learning_rate): an attention decoder reads a frozen
+    # encoder's memories more slowly than a mixer decoder and needs its own budget.
+    transformer_read_steps: int | None = None
+    transformer_read_learning_rate: float | None = None
 
 
 SMALL_PRESETS = {
@@ -80,7 +84,10 @@ SCALES = {
                    autoencoder_steps=2000, probe_steps=600, memory_steps=1500, contexts=(16, 32, 64),
                    eval_documents=100, records_steps=1500, records_vocab_size=512, records_documents=2000,
                    extraction_documents=200, presets=SMALL_PRESETS, memory_families=("memory-mixer",),
-                   records_family="memory-mixer", table3_family="memory-mixer"),
+                   records_family="memory-mixer", table3_family="memory-mixer",
+                   # the Llama decoder reads a frozen transformer autoencoder's memories back to the autoencoder's
+                   # own reconstruction in 3,000 steps at 2e-3 (docs/reproduce.md, "Why blank copy was slow", item 6)
+                   transformer_read_steps=3000, transformer_read_learning_rate=2e-3),
     # A smoke test of the pipeline (a minute on 2 CPU cores): the tiny test presets, a few steps; numbers mean nothing.
     "tiny": Scale("tiny", "python-docs", 300, batch_size=4, learning_rate=1e-3, mixer_learning_rate=1e-3,
                   autoencoder_steps=2, probe_steps=2, memory_steps=2, contexts=(8, 16), eval_documents=4,
