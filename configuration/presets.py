@@ -190,8 +190,9 @@ def recurrent_memory_figs5(vocab_size=PAPER_VOCAB, **kw):
 
 # ----------------------------------------------------------------------------- small (2 CPU cores, minutes)
 # Sized to show the paper's effects in minutes on 2 CPU cores (`memory-models reproduce --scale small`), on the
-# embedded python-docs corpus with a 2,048-token BPE (SMALL_VOCAB). Every model is 2 layers of width 128
-# (4 heads for transformers); the paper's are 8-16 layers of width 512-1024.
+# embedded python-docs corpus with a 2,048-token BPE (SMALL_VOCAB). Every model is 2 layers of width 128 (4 heads
+# for the causal transformer, 16 of 8 dimensions for the autoencoder and the memory transformer); the paper's are
+# 8-16 layers of width 512-1024.
 SMALL_VOCAB = 2048
 SMALL = dict(hidden=128, layers=2, heads=4)
 SMALL_CHUNK, SMALL_SLOTS = 16, 4  # memory models: 16-token chunks x 4 slots = 64 tokens (paper: 256 x 4)

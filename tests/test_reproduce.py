@@ -117,8 +117,8 @@ def test_family_option_sets_the_memory_model_of_every_memory_part():
 
 
 def test_fig4d_memory_transformer_stages_get_the_reading_budget(tmp_path):
-    """Fig. 4(d)'s memory-transformer stages train `transformer_read_steps` at `transformer_read_learning_rate`
-    (all three: the control gets the same budget); the memory mixer's keep `memory_steps` at the mixer rate."""
+    """Fig. 4(d)'s memory-transformer stages train `transformer_read_steps` at `transformer_learning_rate` (all
+    three: the control gets the same budget); the memory mixer's keep `memory_steps` at the mixer rate."""
     from memory_models.eval.experiments.reproduce_parts import memory_stages
 
     def stages(family):
@@ -128,7 +128,9 @@ def test_fig4d_memory_transformer_stages_get_the_reading_budget(tmp_path):
     transformer = stages("memory-transformer")
     assert len(transformer) == 3 and small.transformer_read_steps != small.memory_steps
     assert {(s.steps, s.learning_rate) for s in transformer.values()} == \
-        {(small.transformer_read_steps, small.transformer_read_learning_rate)}
+        {(small.transformer_read_steps, small.transformer_learning_rate)}
+    assert small.rate("transformer") == small.transformer_learning_rate != small.learning_rate
+    assert small.rate("mixer") == small.mixer_learning_rate
     assert {(s.steps, s.learning_rate) for s in stages("memory-mixer").values()} == \
         {(small.memory_steps, small.mixer_learning_rate)}
 
