@@ -112,12 +112,17 @@ def load_pretrained(path: str, config=None, *, allow_missing: bool = False, opti
                               trust_remote_code=trust_remote_code)
 
 
-def find_encoder(model) -> torch.nn.Module:
-    """The encoder sub-module of an autoencoder or memory model (the shortest module path named `encoder`)."""
+def encoder_path(model) -> str:
+    """The module path of the encoder of an autoencoder or memory model (the shortest one named `encoder`)."""
     names = [name for name, _ in model.named_modules() if name.split(".")[-1] == "encoder"]
     if not names:
         raise ValueError(f"{type(model).__name__} has no `encoder` sub-module to copy.")
-    return model.get_submodule(min(names, key=len))
+    return min(names, key=len)
+
+
+def find_encoder(model) -> torch.nn.Module:
+    """The encoder sub-module of an autoencoder or memory model (the shortest module path named `encoder`)."""
+    return model.get_submodule(encoder_path(model))
 
 
 # Encoder-config fields that change what an encoder computes from the same weights (the shapes are checked apart).
@@ -146,17 +151,17 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remo
                          + "; ".join(mismatched[:4]) + ". Use a preset whose encoder config (and vocabulary) matches.")
     differing = same_architecture(source_encoder.config, target.config, ENCODER_COMPUTE_FIELDS)
     if differing:
-        if getattr(model.config, "encoder_config", None) is None or target is not getattr(model, "encoder", None):
+        if getattr(model.config, "encoder_config", None) is None:
             raise ValueError(f"the encoder of {source_dir} computes differently from the model's encoder with the same "
                              f"weights ({'; '.join(differing)}, source != model): use a model whose encoder config "
                              "matches")
         print(f"--encoder-from {source_dir}: the encoder takes that encoder's config ({'; '.join(differing)}, "
               "source != preset), so that its memories are the ones it computes", file=sys.stderr)
-        rebuilt = build_sub_model(source_encoder.config, causal_lm=False)
         parameter = next(target.parameters())
-        model.encoder = rebuilt.to(device=parameter.device, dtype=parameter.dtype)
+        target = build_sub_model(source_encoder.config, causal_lm=False).to(parameter.device, parameter.dtype)
+        parent, _, name = encoder_path(model).rpartition(".")
+        setattr(model.get_submodule(parent), name, target)
         model.config.encoder_config = copy.deepcopy(source_encoder.config)
-        target = model.encoder
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
