@@ -42,7 +42,7 @@ def add(result: dict, model: str, metric: str, value: float) -> None:
 def encoder_stages(scale: Scale, arch: str, tokenizer: Path) -> tuple[dict, object]:
     """The autoencoder of each retention context and the causal LM (trained at the longest context) of `arch`:
     the same size, steps and learning rate."""
-    budget = dict(steps=scale.autoencoder_steps, learning_rate=scale.rate(arch))
+    budget = dict(steps=scale.autoencoder_steps, **scale.budget(arch))
     autoencoders = {c: stage_for(scale, f"{arch}-autoencoder-c{c}",
                                  ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", c),)),
                                  "autoencode", c, tokenizer, batch_size=rows_per_batch(scale, c), **budget)
@@ -148,7 +148,7 @@ def memory_stages(scale: Scale, family: str, seed_dir, tokenizer: Path) -> dict:
                                     ModelSpec(preset, overrides=(("no_memory", True), ("encoder_config", None))),
                                     "blank_copy", chunk * 4, tokenizer)
     steps = scale.transformer_read_steps if arch == "transformer" and scale.transformer_read_steps else scale.memory_steps
-    return {encoder: replace(stage, learning_rate=scale.rate(arch), steps=steps) for encoder, stage in stages.items()}
+    return {encoder: replace(stage, steps=steps, **scale.budget(arch)) for encoder, stage in stages.items()}
 
 
 def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
@@ -227,10 +227,10 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     """The all-trainable memory model (`scale.table3_family`) trained with the combined objective and with the
     causal objective for equal steps: held-out CLM and copy accuracy (Table 3, "All trainable")."""
     result, family = new_result(), scale.table3_family
-    lr = scale.rate(MEMORY_FAMILIES[family])
+    budget = scale.budget(MEMORY_FAMILIES[family])
     for objective in ("combined", "clm"):
         stage = stage_for(scale, f"{family}-{objective}", ModelSpec(scale.presets[family]), objective,
-                          scale.contexts[0] * 4, tokenizer, learning_rate=lr)
+                          scale.contexts[0] * 4, tokenizer, **budget)
         summary = run_stage(context, stage, seed)
         model = table3_label(scale, objective)
         for metric, key in (("CLM accuracy", "clm"), ("copy accuracy", "copy")):

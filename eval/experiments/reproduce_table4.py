@@ -51,7 +51,7 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
     family = scale.records_family
     chunk, arch = scale.contexts[0], MEMORY_FAMILIES[family]
     budget = dict(dataset="records", train_documents=scale.records_documents, steps=scale.records_steps,
-                  learning_rate=scale.rate(arch))
+                  **scale.budget(arch))
     autoencoder = stage_for(scale, f"records-{arch}-autoencoder",
                             ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", chunk),)), "autoencode",
                             chunk, tokenizer, **budget)
