@@ -60,6 +60,20 @@ def _finite(points) -> list:
 
 
 # ---------------------------------------------------------------------------------------------- training
+def loss_axis_top(losses: dict[str, list]) -> tuple[float | None, list[str]]:
+    """The loss axis' upper limit and the eval series above it: an evaluation of a stream the run does not train
+    (the demo's blank-copy model scored on next-token prediction: ~20 nats) would squash the training curve, so the
+    axis stops at 1.2x the highest training loss and those series are named off scale. `(None, [])` when every
+    series fits."""
+    trained = [y for name, points in losses.items() if name.startswith("train") for _, y in points]
+    if not trained:
+        return None, []
+    top = 1.2 * max(trained)
+    above = [name for name, points in losses.items()
+             if not name.startswith("train") and max(y for _, y in points) > top]
+    return (top, above) if above else (None, [])
+
+
 def plot_training(summary: dict, output) -> list[Path]:
     """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
     objective = summary.get("config", {}).get("objective")
@@ -74,11 +88,16 @@ def plot_training(summary: dict, output) -> list[Path]:
     if not losses:
         raise ValueError(f"nothing to plot: no finite loss in {sorted(summary)}")
     plt = pyplot()
-    figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False)
+    figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False,
+                                sharex=True)  # one step axis: a single final evaluation sits at the end of it
+    top, above = loss_axis_top(losses)
     for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
-        axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name,
+        label = f"{name} (off scale: last {points[-1][1]:.1f})" if name in above else name
+        axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label,
                         linestyle="-" if name.startswith("train") else (0, (4, 2 + 2 * index)))
     axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
+    if top is not None:
+        axes[0, 0].set_ylim(0, top)
     for name, points in accuracies.items():
         axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name)
     if accuracies:
