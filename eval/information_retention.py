@@ -32,6 +32,7 @@ from memory_models.eval.arguments import retention_parser
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder, capabilities
 from memory_models.training.data.corpora import load_corpus
 from memory_models.training.loop import fit
+from memory_models.training.train import base_encoder  # noqa: F401  (also this module's API)
 from memory_models.training.metrics import StreamingMetrics
 from memory_models.training.plot import plot_beside, plot_retention, retention_title
 
@@ -54,22 +55,6 @@ class RetentionResult:
 
 
 # ----------------------------------------------------------------------------- encoders
-def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
-    """The module whose `last_hidden_state` is the embedding: strip LM heads and wrappers.
-
-    Memory autoencoders give their `.encoder`, memory models their encoder, causal / masked LMs their base
-    model (`LlamaForCausalLM` -> `LlamaModel`, `MaskedMixerForCausalLM` -> `MaskedMixerModel`).
-    """
-    if not isinstance(model, PreTrainedModel):
-        raise ValueError(f"the encoder must be a transformers PreTrainedModel, got {type(model).__name__}")
-    if capabilities(model).has_encoder:
-        encoder = getattr(model, "encoder", None) or getattr(getattr(model, "model", None), "encoder", None)
-        if encoder is None:
-            raise ValueError(f"this {type(model).__name__} has no encoder (encoder_config=None)")
-        return encoder
-    return model.base_model
-
-
 def load_encoder(encoder, *, trust_remote_code: bool = False,
                  allow_missing_weights: bool = False) -> tuple[PreTrainedModel, str]:
     """`(base encoder module, name)` from a module, a local folder or a Hub id (`conversion.loading.load_model`).

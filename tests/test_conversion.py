@@ -278,29 +278,34 @@ def test_train_refuses_a_plain_causal_lm_for_memory_objectives(tmp_path):
         train.build_model(job, None)  # refused before the tokenizer is needed
 
 
-def test_encoder_from_with_other_heads_takes_the_source_encoders_config(tmp_path, capsys):
-    """`--encoder-from` an autoencoder whose encoder has the model's shapes but another number of heads: the memory
-    model's encoder takes the source's config, so its memories are exactly the autoencoder encoder's pooled states
-    (loading the weights into the preset's 2-head encoder would compute other memories, silently)."""
+def test_encoder_from_with_other_heads_builds_the_model_for_the_source_encoder(tmp_path):
+    """`--encoder-from` an autoencoder whose encoder has the preset's shapes but another number of heads: the model
+    is built with the source's encoder config, so its memories are exactly the autoencoder encoder's pooled states;
+    copying those weights into a 2-head encoder (which would compute other memories, silently) is a ValueError."""
     from memory_models.configuration import build_model
     from memory_models.training import train
+    from memory_models.training.job import TrainJob
 
-    ae_config = get_preset("autoencoder-tiny", vocab_size=99)
+    tokenizer = train.load_tokenizer(None)
+    ae_config = get_preset("autoencoder-tiny", vocab_size=len(tokenizer))
     encoder = ae_config.encoder_config  # 4 heads of 8 dimensions: the same weight shapes as 2 of 16
     encoder.num_attention_heads, encoder.num_key_value_heads, encoder.head_dim = 4, 4, 8
     autoencoder = build_model(ae_config)
     autoencoder.save_pretrained(tmp_path / "ae")
-    target = build_model(get_preset("memory-transformer-tiny", vocab_size=99))
-    assert target.config.encoder_config.num_attention_heads == 2
-    train.copy_encoder(target, str(tmp_path / "ae"))
-    assert "num_attention_heads: 4 != 2" in capsys.readouterr().err
-    assert target.config.encoder_config.num_attention_heads == 4
+    preset_model = build_model(get_preset("memory-transformer-tiny", vocab_size=len(tokenizer)))
+    assert preset_model.config.encoder_config.num_attention_heads == 2
+    with pytest.raises(ValueError, match=r"computes differently.*num_attention_heads: 4 != 2"):
+        train.copy_encoder(preset_model, str(tmp_path / "ae"))
+    job = TrainJob.from_argv(["--preset", "memory-transformer-tiny", "--objective", "blank_copy", "--encoder-from",
+                              str(tmp_path / "ae"), "--freeze-encoder", "--output-dir", str(tmp_path / "run")])
+    model = train.build_model(job, tokenizer)
+    assert model.config.encoder_config.num_attention_heads == 4
     ids = torch.randint(4, 99, (3, 8))
     with torch.no_grad():
         expected = autoencoder.encoder(input_ids=ids).last_hidden_state[:, -1]
-        torch.testing.assert_close(target.encode(ids)[:, 0], expected)
-    target.save_pretrained(tmp_path / "memory")  # the saved config records the encoder it has
-    reloaded = type(target).from_pretrained(tmp_path / "memory")
+        torch.testing.assert_close(model.encode(ids)[:, 0], expected)
+    model.save_pretrained(tmp_path / "memory")  # the saved config records the encoder it has
+    reloaded = type(model).from_pretrained(tmp_path / "memory")
     assert reloaded.config.encoder_config.num_attention_heads == 4
     torch.testing.assert_close(reloaded.encode(ids)[:, 0], expected)
 
@@ -315,3 +320,5 @@ def test_encoder_from_with_other_shapes_names_them(tmp_path):
     target = build_model(get_preset("memory-transformer-tiny", vocab_size=128))
     with pytest.raises(ValueError, match=r"embed_tokens.weight: \(99, \d+\) in .* vs \(128, \d+\) in the model"):
         train.copy_encoder(target, str(tmp_path / "ae"))
+    with pytest.raises(ValueError, match="vocabulary of 99 tokens, the model 128"):  # building a model for it
+        train.with_encoder_of(target.config, str(tmp_path / "ae"))

@@ -18,7 +18,6 @@ tokenizer), `final/` (exported with `conversion.export_to_hub.export_model`), `m
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import sys
@@ -28,10 +27,10 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import TrainingArguments, set_seed
+from transformers import PreTrainedModel, TrainingArguments, set_seed
 
 from memory_models.modeling_memory import capabilities  # importing it registers our Auto classes
-from memory_models.modeling_memory.native_decoders import build_sub_model, same_architecture
+from memory_models.modeling_memory.native_decoders import same_architecture
 from memory_models.configuration import build_model as build_from_config
 from memory_models.configuration import get_preset
 from memory_models.conversion.adapters import is_peft_model, merge_adapter, save_extras
@@ -112,17 +111,28 @@ def load_pretrained(path: str, config=None, *, allow_missing: bool = False, opti
                               trust_remote_code=trust_remote_code)
 
 
-def encoder_path(model) -> str:
-    """The module path of the encoder of an autoencoder or memory model (the shortest one named `encoder`)."""
+def find_encoder(model) -> torch.nn.Module:
+    """The encoder sub-module of an autoencoder or memory model (the shortest module path named `encoder`)."""
     names = [name for name, _ in model.named_modules() if name.split(".")[-1] == "encoder"]
     if not names:
         raise ValueError(f"{type(model).__name__} has no `encoder` sub-module to copy.")
-    return min(names, key=len)
+    return model.get_submodule(min(names, key=len))
 
 
-def find_encoder(model) -> torch.nn.Module:
-    """The encoder sub-module of an autoencoder or memory model (the shortest module path named `encoder`)."""
-    return model.get_submodule(encoder_path(model))
+def base_encoder(model: torch.nn.Module) -> PreTrainedModel:
+    """The module whose `last_hidden_state` is the embedding: strip LM heads and wrappers.
+
+    Memory autoencoders give their `.encoder`, memory models their encoder, causal / masked LMs their base
+    model (`LlamaForCausalLM` -> `LlamaModel`, `MaskedMixerForCausalLM` -> `MaskedMixerModel`).
+    """
+    if not isinstance(model, PreTrainedModel):
+        raise ValueError(f"the encoder must be a transformers PreTrainedModel, got {type(model).__name__}")
+    if capabilities(model).has_encoder:
+        encoder = getattr(model, "encoder", None) or getattr(getattr(model, "model", None), "encoder", None)
+        if encoder is None:
+            raise ValueError(f"this {type(model).__name__} has no encoder (encoder_config=None)")
+        return encoder
+    return model.base_model
 
 
 # Encoder-config fields that change what an encoder computes from the same weights (the shapes are checked apart).
@@ -131,15 +141,30 @@ ENCODER_COMPUTE_FIELDS = ("model_type", "num_attention_heads", "num_key_value_he
                           "kernel_size", "num_heads", "causal", "attention_bias", "mlp_bias")
 
 
-def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remote_code: bool = False) -> None:
-    """Load the encoder of the model saved in `source_dir` into `model` (shapes must match).
+def with_encoder_of(config, source_dir: str, trust_remote_code: bool = False):
+    """`config` (a memory model's or an autoencoder's) whose `encoder_config` is the one of the encoder that
+    `copy_encoder` copies from `source_dir` (an autoencoder's or memory model's encoder, or a causal LM's base model),
+    so that the model's memories are the ones that encoder computes (heads, rotary base, kernel, length, width: a
+    width other than the decoder's gets the projection). The vocabulary must be the model's."""
+    source = loading.load_config(source_dir, option="--encoder-from", trust_remote_code=trust_remote_code)
+    if capabilities(source).has_encoder:
+        source = source.encoder_config
+        if source is None:
+            raise ValueError(f"{source_dir} holds a model without an encoder (encoder_config=None)")
+    own = config.encoder_config
+    if own is not None and source.vocab_size != own.vocab_size:
+        raise ValueError(f"the encoder of {source_dir} has a vocabulary of {source.vocab_size} tokens, the model "
+                         f"{own.vocab_size}: train both with the same tokenizer")
+    return type(config).from_dict({**config.to_dict(), "encoder_config": source.to_dict()})
 
-    The memories must be the ones that encoder computes, so where the source encoder's config differs from the
-    model's in a field that changes the computation but no shape (`ENCODER_COMPUTE_FIELDS`: the number of attention
-    heads, the rotary base, ...), the model's encoder is rebuilt from the source's config, which its
-    `encoder_config` then records (a message names the fields).
+
+def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remote_code: bool = False) -> None:
+    """Load the encoder of the model saved in `source_dir` (`base_encoder`) into `model`'s encoder.
+
+    Shapes must match, and so must the fields that change what the same weights compute (`ENCODER_COMPUTE_FIELDS`:
+    the heads, the rotary base, ...): a model built for that encoder (`with_encoder_of`) has both.
     """
-    source_encoder = find_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from",
+    source_encoder = base_encoder(load_pretrained(source_dir, allow_missing=allow_missing, option="--encoder-from",
                                                   trust_remote_code=trust_remote_code))
     source = source_encoder.state_dict()
     target = find_encoder(model)
@@ -151,17 +176,9 @@ def copy_encoder(model, source_dir: str, allow_missing: bool = False, trust_remo
                          + "; ".join(mismatched[:4]) + ". Use a preset whose encoder config (and vocabulary) matches.")
     differing = same_architecture(source_encoder.config, target.config, ENCODER_COMPUTE_FIELDS)
     if differing:
-        if getattr(model.config, "encoder_config", None) is None:
-            raise ValueError(f"the encoder of {source_dir} computes differently from the model's encoder with the same "
-                             f"weights ({'; '.join(differing)}, source != model): use a model whose encoder config "
-                             "matches")
-        print(f"--encoder-from {source_dir}: the encoder takes that encoder's config ({'; '.join(differing)}, "
-              "source != preset), so that its memories are the ones it computes", file=sys.stderr)
-        parameter = next(target.parameters())
-        target = build_sub_model(source_encoder.config, causal_lm=False).to(parameter.device, parameter.dtype)
-        parent, _, name = encoder_path(model).rpartition(".")
-        setattr(model.get_submodule(parent), name, target)
-        model.config.encoder_config = copy.deepcopy(source_encoder.config)
+        raise ValueError(f"the encoder of {source_dir} computes differently from the model's encoder with the same "
+                         f"weights ({'; '.join(differing)}; source != model): build the model for it "
+                         "(train.with_encoder_of, which --encoder-from with --preset does)")
     missing, unexpected = target.load_state_dict(source, strict=False)
     if missing or unexpected:
         raise ValueError(f"the encoder of {source_dir} does not fit the model's encoder: missing {missing}, "
@@ -184,7 +201,10 @@ def build_model(job: TrainJob, tokenizer):
         model = load_pretrained(job.init_from, config, allow_missing=job.allow_missing_weights,
                                 trust_remote_code=job.trust_remote_code)
     else:
-        model = build_from_config(preset_config(job, tokenizer))
+        config = preset_config(job, tokenizer)
+        if job.encoder_from and getattr(config, "encoder_config", None) is not None:
+            config = with_encoder_of(config, job.encoder_from, job.trust_remote_code)
+        model = build_from_config(config)
     return prepare_model(model, job, tokenizer)
 
 

@@ -19,7 +19,6 @@ from transformers import set_seed
 
 from memory_models.configuration import build_model, get_preset
 from memory_models.conversion.safe_io import is_ours, replace_folder
-from memory_models.eval.information_retention import base_encoder
 from memory_models.modeling_memory import MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import records_documents
@@ -182,15 +181,14 @@ def build_stage_model(spec: ModelSpec, tokenizer, seed: int):
     config = get_preset(spec.preset, vocab_size=len(tokenizer), **dict(spec.preset_args), **special)
     if isinstance(config, MemoryConfig):
         overrides = {**{k: ids[k] for k in ("blank_token_id", "copy_delimiter_token_id")}, **overrides}
-    if spec.encoder_from is not None:  # the memory model reads memories of exactly this encoder
-        overrides["encoder_config"] = base_encoder(train.load_pretrained(spec.encoder_from)).config.to_dict()
+    if spec.encoder_from is not None:
         overrides["freeze_encoder"] = True
     if overrides:
         config = type(config).from_dict({**config.to_dict(), **overrides})
-    model = build_model(config)
-    if spec.encoder_from is not None:
-        source = base_encoder(train.load_pretrained(spec.encoder_from))
-        model.encoder.load_state_dict(source.state_dict())  # strict: every tensor of the encoder, no others
+    if spec.encoder_from is None:
+        return build_model(config)
+    model = build_model(train.with_encoder_of(config, spec.encoder_from))  # memories of exactly this encoder
+    train.copy_encoder(model, spec.encoder_from)
     return model
 
 
