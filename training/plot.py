@@ -62,16 +62,19 @@ def _finite(points) -> list:
 # ---------------------------------------------------------------------------------------------- training
 def loss_axis_top(losses: dict[str, list]) -> tuple[float | None, list[str]]:
     """The loss axis' upper limit and the eval series above it: an evaluation of a stream the run does not train
-    (the demo's blank-copy model scored on next-token prediction: ~20 nats) would squash the training curve, so the
-    axis stops at 1.2x the highest training loss and those series are named off scale. `(None, [])` when every
-    series fits."""
+    (the demo's blank-copy model scored on next-token prediction: ~20 nats) would squash the training curve, so
+    series that reach over twice the highest training loss are left off scale (and named so) and the axis ends
+    just above the others. `(None, [])` when every series fits."""
     trained = [y for name, points in losses.items() if name.startswith("train") for _, y in points]
     if not trained:
         return None, []
-    top = 1.2 * max(trained)
+    limit = 2 * max(trained)
     above = [name for name, points in losses.items()
-             if not name.startswith("train") and max(y for _, y in points) > top]
-    return (top, above) if above else (None, [])
+             if not name.startswith("train") and max(y for _, y in points) > limit]
+    if not above:
+        return None, []
+    shown = [y for name, points in losses.items() if name not in above for _, y in points]
+    return 1.1 * max(shown), above
 
 
 def plot_training(summary: dict, output) -> list[Path]:
