@@ -162,3 +162,59 @@ def test_extraction_questions_cover_every_distance_with_the_value_that_far_back(
         ends = [len(tokenizer.decode(question["input_ids"][: i + 1])) for i in range(len(question["input_ids"]))]
         value_token = next(i for i, end in enumerate(ends) if end > value_start)
         assert len(question["input_ids"]) // chunk - value_token // chunk == question["distance"]
+
+
+def test_table3_frozen_encoder_row_continues_the_curriculum_and_its_causal_control_gets_as_many_steps(tmp_path):
+    """Table 3's second row: the combined model starts from Fig. 4(d)'s blank-copy model over the frozen autoencoder
+    encoder (the same stage, trained once for both parts), and the causal control is built on that autoencoder's
+    encoder and trains as many steps as blank copy and combined together; the all-trainable row builds from the
+    preset alone."""
+    from memory_models.eval.experiments.reproduce_parts import ENCODERS, TABLE3_ENCODERS, memory_stages, table3_stages
+
+    for family in ("memory-mixer", "memory-transformer"):
+        scale = reproduce.scale_for("small", family)
+        first, stages = table3_stages(scale, lambda name: tmp_path / name, tmp_path)
+        autoencoder, blank = first
+        assert blank == memory_stages(scale, family, lambda name: tmp_path / name, tmp_path)[ENCODERS[0]]
+        assert blank.model.encoder_from == str(tmp_path / autoencoder.name) and blank.objective == "blank_copy"
+        trainable, frozen = TABLE3_ENCODERS
+        combined, clm = stages[(frozen, "combined")], stages[(frozen, "clm")]
+        assert combined.model.init_from == str(tmp_path / blank.name) and combined.objective == "combined"
+        assert clm.model.encoder_from == str(tmp_path / autoencoder.name) and clm.model.init_from is None
+        assert clm.objective == "clm" and clm.steps == blank.steps + combined.steps
+        for objective in ("combined", "clm"):
+            model = stages[(trainable, objective)].model
+            assert (model.encoder_from, model.init_from) == (None, None)
+        assert len({stage.name for stage in [*first, *stages.values()]}) == 6
+
+
+def test_table3_targets_check_each_row():
+    """A met all-trainable row does not hide a missed frozen-encoder row (and the other way round)."""
+    from memory_models.eval.experiments.reproduce_parts import TABLE3_ENCODERS, table3_label, table3_targets
+
+    scale = reproduce.scale_for("small", "memory-transformer")
+    rows = {}
+    for encoder, (combined, clm) in zip(TABLE3_ENCODERS, ((0.5, 0.2), (0.3, 0.2))):
+        rows[(table3_label(scale, "combined", encoder), "copy accuracy")] = combined
+        rows[(table3_label(scale, "clm", encoder), "copy accuracy")] = clm
+        rows[(table3_label(scale, "combined", encoder), "CLM accuracy")] = 0.25
+        rows[(table3_label(scale, "clm", encoder), "CLM accuracy")] = 0.26
+    met = {t["name"]: t["met"] for t in table3_targets(rows, scale)}
+    assert met == {"all trainable: copy accuracy, combined / causal objective": True,
+                   "all trainable: CLM accuracy, |combined - causal objective|": True,
+                   "frozen encoder (curriculum): copy accuracy, combined / causal objective": False,
+                   "frozen encoder (curriculum): CLM accuracy, |combined - causal objective|": True}
+
+
+def test_table4_memory_transformer_reads_for_the_reading_budget_and_its_control_trains_as_long():
+    """Table 4's blank-copy stage gives an attention decoder `transformer_read_steps` (the mixer keeps
+    `records_steps`); the causal control trains as many steps as blank copy and combined together."""
+    from memory_models.eval.experiments.reproduce_table4 import records_stages
+
+    for family, read in (("memory-transformer", "transformer_read_steps"), ("memory-mixer", "records_steps")):
+        scale = reproduce.scale_for("small", family)
+        stages = records_stages(scale, Path("tokenizer"), lambda name: Path("models") / name)
+        assert stages["blank"].steps == getattr(scale, read)
+        assert stages["combined"].steps == stages["retrieval"].steps == scale.records_steps
+        assert stages["causal"].steps == stages["blank"].steps + stages["combined"].steps
+    assert reproduce.scale_for("small").transformer_read_steps != reproduce.scale_for("small").records_steps

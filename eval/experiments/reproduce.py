@@ -10,7 +10,8 @@ Parts (each trains what it needs, once, and evaluates on held-out data):
   reconstruction, and each frozen encoder's retention probed by a fresh decoder at several contexts (Tables 1-2).
 * `fig4d`: memory models trained on blank copy over a frozen autoencoder encoder, a frozen causal-LM encoder and no
   memory: blank-copy and copy accuracy against step (Fig. 4(d) / S8).
-* `table3`: the memory transformer trained with the combined objective vs the causal objective (Table 3).
+* `table3`: the memory model trained with the combined objective vs the causal objective, all trainable and over
+  a frozen autoencoder encoder after the blank-copy curriculum (Table 3's two rows).
 * `table4`: on the synthetic `records` corpus, the frozen-autoencoder curriculum then the combined objective vs
   causal-only training, with lm-eval's `records_extraction` / `records_perplexity`, with and without memories, and
   extraction accuracy against how many chunks back the record was stated (Table 4).

@@ -67,6 +67,11 @@ class Scale:
         return {"learning_rate": self.transformer_learning_rate or self.learning_rate,
                 "warmup_steps": self.transformer_warmup_steps or self.warmup_steps}
 
+    def read_steps(self, arch: str, steps: int) -> int:
+        """Steps of a stage in which a decoder learns to read a frozen encoder's memories (blank copy): `steps`, or
+        `transformer_read_steps` for an attention decoder when the scale sets it."""
+        return self.transformer_read_steps if arch == "transformer" and self.transformer_read_steps else steps
+
 
 SMALL_PRESETS = {
     "mixer-autoencoder": "mixer-autoencoder-small", "transformer-autoencoder": "transformer-autoencoder-small",

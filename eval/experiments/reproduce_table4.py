@@ -56,13 +56,15 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
                             ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", chunk),)), "autoencode",
                             chunk, tokenizer, **budget)
     frozen = ModelSpec(scale.presets[family], encoder_from=str(model_dir(autoencoder.name)))
-    blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer, **budget)
+    read = scale.read_steps(arch, scale.records_steps)  # an attention decoder learns to read more slowly
+    blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer,
+                      **{**budget, "steps": read})
     after_blank = ModelSpec(init_from=str(model_dir(blank.name)))
     combined = stage_for(scale, f"records-{family}-combined", after_blank, "combined", 4 * chunk, tokenizer, **budget)
     retrieval = stage_for(scale, f"records-{family}-combined-retrieval", after_blank, "combined_retrieval", 4 * chunk,
                           tokenizer, **budget)
     causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
-                       **{**budget, "steps": 2 * scale.records_steps})
+                       **{**budget, "steps": read + scale.records_steps})
     return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "retrieval": retrieval,
             "causal": causal}
 
