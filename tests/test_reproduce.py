@@ -208,7 +208,8 @@ def test_table3_targets_check_each_row():
 
 def test_table4_memory_transformer_reads_for_the_reading_budget_and_its_control_trains_as_long():
     """Table 4's blank-copy stage gives an attention decoder `transformer_read_steps` (the mixer keeps
-    `records_steps`); the causal control trains as many steps as blank copy and combined together."""
+    `records_steps`), and its autoencoder the records budget of a transformer autoencoder; the causal control
+    trains as many steps as blank copy and combined together."""
     from memory_models.eval.experiments.reproduce_table4 import records_stages
 
     for family, read in (("memory-transformer", "transformer_read_steps"), ("memory-mixer", "records_steps")):
@@ -217,4 +218,11 @@ def test_table4_memory_transformer_reads_for_the_reading_budget_and_its_control_
         assert stages["blank"].steps == getattr(scale, read)
         assert stages["combined"].steps == stages["retrieval"].steps == scale.records_steps
         assert stages["causal"].steps == stages["blank"].steps + stages["combined"].steps
-    assert reproduce.scale_for("small").transformer_read_steps != reproduce.scale_for("small").records_steps
+        autoencoder = stages["autoencoder"]
+        if family == "memory-transformer":  # its own budget on records
+            assert (autoencoder.steps, autoencoder.learning_rate) == (
+                scale.records_transformer_autoencoder_steps, scale.records_transformer_autoencoder_learning_rate)
+        else:
+            assert (autoencoder.steps, autoencoder.learning_rate) == (scale.records_steps, scale.mixer_learning_rate)
+    small = reproduce.scale_for("small")
+    assert small.transformer_read_steps != small.records_steps != small.records_transformer_autoencoder_steps

@@ -21,6 +21,7 @@ Every evaluation reads documents of the `test` split (their own generator stream
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,6 +56,10 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
     autoencoder = stage_for(scale, f"records-{arch}-autoencoder",
                             ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", chunk),)), "autoencode",
                             chunk, tokenizer, **budget)
+    if arch == "transformer":
+        autoencoder = replace(
+            autoencoder, steps=scale.records_transformer_autoencoder_steps or autoencoder.steps,
+            learning_rate=scale.records_transformer_autoencoder_learning_rate or autoencoder.learning_rate)
     frozen = ModelSpec(scale.presets[family], encoder_from=str(model_dir(autoencoder.name)))
     read = scale.read_steps(arch, scale.records_steps)  # an attention decoder learns to read more slowly
     blank = stage_for(scale, f"records-{family}-blank-copy", frozen, "blank_copy", 4 * chunk, tokenizer,
