@@ -11,7 +11,7 @@ Parts (each trains what it needs, once, and evaluates on held-out data):
 * `fig4d`: memory models trained on blank copy over a frozen autoencoder encoder, a frozen causal-LM encoder and no
   memory: blank-copy and copy accuracy against step (Fig. 4(d) / S8).
 * `table3`: the memory model trained with the combined objective vs the causal objective, all trainable and over
-  a frozen autoencoder encoder after the blank-copy curriculum (Table 3's two rows).
+  a frozen autoencoder encoder (Table 3's two rows).
 * `table4`: on the synthetic `records` corpus, the frozen-autoencoder curriculum then the combined objective vs
   causal-only training, with lm-eval's `records_extraction` / `records_perplexity`, with and without memories, and
   extraction accuracy against how many chunks back the record was stated (Table 4).
@@ -142,6 +142,11 @@ def pictures(part: str, results: dict[int, dict], output_dir: Path, title: str) 
     return [str(path) for path in written if str(path).endswith(".png")]
 
 
+def available_cpus() -> int:
+    """The cores this process may run on (`taskset`, a container's CPU set), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def load_average() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
@@ -201,7 +206,7 @@ def run(args) -> dict:
     tokenizers = {part: str(reproduce_table4.records_tokenizer(output_dir, scale) if part == "table4" else
                             corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size)) for part in parts}
     jobs = args.jobs or (1 if device != "cpu" else args.seeds)
-    threads = max(1, (os.cpu_count() or 1) // min(jobs, args.seeds))
+    threads = max(1, available_cpus() // min(jobs, args.seeds))
     settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs,
                 "threads_per_job": threads,
                 "command": "memory-models reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)}
