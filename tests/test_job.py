@@ -129,7 +129,7 @@ def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path, caps
     assert stop.value.code == 2 and "invalid choice: 'mlm'" in err
     assert all(name in err.splitlines()[-1] for name in ("clm", "copy", "blank_copy", "combined", "autoencode"))
     with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
-                                         "autoencode"):
+                                         "combined_blank, autoencode"):
         tiny_job(tmp_path, objective="mlm")
 
 

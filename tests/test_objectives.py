@@ -137,6 +137,20 @@ def test_combined_batch(padded):
     assert torch.equal(blank["input_ids"][2:, 9:], torch.ones(2, 3, dtype=torch.long))
 
 
+def test_combined_blank_is_combined_with_blank_copy_rows(padded):
+    """The registered `combined_blank`: the causal rows of `combined`, then the blank-copy rows (the settings'
+    `blank` is forced on, whatever the model's settings say)."""
+    ids, mask = padded
+    settings = CopySettings(delimiter_token_id=DELIM, delimiter_length=3, blank_token_id=BLANK)
+    record = get_objective("combined_blank")
+    assert record.streams == ("clm", "copy") and record.needs == "memory" and record.evaluation is None
+    batch = record.build_batch(ids, mask, labels=None, settings=settings, pad_token_id=1)
+    expected = combined_batch(ids, mask, settings=replace(settings, blank=True))
+    for key in ("input_ids", "attention_mask", "labels", "stream_ids"):
+        assert torch.equal(batch[key], expected[key])
+    assert not torch.equal(batch["input_ids"], combined_batch(ids, mask, settings=settings)["input_ids"])
+
+
 def test_inputs_not_mutated(padded):
     """No builder modifies its input tensors."""
     ids, mask = padded
@@ -181,7 +195,7 @@ def test_build_objective_batch_dispatch(padded):
     assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
     assert torch.equal(autoencode["labels"], causal_batch(ids, mask)["labels"])
     with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
-                                         "autoencode, retrieval, combined_retrieval"):
+                                         "combined_blank, autoencode, retrieval, combined_retrieval"):
         build_objective_batch("mlm", ids, mask, **kwargs)
 
 

@@ -164,25 +164,27 @@ def test_extraction_questions_cover_every_distance_with_the_value_that_far_back(
         assert len(question["input_ids"]) // chunk - value_token // chunk == question["distance"]
 
 
-def test_table3_frozen_encoder_row_builds_on_the_autoencoder_and_gets_the_reading_budget(tmp_path):
-    """Table 3's second row: both objectives train a fresh decoder over the frozen encoder of the chunk-sized
-    autoencoder (Table 1's, trained once for both parts) for the scale's reading budget; the all-trainable row
-    builds from the preset alone for `memory_steps`."""
+def test_table3_frozen_encoder_row_is_a_curriculum_on_the_autoencoder_and_its_control_trains_as_long(tmp_path):
+    """Table 3's second row: over the frozen encoder of the chunk-sized autoencoder (Table 1's, trained once for
+    both parts), `combined_blank` first, then the combined objective from that model; the causal control starts
+    fresh on the same encoder and trains as many steps as both; the all-trainable row builds from the preset."""
     from memory_models.eval.experiments.reproduce_parts import TABLE3_ENCODERS, table3_stages
 
-    for family, steps in (("memory-mixer", "memory_steps"), ("memory-transformer", "transformer_read_steps")):
+    for family in ("memory-mixer", "memory-transformer"):
         scale = reproduce.scale_for("small", family)
-        (autoencoder,), stages = table3_stages(scale, lambda name: tmp_path / name, tmp_path)
+        (autoencoder, curriculum), stages = table3_stages(scale, lambda name: tmp_path / name, tmp_path)
         assert autoencoder.objective == "autoencode" and autoencoder.context == scale.contexts[0]
+        assert curriculum.objective == "combined_blank"
+        assert curriculum.model.encoder_from == str(tmp_path / autoencoder.name)
         trainable, frozen = TABLE3_ENCODERS
+        combined, clm = stages[(frozen, "combined")], stages[(frozen, "clm")]
+        assert combined.model.init_from == str(tmp_path / curriculum.name) and combined.objective == "combined"
+        assert clm.model.encoder_from == curriculum.model.encoder_from and clm.model.init_from is None
+        assert clm.objective == "clm" and clm.steps == curriculum.steps + combined.steps
         for objective in ("combined", "clm"):
-            row = stages[(frozen, objective)]
-            assert row.model.encoder_from == str(tmp_path / autoencoder.name) and row.model.init_from is None
-            assert row.objective == objective and row.steps == getattr(scale, steps)
             model = stages[(trainable, objective)].model
             assert (model.encoder_from, model.init_from) == (None, None)
-            assert stages[(trainable, objective)].steps == scale.memory_steps
-        assert len({stage.name for stage in [autoencoder, *stages.values()]}) == 5
+        assert len({stage.name for stage in [autoencoder, curriculum, *stages.values()]}) == 6
 
 
 def test_table3_targets_check_each_row():

@@ -9,7 +9,7 @@ the name up here.
 
     >>> from memory_models.training.objectives import get_objective, objective_names
     >>> objective_names()
-    ('clm', 'copy', 'blank_copy', 'combined', 'autoencode', 'retrieval', 'combined_retrieval')
+    ('clm', 'copy', 'blank_copy', 'combined', 'combined_blank', 'autoencode', 'retrieval', 'combined_retrieval')
     >>> get_objective("blank_copy").streams
     ('copy',)
 
@@ -113,6 +113,7 @@ BUILTIN = {
     "copy": "memory_models.training.objectives.copy:COPY",
     "blank_copy": "memory_models.training.objectives.copy:BLANK_COPY",
     "combined": "memory_models.training.objectives.combined:COMBINED",
+    "combined_blank": "memory_models.training.objectives.combined:COMBINED_BLANK",
     "autoencode": "memory_models.training.objectives.autoencode:AUTOENCODE",
     "retrieval": "memory_models.training.objectives.retrieval:RETRIEVAL",
     "combined_retrieval": "memory_models.training.objectives.retrieval:COMBINED_RETRIEVAL",

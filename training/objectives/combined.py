@@ -1,7 +1,9 @@
 """`combined`: the paper's combined objective (Eq. 5), `L = clm_loss_weight * L_clm + copy_loss_weight * L_copy`,
-both streams in one batch."""
+both streams in one batch; `combined_blank`: the same with blank-copy rows (the paper's "combined (blank copy)")."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 
@@ -43,3 +45,13 @@ def _build(input_ids, attention_mask=None, *, labels=None, settings: CopySetting
 
 
 COMBINED = Objective("combined", _build, streams=("clm", "copy"), needs="memory", evaluation=None)
+
+
+def _build_blank(input_ids, attention_mask=None, *, labels=None, settings: CopySettings, pad_token_id=None) -> dict:
+    return combined_batch(input_ids, attention_mask, labels, settings=replace(settings, blank=True),
+                          pad_token_id=pad_token_id)
+
+
+# Its copy rows can only be answered from the memories (as in blank copy) while its causal rows train the token
+# path: a curriculum stage over a frozen encoder that does not leave the decoder's token embeddings untrained.
+COMBINED_BLANK = Objective("combined_blank", _build_blank, streams=("clm", "copy"), needs="memory", evaluation=None)
