@@ -2,6 +2,7 @@
 
 import builtins
 import json
+import re
 
 import pytest
 
@@ -101,3 +102,18 @@ def test_without_matplotlib_the_message_names_the_extra(monkeypatch, tmp_path, c
     assert plot.plot_beside(tmp_path / "metrics.json", lambda stem: plot.plot_training(SUMMARY, stem)) == []
     assert "[plot]" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_accuracy_curves_share_one_legend_and_a_model_keeps_its_colour(tmp_path):
+    """`plot_curves` (reproduce's pictures): one legend for all panels with each model once, and a model that has
+    no curve in one panel does not shift the colours of the others there."""
+    names = ["combined objective", "causal objective", "memories ablated"]
+    curves = {name: {"copy accuracy": [[(1, 0.1 * i), (2, 0.2 * i)]]} for i, name in enumerate(names, 1)}
+    for name in names[1:]:
+        curves[name]["CLM accuracy"] = [[(1, 0.2), (2, 0.3)]]
+    (png, svg) = plot.plot_curves(curves, tmp_path / "curves", "title")
+    text = svg_text(svg)
+    assert png.stat().st_size > 0 and all(text.count(name) == 1 for name in names)
+    # data lines (and their legend handles) are the 1.5-wide strokes: the first model (one panel) has 2, the others 3
+    strokes = re.findall(r"stroke: (#[0-9a-f]{6}); stroke-width: 1.5", text)
+    assert {colour: strokes.count(colour) for colour in set(strokes)} == {"#1f77b4": 2, "#ff7f0e": 3, "#2ca02c": 3}

@@ -166,7 +166,7 @@ def plot_curves(curves: dict[str, dict[str, list]], output, title: str = "", xla
     plt = pyplot()
     figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     for axis, metric in zip(axes.flat, metrics):
-        for name, per_model in curves.items():
+        for index, (name, per_model) in enumerate(curves.items()):
             by_step: dict = {}
             for seed_points in per_model.get(metric, []):
                 for step, value in _finite(seed_points):
@@ -175,13 +175,17 @@ def plot_curves(curves: dict[str, dict[str, list]], output, title: str = "", xla
                 continue
             steps = sorted(by_step)
             mean = [sum(by_step[s]) / len(by_step[s]) for s in steps]
-            line, = axis.plot(steps, mean, marker="o", markersize=3, label=name)
+            line, = axis.plot(steps, mean, marker="o", markersize=3, label=name, color=f"C{index % 10}")
             axis.fill_between(steps, [min(by_step[s]) for s in steps], [max(by_step[s]) for s in steps],
                               color=line.get_color(), alpha=0.15, linewidth=0)
         axis.set(xlabel=xlabel, ylabel=f"{metric} (%, held out)", title=metric)
         axis.xaxis.get_major_locator().set_params(integer=True)  # steps and chunk distances are whole numbers
         axis.grid(alpha=0.3)
-        axis.legend(fontsize="small")
+    # One legend under the panels (a model keeps its colour in every panel): five long model names inside a panel
+    # hid its lines and its axis label.
+    handles, labels = max((axis.get_legend_handles_labels() for axis in axes.flat), key=lambda pair: len(pair[1]))
+    figure.legend(handles, labels, fontsize="small", loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                  ncol=min(len(metrics), len(labels)))
     figure.suptitle(title, fontsize=10)
     return save_figure(figure, output)
 

@@ -107,7 +107,7 @@ SCALES = {
                    # autoencoder's memories back to its own reconstruction in 3,000 steps (docs/reproduce.md, "Why
                    # blank copy was slow", item 6)
                    transformer_learning_rate=2e-3, transformer_warmup_steps=500, transformer_read_steps=3000,
-                   # on records the transformer autoencoder learns the values late, and faster at 1e-3: 89.0% / 87.3%
+                   # on records the transformer autoencoder learns the values late, and faster at 1e-3: 89.0% / 87.2%
                    # held out after 2,000 steps (seeds 0 / 1) against 74.0% / 77.1% at 2e-3 (71.0% after 1,500)
                    records_transformer_autoencoder_steps=3000, records_transformer_autoencoder_learning_rate=1e-3),
     # A smoke test of the pipeline (a minute on 2 CPU cores): the tiny test presets, a few steps; numbers mean nothing.
