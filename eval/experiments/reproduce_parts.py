@@ -263,14 +263,19 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     all trainable and over a frozen autoencoder encoder (the paper's two rows): held-out CLM and copy accuracy."""
     result = new_result()
     first, stages = table3_stages(scale, lambda name: context.model_dir(name, seed), tokenizer)
-    for stage in first:
-        run_stage(context, stage, seed)
+    summaries = [run_stage(context, stage, seed) for stage in first]
+    # the frozen-encoder combined model's curves start with its curriculum stage's (steps counted from the start)
+    curriculum = {(TABLE3_ENCODERS[1], "combined"): (first[-1].steps, summaries[-1])}
     for (encoder, objective), stage in stages.items():
         summary = run_stage(context, stage, seed)
         model = table3_label(scale, objective, encoder)
         for metric, key in (("CLM accuracy", "clm"), ("copy accuracy", "copy")):
             add(result, model, metric, summary["final"][f"eval_{key}_accuracy"])
-            result["curves"].setdefault(model, {})[metric] = history(summary, f"eval_{key}_accuracy")
+            points = history(summary, f"eval_{key}_accuracy")
+            if (encoder, objective) in curriculum:
+                steps, earlier = curriculum[(encoder, objective)]
+                points = history(earlier, f"eval_{key}_accuracy") + [(step + steps, v) for step, v in points]
+            result["curves"].setdefault(model, {})[metric] = points
     return result
 
 
