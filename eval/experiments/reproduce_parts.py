@@ -264,17 +264,16 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     result = new_result()
     first, stages = table3_stages(scale, lambda name: context.model_dir(name, seed), tokenizer)
     summaries = [run_stage(context, stage, seed) for stage in first]
-    # the frozen-encoder combined model's curves start with its curriculum stage's (steps counted from the start)
-    curriculum = {(TABLE3_ENCODERS[1], "combined"): (first[-1].steps, summaries[-1])}
+    curriculum, curriculum_summary = first[-1], summaries[-1]
     for (encoder, objective), stage in stages.items():
         summary = run_stage(context, stage, seed)
         model = table3_label(scale, objective, encoder)
         for metric, key in (("CLM accuracy", "clm"), ("copy accuracy", "copy")):
             add(result, model, metric, summary["final"][f"eval_{key}_accuracy"])
             points = history(summary, f"eval_{key}_accuracy")
-            if (encoder, objective) in curriculum:
-                steps, earlier = curriculum[(encoder, objective)]
-                points = history(earlier, f"eval_{key}_accuracy") + [(step + steps, v) for step, v in points]
+            if stage.model.init_from is not None:  # continues the curriculum: its curves first, steps from the start
+                points = history(curriculum_summary, f"eval_{key}_accuracy") + [
+                    (step + curriculum.steps, value) for step, value in points]
             result["curves"].setdefault(model, {})[metric] = points
     return result
 
