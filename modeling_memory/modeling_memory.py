@@ -23,7 +23,7 @@ from .model_utils import FrozenEncoderMixin, VocabularyResizeMixin, as_return, c
 from .model_utils import select_hidden_states
 from .modeling_masked_mixer import MaskedTokenMixing, MultiHeadTokenMixing
 from .native_decoders import attach_pretrained_decoder, build_sub_model
-from .sequence_ops import left_pad_shift, pool_states, roll_rows, row_gather, row_lengths
+from .sequence_ops import IGNORE_INDEX, left_pad_shift, pool_states, roll_rows, row_gather, row_lengths
 
 
 class MemoryPreTrainedModel(AutoMapMixin, PreTrainedModel):
@@ -407,15 +407,29 @@ class MemoryModel(FrozenEncoderMixin, VocabularyResizeMixin, MemoryPreTrainedMod
             `roll_rows(x, output.decoder_inputs.shift, inverse=True)`).
         """
         inputs = self._decoder_inputs(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
+        return self._decode_inputs(inputs, run_decoder, use_cache, output_attentions, output_hidden_states)
+
+    def _decode_inputs(self, inputs: "MemoryDecoderInputs", run_decoder=True, use_cache=False, output_attentions=False,
+                       output_hidden_states=False, chunks=None) -> "MemoryDecodeOutput":
+        """`decode` on laid-out inputs. `chunks` (`[b*k]` bool, *optional*): run the decoder on these chunks only
+        (chunk `c` of row `r` is `r*k + c`; chunks are independent given their memories); the others' states are
+        zeros. Training passes the chunks that have targets (`MemoryForCausalLM.decode_only_chunks_with_targets`)."""
         if not run_decoder:
             return MemoryDecodeOutput(memory_embeds=inputs.memory_embeds, decoder_inputs=inputs)
         cache = DynamicCache(config=self.config.decoder_config) if use_cache else None
         output_hidden_states = bool(output_hidden_states)  # every layer's states (a selection applies on return)
-        out = self.run_decoder(inputs.embeds, inputs.mask, inputs.positions, cache, use_cache, output_attentions,
+        embeds, mask, positions = inputs.embeds, inputs.mask, inputs.positions
+        if chunks is not None:
+            embeds, mask = embeds[chunks], mask[chunks]
+            positions = positions[chunks] if positions.shape[0] > 1 else positions
+        out = self.run_decoder(embeds, mask, positions, cache, use_cache, output_attentions,
                                output_hidden_states)  # (b*k, S+L, d)
+        last = out.last_hidden_state
+        if chunks is not None:
+            last = last.new_zeros(inputs.embeds.shape[:2] + last.shape[2:]).index_put((chunks,), last)
         states = tuple(self._token_states(h, inputs) for h in out.hidden_states) if output_hidden_states else None
         return MemoryDecodeOutput(
-            last_hidden_state=self._token_states(out.last_hidden_state, inputs), memory_embeds=inputs.memory_embeds,
+            last_hidden_state=self._token_states(last, inputs), memory_embeds=inputs.memory_embeds,
             decoder_inputs=inputs, hidden_states=states, attentions=out.attentions if output_attentions else None,
             decoder_cache=cache,
         )
@@ -495,6 +509,9 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
     `input_ids`, the paper's losses, and `generate()` with a chunk-aware KV cache (`MemoryCache`)."""
 
     accepts_loss_kwargs = True  # the loss honours `num_items_in_batch` (Trainer: no extra scaling)
+    # Training with labels runs the decoder only on the chunks that have targets (copy and blank-copy rows have none
+    # in their first half): the same loss and gradients, less compute. False decodes every chunk.
+    decode_only_chunks_with_targets = True
 
     def get_output_embeddings(self):
         return self.decoder.get_output_embeddings()
@@ -562,26 +579,37 @@ class MemoryForCausalLM(MemoryModel, MemoryLossMixin, MemoryGenerationMixin):
         # pass over each row's last chunk (the pass that fills the cache), not all chunks.
         prefill = (want_cache and not has_targets and logits_to_keep == 1 and not output_attentions
                    and not output_hidden_states and self._ends_on_real_tokens(attention_mask))
-        decoded = self.decode(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask,
-                              run_decoder=not prefill, use_cache=want_cache, output_attentions=output_attentions,
-                              output_hidden_states=output_hidden_states)
-        inputs = decoded.decoder_inputs
+        inputs = self._decoder_inputs(input_ids, attention_mask, inputs_embeds, memory_embeds, memory_attention_mask)
+        targets = None
+        if has_targets:
+            targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
+                                      self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
+                                      inputs.token_mask[:, : inputs.length])
+        chunks = None
+        if (self.training and targets is not None and self.decode_only_chunks_with_targets and not want_cache
+                and not output_attentions and not output_hidden_states):
+            chunks = self._chunks_with_targets(targets, inputs)
+        decoded = self._decode_inputs(inputs, run_decoder=not prefill, use_cache=want_cache,
+                                      output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+                                      chunks=chunks)
         if want_cache:
             num_ids = 0 if input_ids is None else input_ids.shape[1]
             past_key_values, last_hidden = self.fill_cache(past_key_values, inputs, num_ids, decoded.decoder_cache)
         if prefill:
             logits, loss, stream_losses = self._head_and_loss(last_hidden[:, None])  # (b, 1, V)
         else:
-            targets = None
-            if has_targets:
-                targets = shifted_targets(roll_rows(labels, inputs.shift), self.config.chunk_size,
-                                          self.config.paper_chunk_targets, roll_rows(shift_labels, inputs.shift),
-                                          inputs.token_mask[:, : inputs.length])
             logits, loss, stream_losses = self._head_and_loss(decoded.last_hidden_state, inputs.shift, targets,
                                                               stream_ids, logits_to_keep, num_items_in_batch)
         decoded.hidden_states = returned_states(decoded, output_hidden_states)
         output = self._output(decoded, logits, loss, stream_losses, past_key_values if want_cache else None)
         return as_return(output, return_dict)
+
+    def _chunks_with_targets(self, targets, inputs) -> torch.Tensor | None:
+        """The decoder chunks (`[b*k]` bool) with at least one target; `None` (decode all) if every chunk has one,
+        or none has (a batch without targets: its zero loss still has a graph)."""
+        padded = F.pad(targets, (0, inputs.num_chunks * self.config.chunk_size - targets.shape[1]), value=IGNORE_INDEX)
+        chunks = (padded != IGNORE_INDEX).view(-1, self.config.chunk_size).any(-1)
+        return None if bool(chunks.all()) or not bool(chunks.any()) else chunks
 
     @staticmethod
     def _output(decoded, logits, loss, stream_losses, past_key_values) -> MemoryCausalLMOutput:

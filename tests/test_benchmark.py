@@ -253,6 +253,29 @@ def test_autoencoder_quick_run_writes_complete_json(tmp_path, capsys):
     assert "unroll" in stdout and "mixer" in stdout and "median (min-max)" in stdout
 
 
+def test_objectives_quick_run_times_both_settings_of_every_case(tmp_path, capsys):
+    """`objectives --quick`: every case (both families x blank copy, copy, combined, clm) is timed with the decoder
+    on the chunks with targets only and on every chunk, as spreads; copy rows skip their first half (the presets'
+    copy delimiter has no target, so neither has the first half's last position), causal rows skip nothing."""
+    result, stdout = run_quick("objectives", tmp_path, capsys)
+    cases = result["cases"]
+    assert [(case["preset"], case["objective"]) for case in cases] == [
+        (preset, objective) for preset in ("memory-transformer-tiny", "memory-mixer-tiny")
+        for objective in ("blank_copy", "copy", "combined", "clm")]
+    figures = assert_spreads(result, REPEATS, {"/speedup", "/steps_per_s/only chunks with targets",
+                                               "/steps_per_s/every chunk"})
+    assert len(figures) == 3 * len(cases)
+    for case in cases:
+        assert case["same_loss_and_gradients"] is True
+        rows, chunks = case["batch_rows"], case["chunks"]
+        slots = chunks // rows
+        assert chunks == rows * slots and slots >= 4
+        copy_rows = {"blank_copy": rows, "copy": rows, "combined": rows // 2, "clm": 0}[case["objective"]]
+        skipped = copy_rows * slots // 2
+        assert case["chunks_decoded"] == chunks - skipped, case
+    assert "| memory-mixer-tiny | copy | frozen |" in stdout
+
+
 def test_conversion_peak_memory_is_the_child_own(tmp_path):
     """A conversion run's peak RSS is the child's own (`VmHWM` after exec): a child allocating 20 MiB reports well
     under this test process's resident memory, one allocating 300 MiB reports more than that; a failing child is

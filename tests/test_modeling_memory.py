@@ -230,6 +230,40 @@ def test_training_mode_head_on_targets_only():
     torch.testing.assert_close(out.loss, expected)
 
 
+@pytest.mark.parametrize("variant", ["llama_fixed_ones", "llama_variable", "llama_learned_positions", "mixer_mixer"])
+def test_training_decodes_only_the_chunks_with_targets(variant, monkeypatch):
+    """Training with labels runs the decoder on the chunks that have a target only (a copy row's first half has
+    none), with the loss and every gradient of decoding all chunks; a left-padded row keeps its own chunks."""
+    model, ids = build(**VARIANTS[variant]), ids_of(3, 4 * CHUNK)
+    mask = torch.ones_like(ids)
+    mask[1, :CHUNK] = 0  # left padding: the row's chunks are rolled
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, : 2 * CHUNK] = -100  # targets from position 2*CHUNK - 1 on (it predicts token 2*CHUNK)
+    labels[2] = -100  # one row without any target
+    model.train()
+    rows = []
+    hook = model.decoder.model.register_forward_pre_hook(lambda m, a, kw: rows.append(kw["inputs_embeds"].shape[0]),
+                                                         with_kwargs=True)
+
+    def loss_and_grads(skip):
+        monkeypatch.setattr(MemoryForCausalLM, "decode_only_chunks_with_targets", skip)
+        model.zero_grad()
+        loss = model(ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads(True)
+    all_loss, all_grads = loss_and_grads(False)
+    hook.remove()
+    # row 0: targets in its chunks 1 (last position), 2 and 3; row 1, rolled left by its padding chunk: chunks 0-2;
+    # row 2: none. Decoding all: 3 rows x 4 chunks.
+    assert rows == [6, 3 * 4]
+    torch.testing.assert_close(loss, all_loss)
+    assert grads.keys() == all_grads.keys() and any(g.abs().sum() > 0 for g in grads.values())
+    for name in grads:
+        torch.testing.assert_close(grads[name], all_grads[name], msg=name)
+
+
 @pytest.mark.parametrize("reduction", ["token_mean", "paper"])
 def test_no_valid_targets_zero_loss(reduction):
     """No valid target at all: the loss is 0 (never NaN) and still backpropagates."""

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "banks": "memory banks: encode tokens/s for 1 and 2 processes, peak RSS and time to first token vs bank size",
     "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
     "serving": "vLLM server: TTFT and tokens/s, bank vs full-context Llama, 1 and 8 concurrent requests",
+    "objectives": "training steps per objective: the decoder on the chunks with targets only vs on every chunk",
 }
 
 

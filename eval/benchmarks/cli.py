@@ -3,10 +3,10 @@
     python -m memory_models.eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] \\
         [--output bench.json]
     python -m memory_models.eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing \\
-        | banks | serving [--quick] ...
+        | banks | serving | objectives [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
-`rmt_generation`, `checkpointing`, `banks`, `serving`) with `run(args) -> dict`; this module maps the names to them
+`rmt_generation`, `checkpointing`, `banks`, `serving`, `objectives`) with `run(args) -> dict`; this module maps the names to them
 (`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
 --repeats, --warmup and --threads (`arguments.py`), and reports every timed figure as the median and the min-max
 over its repeats (`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from memory_models.eval.benchmarks import (
-    autoencoder, banks, checkpointing, convert, long_context, memory, rmt_generation, serving,
+    autoencoder, banks, checkpointing, convert, long_context, memory, objectives, rmt_generation, serving,
 )
 from memory_models.eval.benchmarks.arguments import benchmark_parser
 from memory_models.eval.benchmarks.reports import format_autoencoder, format_memory_table
@@ -50,6 +50,7 @@ WORKLOADS: dict[str, Workload] = {
     "checkpointing": Workload(checkpointing.run, checkpointing.format_checkpointing),
     "banks": Workload(banks.run, banks.format_banks),
     "serving": Workload(serving.run, serving.format_table),
+    "objectives": Workload(objectives.run, objectives.format_table),
 }
 
 
