@@ -194,7 +194,8 @@ def test_build_objective_batch_dispatch(padded):
     autoencode = build_objective_batch("autoencode", ids, mask, **kwargs)
     assert set(autoencode) == {"input_ids", "attention_mask", "labels"}
     assert torch.equal(autoencode["labels"], causal_batch(ids, mask)["labels"])
-    with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
+    with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, "
+                                         "copy_and_blank_copy, combined, "
                                          "combined_blank, autoencode, retrieval, combined_retrieval"):
         build_objective_batch("mlm", ids, mask, **kwargs)
 
@@ -358,3 +359,20 @@ def test_the_routing_collator_builds_each_row_with_its_own_objective():
     short = {**collators, "retrieval": ObjectiveCollator("retrieval", pad_token_id=1, max_length=6)}
     with pytest.raises(ValueError, match="cannot be stacked"):
         RoutingCollator(short, "combined")([plain, asked])
+
+
+def test_copy_and_blank_copy_trains_the_same_copy_with_and_without_the_tokens():
+    """`copy_and_blank_copy` mixes blank-copy and copy rows: from one corpus row, the blank row hides the copied half
+    behind blanks and the copy row shows it; both have the same targets, in the copy stream."""
+    assert [part.name for part in objective_parts("copy_and_blank_copy")] == ["blank_copy", "copy"]
+    assert get_objective("copy_and_blank_copy").streams == ("copy",)
+    settings = CopySettings(delimiter_token_id=DELIM, delimiter_length=1)
+    collators = {name: ObjectiveCollator(name, pad_token_id=1, max_length=8, copy=settings)
+                 for name in ("blank_copy", "copy")}
+    row = [5, 6, 7, 8, 9, 10, 11, 12]
+    batch = RoutingCollator(collators, "copy")([{"input_ids": row, "objective": "blank_copy"},
+                                                {"input_ids": row, "objective": "copy"}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, DELIM, 1, 1, 1], [5, 6, 7, 8, DELIM, 6, 7, 8]]
+    torch.testing.assert_close(batch["labels"][0], batch["labels"][1])
+    assert batch["labels"][0].tolist() == [IGNORE_INDEX] * 4 + [5, 6, 7, 8]  # the copy of tokens 5 .. 8
+    assert batch["stream_ids"].tolist() == [LOSS_STREAMS.index("copy")] * 2

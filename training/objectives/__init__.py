@@ -112,6 +112,7 @@ BUILTIN = {
     "clm": "memory_models.training.objectives.causal:CLM",
     "copy": "memory_models.training.objectives.copy:COPY",
     "blank_copy": "memory_models.training.objectives.copy:BLANK_COPY",
+    "copy_and_blank_copy": "memory_models.training.objectives.copy:COPY_AND_BLANK_COPY",
     "combined": "memory_models.training.objectives.combined:COMBINED",
     "combined_blank": "memory_models.training.objectives.combined:COMBINED_BLANK",
     "autoencode": "memory_models.training.objectives.autoencode:AUTOENCODE",

@@ -94,3 +94,9 @@ def _build_blank_copy(input_ids, attention_mask=None, *, labels=None, settings: 
 COPY = Objective("copy", _build_copy, streams=("copy",), needs="memory", evaluation="full_length", watch=True)
 BLANK_COPY = Objective("blank_copy", _build_blank_copy, streams=("copy",), needs="memory", evaluation="full_length",
                        watch=True)
+# Blank-copy and copy rows in equal numbers (a mixture: `training.trainer.RoutingCollator` builds each row by its
+# part). The blank rows can only be answered from the memories; the copy rows show the decoder its own copy so far,
+# as `generate` does when it writes a copy token by token (a decoder trained on blank copy alone copies far worse
+# with real tokens in its chunk: docs/training.md).
+COPY_AND_BLANK_COPY = Objective("copy_and_blank_copy", None, streams=("copy",), needs="memory", evaluation=None,
+                                parts=("blank_copy", "copy"))
