@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 
 # Options renamed so that one spelling means one thing in every command: old spelling -> the one to use.
-RENAMED_OPTIONS = {"--chunk": "--chunk-size", "--slots": "--memory-slots", "--vocab": "--vocab-size"}
+RENAMED_OPTIONS = {"--chunk": "--chunk-size", "--slots": "--memory-slots", "--vocab": "--vocab-size",
+                   "--decoder": "--family"}  # --decoder: of `demo` only (readback's --decoder stays)
 
 
 class _RenamedOption(argparse.Action):

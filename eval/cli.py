@@ -58,7 +58,8 @@ class Command:
 
 COMMANDS = {
     "demo": Command(demo_parser, "eval.experiments.demo",
-                    "train a small memory model and its control on the embedded corpus, export, reload, generate"),
+                    "an autoencoder, then a memory transformer over its frozen encoder and its control on the "
+                    "embedded corpus; export, reload, generate"),
     "train": Command(train_parser, "training.train", "train any preset with any objective on the HF Trainer",
                      known_args_only=True),
     "tokenizer": Command(tokenizer_parser, "training.data.tokenizer", "train a byte-level BPE tokenizer on a corpus"),

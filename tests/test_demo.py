@@ -1,9 +1,11 @@
-"""`memory-models demo --quick`: the memory model and its control, the read-back passage, the reload without our
-packages and generation."""
+"""`memory-models demo --quick`: the autoencoder, the memory model over its frozen encoder and the control, the
+read-back passage, the reload without our packages and generation."""
 
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from memory_models.eval.experiments import demo
 from memory_models.eval.experiments.arguments import demo_parser
@@ -37,6 +39,35 @@ def test_demo_quick(quick, capsys):
     assert "AutoModelForCausalLM" in config["auto_map"] and config["no_memory"] is False
     control = json.loads((output_dir / "control" / "final" / "config.json").read_text())
     assert control["no_memory"] is True
+
+
+def test_the_memory_model_reads_the_autoencoders_encoder_frozen(quick):
+    """The demo's memory transformer holds its autoencoder's trained encoder, unchanged by blank copy (frozen); its
+    decoder is a Llama with learned positions; the control has no encoder."""
+    args, output_dir, result = quick
+    assert result["family"] == "memory-transformer" and "eval_autoencode_accuracy" in result["autoencoder"]
+    autoencoder = load_file(output_dir / "autoencoder" / "final" / "model.safetensors")
+    memory = load_file(output_dir / "memory" / "final" / "model.safetensors")
+    encoder = {name: tensor for name, tensor in memory.items() if name.startswith("encoder.")}
+    assert encoder and set(encoder) <= set(autoencoder)
+    for name, tensor in encoder.items():
+        torch.testing.assert_close(tensor, autoencoder[name], rtol=0, atol=0, msg=name)
+    config = json.loads((output_dir / "memory" / "final" / "config.json").read_text())
+    assert config["freeze_encoder"] is True and config["position_embedding"] == "learned"
+    assert config["encoder_config"]["model_type"] == config["decoder_config"]["model_type"] == "llama"
+    assert not any(name.startswith("encoder.") for name in load_file(output_dir / "control" / "final" /
+                                                                       "model.safetensors"))
+
+
+def test_the_memory_mixer_demo_builds_mixers_over_the_chunk_and_the_window(quick):
+    """`--family memory-mixer`: mixer encoder (kernel = chunk) and decoder (kernel = slots + chunk), its own budget."""
+    quick_args, output_dir, _ = quick
+    tokenizer = train.load_tokenizer(str(output_dir / f"tokenizer-{quick_args.vocab_size}"))
+    args = demo.with_recipe(demo_parser().parse_args(["--family", "memory-mixer"]))
+    assert (args.autoencoder_steps, args.steps, args.learning_rate) == (1000, 1000, 6e-3)
+    config = demo.memory_config(args, tokenizer, no_memory=False)
+    assert config.encoder_config.model_type == config.decoder_config.model_type == "masked_mixer"
+    assert (config.encoder_config.kernel_size, config.decoder_config.kernel_size) == (8, 12)
 
 
 def test_the_read_back_passage_is_the_held_out_first_half(quick):

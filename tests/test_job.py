@@ -45,12 +45,20 @@ def test_the_command_line_and_python_build_the_same_run(tmp_path):
 def test_demo_and_reproduce_build_the_jobs_of_the_command_lines_they_replaced(tmp_path):
     """The jobs `demo` and a `reproduce` stage build equal the jobs of the `memory-models train` options they used
     to spell out (pass-through Trainer options included), so their runs are the runs they were."""
-    args = demo_parser().parse_args(["--steps", "40", "--quick", "--output-dir", str(tmp_path)])
+    args = demo.with_recipe(demo_parser().parse_args(["--steps", "40", "--autoencoder-steps", "30", "--quick",
+                                                      "--output-dir", str(tmp_path)]))
+    common = ["--pack", "--tokenizer", str(tmp_path / "tok"), "--batch-size", "32", "--seed", "0", "--learning-rate",
+              "2e-3", "--overwrite", "--train-documents", "64", "--eval-documents", "12"]
     old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "memory"), "--objective",
-           "blank_copy", "--pack", "--tokenizer", str(tmp_path / "tok"), "--max-steps", "40", "--batch-size", "16",
-           "--seed", "0", "--learning-rate", "6e-3", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "2",
-           "--logging_steps", "4", "--overwrite", "--train-documents", "64", "--eval-documents", "12"]
-    assert demo.train_job(args, tmp_path / "memory", tmp_path / "tok") == TrainJob.from_argv(old)
+           "copy_and_blank_copy", "--max-steps", "40", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "4",
+           "--logging_steps", "4", "--encoder-from", str(tmp_path / "ae"), "--freeze-encoder", *common]
+    job = demo.train_job(args, tmp_path / "memory", tmp_path / "tok", encoder_from=str(tmp_path / "ae"),
+                         freeze_encoder=True)
+    assert job == TrainJob.from_argv(old)
+    old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "ae"), "--objective", "autoencode",
+           "--context", "8", "--max-steps", "30", "--eval-steps", "30", "--save-steps", "30", "--warmup_steps", "3",
+           "--logging_steps", "3", *common]
+    assert demo.train_job(args, tmp_path / "ae", tmp_path / "tok", "autoencode") == TrainJob.from_argv(old)
     stage = reproduce_stages.stage_for(reproduce_stages.SCALES["tiny"], "ae", reproduce_stages.ModelSpec(
         "autoencoder-tiny", (("context", 8),)), "autoencode", 8, tmp_path / "tok", steps=30)
     old = ["--preset", "autoencoder-tiny", "--output-dir", str(tmp_path / "run"), "--objective", "autoencode",
@@ -128,7 +136,8 @@ def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path, caps
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "invalid choice: 'mlm'" in err
     assert all(name in err.splitlines()[-1] for name in ("clm", "copy", "blank_copy", "combined", "autoencode"))
-    with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, combined, "
+    with pytest.raises(ValueError, match="unknown objective 'mlm'; registered: clm, copy, blank_copy, "
+                                         "copy_and_blank_copy, combined, "
                                          "combined_blank, autoencode"):
         tiny_job(tmp_path, objective="mlm")
 
@@ -139,6 +148,7 @@ def test_an_unknown_objective_is_refused_with_the_registered_ones(tmp_path, caps
     (["readback", "--vocab", "64"], "--vocab", "--vocab-size"),
     (["demo", "--slots", "4"], "--slots", "--memory-slots"),
     (["demo", "--chunk", "8"], "--chunk", "--chunk-size"),  # once taken silently, as an abbreviation
+    (["demo", "--decoder", "mixer"], "--decoder", "--family"),  # demo's decoder is now its family's
     (["convert", "--decoder", "d", "--output", "o", "--chunk", "8"], "--chunk", "--chunk-size"),
     (["tokenizer", "--output", "o", "--vocab", "300"], "--vocab", "--vocab-size"),
     (["train", "--preset", "transformer-clm-tiny", "--output-dir", "o", "--vocab", "300"], "--vocab", "--vocab-size"),

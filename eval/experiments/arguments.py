@@ -12,29 +12,36 @@ from memory_models.conversion.arguments import refuse_renamed
 
 
 
+DEMO_FAMILIES = ("memory-transformer", "memory-mixer")
+
+
 def demo_parser() -> argparse.ArgumentParser:
     """The options of `memory-models demo`."""
-    parser = argparse.ArgumentParser(prog="memory-models demo", description="The main job, offline on one CPU: a "
-                                     "memory model that learns to read held-out text back from its memories, beside "
-                                     "its no-memory control, exported, reloaded without this package, and "
-                                     "generating.")
+    parser = argparse.ArgumentParser(prog="memory-models demo", description="The main job, offline on 2 CPU cores: "
+                                     "an autoencoder, then a memory model over its frozen encoder that learns to read "
+                                     "held-out text back from its memories, beside its no-memory control, exported, "
+                                     "reloaded without this package, and generating.")
     parser.add_argument("--output-dir", default="memory-demo")
-    parser.add_argument("--steps", type=int, default=1500, help="blank-copy steps of the memory model and its control")
-    parser.add_argument("--decoder", choices=("mixer", "llama"), default="mixer", help="the memory model's decoder: a "
-                        "masked mixer whose kernel covers the window, or a Llama with learned slot and chunk positions")
-    parser.add_argument("--learning-rate", type=float, default=6e-3)
+    parser.add_argument("--family", choices=DEMO_FAMILIES, default="memory-transformer", help="the memory "
+                        "transformer (the paper's: Llama encoder and decoder, the decoder with learned slot and chunk "
+                        "positions) or the memory mixer (masked mixers whose kernels cover chunk and window)")
+    parser.add_argument("--autoencoder-steps", type=int, help="steps of the chunk autoencoder (default: the "
+                        "family's, 1500 transformer / 1000 mixer)")
+    parser.add_argument("--steps", type=int, help="steps of the memory model and of its control (default: the "
+                        "family's, 1000 for both)")
+    parser.add_argument("--learning-rate", type=float, help="default: the family's, 2e-3 transformer / 6e-3 mixer")
     parser.add_argument("--hidden", type=int, default=128, help="encoder and decoder width")
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=8)
     parser.add_argument("--memory-slots", type=int, default=4, help="memory slots (context = chunk size x slots)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vocab-size", type=int, default=2048, help="tokenizer trained for the demo")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prompt", help="what the reloaded model generates from (default: the held-out passage's "
                         "first half and the copy delimiter: the model writes the passage back)")
     parser.add_argument("--max-new-tokens", type=int, help="default: the passage's copied tokens (24 with --prompt)")
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model (smoke test)")
-    refuse_renamed(parser, "--chunk", "--slots", "--vocab")
+    refuse_renamed(parser, "--chunk", "--slots", "--vocab", "--decoder")
     return parser
 
 

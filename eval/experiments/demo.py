@@ -1,19 +1,23 @@
-"""`memory-models demo`: the main job, on one CPU in a few minutes, fully offline: memories that are read back.
+"""`memory-models demo`: the main job, on 2 CPU cores in a few minutes, fully offline: memories that are read back.
 
 1. train a byte-level BPE tokenizer (2048 tokens) on the embedded `python-docs` corpus;
-2. a memory model learns blank copy (the paper's identity task): its encoder compresses each 8-token chunk into
-   one vector, and its decoder sees those memories and only blanks, and must write the chunks back; the
-   no-memory control trains the same steps;
-3. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
+2. an autoencoder learns to compress each 8-token chunk into one vector and write it back (the paper's
+   high-fidelity encoder);
+3. a memory model over that encoder, frozen, learns to write the chunks back from their memories: blank copy (the
+   paper's identity task, Fig. 4(d): its decoder sees the memories and only blanks) mixed with copy (it also sees
+   the copy it has written so far, as `generate` shows it; objective `copy_and_blank_copy`); the no-memory
+   control trains the same steps. The paper's own model by default, the memory transformer (Llama encoder and
+   decoder, the decoder with learned slot and chunk positions); `--family memory-mixer` runs masked mixers;
+4. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
    decoder writes from the memories alone;
-4. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
+5. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
    trust_remote_code=True)` in a fresh interpreter where this repository's packages cannot be imported
    (what a Hub user has), and let it write the held-out passage back with `generate` (its first half and the
    copy delimiter as the prompt).
 
-    memory-models demo                      # ~5 minutes on 2 idle CPU cores
-    memory-models demo --decoder llama      # the memory transformer's Llama decoder (learned positions)
-    memory-models demo --quick              # seconds: the smoke test
+    memory-models demo                          # ~4 minutes on 2 idle CPU cores: the memory transformer
+    memory-models demo --family memory-mixer    # the masked-mixer memory model
+    memory-models demo --quick                  # seconds: the smoke test
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -31,8 +35,8 @@ from transformers import set_seed
 from memory_models.configuration import build_model
 from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
-from memory_models.eval.experiments.arguments import demo_parser
-from memory_models.modeling_memory import IGNORE_INDEX, MemoryConfig
+from memory_models.eval.experiments.arguments import DEMO_FAMILIES, demo_parser
+from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
 from memory_models.training.data.tokenizer import corpus_texts, save_tokenizer, special_token_ids, train_tokenizer
@@ -67,54 +71,101 @@ def demo_tokenizer(output_dir: Path, vocab_size: int):
     return folder
 
 
-def encoder_config(args, tokenizer):
-    """The encoder: a masked mixer over one chunk whose kernel covers the chunk (at this size it learns to compress
-    fastest; docs/reproduce.md, "Why blank copy was slow")."""
+@dataclass(frozen=True)
+class DemoRecipe:
+    """A family's training budget: autoencoder steps, blank-copy steps and learning rate (chosen by held-out curves on
+    2 CPU cores, docs/reproduce.md "The demo")."""
+
+    autoencoder_steps: int
+    steps: int
+    learning_rate: float
+
+
+RECIPES = {"memory-transformer": DemoRecipe(autoencoder_steps=1500, steps=1000, learning_rate=2e-3),
+           "memory-mixer": DemoRecipe(autoencoder_steps=1000, steps=1000, learning_rate=6e-3)}
+assert tuple(RECIPES) == DEMO_FAMILIES
+
+
+def with_recipe(args):
+    """`args` with the family's budget wherever an option was not given (`--quick`: a few steps of a tiny model)."""
+    recipe = RECIPES[args.family]
+    if args.quick:
+        recipe = DemoRecipe(autoencoder_steps=2, steps=2, learning_rate=recipe.learning_rate)
+    return replace_args(args, autoencoder_steps=recipe.autoencoder_steps, steps=recipe.steps,
+                        learning_rate=recipe.learning_rate)
+
+
+def replace_args(args, **defaults):
+    """A copy of the argparse namespace `args` with `defaults` for its options that are `None`."""
+    values = vars(args).copy()
+    values.update({name: value for name, value in defaults.items() if values.get(name) is None})
+    return type(args)(**values)
+
+
+def _special(tokenizer) -> dict:
     ids = special_token_ids(tokenizer)
-    return mixer(args.hidden, args.layers, args.chunk_size, kernel=args.chunk_size, vocab_size=len(tokenizer),
-                 **{k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")})
+    return {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+
+
+def block_config(args, tokenizer, length: int, kernel: int | None = None):
+    """One encoder or decoder of the family: a Llama with heads of 8 dimensions (16 at width 128, the autoencoder's
+    of `small`), or a masked mixer whose kernel covers its `length` (the chunk, or slots and chunk)."""
+    if args.family == "memory-transformer":
+        return llama(args.hidden, args.layers, max(1, args.hidden // 8), vocab_size=len(tokenizer), positions=length,
+                     **_special(tokenizer))
+    return mixer(args.hidden, args.layers, length, kernel=length, vocab_size=len(tokenizer), **_special(tokenizer))
+
+
+def autoencoder_config(args, tokenizer) -> MemoryAutoencoderConfig:
+    """The chunk autoencoder: the family's encoder over one chunk, and an unrolled decoder of the same kind."""
+    block = block_config(args, tokenizer, args.chunk_size)
+    return MemoryAutoencoderConfig(block, block.to_dict(), max_position_embeddings=args.chunk_size,
+                                   expansion="unroll", **special_token_ids(tokenizer))
 
 
 def memory_config(args, tokenizer, no_memory: bool) -> MemoryConfig:
-    """`--memory-slots` chunks of `--chunk-size` tokens, the mixer encoder, and a decoder: a
-    masked mixer whose kernel covers slots and chunk (`--decoder mixer`), or a Llama with learned slot and chunk
-    positions (`--decoder llama`, the memory transformer's)."""
-    ids = special_token_ids(tokenizer)
-    base = {k: ids[k] for k in ("pad_token_id", "bos_token_id", "eos_token_id")}
+    """`--memory-slots` chunks of `--chunk-size` tokens, the autoencoder's encoder and a decoder over the slots and
+    the chunk: a Llama with learned slot and chunk positions (the memory transformer's) or a masked mixer whose
+    kernel covers the window."""
     window = args.chunk_size + args.memory_slots
-    if args.decoder == "llama":
-        decoder = llama(args.hidden, args.layers, max(1, args.hidden // 32), vocab_size=len(tokenizer),
-                        positions=window, **base)
-        extra = dict(filler="ones", position_embedding="learned")
-    else:
-        decoder = mixer(args.hidden, args.layers, window, kernel=window, vocab_size=len(tokenizer), **base)
-        extra = dict(filler="zeros")
-    return MemoryConfig(encoder_config(args, tokenizer), decoder, chunk_size=args.chunk_size,
-                        num_memory_slots=args.memory_slots, no_memory=no_memory, **extra, **ids)
+    transformer = args.family == "memory-transformer"
+    extra = dict(filler="ones", position_embedding="learned") if transformer else dict(filler="zeros")
+    return MemoryConfig(block_config(args, tokenizer, args.chunk_size), block_config(args, tokenizer, window),
+                        chunk_size=args.chunk_size, num_memory_slots=args.memory_slots, no_memory=no_memory,
+                        **extra, **special_token_ids(tokenizer))
 
 
-def train_job(args, folder: Path, tokenizer_dir: Path) -> TrainJob:
-    """The training job of each of the two models (the model itself is `memory_config`'s): blank copy on packed
-    python-docs rows, evaluated once at the end on 100 held-out rows; the demo starts its runs over each time."""
+def train_job(args, folder: Path, tokenizer_dir: Path, objective: str = "copy_and_blank_copy", **model) -> TrainJob:
+    """The training job of each model (the model itself is built by `autoencoder_config` / `memory_config`): packed
+    python-docs rows, batch `--batch-size`, evaluated once at the end on 100 held-out rows; the demo starts its
+    runs over each time. `model`: `encoder_from` and `freeze_encoder` of the memory model."""
+    steps = args.autoencoder_steps if objective == "autoencode" else args.steps
     quick = dict(train_documents=64, eval_documents=12) if args.quick else {"eval_documents": 100}
-    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective="blank_copy", pack=True,
-                    tokenizer=str(tokenizer_dir), max_steps=args.steps, batch_size=args.batch_size, seed=args.seed,
-                    learning_rate=args.learning_rate, eval_steps=args.steps, save_steps=args.steps, overwrite=True,
-                    **quick, trainer_options={"warmup_steps": max(1, args.steps // 20),
-                                              "logging_steps": max(1, args.steps // 10)})
+    context = {"context": args.chunk_size} if objective == "autoencode" else {}
+    return TrainJob(output_dir=str(folder), preset="memory-transformer-tiny", objective=objective, pack=True,
+                    tokenizer=str(tokenizer_dir), max_steps=steps, batch_size=args.batch_size, seed=args.seed,
+                    learning_rate=args.learning_rate, eval_steps=steps, save_steps=steps, overwrite=True,
+                    **context, **model, **quick,
+                    trainer_options={"warmup_steps": max(1, steps // 10), "logging_steps": max(1, steps // 10)})
 
 
-def train_pair(args, output_dir: Path, tokenizer_dir: Path) -> dict:
-    """The memory model and its no-memory control, blank copy for the same steps; returns their summaries."""
+def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dict]:
+    """The autoencoder, then the memory model over its frozen encoder and the no-memory control, blank copy and
+    copy for the same steps; returns the autoencoder's summary and the two models'."""
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
+    print(f"\n=== the autoencoder ({args.family}): {args.autoencoder_steps} steps ===", flush=True)
+    set_seed(args.seed)
+    folder = output_dir / "autoencoder"
+    autoencoder = train.run(train_job(args, folder, tokenizer_dir, "autoencode"),
+                            model=build_model(autoencoder_config(args, tokenizer)))
     summaries = {}
     for name, no_memory in MODELS.items():
-        print(f"\n=== the {name} model: blank copy, {args.steps} steps ===", flush=True)
+        print(f"\n=== the {name} model: blank copy and copy, {args.steps} steps ===", flush=True)
         set_seed(args.seed)
-        model = build_model(memory_config(args, tokenizer, no_memory))
-        folder = output_dir / ("control" if no_memory else "memory")
-        summaries[name] = train.run(train_job(args, folder, tokenizer_dir), model=model)
-    return summaries
+        encoder = {} if no_memory else dict(encoder_from=str(folder / "final"), freeze_encoder=True)
+        job = train_job(args, output_dir / ("control" if no_memory else "memory"), tokenizer_dir, **encoder)
+        summaries[name] = train.run(job, model=build_model(memory_config(args, tokenizer, no_memory)))
+    return autoencoder, summaries
 
 
 def results_table(summaries: dict) -> str:
@@ -184,7 +235,8 @@ def reload_and_generate(folder: Path, prompt: str, max_new_tokens: int) -> dict:
 
 def check_args(args) -> None:
     """Positive sizes, and a chunk count that leaves room for the copy delimiter."""
-    for name in ("steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size", "max_new_tokens"):
+    for name in ("autoencoder_steps", "steps", "hidden", "layers", "chunk_size", "memory_slots", "batch_size",
+                 "max_new_tokens"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}.")
     if args.memory_slots % 2 or args.chunk_size * args.memory_slots // 2 <= 3:
@@ -198,16 +250,19 @@ def run(args) -> dict:
     os.environ["HF_DATASETS_OFFLINE"] = "1"
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
-        args.steps, args.hidden, args.vocab_size, args.max_new_tokens = 2, 32, 512, args.max_new_tokens or 8
+        args.hidden, args.vocab_size, args.max_new_tokens = 32, 512, args.max_new_tokens or 8
+    args = with_recipe(args)
     check_args(args)
     start = time.perf_counter()
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = demo_tokenizer(output_dir, args.vocab_size)
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
-    summaries = train_pair(args, output_dir, tokenizer_dir)
+    autoencoder, summaries = train_models(args, output_dir, tokenizer_dir)
+    reconstruction = autoencoder["final"].get("eval_autoencode_accuracy", float("nan"))
     table = results_table(summaries)
-    print(f"\n=== held-out results ({args.decoder} decoder) ===\n{table}")
+    print(f"\n=== held-out results ({args.family}) ===\nthe autoencoder writes back {100 * reconstruction:.2f}% of "
+          f"held-out chunks; over its frozen encoder:\n{table}")
     passage = held_out_passage(args, tokenizer)
     shown = show_passage(output_dir, tokenizer, passage)
     folder = output_dir / "memory" / "final"
@@ -220,9 +275,12 @@ def run(args) -> dict:
     print(f"loaded {generation['model_class']} from {generation['model_module']}")
     print(f"prompt:     {prompt!r}\ncompletion: {generation['completion']!r}")
     seconds = round(time.perf_counter() - start, 1)
-    result = {"table": table, "decoder": args.decoder, "summaries": {k: v["final"] for k, v in summaries.items()},
-              "passage": shown, "checkpoint": str(folder), "prompt": prompt, "generation": generation,
-              "seconds": seconds}
+    result = {"table": table, "family": args.family, "autoencoder": autoencoder["final"],
+              "summaries": {k: v["final"] for k, v in summaries.items()}, "passage": shown,
+              "checkpoint": str(folder), "prompt": prompt, "generation": generation, "seconds": seconds,
+              "settings": {name: getattr(args, name) for name in ("autoencoder_steps", "steps", "learning_rate",
+                                                                  "batch_size", "hidden", "layers", "chunk_size",
+                                                                  "memory_slots", "seed")}}
     (output_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"\nHub-ready checkpoint: {folder}   (push: memory-models export --model {folder} --output DIR "
           f"--push-to-hub org/name)\ndemo finished in {seconds:.0f} s")
