@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from memory_models.eval.experiments import demo
-from memory_models.eval.experiments.arguments import demo_parser
+from memory_models.eval.experiments.arguments import DEMO_FAMILIES, demo_parser
 from memory_models.training import train
 from tokenizer_loading import assert_tokenizer_loads_quietly
 
@@ -63,6 +63,7 @@ def test_the_memory_mixer_demo_builds_mixers_over_the_chunk_and_the_window(quick
     """`--family memory-mixer`: mixer encoder (kernel = chunk) and decoder (kernel = slots + chunk), its own budget."""
     quick_args, output_dir, _ = quick
     tokenizer = train.load_tokenizer(str(output_dir / f"tokenizer-{quick_args.vocab_size}"))
+    assert tuple(demo.RECIPES) == DEMO_FAMILIES  # a budget for every family the option offers
     args = demo.with_recipe(demo_parser().parse_args(["--family", "memory-mixer"]))
     assert (args.autoencoder_steps, args.steps, args.learning_rate) == (1000, 1000, 6e-3)
     config = demo.memory_config(args, tokenizer, no_memory=False)
