@@ -50,13 +50,13 @@ def test_demo_and_reproduce_build_the_jobs_of_the_command_lines_they_replaced(tm
     common = ["--pack", "--tokenizer", str(tmp_path / "tok"), "--batch-size", "32", "--seed", "0", "--learning-rate",
               "2e-3", "--overwrite", "--train-documents", "64", "--eval-documents", "12"]
     old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "memory"), "--objective",
-           "copy_and_blank_copy", "--max-steps", "40", "--eval-steps", "40", "--save-steps", "40", "--warmup_steps", "4",
+           "copy_and_blank_copy", "--max-steps", "40", "--eval-steps", "8", "--save-steps", "40", "--warmup_steps", "4",
            "--logging_steps", "4", "--encoder-from", str(tmp_path / "ae"), "--freeze-encoder", *common]
     job = demo.train_job(args, tmp_path / "memory", tmp_path / "tok", encoder_from=str(tmp_path / "ae"),
                          freeze_encoder=True)
     assert job == TrainJob.from_argv(old)
     old = ["--preset", "memory-transformer-tiny", "--output-dir", str(tmp_path / "ae"), "--objective", "autoencode",
-           "--context", "8", "--max-steps", "30", "--eval-steps", "30", "--save-steps", "30", "--warmup_steps", "3",
+           "--context", "8", "--max-steps", "30", "--eval-steps", "6", "--save-steps", "30", "--warmup_steps", "3",
            "--logging_steps", "3", *common]
     assert demo.train_job(args, tmp_path / "ae", tmp_path / "tok", "autoencode") == TrainJob.from_argv(old)
     stage = reproduce_stages.stage_for(reproduce_stages.SCALES["tiny"], "ae", reproduce_stages.ModelSpec(
