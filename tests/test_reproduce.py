@@ -2,6 +2,7 @@
 models once, keeps them as Hub folders, writes JSON in the documented schema, Markdown and pictures."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,49 @@ def test_fig4d_memory_transformer_stages_get_the_reading_budget(tmp_path):
     stage = next(iter(transformer.values()))
     options = reproduce_stages.stage_job(stage, 0, tmp_path / "run", "cpu").trainer_options
     assert stage.steps // 10 < small.transformer_warmup_steps and options["warmup_steps"] == stage.steps // 10
+
+
+def test_transformer_encoders_get_their_own_budget_the_same_for_autoencoders_and_causal_lm(tmp_path):
+    """Table 1's transformer autoencoders and causal LM (whose chunk-sized autoencoder Fig. 4(d) and Table 3 freeze)
+    train `transformer_encoder_steps`, all of them alike; the mixer's keep `autoencoder_steps`."""
+    from memory_models.eval.experiments.reproduce_parts import encoder_stages
+
+    small = reproduce.scale_for("small")
+    assert small.transformer_encoder_steps not in (None, small.autoencoder_steps)
+    for arch, steps in (("transformer", small.transformer_encoder_steps), ("mixer", small.autoencoder_steps)):
+        autoencoders, clm = encoder_stages(small, arch, tmp_path)
+        assert sorted(autoencoders) == list(small.contexts)
+        assert {stage.steps for stage in [*autoencoders.values(), clm]} == {steps}
+
+
+def test_a_stage_trains_again_when_the_model_it_starts_from_was_trained_again(tmp_path):
+    """A blank-copy stage over a frozen autoencoder encoder is reused while that autoencoder is the one it was
+    trained from; once the autoencoder trains again (another budget), the stage on top trains again too."""
+    from memory_models.eval.experiments.reproduce_parts import ENCODERS, encoder_stages, memory_stages
+    from memory_models.eval.experiments.reproduce_stages import (
+        SCALES, STAGE_FILE, Context, corpus_tokenizer, run_stage,
+    )
+
+    scale = SCALES["tiny"]
+    tokenizer = corpus_tokenizer(tmp_path, scale.dataset, scale.vocab_size, scale.train_documents)
+    messages = []
+    context = Context(tmp_path, "cpu", messages.append)
+    autoencoder = encoder_stages(scale, "mixer", tokenizer)[0][scale.contexts[0]]
+    read = memory_stages(scale, "memory-mixer", lambda name: context.model_dir(name, 0), tokenizer)[ENCODERS[0]]
+
+    def trained(stage):
+        messages.clear()
+        run_stage(context, stage, 0)
+        return any(message.startswith(f"training {stage.name} ") for message in messages)
+
+    assert trained(autoencoder) and trained(read)
+    assert not trained(read)  # the same settings, the same autoencoder: reused
+    recorded = json.loads((context.run_dir(read.name, 0) / STAGE_FILE).read_text())["inputs"]
+    assert list(recorded) == [str(context.model_dir(autoencoder.name, 0))]
+    assert trained(replace(autoencoder, steps=autoencoder.steps + 1))
+    assert trained(read)  # its settings did not change, its encoder did
+    changed = json.loads((context.run_dir(read.name, 0) / STAGE_FILE).read_text())["inputs"]
+    assert changed.keys() == recorded.keys() and changed != recorded
 
 
 def test_extraction_questions_cover_every_distance_with_the_value_that_far_back():

@@ -42,7 +42,7 @@ def add(result: dict, model: str, metric: str, value: float) -> None:
 def encoder_stages(scale: Scale, arch: str, tokenizer: Path) -> tuple[dict, object]:
     """The autoencoder of each retention context and the causal LM (trained at the longest context) of `arch`:
     the same size, steps and learning rate."""
-    budget = dict(steps=scale.autoencoder_steps, **scale.budget(arch))
+    budget = dict(steps=scale.encoder_steps(arch), **scale.budget(arch))
     autoencoders = {c: stage_for(scale, f"{arch}-autoencoder-c{c}",
                                  ModelSpec(scale.presets[f"{arch}-autoencoder"], (("context", c),)),
                                  "autoencode", c, tokenizer, batch_size=rows_per_batch(scale, c), **budget)

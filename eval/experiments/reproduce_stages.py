@@ -4,7 +4,9 @@ A stage is one `memory-models train` run (the same code path: a `TrainJob` given
 described by a [`ModelSpec`]. Its
 result is kept as a Hub folder with its tokenizer, `DIR/models/<name>-seed<k>/`, and its training record
 (`metrics.json`, `loss_curve.png`, `stage.json`) under `DIR/runs/<name>-seed<k>/`. A stage whose folder exists
-and whose recorded settings equal the requested ones is reused, so `reproduce all` trains every model once.
+and whose recorded settings equal the requested ones is reused, so `reproduce all` trains every model once; the
+settings of a stage that starts from another model (its encoder, or its weights) include that model's files' SHA-256,
+so a stage trained again (a new budget, say) trains again every stage built on it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from transformers import set_seed
 
 from memory_models.configuration import build_model, get_preset
 from memory_models.conversion.safe_io import is_ours, replace_folder
+from memory_models.eval.banks.store import files_sha256
 from memory_models.modeling_memory import MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import records_documents
@@ -55,6 +58,9 @@ class Scale:
     train_documents: int | None = None  # training documents of the corpus (None: all)
     transformer_learning_rate: float | None = None  # every transformer that trains (None: learning_rate)
     transformer_warmup_steps: int | None = None  # and its warmup (None: warmup_steps; at most a tenth of a run)
+    # Table 1's transformer autoencoders and causal LM (None: autoencoder_steps); Fig. 4(d) and Table 3 freeze the
+    # chunk-sized autoencoder's encoder
+    transformer_encoder_steps: int | None = None
     # Fig. 4(d)'s memory-transformer stages (None: memory_steps): an attention decoder reads a frozen encoder's
     # memories more slowly than a mixer decoder and needs its own budget.
     transformer_read_steps: int | None = None
@@ -69,6 +75,11 @@ class Scale:
             return {"learning_rate": self.mixer_learning_rate, "warmup_steps": self.warmup_steps}
         return {"learning_rate": self.transformer_learning_rate or self.learning_rate,
                 "warmup_steps": self.transformer_warmup_steps or self.warmup_steps}
+
+    def encoder_steps(self, arch: str) -> int:
+        """Steps of Table 1's autoencoders and causal LM of `arch` (the same for both: the paper's contrast)."""
+        return self.transformer_encoder_steps if arch == "transformer" and self.transformer_encoder_steps \
+            else self.autoencoder_steps
 
     def read_steps(self, arch: str, steps: int) -> int:
         """Steps of a stage in which a decoder learns to read a frozen encoder's memories (blank copy): `steps`, or
@@ -103,10 +114,12 @@ SCALES = {
                    extraction_documents=200, presets=SMALL_PRESETS, memory_families=("memory-mixer",),
                    records_family="memory-mixer", table3_family="memory-mixer",
                    # transformers at 2e-3 warmed up over a tenth of the run: the autoencoder reconstructs 94.1% after
-                   # 2,000 steps (72.4% at 1e-3; 57.2% with 100 warmup steps), and the Llama decoder reads a frozen
-                   # autoencoder's memories back to its own reconstruction in 3,000 steps (docs/reproduce.md, "Why
-                   # blank copy was slow", item 6)
+                   # 2,000 steps (72.4% at 1e-3; 57.2% with 100 warmup steps) but 72.8-94.0% over 3 seeds, and
+                   # 99.25% after 3,000 (the seed at 72.8%); the Llama decoder reads a frozen autoencoder's memories
+                   # back to its own reconstruction in 3,000 steps (docs/reproduce.md, "Why blank copy was slow",
+                   # item 6)
                    transformer_learning_rate=2e-3, transformer_warmup_steps=500, transformer_read_steps=3000,
+                   transformer_encoder_steps=3000,
                    # on records the transformer autoencoder learns the values late, and faster at 1e-3: 89.0% / 87.2%
                    # held out after 2,000 steps (seeds 0 / 1) against 74.0% / 77.1% at 2e-3 (71.0% after 1,500)
                    records_transformer_autoencoder_steps=3000, records_transformer_autoencoder_learning_rate=1e-3),
@@ -223,6 +236,10 @@ def run_stage(context: Context, stage: Stage, seed: int) -> dict:
     `DIR/models/<name>-seed<seed>/`."""
     model_dir, run_dir = context.model_dir(stage.name, seed), context.run_dir(stage.name, seed)
     record = {"stage": asdict(stage), "seed": seed}
+    inputs = {folder: files_sha256(Path(folder)) for folder in (stage.model.encoder_from, stage.model.init_from)
+              if folder is not None and Path(folder).is_dir()}
+    if inputs:  # the models it starts from, as they are now
+        record["inputs"] = inputs
     metrics_file, stage_file = run_dir / "metrics.json", run_dir / STAGE_FILE
     if (model_dir / "config.json").is_file() and metrics_file.is_file() and stage_file.is_file():
         if json.loads(stage_file.read_text()) == json.loads(json.dumps(record)):
