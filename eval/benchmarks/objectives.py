@@ -64,9 +64,9 @@ def measure(case: Case, rows: int, repeats: int, warmup: int, device: str, dtype
     config.freeze_encoder = case.freeze_encoder
     model = build_model(config).to(device).train()
     batch = {key: value.to(device) for key, value in _batch(model, case.objective, rows).items()}
-    rows = []  # decoder rows (chunks) of each forward
+    decoder_rows = []  # chunks decoded by each of the two forwards
     hook = model.decoder.model.register_forward_pre_hook(
-        lambda module, args, kwargs: rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
+        lambda module, args, kwargs: decoder_rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)
     try:
         (loss, grads), (all_loss, all_grads) = (_loss_and_grads(model, batch, flag) for flag in SETTINGS.values())
     finally:
@@ -74,7 +74,7 @@ def measure(case: Case, rows: int, repeats: int, warmup: int, device: str, dtype
     torch.testing.assert_close(loss, all_loss)  # a mismatch stops the run: the figures are never written
     for grad, all_grad in zip(grads, all_grads, strict=True):
         torch.testing.assert_close(grad, all_grad)
-    decoded, total = rows
+    decoded, total = decoder_rows
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step(only_targets):
