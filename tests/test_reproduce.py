@@ -4,10 +4,11 @@ models once, keeps them as Hub folders, writes JSON in the documented schema, Ma
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import memory_models.modeling_memory  # noqa: F401  (registers the Auto classes)
 
@@ -39,6 +40,9 @@ def test_reproduce_all_writes_every_part_and_reuses_its_models(tmp_path, capsys)
     fig4d_metrics = {row["metric"] for row in reports["fig4d"]["rows"]}
     assert {"blank-copy accuracy, chunk positions 0 .. 5", "blank-copy accuracy, chunk position 7"} <= fig4d_metrics
     assert any(p.endswith("fig4d-positions.png") for p in reports["fig4d"]["pictures"])
+    table3_metrics = {row["metric"] for row in reports["table3"]["rows"]}
+    assert {"copy accuracy, the decoder chunk holding the delimiter", "copy accuracy, the decoder chunks after it"} \
+        <= table3_metrics
     table4_metrics = {row["metric"] for row in reports["table4"]["rows"]}
     assert "copy: key = value pairs written back after the delimiter" in table4_metrics
     assert {"extraction accuracy, 1 chunks back", "records_extraction contains"} <= table4_metrics
@@ -229,6 +233,39 @@ def test_table3_frozen_encoder_row_is_a_curriculum_on_the_autoencoder_and_its_co
             model = stages[(trainable, objective)].model
             assert (model.encoder_from, model.init_from) == (None, None)
         assert len({stage.name for stage in [autoencoder, curriculum, *stages.values()]}) == 6
+
+
+def test_copy_by_chunk_splits_held_out_copy_at_the_delimiter_chunk(tmp_path, monkeypatch):
+    """Table 3's copy accuracy in the decoder chunk holding the copy delimiter and in the chunks after it, scored on
+    held-out copy rows: a model that copies only in the delimiter's chunk scores 1 there and 0 after it."""
+    from memory_models.configuration import get_preset
+    from memory_models.eval.experiments import reproduce_parts
+    from memory_models.eval.experiments.reproduce_stages import SCALES, corpus_tokenizer
+
+    scale = SCALES["tiny"]
+    tokenizer = corpus_tokenizer(tmp_path, scale.dataset, scale.vocab_size, scale.train_documents)
+    config = get_preset("memory-transformer-tiny", vocab_size=scale.vocab_size)
+    chunk, window = config.chunk_size, config.chunk_size * config.num_memory_slots
+    delimiter_chunk = (window // 2) // chunk
+    seen = []
+
+    class CopiesInTheDelimiterChunkOnly(torch.nn.Module):
+        def forward(self, input_ids, attention_mask=None, labels=None):
+            seen.append(input_ids)
+            target = labels.roll(-1, dims=1).clamp(min=0)  # logits position t predicts label t + 1
+            right = (torch.arange(window) + 1) // chunk == delimiter_chunk
+            predicted = torch.where(right, target, (target + 1) % scale.vocab_size)
+            return SimpleNamespace(logits=torch.nn.functional.one_hot(predicted, scale.vocab_size).float())
+
+    model = CopiesInTheDelimiterChunkOnly()
+    model.config = config
+    monkeypatch.setattr(reproduce_parts, "load_model_and_tokenizer",
+                        lambda folder: (model, AutoTokenizer.from_pretrained(tokenizer)))
+    assert reproduce_parts.copy_by_chunk(tmp_path, scale.dataset, scale.eval_documents, 0, "cpu") == (1.0, 0.0)
+    rows = seen[0]  # copy rows with their tokens in view: the delimiter, then the first half again
+    delimiter = window // 2 + torch.arange(config.copy_delimiter_length)
+    assert (rows[:, delimiter] == config.copy_delimiter_token_id).all()
+    assert torch.equal(rows[:, delimiter[-1] + 1:], rows[:, config.copy_delimiter_length:window // 2])
 
 
 def test_table3_targets_check_each_row():

@@ -180,25 +180,48 @@ def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
 
 
 @torch.no_grad()
+def held_out_copy(folder: Path, dataset: str, documents: int, seed: int, device: str, *, blank: bool,
+                  rows: int = 200) -> tuple[torch.Tensor, torch.Tensor, object]:
+    """A saved memory model on held-out copy (or blank-copy) rows of its window: `(hit, scored, config)`, each of the
+    first two `[rows, window - 1]` and indexed by the label position (position `t` scores the prediction of token
+    `t + 1`), `hit` true where greedy prediction is right on a scored label."""
+    model, tokenizer = load_model_and_tokenizer(str(folder))
+    model.to(device).eval()
+    config = model.config
+    window = config.chunk_size * config.num_memory_slots
+    text = load_corpus(dataset, "test", num_documents=documents, seed=seed)
+    ids = torch.tensor(tokenize_corpus(text, tokenizer, window, mode="pack")["input_ids"][:rows], device=device)
+    batch = copy_batch(ids, settings=CopySettings.from_config(config, blank=blank))
+    batch.pop("stream_ids")
+    scored = batch["labels"][:, 1:] != IGNORE_INDEX
+    hit = (model(**batch).logits[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & scored
+    return hit, scored, config
+
+
 def blank_copy_by_position(folder: Path, dataset: str, documents: int, seed: int, device: str,
                            rows: int = 200) -> list[float]:
     """Held-out blank-copy accuracy by the copied token's position in its chunk (0 .. L-1): what each position of a
     chunk's memory gives back. A causal LM's final state holds the last token or two of its input (it needs them to
     predict the next one), which shows as the last positions only."""
-    model, tokenizer = load_model_and_tokenizer(str(folder))
-    model.to(device).eval()
-    config = model.config
+    hit, scored, config = held_out_copy(folder, dataset, documents, seed, device, blank=True, rows=rows)
     chunk, window = config.chunk_size, config.chunk_size * config.num_memory_slots
-    text = load_corpus(dataset, "test", num_documents=documents, seed=seed)
-    ids = torch.tensor(tokenize_corpus(text, tokenizer, window, mode="pack")["input_ids"][:rows], device=device)
-    batch = copy_batch(ids, settings=CopySettings.from_config(config, blank=True))
-    batch.pop("stream_ids")
-    correct = model(**batch).logits[:, :-1].argmax(-1) == batch["labels"][:, 1:]
-    scored = batch["labels"][:, 1:] != IGNORE_INDEX
     # the copy of token j of the first half is the label at position h + j, i.e. logits position h + j - 1
-    source = (torch.arange(1, window, device=device) - window // 2) % chunk
-    return [((correct & scored)[:, source == p].sum() / scored[:, source == p].sum().clamp(min=1)).item()
-            for p in range(chunk)]
+    source = (torch.arange(1, window, device=hit.device) - window // 2) % chunk
+    return [(hit[:, source == p].sum() / scored[:, source == p].sum().clamp(min=1)).item() for p in range(chunk)]
+
+
+def copy_by_chunk(folder: Path, dataset: str, documents: int, seed: int, device: str,
+                  rows: int = 200) -> tuple[float, float | None]:
+    """Held-out copy accuracy in the decoder chunk that holds the copy delimiter, and in the chunks after it (`None`
+    when there are none). A chunk's decoder sees its own tokens and the earlier chunks' memories only: past the
+    delimiter's chunk, nothing in its window but those memories tells a copy row from a causal one."""
+    hit, scored, config = held_out_copy(folder, dataset, documents, seed, device, blank=False, rows=rows)
+    chunk, window = config.chunk_size, config.chunk_size * config.num_memory_slots
+    decoder_chunk = torch.arange(1, window, device=hit.device) // chunk  # of each label position
+    first = (window // 2) // chunk
+    accuracies = [(hit[:, where].sum() / scored[:, where].sum().clamp(min=1)).item()
+                  for where in (decoder_chunk == first, decoder_chunk > first)]
+    return accuracies[0], (accuracies[1] if (decoder_chunk > first).any() else None)
 
 
 def fig4d_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
@@ -275,6 +298,11 @@ def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
                 points = history(curriculum_summary, f"eval_{key}_accuracy") + [
                     (step + curriculum.steps, value) for step, value in points]
             result["curves"].setdefault(model, {})[metric] = points
+        delimiter_chunk, later = copy_by_chunk(context.model_dir(stage.name, seed), scale.dataset,
+                                               scale.eval_documents, seed, context.device)
+        add(result, model, "copy accuracy, the decoder chunk holding the delimiter", delimiter_chunk)
+        if later is not None:
+            add(result, model, "copy accuracy, the decoder chunks after it", later)
     return result
 
 
