@@ -198,16 +198,24 @@ def held_out_copy(folder: Path, dataset: str, documents: int, seed: int, device:
     return hit, scored, config
 
 
+def accuracy_by_group(hit: torch.Tensor, scored: torch.Tensor, group: torch.Tensor, groups: int) -> list[float]:
+    """Accuracy of the label positions of each group (`group[t]` in `0 .. groups - 1` for label position `t`), over
+    the rows of [`held_out_copy`]'s `hit` and `scored` (0 for a group without scored labels)."""
+    hits = torch.bincount(group, weights=hit.sum(0).double(), minlength=groups)
+    counts = torch.bincount(group, weights=scored.sum(0).double(), minlength=groups)
+    return (hits / counts.clamp(min=1)).tolist()
+
+
 def blank_copy_by_position(folder: Path, dataset: str, documents: int, seed: int, device: str,
                            rows: int = 200) -> list[float]:
     """Held-out blank-copy accuracy by the copied token's position in its chunk (0 .. L-1): what each position of a
     chunk's memory gives back. A causal LM's final state holds the last token or two of its input (it needs them to
     predict the next one), which shows as the last positions only."""
     hit, scored, config = held_out_copy(folder, dataset, documents, seed, device, blank=True, rows=rows)
-    chunk, window = config.chunk_size, config.chunk_size * config.num_memory_slots
+    chunk, window = config.chunk_size, hit.shape[1] + 1
     # the copy of token j of the first half is the label at position h + j, i.e. logits position h + j - 1
     source = (torch.arange(1, window, device=hit.device) - window // 2) % chunk
-    return [(hit[:, source == p].sum() / scored[:, source == p].sum().clamp(min=1)).item() for p in range(chunk)]
+    return accuracy_by_group(hit, scored, source, chunk)
 
 
 def copy_by_chunk(folder: Path, dataset: str, documents: int, seed: int, device: str,
@@ -216,12 +224,12 @@ def copy_by_chunk(folder: Path, dataset: str, documents: int, seed: int, device:
     when there are none). A chunk's decoder sees its own tokens and the earlier chunks' memories only: past the
     delimiter's chunk, nothing in its window but those memories tells a copy row from a causal one."""
     hit, scored, config = held_out_copy(folder, dataset, documents, seed, device, blank=False, rows=rows)
-    chunk, window = config.chunk_size, config.chunk_size * config.num_memory_slots
+    chunk, window = config.chunk_size, hit.shape[1] + 1
     decoder_chunk = torch.arange(1, window, device=hit.device) // chunk  # of each label position
-    first = (window // 2) // chunk
-    accuracies = [(hit[:, where].sum() / scored[:, where].sum().clamp(min=1)).item()
-                  for where in (decoder_chunk == first, decoder_chunk > first)]
-    return accuracies[0], (accuracies[1] if (decoder_chunk > first).any() else None)
+    # 0: the chunks before the delimiter's (nothing scored), 1: the delimiter's chunk, 2: the chunks after it
+    group = (decoder_chunk - (window // 2) // chunk + 1).clamp(0, 2)
+    _, delimiter_chunk, later = accuracy_by_group(hit, scored, group, 3)
+    return delimiter_chunk, (later if (group == 2).any() else None)
 
 
 def fig4d_targets(rows: dict, scale: Scale, per_seed: dict | None = None) -> list[dict]:
