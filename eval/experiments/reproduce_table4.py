@@ -67,7 +67,7 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
     after_blank = ModelSpec(init_from=str(model_dir(blank.name)))
     combined = stage_for(scale, f"records-{family}-combined", after_blank, "combined", 4 * chunk, tokenizer, **budget)
     retrieval = stage_for(scale, f"records-{family}-combined-retrieval", after_blank, "combined_retrieval", 4 * chunk,
-                          tokenizer, **budget)
+                          tokenizer, **{**budget, "steps": scale.records_retrieval_steps or scale.records_steps})
     causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
                        **{**budget, "steps": read + scale.records_steps})
     return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "retrieval": retrieval,
@@ -98,8 +98,14 @@ def distance_questions(tokenizer, chunk: int, slots: int, documents: int, seed: 
     same record again up to one of its keys. Its distance is `chunk(answer position) - chunk(first token of the
     stated value)`. For each distance the whole record and the shortest filler that reach it are used; a distance
     shorter than a whole record allows states the record only up to a later field (`"record 3: color = teal;
-    city = oslo."`). So every distance is asked about every document, not only where a filler record happens to
-    land.
+    city = oslo."`). So every distance is asked about every document where it can be, not only where a filler
+    record happens to land.
+
+    A question and its answer fit one decoder window of `slots x chunk` tokens, as a retrieval training example
+    does: the answer's chunk then reads every chunk of the stated record. (Past the window the rolling window reads
+    only the `slots - 1` latest memories, and a record whose head (`record 3:`) has rolled out of them can be told
+    from the filler's records only by its other fields.) So `slots - 1` chunks back needs the value in the window's
+    first chunk: a key late in its record is asked at the shorter distances only.
     """
     generator = torch.Generator().manual_seed(seed)
     questions = []
@@ -113,6 +119,7 @@ def distance_questions(tokenizer, chunk: int, slots: int, documents: int, seed: 
         stated = [f"{head}: " + "; ".join(f"{k} = {values[k]}" for k in order[:last]) + "."
                   for last in range(len(order), order.index(key), -1)]  # the whole record first, then shorter
         filler = " ".join(records[1:]).split(" ")
+        room = chunk * slots - len(tokenizer(" " + values[key], add_special_tokens=False)["input_ids"])
         found: dict[int, dict] = {}
         for record in stated:
             value_end = record.index(f"{key} = ") + len(f"{key} = ")
@@ -121,7 +128,7 @@ def distance_questions(tokenizer, chunk: int, slots: int, documents: int, seed: 
                                     return_offsets_mapping=True)
                 value_token = next(i for i, (_, end) in enumerate(encoded["offset_mapping"]) if end > value_end)
                 distance = len(encoded["input_ids"]) // chunk - value_token // chunk
-                if distance >= slots:
+                if distance >= slots or len(encoded["input_ids"]) > room:
                     break
                 if distance >= 1 and distance not in found:
                     found[distance] = {"input_ids": encoded["input_ids"], "value": values[key], "distance": distance}
