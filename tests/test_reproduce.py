@@ -110,15 +110,19 @@ def test_readback_options_reach_the_model():
 
 
 def test_family_option_sets_the_memory_model_of_every_memory_part():
-    """`--family` replaces the scale's memory model in Fig. 4(d), Table 3 and Table 4 (and nothing else)."""
+    """`small` runs the paper's memory transformer in Fig. 4(d), Table 3 and Table 4; `--family` replaces it there
+    (and nothing else)."""
     from memory_models.eval.experiments.reproduce_stages import SCALES
 
     small = reproduce.scale_for("small")
-    assert small == SCALES["small"] and small.table3_family == "memory-mixer"
-    transformer = reproduce.scale_for("small", "memory-transformer")
-    assert (transformer.memory_families, transformer.table3_family, transformer.records_family) == \
+    assert small == SCALES["small"] == reproduce.scale_for("small", "memory-transformer")
+    assert (small.memory_families, small.table3_family, small.records_family) == \
         (("memory-transformer",), "memory-transformer", "memory-transformer")
-    assert transformer.presets == small.presets and transformer.memory_steps == small.memory_steps
+    mixer = reproduce.scale_for("small", "memory-mixer")
+    assert (mixer.memory_families, mixer.table3_family, mixer.records_family) == \
+        (("memory-mixer",), "memory-mixer", "memory-mixer")
+    assert mixer.presets == small.presets and mixer.memory_steps == small.memory_steps
+    assert reproduce_parser().parse_args(["all", "--output-dir", "x"]).family is None  # the scale's: the transformer
 
 
 def test_fig4d_memory_transformer_stages_get_the_reading_budget(tmp_path):

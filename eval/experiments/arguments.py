@@ -95,8 +95,8 @@ def reproduce_parser() -> argparse.ArgumentParser:
                         help="small: 2 layers x 128, minutes per model on 2 CPU cores; paper: the paper's sizes (a GPU "
                         "job); tiny: a one-minute smoke test of the pipeline (its numbers mean nothing)")
     parser.add_argument("--family", choices=("memory-mixer", "memory-transformer"),
-                        help="the memory model of Fig. 4(d), Table 3 and Table 4 (default: the scale's; small: "
-                        "memory-mixer, paper: memory-transformer)")
+                        help="the memory model of Fig. 4(d), Table 3 and Table 4 (default: the paper's memory "
+                        "transformer; at scale tiny and paper Fig. 4(d) also runs the mixer)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
     parser.add_argument("--jobs", type=int, help="seeds trained side by side (default: all on a CPU, 1 on a GPU)")
     return parser
