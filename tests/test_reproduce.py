@@ -112,10 +112,8 @@ def test_readback_options_reach_the_model():
 def test_family_option_sets_the_memory_model_of_every_memory_part():
     """`small` runs the paper's memory transformer in Fig. 4(d), Table 3 and Table 4; `--family` replaces it there
     (and nothing else)."""
-    from memory_models.eval.experiments.reproduce_stages import SCALES
-
     small = reproduce.scale_for("small")
-    assert small == SCALES["small"] == reproduce.scale_for("small", "memory-transformer")
+    assert small == reproduce.scale_for("small", "memory-transformer")
     assert (small.memory_families, small.table3_family, small.records_family) == \
         (("memory-transformer",), "memory-transformer", "memory-transformer")
     mixer = reproduce.scale_for("small", "memory-mixer")

@@ -109,10 +109,10 @@ SCALES = {
     # Learning rates from sweeps at this size (docs/reproduce.md, "Why blank copy was slow"): mixers learn fastest at 6e-3
     # (the autoencoder reaches 97.5% at 2,000 steps, 72% at 1e-3), transformers at 2e-3 (3e-3 stalls); the retention
     # probes train at 1e-3.
-    # Fig. 4(d), Table 3 and Table 4 run the paper's memory transformer (Llama encoder and decoder), as every scale
-    # does; `--family memory-mixer` runs the masked mixer instead (its own rows in docs/reproduce.md). An attention
-    # decoder reads memories more slowly than the mixer's, so the transformer gets its own read budgets below, and
-    # its training step costs 2-3x a mixer's on a CPU.
+    # Fig. 4(d), Table 3 and Table 4 run the paper's memory transformer (Llama encoder and decoder), as at every scale
+    # (tiny and paper add the mixer to Fig. 4(d)); `--family memory-mixer` runs the masked mixer instead (its rows in
+    # docs/reproduce.md). An attention decoder reads memories more slowly than the mixer's, so the transformer gets
+    # its own read budgets below, and its training step costs 2-3x a mixer's on a CPU.
     "small": Scale("small", "python-docs", 2048, batch_size=32, learning_rate=1e-3, mixer_learning_rate=6e-3,
                    autoencoder_steps=2000, probe_steps=600, memory_steps=1500, contexts=(16, 32, 64),
                    eval_documents=100, records_steps=1500, records_vocab_size=512, records_documents=2000,
