@@ -92,3 +92,26 @@ def test_bad_demo_sizes_are_refused():
     args = demo_parser().parse_args(["--quick", "--memory-slots", "3"])
     with pytest.raises(ValueError, match="even --memory-slots .* got --memory-slots 3 --chunk-size 8"):
         demo.check_args(args)
+
+
+def test_the_control_trained_beside_the_autoencoder_equals_one_trained_in_this_process(quick, tmp_path):
+    """With 2 cores the control trains in a second process (its output in `control.log`); the model it saves is
+    the one this process trains from the same arguments on one thread."""
+    args, output_dir, result = quick
+    if result["settings"]["jobs"] == 2:
+        assert "finished 2 steps" in (output_dir / "control.log").read_text()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        args = demo.with_recipe(demo.replace_args(args, jobs=1))
+        summary = demo.train_memory_model(args, tmp_path, output_dir / "tokenizer-512", no_memory=True)
+    finally:
+        torch.set_num_threads(threads)
+    assert summary["steps"] == 2
+    for key in ("eval_blank_copy_loss", "eval_copy_loss", "eval_clm_loss"):
+        torch.testing.assert_close(summary["final"][key], result["summaries"]["no-memory control"][key], msg=key)
+    here = load_file(tmp_path / "control" / "final" / "model.safetensors")
+    there = load_file(output_dir / "control" / "final" / "model.safetensors")
+    assert set(here) == set(there)
+    for name in here:
+        torch.testing.assert_close(here[name], there[name], msg=name)

@@ -40,6 +40,9 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt", help="what the reloaded model generates from (default: the held-out passage's "
                         "first half and the copy delimiter: the model writes the passage back)")
     parser.add_argument("--max-new-tokens", type=int, help="default: the passage's copied tokens (24 with --prompt)")
+    parser.add_argument("--jobs", type=int, choices=(1, 2), help="2: the no-memory control trains in a second "
+                        "process beside the autoencoder, one thread each (default: 2 where 2 cores are free to this "
+                        "process, else 1: every model after the other)")
     parser.add_argument("--quick", action="store_true", help="a few steps of a tiny model (smoke test)")
     refuse_renamed(parser, "--chunk", "--slots", "--vocab", "--decoder")
     return parser

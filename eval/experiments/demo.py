@@ -22,11 +22,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -36,6 +39,7 @@ from memory_models.configuration import build_model
 from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
+from memory_models.eval.experiments.reproduce import available_cpus
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
@@ -148,22 +152,57 @@ def train_job(args, folder: Path, tokenizer_dir: Path, objective: str = "copy_an
                     trainer_options={"warmup_steps": max(1, steps // 10), "logging_steps": max(1, steps // 10)})
 
 
-def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dict]:
-    """The autoencoder, then the memory model over its frozen encoder and the no-memory control, blank copy and
-    copy for the same steps; returns the autoencoder's summary and the two models'."""
-    tokenizer = train.load_tokenizer(str(tokenizer_dir))
-    print(f"\n=== the autoencoder ({args.family}): {args.autoencoder_steps} steps ===", flush=True)
+def train_memory_model(args, output_dir: Path, tokenizer_dir: Path, no_memory: bool) -> dict:
+    """The memory model over the autoencoder's frozen encoder (`no_memory`: the control, no encoder), blank copy
+    and copy for `--steps`; returns its summary."""
+    name = "no-memory control" if no_memory else "memory"
+    print(f"\n=== the {name} model: blank copy and copy, {args.steps} steps ===", flush=True)
     set_seed(args.seed)
-    folder = output_dir / "autoencoder"
-    autoencoder = train.run(train_job(args, folder, tokenizer_dir, "autoencode"),
-                            model=build_model(autoencoder_config(args, tokenizer)))
-    summaries = {}
-    for name, no_memory in MODELS.items():
-        print(f"\n=== the {name} model: blank copy and copy, {args.steps} steps ===", flush=True)
+    tokenizer = train.load_tokenizer(str(tokenizer_dir))
+    encoder = {} if no_memory else dict(encoder_from=str(output_dir / "autoencoder" / "final"), freeze_encoder=True)
+    job = train_job(args, output_dir / ("control" if no_memory else "memory"), tokenizer_dir, **encoder)
+    return train.run(job, model=build_model(memory_config(args, tokenizer, no_memory)))
+
+
+def _train_control_alone(args, output_dir: Path, tokenizer_dir: Path, log: Path) -> dict:
+    """The control in a process of its own on one thread, everything it prints going to `log`."""
+    with open(log, "w") as stream:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        torch.set_num_threads(1)
+        summary = train_memory_model(args, output_dir, tokenizer_dir, no_memory=True)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return summary
+
+
+def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dict]:
+    """The autoencoder, then the memory model over its frozen encoder; the no-memory control (which needs no
+    encoder) trains the same steps in a second process beside the autoencoder, one thread each, when `--jobs` is 2.
+    Returns the autoencoder's summary and the two models'."""
+    tokenizer = train.load_tokenizer(str(tokenizer_dir))
+    threads = torch.get_num_threads()
+    with contextlib.ExitStack() as stack:
+        control = None
+        if args.jobs == 2:
+            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=get_context("spawn")))
+            log = output_dir / "control.log"
+            control = pool.submit(_train_control_alone, args, output_dir, tokenizer_dir, log)
+            print(f"\n=== the no-memory control trains beside the autoencoder, one thread each (its log: {log}) ===")
+            torch.set_num_threads(1)
+        print(f"\n=== the autoencoder ({args.family}): {args.autoencoder_steps} steps ===", flush=True)
         set_seed(args.seed)
-        encoder = {} if no_memory else dict(encoder_from=str(folder / "final"), freeze_encoder=True)
-        job = train_job(args, output_dir / ("control" if no_memory else "memory"), tokenizer_dir, **encoder)
-        summaries[name] = train.run(job, model=build_model(memory_config(args, tokenizer, no_memory)))
+        try:
+            autoencoder = train.run(train_job(args, output_dir / "autoencoder", tokenizer_dir, "autoencode"),
+                                    model=build_model(autoencoder_config(args, tokenizer)))
+        finally:
+            torch.set_num_threads(threads)
+        summaries = {"memory": train_memory_model(args, output_dir, tokenizer_dir, no_memory=False)}
+        summaries["no-memory control"] = (control.result() if control is not None else
+                                          train_memory_model(args, output_dir, tokenizer_dir, no_memory=True))
+    if control is not None:
+        print(f"(the no-memory control trained beside it: {summaries['no-memory control']['steps']} steps in "
+              f"{summaries['no-memory control']['train_seconds']:.0f} s, log in {output_dir / 'control.log'})")
     return autoencoder, summaries
 
 
@@ -250,7 +289,7 @@ def run(args) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.quick:
         args.hidden, args.vocab_size, args.max_new_tokens = 32, 512, args.max_new_tokens or 8
-    args = with_recipe(args)
+    args = with_recipe(replace_args(args, jobs=2 if available_cpus() >= 2 else 1))
     check_args(args)
     start = time.perf_counter()
     output_dir = Path(args.output_dir)
@@ -279,7 +318,7 @@ def run(args) -> dict:
               "checkpoint": str(folder), "prompt": prompt, "generation": generation, "seconds": seconds,
               "settings": {name: getattr(args, name) for name in ("autoencoder_steps", "steps", "learning_rate",
                                                                   "batch_size", "hidden", "layers", "chunk_size",
-                                                                  "memory_slots", "seed")}}
+                                                                  "memory_slots", "seed", "jobs")}}
     (output_dir / "demo.json").write_text(json.dumps(result, indent=2))
     print(f"\nHub-ready checkpoint: {folder}   (push: memory-models export --model {folder} --output DIR "
           f"--push-to-hub org/name)\ndemo finished in {seconds:.0f} s")
