@@ -191,53 +191,6 @@ def test_a_stage_trains_again_when_the_model_it_starts_from_was_trained_again(tm
     assert changed.keys() == recorded.keys() and changed != recorded
 
 
-def test_stages_trained_side_by_side_are_the_stages_trained_one_after_the_other(tmp_path):
-    """`train_side_by_side` (a seed's stages on 2 cores) starts a blank-copy stage only once the autoencoder whose
-    encoder it reads is trained, trains the stages that need nothing beside each other, reports every stage, and
-    gives the models `run_stage` trains one after the other; a part run after it reuses them."""
-    from safetensors.torch import load_file
-
-    from memory_models.eval.experiments.reproduce_parts import ENCODERS, encoder_stages, memory_stages
-    from memory_models.eval.experiments.reproduce_stages import (
-        SCALES, Context, corpus_tokenizer, run_stage, stage_inputs, train_side_by_side,
-    )
-
-    scale = SCALES["tiny"]
-    tokenizer = corpus_tokenizer(tmp_path, scale.dataset, scale.vocab_size, scale.train_documents)
-
-    def stages(context):  # the blank-copy models first: each must still wait for the encoder it reads
-        reads = memory_stages(scale, "memory-mixer", lambda name: context.model_dir(name, 0), tokenizer)
-        autoencoder = encoder_stages(scale, "mixer", tokenizer)[0][scale.contexts[0]]
-        return [reads[ENCODERS[0]], reads[ENCODERS[2]], autoencoder]
-
-    side, messages = Context(tmp_path / "side", "cpu", None), []
-    side.report = messages.append
-    listed = stages(side)
-    assert stage_inputs(listed, lambda name: side.model_dir(name, 0)) == {
-        listed[0].name: {listed[2].name}, listed[1].name: set(), listed[2].name: set()}
-    train_side_by_side(side, listed, 0, cores=2)
-    started = [next(i for i, m in enumerate(messages) if m.startswith(f"training {s.name} ")) for s in listed]
-    finished = [next(i for i, m in enumerate(messages) if m.startswith(f"trained {s.name} ")) for s in listed]
-    assert finished[2] < started[0]  # the autoencoder was trained before the model that reads its encoder
-    assert started[1] < finished[2]  # the no-memory control trained beside the autoencoder
-    one = Context(tmp_path / "one", "cpu", lambda message: None)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for stage in reversed(stages(one)):
-            run_stage(one, stage, 0)
-    finally:
-        torch.set_num_threads(threads)
-    for stage in listed:  # equal up to the order of float sums (a stage alone trains on 2 threads)
-        here, there = (load_file(c.model_dir(stage.name, 0) / "model.safetensors") for c in (one, side))
-        assert here.keys() == there.keys()
-        for name in here:
-            torch.testing.assert_close(there[name], here[name], rtol=1e-3, atol=1e-4)
-    messages.clear()
-    run_stage(side, listed[0], 0)
-    assert messages == [f"reusing {side.model_dir(listed[0].name, 0)}"]
-
-
 def test_extraction_questions_cover_every_distance_with_the_value_that_far_back():
     """Table 4's distance questions: each document is asked at most once per chunk distance 1 .. S-1, most
     documents at 1 and 2 (a key far into its record cannot be 1 chunk back) and some at S-1; the prompt ends with

@@ -39,16 +39,14 @@ from pathlib import Path
 from memory_models.eval.experiments import reproduce_parts as parts_module
 from memory_models.eval.experiments import reproduce_table4
 from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
-from memory_models.eval.experiments.reproduce_stages import (
-    SCALES, Context, Scale, corpus_tokenizer, set_threads, train_side_by_side,
-)
+from memory_models.eval.experiments.reproduce_stages import SCALES, Context, Scale, corpus_tokenizer, set_threads
 from memory_models.training.plot import have_matplotlib, plot_curves, plot_retention
 
-PARTS = {  # part -> (its function, its targets, every stage it trains)
-    "table1": (parts_module.table1, parts_module.table1_targets, parts_module.table1_stages),
-    "fig4d": (parts_module.fig4d, parts_module.fig4d_targets, parts_module.fig4d_stages),
-    "table3": (parts_module.table3, parts_module.table3_targets, parts_module.table3_all_stages),
-    "table4": (reproduce_table4.table4, reproduce_table4.table4_targets, reproduce_table4.table4_stages),
+PARTS = {
+    "table1": (parts_module.table1, parts_module.table1_targets),
+    "fig4d": (parts_module.fig4d, parts_module.fig4d_targets),
+    "table3": (parts_module.table3, parts_module.table3_targets),
+    "table4": (reproduce_table4.table4, reproduce_table4.table4_targets),
 }
 TITLES = {"table1": "Table 1: information retention (held-out token accuracy)",
           "fig4d": "Fig. 4(d): blank copy through frozen encoders (held-out accuracy)",
@@ -67,9 +65,7 @@ def scale_for(name: str, family: str | None = None) -> Scale:
 
 def run_seed(output_dir: str, scale: Scale, seed: int, parts: list[str], device: str, threads: int,
              tokenizers: dict, messages) -> None:
-    """Every requested part for one seed, in order; progress and each part's result go to `messages`. On a CPU
-    with more than one thread for the seed, a part's stages first train side by side, one process per core
-    (`train_side_by_side`), and the part then reuses them."""
+    """Every requested part for one seed, in order; progress and each part's result go to `messages`."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -77,9 +73,6 @@ def run_seed(output_dir: str, scale: Scale, seed: int, parts: list[str], device:
     context = Context(Path(output_dir), device, lambda message: messages.put(("log", seed, message)))
     for part in parts:
         start = time.perf_counter()
-        if device == "cpu" and threads > 1:
-            stages = PARTS[part][2](scale, lambda name: context.model_dir(name, seed), Path(tokenizers[part]))
-            train_side_by_side(context, stages, seed, threads)
         result = PARTS[part][0](context, scale, seed, Path(tokenizers[part]))
         messages.put(("done", seed, (part, result, time.perf_counter() - start)))
 
@@ -215,11 +208,10 @@ def run(args) -> dict:
     jobs = args.jobs or (1 if device != "cpu" else args.seeds)
     threads = max(1, available_cpus() // min(jobs, args.seeds))
     settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs,
-                "threads_per_job": threads, "stages_side_by_side": threads if device == "cpu" else 1,
+                "threads_per_job": threads,
                 "command": "memory-models reproduce " + " ".join(sys.argv[2:] if args.argv is None else args.argv)}
-    stages = f", each seed's stages up to {threads} side by side" if device == "cpu" and threads > 1 else ""
     print(f"reproduce {', '.join(parts)} at scale {args.scale}: {args.seeds} seeds, {jobs} side by side "
-          f"({threads} threads each{stages}), device {device}; load average {load_average()}", flush=True)
+          f"({threads} threads each), device {device}; load average {load_average()}", flush=True)
     results, seconds, reports = {p: {} for p in parts}, {p: {} for p in parts}, {}
 
     def handle(kind, seed, payload):

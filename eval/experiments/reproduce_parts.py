@@ -82,12 +82,6 @@ def probe(context: Context, scale: Scale, seed: int, tokenizer: Path, name: str,
     return row
 
 
-def table1_stages(scale: Scale, seed_dir, tokenizer: Path) -> list:
-    """Every stage Table 1 trains (its probes are not stages: each trains in the part, after them)."""
-    return [stage for arch in ARCHITECTURES for autoencoders, clm in [encoder_stages(scale, arch, tokenizer)]
-            for stage in (*autoencoders.values(), clm)]
-
-
 def table1(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
     """Autoencoders vs causal LMs of one size: the autoencoder's own held-out reconstruction, and the retention of
     each frozen encoder probed by a fresh decoder at every context (Tables 1 and 2)."""
@@ -155,15 +149,6 @@ def memory_stages(scale: Scale, family: str, seed_dir, tokenizer: Path) -> dict:
                                     "blank_copy", chunk * 4, tokenizer)
     steps = scale.read_steps(arch, scale.memory_steps)
     return {encoder: replace(stage, steps=steps, **scale.budget(arch)) for encoder, stage in stages.items()}
-
-
-def fig4d_stages(scale: Scale, seed_dir, tokenizer: Path) -> list:
-    """Every stage Fig. 4(d) trains: per family the chunk-sized autoencoder, the causal LM and the memory models."""
-    stages = []
-    for family in scale.memory_families:
-        autoencoders, clm = encoder_stages(scale, MEMORY_FAMILIES[family], tokenizer)
-        stages += [autoencoders[scale.contexts[0]], clm, *memory_stages(scale, family, seed_dir, tokenizer).values()]
-    return stages
 
 
 def fig4d(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:
@@ -302,12 +287,6 @@ def table3_stages(scale: Scale, seed_dir, tokenizer: Path) -> tuple[list, dict]:
     stages[(frozen_row, "clm")] = stage_for(scale, f"{family}-frozen-encoder-clm", frozen, "clm", chunk * 4,
                                             tokenizer, **{**budget, "steps": 2 * scale.memory_steps})
     return [autoencoder, curriculum], stages
-
-
-def table3_all_stages(scale: Scale, seed_dir, tokenizer: Path) -> list:
-    """Every stage Table 3 trains, each after the stages it starts from."""
-    first, stages = table3_stages(scale, seed_dir, tokenizer)
-    return [*first, *stages.values()]
 
 
 def table3(context: Context, scale: Scale, seed: int, tokenizer: Path) -> dict:

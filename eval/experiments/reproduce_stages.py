@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -242,35 +239,20 @@ def stage_job(stage: Stage, seed: int, run_dir: Path, device: str) -> TrainJob:
                     trainer_options=options)
 
 
-def stage_record(stage: Stage, seed: int) -> dict:
-    """What `stage.json` records of a stage: its settings, the seed, and the SHA-256 of the models it starts from."""
+def run_stage(context: Context, stage: Stage, seed: int) -> dict:
+    """Train `stage` for `seed` (or reuse it) and return its `metrics.json` summary; the model ends up in
+    `DIR/models/<name>-seed<seed>/`."""
+    model_dir, run_dir = context.model_dir(stage.name, seed), context.run_dir(stage.name, seed)
     record = {"stage": asdict(stage), "seed": seed}
     inputs = {folder: files_sha256(Path(folder)) for folder in (stage.model.encoder_from, stage.model.init_from)
               if folder is not None and Path(folder).is_dir()}
     if inputs:  # the models it starts from, as they are now
         record["inputs"] = inputs
-    return record
-
-
-def trained_summary(context: Context, stage: Stage, seed: int) -> dict | None:
-    """The `metrics.json` summary of `stage` when its model is already trained with exactly these settings and
-    inputs (so it is reused), else `None`."""
-    model_dir, run_dir = context.model_dir(stage.name, seed), context.run_dir(stage.name, seed)
     metrics_file, stage_file = run_dir / "metrics.json", run_dir / STAGE_FILE
     if (model_dir / "config.json").is_file() and metrics_file.is_file() and stage_file.is_file():
-        if json.loads(stage_file.read_text()) == json.loads(json.dumps(stage_record(stage, seed))):
+        if json.loads(stage_file.read_text()) == json.loads(json.dumps(record)):
+            context.report(f"reusing {model_dir}")
             return json.loads(metrics_file.read_text())
-    return None
-
-
-def run_stage(context: Context, stage: Stage, seed: int) -> dict:
-    """Train `stage` for `seed` (or reuse it) and return its `metrics.json` summary; the model ends up in
-    `DIR/models/<name>-seed<seed>/`."""
-    model_dir, run_dir = context.model_dir(stage.name, seed), context.run_dir(stage.name, seed)
-    record, summary = stage_record(stage, seed), trained_summary(context, stage, seed)
-    if summary is not None:
-        context.report(f"reusing {model_dir}")
-        return summary
     context.report(f"training {stage.name} (seed {seed}): {stage.objective}, {stage.steps} steps")
     tokenizer = train.load_tokenizer(stage.tokenizer)
     model = build_stage_model(stage.model, tokenizer, seed)
@@ -282,7 +264,7 @@ def run_stage(context: Context, stage: Stage, seed: int) -> dict:
         raise ValueError(f"{model_dir} exists and was not written by memory-models: refusing to replace it")
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     replace_folder(run_dir / "final", model_dir)
-    (run_dir / STAGE_FILE).write_text(json.dumps(record, indent=2))
+    stage_file.write_text(json.dumps(record, indent=2))
     context.report(f"trained {stage.name} (seed {seed}) in {summary['train_seconds']:.0f} s -> {model_dir}")
     return summary
 
@@ -302,60 +284,3 @@ def history(summary: dict, key: str) -> list:
 def set_threads(threads: int) -> None:
     """Intra-op threads of this worker (one per worker when seeds train side by side on a CPU)."""
     torch.set_num_threads(max(1, threads))
-
-
-# ---------------------------------------------------------------------------------------------- side by side
-def _run_stage_alone(output_dir: str, device: str, stage: Stage, seed: int, threads: int, messages) -> None:
-    """One stage in a worker process of `train_side_by_side`, on `threads` threads; its progress goes to the
-    `messages` queue."""
-    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
-        os.environ.setdefault(name, "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    set_threads(threads)
-    run_stage(Context(Path(output_dir), device, messages.put), stage, seed)
-
-
-def stage_inputs(stages: list[Stage], model_dir) -> dict[str, set[str]]:
-    """`{stage name: names of the stages of `stages` it starts from}` (its encoder's or its weights' folder, as
-    `model_dir(name)` names them)."""
-    by_folder = {str(model_dir(stage.name)): stage.name for stage in stages}
-    return {stage.name: {by_folder[folder] for folder in (stage.model.encoder_from, stage.model.init_from)
-                         if folder is not None and folder in by_folder} for stage in stages}
-
-
-def train_side_by_side(context: Context, stages: list[Stage], seed: int, cores: int) -> None:
-    """Train (or reuse) `stages` for `seed` on `cores` CPU cores: every stage as soon as the stages it starts from
-    are trained, up to `cores` at a time in processes of their own, each on the cores free when it starts (all of
-    them for a stage that starts alone, one for a stage beside others). Tiny models use threads poorly, so two
-    one-thread stages side by side train ~1.6x faster than the two one after the other on two threads; the part
-    then reuses every stage (`run_stage`), the same models, trained in a different order. Stages are started in
-    the order given (a part lists each before the stages built on it)."""
-    unique = list({stage.name: stage for stage in stages}.values())
-    needs = stage_inputs(unique, lambda name: context.model_dir(name, seed))
-    done: set[str] = set()
-    running: dict = {}
-    spawn = get_context("spawn")
-    with spawn.Manager() as manager, ProcessPoolExecutor(max(1, cores), mp_context=spawn) as pool:
-        messages = manager.Queue()
-        while len(done) < len(unique):
-            ready = [stage for stage in unique if stage.name not in done and stage.name not in running.values()
-                     and needs[stage.name] <= done]
-            reused = [stage.name for stage in ready if trained_summary(context, stage, seed) is not None]
-            if reused:  # nothing to train: what is built on it may be ready now
-                done.update(reused)
-                continue
-            starting = ready[: max(0, cores - len(running))]
-            threads = max(1, cores // max(1, len(running) + len(starting)))
-            for stage in starting:
-                running[pool.submit(_run_stage_alone, str(context.output_dir), context.device, stage, seed,
-                                    threads, messages)] = stage.name
-            if not running:
-                raise ValueError(f"stages {sorted(set(needs) - done)} start from each other: nothing can train first")
-            finished: set = set()
-            while not finished:
-                finished, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
-                while not messages.empty():
-                    context.report(messages.get())
-            for future in finished:
-                future.result()  # a stage that failed stops the part here, with its error
-                done.add(running.pop(future))

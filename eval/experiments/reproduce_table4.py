@@ -74,13 +74,6 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
             "causal": causal}
 
 
-def table4_stages(scale: Scale, seed_dir, tokenizer: Path) -> list:
-    """Every stage Table 4 trains, the longest of those that can train side by side first (the causal control
-    beside blank copy, the retrieval stage before the combined one)."""
-    stages = records_stages(scale, tokenizer, seed_dir)
-    return [stages[name] for name in ("autoencoder", "blank", "causal", "retrieval", "combined")]
-
-
 def lm_eval_rows(context: Context, scale: Scale, seed: int, folders: dict, result: dict) -> None:
     """`memory-models eval` on both models, with and without memories (read through the rolling window)."""
     output = context.run_dir("table4-lm-eval", seed)
