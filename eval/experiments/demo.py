@@ -6,8 +6,9 @@
 3. a memory model over that encoder, frozen, learns to write the chunks back from their memories: blank copy (the
    paper's identity task, Fig. 4(d): its decoder sees the memories and only blanks) mixed with copy (it also sees
    the copy it has written so far, as `generate` shows it; objective `copy_and_blank_copy`); the no-memory
-   control trains the same steps. The paper's own model by default, the memory transformer (Llama encoder and
-   decoder, the decoder with learned slot and chunk positions); `--family memory-mixer` runs masked mixers;
+   control trains the same steps, in a second process beside the autoencoder (`--jobs 2`, one thread each). The
+   paper's own model by default, the memory transformer (Llama encoder and decoder, the decoder with learned slot
+   and chunk positions); `--family memory-mixer` runs masked mixers;
 4. report held-out blank-copy, copy and CLM accuracy of both, and print one held-out passage beside what each
    decoder writes from the memories alone;
 5. save a Hub-ready checkpoint, reload it with `AutoModelForCausalLM.from_pretrained(dir,
@@ -15,7 +16,7 @@
    (what a Hub user has), and let it write the held-out passage back with `generate` (its first half and the
    copy delimiter as the prompt).
 
-    memory-models demo                          # ~4 minutes on 2 idle CPU cores: the memory transformer
+    memory-models demo                          # 4-4.5 minutes on 2 idle CPU cores: the memory transformer
     memory-models demo --family memory-mixer    # the masked-mixer memory model
     memory-models demo --quick                  # seconds: the smoke test
 """
