@@ -16,7 +16,7 @@ from tokenizer_loading import assert_tokenizer_loads_quietly
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("demo")
-    args = demo_parser().parse_args(["--quick", "--output-dir", str(output_dir)])
+    args = demo_parser().parse_args(["--quick", "--jobs", "2", "--output-dir", str(output_dir)])
     return args, output_dir, demo.run(args)
 
 
@@ -95,16 +95,15 @@ def test_bad_demo_sizes_are_refused():
 
 
 def test_the_control_trained_beside_the_autoencoder_equals_one_trained_in_this_process(quick, tmp_path):
-    """With 2 cores the control trains in a second process (its output in `control.log`); the model it saves is
-    the one this process trains from the same arguments on one thread."""
+    """With `--jobs 2` (the default on 2 cores) the control trains in a second process, its output in
+    `control.log`; the model it saves is the one this process trains from the same arguments on one thread."""
     args, output_dir, result = quick
-    if result["settings"]["jobs"] == 2:
-        assert "finished 2 steps" in (output_dir / "control.log").read_text()
+    assert result["settings"]["jobs"] == 2 and "finished 2 steps" in (output_dir / "control.log").read_text()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         args = demo.with_recipe(demo.replace_args(args, jobs=1))
-        summary = demo.train_memory_model(args, tmp_path, output_dir / "tokenizer-512", no_memory=True)
+        summary = demo.train_memory_model(args, tmp_path, output_dir / "tokenizer-512", demo.CONTROL)
     finally:
         torch.set_num_threads(threads)
     assert summary["steps"] == 2

@@ -16,7 +16,7 @@
    (what a Hub user has), and let it write the held-out passage back with `generate` (its first half and the
    copy delimiter as the prompt).
 
-    memory-models demo                          # 4-4.5 minutes on 2 idle CPU cores: the memory transformer
+    memory-models demo                          # ~4 minutes on 2 idle CPU cores: the memory transformer
     memory-models demo --family memory-mixer    # the masked-mixer memory model
     memory-models demo --quick                  # seconds: the smoke test
 """
@@ -40,7 +40,7 @@ from memory_models.configuration import build_model
 from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
-from memory_models.eval.experiments.reproduce import available_cpus
+from memory_models.eval.experiments.reproduce_stages import available_cpus
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
@@ -65,7 +65,8 @@ LOADER = """
     print(json.dumps({"model_class": type(model).__name__, "model_module": type(model).__module__,
                       "completion": text}))
     """
-MODELS = {"memory": False, "no-memory control": True}  # name -> no_memory
+MEMORY, CONTROL = "memory", "no-memory control"
+MODELS = {MEMORY: "memory", CONTROL: "control"}  # name -> its run folder in --output-dir
 
 
 def demo_tokenizer(output_dir: Path, vocab_size: int):
@@ -153,15 +154,15 @@ def train_job(args, folder: Path, tokenizer_dir: Path, objective: str = "copy_an
                     trainer_options={"warmup_steps": max(1, steps // 10), "logging_steps": max(1, steps // 10)})
 
 
-def train_memory_model(args, output_dir: Path, tokenizer_dir: Path, no_memory: bool) -> dict:
-    """The memory model over the autoencoder's frozen encoder (`no_memory`: the control, no encoder), blank copy
-    and copy for `--steps`; returns its summary."""
-    name = "no-memory control" if no_memory else "memory"
+def train_memory_model(args, output_dir: Path, tokenizer_dir: Path, name: str) -> dict:
+    """Model `name` of `MODELS`, blank copy and copy for `--steps`: the memory model over the autoencoder's frozen
+    encoder, or the control (no encoder); returns its summary."""
     print(f"\n=== the {name} model: blank copy and copy, {args.steps} steps ===", flush=True)
     set_seed(args.seed)
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
+    no_memory = name == CONTROL
     encoder = {} if no_memory else dict(encoder_from=str(output_dir / "autoencoder" / "final"), freeze_encoder=True)
-    job = train_job(args, output_dir / ("control" if no_memory else "memory"), tokenizer_dir, **encoder)
+    job = train_job(args, output_dir / MODELS[name], tokenizer_dir, **encoder)
     return train.run(job, model=build_model(memory_config(args, tokenizer, no_memory)))
 
 
@@ -171,7 +172,7 @@ def _train_control_alone(args, output_dir: Path, tokenizer_dir: Path, log: Path)
         os.dup2(stream.fileno(), 1)
         os.dup2(stream.fileno(), 2)
         torch.set_num_threads(1)
-        summary = train_memory_model(args, output_dir, tokenizer_dir, no_memory=True)
+        summary = train_memory_model(args, output_dir, tokenizer_dir, CONTROL)
         sys.stdout.flush()
         sys.stderr.flush()
         return summary
@@ -198,12 +199,12 @@ def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dic
                                     model=build_model(autoencoder_config(args, tokenizer)))
         finally:
             torch.set_num_threads(threads)
-        summaries = {"memory": train_memory_model(args, output_dir, tokenizer_dir, no_memory=False)}
-        summaries["no-memory control"] = (control.result() if control is not None else
-                                          train_memory_model(args, output_dir, tokenizer_dir, no_memory=True))
+        summaries = {MEMORY: train_memory_model(args, output_dir, tokenizer_dir, MEMORY)}
+        summaries[CONTROL] = (control.result() if control is not None else
+                              train_memory_model(args, output_dir, tokenizer_dir, CONTROL))
     if control is not None:
-        print(f"(the no-memory control trained beside it: {summaries['no-memory control']['steps']} steps in "
-              f"{summaries['no-memory control']['train_seconds']:.0f} s, log in {output_dir / 'control.log'})")
+        print(f"(the no-memory control trained beside it: {summaries[CONTROL]['steps']} steps in "
+              f"{summaries[CONTROL]['train_seconds']:.0f} s, log in {output_dir / 'control.log'})")
     return autoencoder, summaries
 
 
@@ -243,7 +244,7 @@ def show_passage(output_dir: Path, tokenizer, passage: torch.LongTensor) -> dict
     """Print a held-out passage beside what the memory model and the control write from the memories alone."""
     shown = {}
     for name in MODELS:
-        folder = output_dir / ("control" if MODELS[name] else "memory") / "final"
+        folder = output_dir / MODELS[name] / "final"
         targets, predicted = read_back(folder, passage)
         shown[name] = {"text": tokenizer.decode(predicted),
                        "tokens_right": sum(t == p for t, p in zip(targets, predicted)), "tokens": len(targets)}
@@ -304,7 +305,7 @@ def run(args) -> dict:
           f"tokens of held-out chunks; over its frozen encoder:\n{table}")
     passage = held_out_passage(args, tokenizer)
     shown = show_passage(output_dir, tokenizer, passage)
-    folder = output_dir / "memory" / "final"
+    folder = output_dir / MODELS[MEMORY] / "final"
     prompt, copied = copy_prompt(tokenizer, passage, memory_config(args, tokenizer, False))
     prompt = prompt if args.prompt is None else args.prompt
     max_new_tokens = args.max_new_tokens or (copied if args.prompt is None else 24)

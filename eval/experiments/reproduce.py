@@ -39,7 +39,9 @@ from pathlib import Path
 from memory_models.eval.experiments import reproduce_parts as parts_module
 from memory_models.eval.experiments import reproduce_table4
 from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
-from memory_models.eval.experiments.reproduce_stages import SCALES, Context, Scale, corpus_tokenizer, set_threads
+from memory_models.eval.experiments.reproduce_stages import (
+    SCALES, Context, Scale, available_cpus, corpus_tokenizer, set_threads,
+)
 from memory_models.training.plot import have_matplotlib, plot_curves, plot_retention
 
 PARTS = {
@@ -140,11 +142,6 @@ def pictures(part: str, results: dict[int, dict], output_dir: Path, title: str) 
         written += plot_curves(positions, output_dir / f"{part}-positions", f"{title}, by position in the chunk",
                                xlabel="position of the copied token in its chunk")
     return [str(path) for path in written if str(path).endswith(".png")]
-
-
-def available_cpus() -> int:
-    """The cores this process may run on (`taskset`, a container's CPU set), not the machine's."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def load_average() -> str:

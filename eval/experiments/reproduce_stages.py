@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -279,6 +280,11 @@ def stage_for(scale: Scale, name: str, model: ModelSpec, objective: str, context
 def history(summary: dict, key: str) -> list:
     """`[(step, value), ...]` of an eval metric of a training summary (`eval_blank_copy_accuracy`, ...)."""
     return [tuple(point) for point in summary.get("eval_history", {}).get(key, [])]
+
+
+def available_cpus() -> int:
+    """The cores this process may run on (`taskset`, a container's CPU set), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def set_threads(threads: int) -> None:
