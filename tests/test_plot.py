@@ -45,6 +45,24 @@ def test_training_plot_names_axes_series_and_command(tmp_path):
     assert "train (MemoryForCausalLM, memory_model) --objective combined" in svg_text(svg)
 
 
+def test_the_training_plot_keeps_its_legends_under_the_panels(tmp_path, monkeypatch):
+    """Each panel's legend sits below its axes (inside, a long legend hid the demo's curves), and the two legends
+    do not overlap."""
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda figure, output: figures.append(figure) or [])
+    plot.plot_training({**SUMMARY, "train_stream_loss_history": {"loss_clm": [[1, 4.0]], "loss_copy": [[1, 5.0]]}},
+                       tmp_path / "curve")
+    (figure,) = figures
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    boxes = []
+    for axis in figure.axes:
+        legend, frame = axis.get_legend().get_window_extent(renderer), axis.get_window_extent(renderer)
+        assert legend.y1 < frame.y0, (legend, frame)  # display coordinates: y grows upwards
+        boxes.append(legend)
+    assert len(boxes) == 2 and not boxes[0].overlaps(boxes[1])
+
+
 def test_an_eval_loss_far_above_training_stays_off_the_loss_axis(tmp_path):
     """An evaluation of a stream the run does not train (a blank-copy model's next-token loss, ~20 nats) does not
     stretch the loss axis: a series over twice the highest training loss is named off scale and the axis ends just

@@ -107,9 +107,8 @@ def plot_training(summary: dict, output) -> list[Path]:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
         axis.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize="small", loc="center right")  # between the summed loss and the per-stream ones
-    if accuracies:
-        axes[0, 1].legend(fontsize="small")
+    for axis, columns in zip(axes[0], (2, 1) if accuracies else (2,)):  # under each panel: inside, they hid curves
+        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns)
     config = summary.get("config", {})
     source = (f"--preset {config['preset']}" if config.get("preset") else
               f"--init-from {config['init_from']}" if config.get("init_from") else
