@@ -107,7 +107,7 @@ def plot_training(summary: dict, output) -> list[Path]:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
         axis.grid(alpha=0.3)
-    for axis, columns in zip(axes[0], (2, 1) if accuracies else (2,)):  # under each panel: inside, they hid curves
+    for axis, columns in zip(axes[0], (2, 1)):  # under each panel (inside, they hid curves); loss: 2 columns
         axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns)
     config = summary.get("config", {})
     source = (f"--preset {config['preset']}" if config.get("preset") else
