@@ -262,6 +262,48 @@ def test_interrupt_and_full_disk_are_one_line(tmp_path, capsys, monkeypatch):
     assert not list(full.glob("checkpoint-*"))
 
 
+WORKERS_THEN_WAIT = """
+import multiprocessing, sys, time
+from memory_models.eval.experiments.workers import worker_manager, worker_pool
+with worker_manager() as manager, worker_pool(2) as pool:
+    queue = manager.Queue()
+    busy = [pool.submit(time.sleep, 600) for _ in range(2)]
+    time.sleep(1)
+    print(" ".join(str(child.pid) for child in multiprocessing.active_children()), flush=True)
+    time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (a zombie has ended and only waits to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_workers_end_when_their_command_is_killed():
+    """`reproduce`'s seeds and `demo --jobs 2`'s control train in pool workers (and pass messages through a
+    manager). Killed alone (SIGKILL: no clean-up runs), the command leaves none of them running: each watches its
+    parent and exits. (Python's own pools leave them training on: checked by hand with a plain ProcessPoolExecutor.)"""
+    command = subprocess.Popen([sys.executable, "-c", WORKERS_THEN_WAIT], stdout=subprocess.PIPE, text=True)
+    children = [int(pid) for pid in command.stdout.readline().split()]
+    try:
+        assert len(children) == 3 and all(_running(pid) for pid in children)  # two workers and the manager
+        command.kill()
+        command.wait()
+        for _ in range(300):  # each notices within moments; allow a loaded machine half a minute
+            if not any(_running(pid) for pid in children):
+                break
+            subprocess.run(["sleep", "0.1"])
+        assert [pid for pid in children if _running(pid)] == []
+    finally:
+        for pid in children:
+            if _running(pid):
+                os.kill(pid, 9)
+
+
 # --------------------------------------------------------------------------------------------- foreign code
 EVIL = """
 from pathlib import Path

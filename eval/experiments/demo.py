@@ -28,9 +28,7 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -41,6 +39,7 @@ from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.eval.experiments.reproduce_stages import available_cpus
+from memory_models.eval.experiments.workers import worker_pool
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
@@ -187,7 +186,7 @@ def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dic
     with contextlib.ExitStack() as stack:
         control = None
         if args.jobs == 2:
-            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=get_context("spawn")))
+            pool = stack.enter_context(worker_pool(1))
             log = output_dir / "control.log"
             control = pool.submit(_train_control_alone, args, output_dir, tokenizer_dir, log)
             print(f"\n=== the no-memory control trains beside the autoencoder, one thread each (its log: {log}) ===")

@@ -31,9 +31,7 @@ import queue as queue_module
 import statistics
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from multiprocessing import get_context
 from pathlib import Path
 
 from memory_models.eval.experiments import reproduce_parts as parts_module
@@ -42,6 +40,7 @@ from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_
 from memory_models.eval.experiments.reproduce_stages import (
     SCALES, Context, Scale, available_cpus, corpus_tokenizer, set_threads,
 )
+from memory_models.eval.experiments.workers import worker_manager, worker_pool
 from memory_models.training.plot import have_matplotlib, plot_curves, plot_retention
 
 PARTS = {
@@ -228,8 +227,7 @@ def run(args) -> dict:
         for task in work:
             run_seed(*task, _Immediate(handle))
     else:
-        spawn = get_context("spawn")
-        with spawn.Manager() as manager, ProcessPoolExecutor(min(jobs, args.seeds), mp_context=spawn) as pool:
+        with worker_manager() as manager, worker_pool(min(jobs, args.seeds)) as pool:
             messages = manager.Queue()
             _collect(messages, [pool.submit(run_seed, *task, messages) for task in work], handle)
     print(f"wrote {', '.join(f'{p}.json' for p in reports)} and reproduce.md in {output_dir}", flush=True)
