@@ -191,6 +191,23 @@ def test_a_stage_trains_again_when_the_model_it_starts_from_was_trained_again(tm
     assert changed.keys() == recorded.keys() and changed != recorded
 
 
+def test_a_stage_that_starts_from_a_model_changes_only_its_loss_weights(tmp_path):
+    """Table 4's combined + retrieval stage continues from the blank-copy model with its own retrieval-loss weight:
+    the loaded model keeps its weights and gets the weight; any other config change of a loaded model is a
+    ValueError naming it (it would not match the weights)."""
+    from memory_models.configuration import build_model, get_preset
+    from memory_models.eval.experiments.reproduce_stages import ModelSpec, build_stage_model
+
+    saved = build_model(get_preset("memory-transformer-tiny"))
+    saved.save_pretrained(tmp_path / "blank")
+    loaded = build_stage_model(ModelSpec(init_from=str(tmp_path / "blank"),
+                                         overrides=(("retrieval_loss_weight", 0.5),)), None, 0)
+    assert loaded.config.retrieval_loss_weight == 0.5 != saved.config.retrieval_loss_weight
+    torch.testing.assert_close(loaded.state_dict(), saved.state_dict())
+    with pytest.raises(ValueError, match="can change its loss weights only, got chunk_size=8"):
+        build_stage_model(ModelSpec(init_from=str(tmp_path / "blank"), overrides=(("chunk_size", 8),)), None, 0)
+
+
 def test_extraction_questions_cover_every_distance_with_the_value_that_far_back():
     """Table 4's distance questions: each document is asked at most once per chunk distance 1 .. S-1, most
     documents at 1 and 2 (a key far into its record cannot be 1 chunk back) and some at S-1; the prompt ends with
@@ -296,7 +313,8 @@ def test_table3_targets_check_each_row():
 def test_table4_memory_transformer_reads_for_the_reading_budget_and_its_control_trains_as_long():
     """Table 4's blank-copy stage gives an attention decoder `transformer_read_steps` (the mixer keeps
     `records_steps`), and its autoencoder the records budget of a transformer autoencoder; the combined + retrieval
-    stage trains `records_retrieval_steps`; the causal control as many steps as blank copy and combined together."""
+    stage trains `records_retrieval_steps` (the transformer's with `records_transformer_retrieval_loss_weight`); the
+    causal control as many steps as blank copy and combined together."""
     from memory_models.eval.experiments.reproduce_table4 import records_stages
 
     for family, read in (("memory-transformer", "transformer_read_steps"), ("memory-mixer", "records_steps")):
@@ -306,6 +324,9 @@ def test_table4_memory_transformer_reads_for_the_reading_budget_and_its_control_
         assert stages["combined"].steps == scale.records_steps
         assert stages["retrieval"].steps == scale.records_retrieval_steps != scale.records_steps  # answers learn late
         assert stages["causal"].steps == stages["blank"].steps + stages["combined"].steps
+        weights = dict(stages["retrieval"].model.overrides)  # the transformer's retrieval stream weighs less
+        assert weights == ({"retrieval_loss_weight": scale.records_transformer_retrieval_loss_weight}
+                           if family == "memory-transformer" else {})
         autoencoder = stages["autoencoder"]
         if family == "memory-transformer":  # its own budget on records
             assert (autoencoder.steps, autoencoder.learning_rate) == (

@@ -66,8 +66,11 @@ def records_stages(scale: Scale, tokenizer: Path, model_dir) -> dict:
                       **{**budget, "steps": read})
     after_blank = ModelSpec(init_from=str(model_dir(blank.name)))
     combined = stage_for(scale, f"records-{family}-combined", after_blank, "combined", 4 * chunk, tokenizer, **budget)
-    retrieval = stage_for(scale, f"records-{family}-combined-retrieval", after_blank, "combined_retrieval", 4 * chunk,
-                          tokenizer, **{**budget, "steps": scale.records_retrieval_steps or scale.records_steps})
+    weight = scale.records_transformer_retrieval_loss_weight if arch == "transformer" else None
+    retrieval = stage_for(scale, f"records-{family}-combined-retrieval",
+                          replace(after_blank, overrides=(("retrieval_loss_weight", weight),) if weight else ()),
+                          "combined_retrieval", 4 * chunk, tokenizer,
+                          **{**budget, "steps": scale.records_retrieval_steps or scale.records_steps})
     causal = stage_for(scale, f"records-{family}-causal", frozen, "clm", 4 * chunk, tokenizer,
                        **{**budget, "steps": read + scale.records_steps})
     return {"autoencoder": autoencoder, "blank": blank, "combined": combined, "retrieval": retrieval,
