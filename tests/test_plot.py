@@ -45,6 +45,19 @@ def test_training_plot_names_axes_series_and_command(tmp_path):
     assert "train (MemoryForCausalLM, memory_model) --objective combined" in svg_text(svg)
 
 
+def test_a_single_stream_that_is_the_loss_is_drawn_once(tmp_path):
+    """Copy + blank copy trains one stream (`loss_copy`) that equals the total loss: the plot draws the total alone
+    (a second curve would hide under it); a stream that differs (another weight) or a second stream is drawn."""
+    losses = SUMMARY["train_loss_history"]
+    same = {**SUMMARY, "config": {**SUMMARY["config"], "objective": "copy_and_blank_copy"},
+            "train_stream_loss_history": {"loss_copy": [[step, round(value, 4)] for step, value in losses]}}
+    text = svg_text(plot.plot_training(same, tmp_path / "same")[1])
+    assert "train loss (copy_and_blank_copy objective)" in text and "train loss_copy" not in text
+    halved = {**same, "train_stream_loss_history": {"loss_copy": [[step, 2 * value] for step, value in losses]}}
+    text = svg_text(plot.plot_training(halved, tmp_path / "halved")[1])
+    assert "train loss (copy_and_blank_copy: weighted sum)" in text and "train loss_copy" in text
+
+
 def test_the_training_plot_keeps_its_legends_under_the_panels(tmp_path, monkeypatch):
     """Each panel's legend sits below its axes (inside, a long legend hid the demo's curves), and the two legends
     do not overlap."""

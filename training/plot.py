@@ -77,10 +77,19 @@ def loss_axis_top(losses: dict[str, list]) -> tuple[float | None, list[str]]:
     return 1.1 * max(shown), above
 
 
+def _same_curve(points, others) -> bool:
+    """Whether two `[[step, value], ...]` series are one curve (stream losses are logged to 4 significant digits)."""
+    return len(points) == len(others) and all(
+        step == other_step and abs(value - other) <= 1e-3 * max(1.0, abs(other))
+        for (step, value), (other_step, other) in zip(points, others))
+
+
 def plot_training(summary: dict, output) -> list[Path]:
     """Training loss and eval losses (left), eval accuracies (right) of a `metrics.json` summary."""
     objective = summary.get("config", {}).get("objective")
     streams = summary.get("train_stream_loss_history") or {}  # combined objective: loss_clm, loss_copy
+    if len(streams) == 1 and _same_curve(next(iter(streams.values())), summary.get("train_loss_history", [])):
+        streams = {}  # one stream with weight 1 (copy + blank copy: both parts are `copy`) is the loss itself
     label = f"train loss ({objective}: weighted sum)" if streams else f"train loss ({objective} objective)"
     losses = {label if objective else "train loss": summary.get("train_loss_history", [])}
     losses.update({f"train {key}": points for key, points in streams.items()})
@@ -101,8 +110,9 @@ def plot_training(summary: dict, output) -> list[Path]:
     axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
     if top is not None:
         axes[0, 0].set_ylim(0, top)
-    for name, points in accuracies.items():
-        axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name)
+    for index, (name, points) in enumerate(accuracies.items()):  # dashed after the first: equal ones stay visible
+        axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name,
+                        linestyle="-" if index == 0 else (0, (4, 2 + 2 * index)))
     if accuracies:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
