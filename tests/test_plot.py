@@ -47,7 +47,7 @@ def test_training_plot_names_axes_series_and_command(tmp_path):
 
 def test_a_single_stream_that_is_the_loss_is_drawn_once(tmp_path):
     """Copy + blank copy trains one stream (`loss_copy`) that equals the total loss: the plot draws the total alone
-    (a second curve would hide under it); a stream that differs (another weight) or a second stream is drawn."""
+    (a second curve would hide under it); a single stream that differs from it (another weight) is drawn."""
     losses = SUMMARY["train_loss_history"]
     same = {**SUMMARY, "config": {**SUMMARY["config"], "objective": "copy_and_blank_copy"},
             "train_stream_loss_history": {"loss_copy": [[step, round(value, 4)] for step, value in losses]}}
