@@ -78,10 +78,15 @@ def loss_axis_top(losses: dict[str, list]) -> tuple[float | None, list[str]]:
 
 
 def _same_curve(points, others) -> bool:
-    """Whether two `[[step, value], ...]` series are one curve (stream losses are logged to 4 significant digits)."""
+    """Whether two `[[step, value], ...]` series are one curve (stream losses are logged to 4 decimals)."""
     return len(points) == len(others) and all(
         step == other_step and abs(value - other) <= 1e-3 * max(1.0, abs(other))
         for (step, value), (other_step, other) in zip(points, others))
+
+
+def _dashes(index: int):
+    """A line style per series: solid first, then dashes with wider gaps, so equal curves stay visible."""
+    return "-" if index == 0 else (0, (4, 2 + 2 * index))
 
 
 def plot_training(summary: dict, output) -> list[Path]:
@@ -106,13 +111,12 @@ def plot_training(summary: dict, output) -> list[Path]:
     for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
         label = f"{name} (off scale: last {points[-1][1]:.1f})" if name in above else name
         axes[0, 0].plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=label,
-                        linestyle="-" if name.startswith("train") else (0, (4, 2 + 2 * index)))
+                        linestyle="-" if name.startswith("train") else _dashes(index))
     axes[0, 0].set(xlabel="optimizer step", ylabel="cross-entropy (nats)", title="loss")
     if top is not None:
         axes[0, 0].set_ylim(0, top)
-    for index, (name, points) in enumerate(accuracies.items()):  # dashed after the first: equal ones stay visible
-        axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name,
-                        linestyle="-" if index == 0 else (0, (4, 2 + 2 * index)))
+    for index, (name, points) in enumerate(accuracies.items()):
+        axes[0, 1].plot(*zip(*points), marker="o", markersize=3, label=name, linestyle=_dashes(index))
     if accuracies:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
