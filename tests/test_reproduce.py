@@ -344,3 +344,17 @@ def test_available_cpus_are_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 64)
     assert reproduce.available_cpus() == 1
+
+
+def test_the_table4_picture_is_titled_by_what_it_draws(tmp_path):
+    """Table 4's curves are extraction accuracy by distance (its bits per byte are table rows): title and x axis
+    say so; the other parts' curves keep their part's title and the step axis."""
+    by_distance = {0: {"retention": {}, "curves": {"causal": {"extraction accuracy": [[1, 0.1], [2, 0.12]]}}}}
+    reproduce.pictures("table4", by_distance, tmp_path, reproduce.TITLES["table4"])
+    svg = (tmp_path / "table4-curves.svg").read_text()  # SVG text stays text (training/plot.py)
+    assert "records extraction by distance" in svg and "perplexity" not in svg
+    assert "chunks between the record and the question" in svg and "optimizer step" not in svg
+    by_step = {0: {"retention": {}, "curves": {"causal": {"copy accuracy": [[100, 0.2], [200, 0.3]]}}}}
+    reproduce.pictures("table3", by_step, tmp_path, reproduce.TITLES["table3"])
+    svg = (tmp_path / "table3-curves.svg").read_text()
+    assert reproduce.TITLES["table3"].split(" (")[0] in svg and "optimizer step" in svg
