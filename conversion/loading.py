@@ -12,7 +12,9 @@ folder is tried as a Hub repo id; a truncated weights file fails without naming 
   `*.safetensors` file, a shard missing from `model.safetensors.index.json` or named there outside the folder, a
   config whose sizes do not fit the checkpoint's tensors, integer tensors where the model holds floating-point
   weights (never cast), a pickle file torch will not load safely, tensors missing from the checkpoint or unused by
-  the model (unless allowed) and NaN or inf in the loaded weights, naming the file and the tensors;
+  the model (unless allowed) and NaN or inf in the loaded weights, naming the file and the tensors (transformers'
+  own load report is held back unless missing tensors are allowed: each problem it lists is then a refusal
+  here or a tensor the caller drops on purpose, such as an ablated model's encoder);
 * [`load_tokenizer`] names the folder and the file of a tokenizer that cannot be read.
 
 Every refusal is a `ValueError` naming the option (`--model`, `--init-from`, ...) and the path.
@@ -20,7 +22,9 @@ Every refusal is a `ValueError` naming the option (`--model`, `--init-from`, ...
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pickle
 import re
@@ -321,8 +325,9 @@ def load_model(path, *, config=None, trust_remote_code: bool = False, allow_miss
         check_fits_checkpoint(config, tensors, auto_classes, path, option)
     files = {name: tensor.file for name, tensor in tensors.items()} if folder is not None else None
     load = {"config": config, "trust_remote_code": trust_remote_code, "output_loading_info": True, **kwargs}
+    report = contextlib.nullcontext() if allow_missing else held_load_report()  # then it names random tensors
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), report:
             warnings.filterwarnings("ignore", message="Detected pickle protocol")  # torch's, before it refuses
             model, info = _from_pretrained(auto_classes, str(path), load)
     except ValueError as error:
@@ -339,6 +344,30 @@ def load_model(path, *, config=None, trust_remote_code: bool = False, allow_miss
                        option=option, allow_option=allow_option)
     check_finite(model, path, option, files)
     return (model, info) if return_info else model
+
+
+@contextlib.contextmanager
+def held_load_report():
+    """Hold back transformers' `LOAD REPORT` warning (a table of missing / unexpected tensors) for a load whose
+    `loading_info` the caller checks itself; a load that fails logs it after all, since the error may refer to it."""
+    logger, held = logging.getLogger("transformers.modeling_utils"), []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in record.getMessage():
+            held.append(record)
+            return False
+        return True
+
+    logger.addFilter(hold)
+    try:
+        yield
+    except BaseException:
+        logger.removeFilter(hold)
+        for record in held:
+            logger.handle(record)
+        raise
+    finally:
+        logger.removeFilter(hold)
 
 
 def _from_pretrained(auto_classes, path: str, load: dict):

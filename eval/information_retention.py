@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTrainedModel
 
 from memory_models.configuration.presets import llama
-from memory_models.conversion.loading import load_model, load_tokenizer
+from memory_models.conversion.loading import load_config, load_model, load_tokenizer
 from memory_models.conversion.safe_io import write_text_atomic
 from memory_models.eval.arguments import retention_parser
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder, capabilities
@@ -68,8 +68,13 @@ def load_encoder(encoder, *, trust_remote_code: bool = False,
         name = getattr(getattr(encoder, "config", None), "name_or_path", "") or type(encoder).__name__
         return base_encoder(encoder), name
     name = str(encoder)
-    model, info = load_model(name, trust_remote_code=trust_remote_code, allow_missing=True, option="--encoder",
-                             auto_classes=(AutoModel, AutoModelForCausalLM), return_info=True)
+    # The class the checkpoint was saved from (a causal LM's head loads with it, then is dropped here), so that
+    # transformers has no unused tensor to report: the probe drops heads on purpose.
+    config = load_config(name, trust_remote_code=trust_remote_code, option="--encoder")
+    saved_as_lm = any(str(arch).endswith("ForCausalLM") for arch in getattr(config, "architectures", None) or ())
+    auto_classes = (AutoModelForCausalLM, AutoModel) if saved_as_lm else (AutoModel, AutoModelForCausalLM)
+    model, info = load_model(name, config=config, trust_remote_code=trust_remote_code, allow_missing=True,
+                             option="--encoder", auto_classes=auto_classes, return_info=True)
     module = base_encoder(model)
     prefix = next((f"{path}." if path else "" for path, sub in model.named_modules() if sub is module), "")
     missing = sorted(key for key in info.get("missing_keys", ()) if key.startswith(prefix))

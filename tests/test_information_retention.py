@@ -1,6 +1,7 @@
 """Information-retention probe and CLI on tiny offline checkpoints (spec §3, Tables 1-2)."""
 
 import json
+import logging
 import random
 
 import pytest
@@ -115,6 +116,28 @@ def test_our_checkpoints_work_as_encoders(tokenizer, tmp_path):
     module, name = load_encoder(folder)
     assert isinstance(module, LlamaModel) and name == folder
     check_results(measure_retention(folder, contexts=(8, 16), dataset=texts, fresh_embedding=True, **FAST))
+
+
+@pytest.mark.parametrize("kind", ["bert", "llama_clm", "mixer_clm"])
+def test_a_saved_encoder_loads_quietly_with_its_own_weights(kind, tokenizer, tmp_path):
+    """A causal LM's folder loads through the class it was saved from, so transformers reports no unused head
+    (the probe drops it on purpose); a base model's folder loads as the base model. The weights are the saved ones."""
+    torch.manual_seed(0)
+    saved = tiny_encoder(kind, tokenizer)
+    folder = save_checkpoint(saved, tokenizer, tmp_path / kind)
+    reports = []  # what transformers logs, wherever pytest or the user sends its output
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = reports.append
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        module, _ = load_encoder(folder)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    assert not [record.getMessage() for record in reports if "LOAD REPORT" in record.getMessage()]
+    expected = base_encoder(saved).state_dict()
+    assert type(module) is type(base_encoder(saved)) and module.state_dict().keys() == expected.keys()
+    for key, tensor in module.state_dict().items():
+        torch.testing.assert_close(tensor, expected[key], rtol=0, atol=0)
 
 
 def test_base_encoder_strips_heads(tokenizer):

@@ -153,3 +153,55 @@ def test_written_folders_give_their_tokenizer_quietly(saved, tmp_path):
 
     with pytest.raises(AssertionError, match="memory_modle"):
         assert_tokenizer_loads_quietly(edited(saved, tmp_path, unknown_type))
+
+
+def transformers_warnings(call) -> list[str]:
+    """The messages transformers logged during `call()` (wherever its output goes); `call`'s error is kept."""
+    import logging
+
+    messages, handler = [], logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        call()
+    except RuntimeError as error:
+        messages.append(f"raised: {error}")
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
+    return messages
+
+
+def test_a_deliberately_dropped_encoder_loads_without_transformers_report(saved):
+    """The ablated model (`--no-memory`) leaves the checkpoint's encoder unused on purpose: no alarming table, and
+    every decoder weight is the saved one."""
+    from memory_models.eval.harness.runner import load_model as load_for_eval
+
+    loaded = []
+    messages = transformers_warnings(lambda: loaded.append(load_for_eval(str(saved), no_memory=True)))
+    assert not [m for m in messages if "LOAD REPORT" in m]
+    ablated, full = loaded[0], load_model(saved)
+    assert ablated.config.no_memory and len(ablated.state_dict()) < len(full.state_dict())  # encoder left unused
+    for name, tensor in ablated.state_dict().items():
+        torch.testing.assert_close(tensor, full.state_dict()[name], rtol=0, atol=0)
+
+
+def test_a_held_load_report_is_dropped_on_success_and_logged_on_failure():
+    """transformers' report is held during a checked load; when the load fails, the report comes after all (an
+    error such as "look at the above report" must not point at nothing)."""
+    import logging
+
+    from memory_models.conversion.loading import held_load_report
+
+    logger = logging.getLogger("transformers.modeling_utils")
+
+    def load(fail):
+        with held_load_report():
+            logger.warning("MemoryForCausalLM LOAD REPORT from: here")
+            logger.warning("another warning")
+            if fail:
+                raise RuntimeError("look at the above report")
+
+    assert transformers_warnings(lambda: load(fail=False)) == ["another warning"]
+    assert transformers_warnings(lambda: load(fail=True)) == [
+        "another warning", "MemoryForCausalLM LOAD REPORT from: here", "raised: look at the above report"]
+    assert not logger.filters  # nothing left behind
