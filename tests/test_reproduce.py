@@ -358,3 +358,83 @@ def test_the_table4_picture_is_titled_by_what_it_draws(tmp_path):
     reproduce.pictures("table3", by_step, tmp_path, reproduce.TITLES["table3"])
     svg = (tmp_path / "table3-curves.svg").read_text()
     assert reproduce.TITLES["table3"].split(" (")[0] in svg and "optimizer step" in svg
+
+
+OUTPUT_TO = """
+import os, subprocess, sys
+from memory_models.eval.experiments.workers import output_to
+print("before", flush=True)
+with output_to(sys.argv[1]):
+    print("python stdout")
+    sys.stderr.write("python stderr\\n")
+    os.write(2, b"native stderr\\n")
+    subprocess.run([sys.executable, "-c", "print('a child process')"])
+print("after", flush=True)
+try:
+    with output_to(sys.argv[1]):
+        raise RuntimeError("boom")
+except RuntimeError:
+    print("caught", flush=True)
+"""
+
+
+def test_output_to_sends_everything_printed_to_the_log_and_restores_the_terminal(tmp_path):
+    """Python's and native writes, and child processes, go to the log (appended); the terminal gets them back
+    afterwards; an escaping error's traceback is logged and the error still raised."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "seed-0.log"
+    log.write_text("an earlier run\n")
+    done = subprocess.run([sys.executable, "-c", OUTPUT_TO, str(log)], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "before\nafter\ncaught\n", "")
+    text = log.read_text()
+    assert text.startswith("an earlier run\n")
+    for line in ("python stdout", "python stderr", "native stderr", "a child process", "RuntimeError: boom"):
+        assert line in text
+
+
+SIDE_BY_SIDE = """
+import os, sys
+from memory_models.eval.experiments import reproduce
+from memory_models.eval.experiments.arguments import reproduce_parser
+
+
+def part(context, scale, seed, tokenizer):  # a stand-in part: noise on both streams, one progress line, a result
+    print(f"noise of seed {seed}", flush=True)
+    os.write(2, f"native noise of seed {seed}\\n".encode())
+    context.report(f"step of seed {seed}")
+    return {"values": [{"model": "m", "metric": "x", "value": 0.5 + seed}], "curves": {}, "retention": {}}
+
+
+reproduce.PARTS["fig4d"] = (part, lambda means, scale, per_seed: [])  # the spawned workers run this file too
+if __name__ == "__main__":
+    args = reproduce_parser().parse_args(["fig4d", "--output-dir", sys.argv[1], "--seeds", "2", "--jobs", "2",
+                                          "--scale", "tiny", "--device", "cpu"])
+    args.argv = None
+    reproduce.run(args)
+"""
+
+
+def test_seeds_side_by_side_report_progress_here_and_the_rest_in_their_logs(tmp_path):
+    """The default CPU path (one worker per seed): progress lines and results reach the terminal and the part's
+    JSON (aggregated over both seeds); everything else a seed prints goes to its own logs/seed-K.log."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "side_by_side.py"
+    script.write_text(SIDE_BY_SIDE)
+    output = tmp_path / "out"
+    (output / "tokenizer-python-docs-300").mkdir(parents=True)  # the stand-in part reads no tokenizer: skip training
+    (output / "tokenizer-python-docs-300" / "tokenizer.json").write_text("{}")  # the scale's (reused when present)
+    done = subprocess.run([sys.executable, str(script), str(output)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "[seed 0] step of seed 0" in done.stdout and "[seed 1] step of seed 1" in done.stdout
+    assert "noise" not in done.stdout + done.stderr and f"{output / 'logs'}/seed-K.log" in done.stdout
+    for seed in (0, 1):
+        log = (output / "logs" / f"seed-{seed}.log").read_text()
+        assert f"noise of seed {seed}" in log and f"native noise of seed {seed}" in log
+        assert f"[seed {seed}] step of seed {seed}" in log and f"seed {1 - seed}" not in log
+    row = json.loads((output / "fig4d.json").read_text())["rows"][0]
+    assert row["values"] == [0.5, 1.5] and row["mean"] == pytest.approx(1.0)

@@ -39,7 +39,7 @@ from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
 from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.eval.experiments.reproduce_stages import available_cpus
-from memory_models.eval.experiments.workers import worker_pool
+from memory_models.eval.experiments.workers import output_to, worker_pool
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoderConfig, MemoryConfig
 from memory_models.training import train
 from memory_models.training.data.corpora import filter_full_length, load_corpus, tokenize_corpus
@@ -167,14 +167,9 @@ def train_memory_model(args, output_dir: Path, tokenizer_dir: Path, name: str) -
 
 def _train_control_alone(args, output_dir: Path, tokenizer_dir: Path, log: Path) -> dict:
     """The control in a process of its own on one thread, everything it prints going to `log`."""
-    with open(log, "w") as stream:
-        os.dup2(stream.fileno(), 1)
-        os.dup2(stream.fileno(), 2)
+    with output_to(log, "w"):
         torch.set_num_threads(1)
-        summary = train_memory_model(args, output_dir, tokenizer_dir, CONTROL)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return summary
+        return train_memory_model(args, output_dir, tokenizer_dir, CONTROL)
 
 
 def train_models(args, output_dir: Path, tokenizer_dir: Path) -> tuple[dict, dict]:

@@ -25,6 +25,7 @@ Outputs in `--output-dir`: `<part>.json` (`{"part", "settings", "rows": [{"model
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue as queue_module
@@ -40,7 +41,7 @@ from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_
 from memory_models.eval.experiments.reproduce_stages import (
     SCALES, Context, Scale, available_cpus, corpus_tokenizer, set_threads,
 )
-from memory_models.eval.experiments.workers import worker_manager, worker_pool
+from memory_models.eval.experiments.workers import output_to, worker_manager, worker_pool
 from memory_models.training.plot import have_matplotlib, plot_curves, plot_retention
 
 PARTS = {
@@ -67,17 +68,28 @@ def scale_for(name: str, family: str | None = None) -> Scale:
 
 
 def run_seed(output_dir: str, scale: Scale, seed: int, parts: list[str], device: str, threads: int,
-             tokenizers: dict, messages) -> None:
-    """Every requested part for one seed, in order; progress and each part's result go to `messages`."""
+             tokenizers: dict, messages, log: str | None = None) -> None:
+    """Every requested part for one seed, in order; progress and each part's result go to `messages`. With `log`
+    (seeds side by side), everything else the seed prints goes to that file, so that the seeds' progress bars and
+    library warnings do not interleave on the terminal."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     set_threads(threads)
-    context = Context(Path(output_dir), device, lambda message: messages.put(("log", seed, message)))
-    for part in parts:
-        start = time.perf_counter()
-        result = PARTS[part][0](context, scale, seed, Path(tokenizers[part]))
-        messages.put(("done", seed, (part, result, time.perf_counter() - start)))
+
+    def report(message: str) -> None:
+        if log is not None:  # the log keeps the progress beside what it explains
+            print(f"[seed {seed}] {message}", flush=True)
+        messages.put(("log", seed, message))
+
+    context = Context(Path(output_dir), device, report)
+    with output_to(log) if log is not None else contextlib.nullcontext():
+        if log is not None:
+            print(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')}: seed {seed} of {', '.join(parts)} ===", flush=True)
+        for part in parts:
+            start = time.perf_counter()
+            result = PARTS[part][0](context, scale, seed, Path(tokenizers[part]))
+            messages.put(("done", seed, (part, result, time.perf_counter() - start)))
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
@@ -229,9 +241,13 @@ def run(args) -> dict:
         for task in work:
             run_seed(*task, _Immediate(handle))
     else:
+        logs = output_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        print(f"each seed's own output (progress bars, library warnings) goes to {logs}/seed-K.log", flush=True)
         with worker_manager() as manager, worker_pool(min(jobs, args.seeds)) as pool:
             messages = manager.Queue()
-            _collect(messages, [pool.submit(run_seed, *task, messages) for task in work], handle)
+            _collect(messages, [pool.submit(run_seed, *task, messages, str(logs / f"seed-{task[2]}.log"))
+                                for task in work], handle)
     print(f"wrote {', '.join(f'{p}.json' for p in reports)} and reproduce.md in {output_dir}", flush=True)
     return reports
 

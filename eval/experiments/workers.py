@@ -9,9 +9,12 @@ parent and exits as soon as the parent is gone.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import sys
 import threading
+import traceback
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 
@@ -43,3 +46,28 @@ def worker_manager() -> SyncManager:
     manager = SyncManager(ctx=multiprocessing.get_context("spawn"))
     manager.start(stop_with_parent)
     return manager
+
+
+@contextlib.contextmanager
+def output_to(log, mode: str = "a"):
+    """Everything this process prints meanwhile (Python's and native code's stdout and stderr: progress bars,
+    library warnings) goes to the file `log`, appended by default; an error that escapes is written there too.
+    Restored afterwards, so one worker can run several tasks, each into its own log."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, mode) as stream:
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
