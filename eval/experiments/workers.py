@@ -4,7 +4,8 @@ autoencoder) that end with the command that started them.
 Python's process pools stop their workers when the command exits normally or on Ctrl-C (the whole process group
 gets it), but not when the command alone is killed (`kill PID`, a scheduler's time limit, an OOM kill): its
 workers would go on training for hours, writing into the output folder. Every worker started here watches its
-parent and exits as soon as the parent is gone.
+parent and exits as soon as the parent is gone. What a worker prints goes to a log of its own (`output_to`), so
+that the workers' progress bars and warnings do not interleave on the command's terminal.
 """
 
 from __future__ import annotations
