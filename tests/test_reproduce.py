@@ -438,3 +438,28 @@ def test_seeds_side_by_side_report_progress_here_and_the_rest_in_their_logs(tmp_
         assert f"[seed {seed}] step of seed {seed}" in log and f"seed {1 - seed}" not in log
     row = json.loads((output / "fig4d.json").read_text())["rows"][0]
     assert row["values"] == [0.5, 1.5] and row["mean"] == pytest.approx(1.0)
+
+
+def test_a_failing_seed_is_announced_at_once_and_its_error_raised_when_the_others_are_done(capsys):
+    """Seed 1 fails while seed 0 still reports: the failure is printed once, with seed 1's log; every message is
+    still handled; the error is raised at the end."""
+    import queue
+    from concurrent.futures import Future
+
+    done, failed = Future(), Future()
+    failed.set_exception(ValueError("no such corpus"))
+    messages, handled = queue.Queue(), []
+    for message in (("log", 0, "training a"), ("log", 0, "training b")):
+        messages.put(message)
+
+    def handle(kind, seed, payload):
+        handled.append(payload)
+        if len(handled) == 2:
+            done.set_result(None)
+
+    with pytest.raises(ValueError, match="no such corpus"):
+        reproduce._collect(messages, [done, failed], handle, ["logs/seed-0.log", "logs/seed-1.log"])
+    out = capsys.readouterr().out
+    assert handled == ["training a", "training b"]
+    assert out.count("[seed 1] failed: ValueError: no such corpus (its output and traceback: logs/seed-1.log)") == 1
+    assert "[seed 0] failed" not in out

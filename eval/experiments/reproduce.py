@@ -193,8 +193,11 @@ class _Immediate:
         self.put = lambda message: handle(*message)
 
 
-def _collect(messages, futures, handle) -> None:
-    """Hand every message of the workers to `handle` until all of them are done (re-raising a worker's error)."""
+def _collect(messages, futures, handle, logs: list | None = None) -> None:
+    """Hand every message of the workers (`futures[k]` runs seed k) to `handle` until all of them are done. A seed
+    that fails is announced at once, with its log, while the others go on (what they train is kept for a rerun);
+    its error is raised when they are done."""
+    announced = set()
     while True:
         try:
             handle(*messages.get(timeout=1.0))
@@ -203,6 +206,13 @@ def _collect(messages, futures, handle) -> None:
                 for future in futures:
                     future.result()
                 return
+        for seed, future in enumerate(futures):
+            error = future.exception() if future.done() and seed not in announced else None
+            if error is not None:
+                announced.add(seed)
+                where = f" (its output and traceback: {logs[seed]})" if logs else ""
+                print(f"[seed {seed}] failed: {type(error).__name__}: {error}{where}; the other seeds go on, then "
+                      "the command stops with this error", flush=True)
 
 
 def run(args) -> dict:
@@ -246,8 +256,9 @@ def run(args) -> dict:
         print(f"each seed's own output (progress bars, library warnings) goes to {logs}/seed-K.log", flush=True)
         with worker_manager() as manager, worker_pool(min(jobs, args.seeds)) as pool:
             messages = manager.Queue()
-            _collect(messages, [pool.submit(run_seed, *task, messages, str(logs / f"seed-{task[2]}.log"))
-                                for task in work], handle)
+            seed_logs = [str(logs / f"seed-{seed}.log") for seed in range(args.seeds)]
+            _collect(messages, [pool.submit(run_seed, *task, messages, seed_logs[task[2]]) for task in work], handle,
+                     seed_logs)
     print(f"wrote {', '.join(f'{p}.json' for p in reports)} and reproduce.md in {output_dir}", flush=True)
     return reports
 
