@@ -224,7 +224,8 @@ def run(args) -> dict:
     scale, output_dir = scale_for(args.scale, args.family), Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     tokenizers = {part: str(reproduce_table4.records_tokenizer(output_dir, scale) if part == "table4" else
-                            corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size)) for part in parts}
+                            corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size, scale.train_documents))
+                  for part in parts}  # on the documents the scale trains on (tiny: 24; small, paper: all)
     jobs = args.jobs or (1 if device != "cpu" else args.seeds)
     threads = max(1, available_cpus() // min(jobs, args.seeds))
     settings = {"scale": args.scale, "family": args.family, "seeds": args.seeds, "device": device, "jobs": jobs,
