@@ -8,6 +8,8 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   existing file, a folder that holds one of the command's inputs (or lies inside one), and, unless
   `overwrite=True`, an existing non-empty folder that is not ours or is ours but of another kind: `export` never
   replaces a training run, `train` never writes into an export.
+* [`claim_folder`] does the same for a command that fills one folder over several runs and resumes in it
+  (`reproduce`, `demo`, `launcher-check`): new, empty or ours of its kind, never `.` or a user's folder.
 * [`locked`] holds an OS file lock (`flock`, released by the kernel when the process dies, so a killed writer never
   blocks a rerun) on `.<name>.lock` next to a target while a command writes it: a second writer gets
   [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target
@@ -52,7 +54,8 @@ LOCK_SUFFIX = ".lock"
 KINDS = {
     "run": "a training run", "export": "a Hub-ready export", "converted": "a converted pretrained model",
     "bank": "a memory bank", "eval": "an evaluation's results", "lookalike": "look-alike lm-eval tasks",
-    "tokenizer": "a tokenizer", "adapter": "a LoRA adapter",
+    "tokenizer": "a tokenizer", "adapter": "a LoRA adapter", "reproduce": "a reproduction's models and results",
+    "demo": "a demo's models and results", "launcher-check": "a launcher check's runs",
 }
 # Markers of earlier versions, recognised as ours (and their kind) where they are found.
 OLDER_MARKERS = {".memory-models-eval": "eval", ".memory-models-lookalike": "lookalike", "memory_bank.json": "bank"}
@@ -173,7 +176,7 @@ def check_inputs(path, inputs: Iterable[tuple[str, object]] = (), option: str = 
 
 
 def check_target(path, *, kind: str, overwrite: bool = False, option: str = "--output",
-                 inputs: Iterable[tuple[str, object]] = ()) -> Path:
+                 inputs: Iterable[tuple[str, object]] = (), overwrite_option: str | None = "--overwrite") -> Path:
     """Validate an output folder of `kind` before anything is written; returns it as a `Path` (the folder a link
     points to, if `path` is a symbolic link: see [`real_target`]).
 
@@ -196,12 +199,41 @@ def check_target(path, *, kind: str, overwrite: bool = False, option: str = "--o
     found = folder_kind(path)
     if found is None:
         raise ValueError(f"{option} {shown} is a non-empty folder that memory-models did not create "
-                         f"(no {MARKER} marker); refusing to write into it. Choose an empty or new folder, or pass "
-                         "--overwrite.")
+                         f"(no {MARKER} marker); refusing to write into it. Choose an empty or new folder"
+                         + (f", or pass {overwrite_option}." if overwrite_option else "."))
     if found != kind:
         raise ValueError(f"{option} {shown} holds {_describe(found)}, not {_describe(kind)}; refusing to "
-                         "write into it. Choose an empty or new folder, or pass --overwrite to replace it.")
+                         "write into it. Choose an empty or new folder"
+                         + (f", or pass {overwrite_option} to replace it." if overwrite_option else "."))
     return path
+
+
+def claim_folder(path, *, kind: str, option: str = "--output-dir",
+                 earlier: Callable[[Path], bool] | None = None) -> Path:
+    """The output folder of a command that fills it over one or more runs and resumes in it (`reproduce`, `demo`,
+    `launcher-check`, which have no `--overwrite`): checked as [`check_target`] does without `overwrite` (so never
+    `.`, the home folder, a user's non-empty folder or ours of another kind), then created and marked as ours of
+    `kind`; returns it.
+
+    Args:
+        earlier: recognises an unmarked folder that an earlier version of the command wrote (before it marked its
+            folder), e.g. one whose model folders are all ours; such a folder is marked and accepted.
+    """
+    target = real_target(path)
+    if (earlier is not None and target.is_dir() and folder_kind(target) is None and protected_reason(target) is None
+            and earlier(target)):
+        mark(target, kind)
+    target = check_target(path, kind=kind, option=option, overwrite_option=None)  # these commands replace nothing
+    target.mkdir(parents=True, exist_ok=True)
+    if folder_kind(target) is None:
+        mark(target, kind)
+    return target
+
+
+def all_ours(folders: Iterable[Path]) -> bool:
+    """True if there is at least one folder and every one of them is ours (for `claim_folder`'s `earlier`)."""
+    folders = list(folders)
+    return bool(folders) and all(folder.is_dir() and is_ours(folder) for folder in folders)
 
 
 # ----------------------------------------------------------------------------------------------- locks

@@ -117,6 +117,55 @@ def test_export_never_replaces_its_input_nor_a_run(workspace, tmp_path, capsys):
     assert not (workspace / "model" / "run.json").exists()
 
 
+@pytest.mark.parametrize("command", [["reproduce", "fig4d", "--scale", "tiny", "--seeds", "1"],
+                                     ["demo", "--quick"], ["launcher-check"]])
+def test_experiments_never_write_into_a_users_folder_or_the_current_one(command, tmp_path, capsys, monkeypatch):
+    """`reproduce`, `demo` and `launcher-check` fill one folder over runs: a user's non-empty folder, the current
+    folder and a folder of another kind are refused before anything is written or trained; the files stay as
+    they were."""
+    name = command[0]
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "reproduce.md").write_text("my notes")
+    (mine / "demo.json").write_text("{}")
+    code, line = run(capsys, *command, "--output-dir", mine)
+    assert code == 2 and line == (f"memory-models {name}: error: --output-dir '{mine}' is a non-empty folder that "
+                                  "memory-models did not create (no .memory-models marker); refusing to write into "
+                                  "it. Choose an empty or new folder.")
+    assert sorted(p.name for p in mine.iterdir()) == ["demo.json", "reproduce.md"]
+    assert (mine / "reproduce.md").read_text() == "my notes"
+    monkeypatch.chdir(mine)
+    code, line = run(capsys, *command, "--output-dir", ".")
+    assert code == 2 and line.endswith("--output-dir '.' is not a valid output folder: it is the current folder.")
+    other = tmp_path / "a-run"
+    other.mkdir()
+    safe_io.mark(other, "run")
+    code, line = run(capsys, *command, "--output-dir", other)
+    assert code == 2 and "holds a training run, not " in line
+    assert sorted(p.name for p in mine.iterdir()) == ["demo.json", "reproduce.md"]
+    assert sorted(p.name for p in other.iterdir()) == [".memory-models"]
+
+
+def test_a_folder_an_earlier_version_wrote_is_claimed_by_what_it_holds(tmp_path):
+    """An unmarked folder whose model folders are all ours (a reproduction from before the marker) is accepted and
+    marked, so that a rerun resumes in it; one that also holds a folder of the user's is not."""
+    earlier = lambda folder: safe_io.all_ours((folder / "models").iterdir())  # noqa: E731 (reproduce's test)
+    resumed = tmp_path / "resumed"
+    (resumed / "models" / "a-seed0").mkdir(parents=True)
+    safe_io.mark(resumed / "models" / "a-seed0", "export")
+    assert safe_io.claim_folder(resumed, kind="reproduce", earlier=earlier) == resumed
+    assert safe_io.folder_kind(resumed) == "reproduce"
+    mixed = tmp_path / "mixed"
+    shutil.copytree(resumed / "models", mixed / "models")
+    (mixed / "models" / "my-model").mkdir()
+    with pytest.raises(ValueError, match="did not create"):
+        safe_io.claim_folder(mixed, kind="reproduce", earlier=earlier)
+    assert safe_io.folder_kind(mixed) is None
+    fresh = safe_io.claim_folder(tmp_path / "new" / "folder", kind="demo")
+    assert fresh.is_dir() and safe_io.folder_kind(fresh) == "demo"
+    assert safe_io.claim_folder(fresh, kind="demo") == fresh  # ours of its kind: a rerun goes on in it
+
+
 def test_every_writer_has_overwrite_and_every_loader_asks_consent():
     """Commands that can replace a folder take --overwrite (their messages name it); every command that loads a
     model or tokenizer takes --trust-remote-code."""

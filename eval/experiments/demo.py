@@ -37,6 +37,7 @@ from transformers import set_seed
 from memory_models.configuration import build_model
 from memory_models.configuration.presets import llama, mixer
 from memory_models.conversion.isolation import run_without_our_packages
+from memory_models.conversion.safe_io import all_ours, claim_folder, locked
 from memory_models.eval.experiments.arguments import demo_parser
 from memory_models.eval.experiments.reproduce_stages import available_cpus
 from memory_models.eval.experiments.workers import output_to, worker_pool
@@ -287,9 +288,16 @@ def run(args) -> dict:
         args.hidden, args.vocab_size, args.max_new_tokens = 32, 512, args.max_new_tokens or 8
     args = with_recipe(replace_args(args, jobs=2 if available_cpus() >= 2 else 1))
     check_args(args)
+    # new, empty or a demo folder (ours: a rerun trains again in it); one of a version before the marker holds our
+    # run folders
+    output_dir = claim_folder(args.output_dir, kind="demo", earlier=lambda folder: all_ours(
+        folder / name for name in ("autoencoder", *MODELS.values()) if (folder / name).exists()))
+    with locked(output_dir):
+        return _run(args, output_dir)
+
+
+def _run(args, output_dir: Path) -> dict:
     start = time.perf_counter()
-    output_dir = Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = demo_tokenizer(output_dir, args.vocab_size)
     tokenizer = train.load_tokenizer(str(tokenizer_dir))
     autoencoder, summaries = train_models(args, output_dir, tokenizer_dir)

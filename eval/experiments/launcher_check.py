@@ -25,6 +25,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from memory_models.conversion.safe_io import all_ours, claim_folder, locked
 from memory_models.eval.experiments.arguments import launcher_check_parser
 
 LAUNCHERS = {
@@ -80,7 +81,13 @@ def main(argv=None) -> int:
               "32", "--eval-documents", "4", "--max-steps", str(args.steps), "--eval-steps", str(args.steps),
               "--save-steps", str(args.steps), "--learning-rate", "1e-2", "--logging_steps", "1"]
     common += ["--context", str(args.context)] if args.context else []
-    output = Path(args.output_dir)
+    output = claim_folder(args.output_dir, kind="launcher-check", earlier=lambda folder: all_ours(
+        folder.glob("launcher-*")))  # new, empty or ours (one of a version before the marker holds our runs)
+    with locked(output):
+        return _check(common, output)
+
+
+def _check(common: list, output: Path) -> int:
     rows, reference = [], None
     for index, (name, (processes, options)) in enumerate(LAUNCHERS.items()):
         folder = output / f"launcher-{index}"

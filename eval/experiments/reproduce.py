@@ -37,6 +37,7 @@ from pathlib import Path
 
 from memory_models.eval.experiments import reproduce_parts as parts_module
 from memory_models.eval.experiments import reproduce_table4
+from memory_models.conversion.safe_io import all_ours, claim_folder, locked
 from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
 from memory_models.eval.experiments.reproduce_stages import (
     SCALES, Context, Scale, available_cpus, corpus_tokenizer, set_threads,
@@ -216,13 +217,24 @@ def _collect(messages, futures, handle, logs: list | None = None) -> None:
 
 
 def run(args) -> dict:
-    """Run the requested parts for `args.seeds` seeds; returns `{part: report}`."""
+    """Run the requested parts for `args.seeds` seeds; returns `{part: report}`. `--output-dir` is new, empty or
+    a reproduction folder (ours, where a rerun resumes), held locked while the command runs."""
     if args.seeds < 1:
         raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
+    # A folder of a version before the marker: its trained models (models/<name>-seed<k>/) are ours.
+    output_dir = claim_folder(args.output_dir, kind="reproduce",
+                              earlier=lambda folder: all_ours((folder / "models").iterdir())
+                              if (folder / "models").is_dir() else False)
+    with locked(output_dir):
+        return _run(args, output_dir)
+
+
+def _run(args, output_dir: Path) -> dict:
     device = args.device if args.device != "auto" else ("cuda" if _cuda() else "cpu")
     parts = list(REPRODUCE_PARTS[:-1]) if args.part == "all" else [args.part]
-    scale, output_dir = scale_for(args.scale, args.family), Path(args.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    scale = scale_for(args.scale, args.family)
     tokenizers = {part: str(reproduce_table4.records_tokenizer(output_dir, scale) if part == "table4" else
                             corpus_tokenizer(output_dir, scale.dataset, scale.vocab_size, scale.train_documents))
                   for part in parts}  # on the documents the scale trains on (tiny: 24; small, paper: all)
