@@ -231,8 +231,9 @@ def claim_folder(path, *, kind: str, option: str = "--output-dir",
 
 
 def all_ours(folders: Iterable[Path]) -> bool:
-    """True if there is at least one folder and every one of them is ours (for `claim_folder`'s `earlier`)."""
-    folders = list(folders)
+    """True if there is at least one folder and every one of them is ours (for `claim_folder`'s `earlier`); hidden
+    names (a killed write's lock file or staging folder) are not counted."""
+    folders = [folder for folder in folders if not folder.name.startswith(".")]
     return bool(folders) and all(folder.is_dir() and is_ours(folder) for folder in folders)
 
 

@@ -153,10 +153,13 @@ def test_a_folder_an_earlier_version_wrote_is_claimed_by_what_it_holds(tmp_path)
     resumed = tmp_path / "resumed"
     (resumed / "models" / "a-seed0").mkdir(parents=True)
     safe_io.mark(resumed / "models" / "a-seed0", "export")
+    (resumed / "models" / ".b-seed0.lock").write_text("123\n")  # what a killed run leaves: a lock, a staging folder
+    (resumed / "models" / ".b-seed0.staging-0123abcd").mkdir()
     assert safe_io.claim_folder(resumed, kind="reproduce", earlier=earlier) == resumed
     assert safe_io.folder_kind(resumed) == "reproduce"
     mixed = tmp_path / "mixed"
     shutil.copytree(resumed / "models", mixed / "models")
+    assert safe_io.claim_folder(tmp_path / "empty", kind="reproduce", earlier=earlier).is_dir()  # new: no models
     (mixed / "models" / "my-model").mkdir()
     with pytest.raises(ValueError, match="did not create"):
         safe_io.claim_folder(mixed, kind="reproduce", earlier=earlier)
