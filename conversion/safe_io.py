@@ -10,6 +10,8 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   replaces a training run, `train` never writes into an export.
 * [`claim_folder`] does the same for a command that fills one folder over several runs and resumes in it
   (`reproduce`, `demo`, `launcher-check`): new, empty or ours of its kind, never `.` or a user's folder.
+* [`check_result_file`]: a JSON result written at a path the user names (`retention --output`, `benchmark`,
+  `readback`) replaces only a result of ours ([`CREATED_BY`]) and the pictures drawn beside it.
 * [`locked`] holds an OS file lock (`flock`, released by the kernel when the process dies, so a killed writer never
   blocks a rerun) on `.<name>.lock` next to a target while a command writes it: a second writer gets
   [`FolderInUseError`] naming the process. A full disk inside it becomes one [`DiskFullError`] naming the target
@@ -235,6 +237,31 @@ def all_ours(folders: Iterable[Path]) -> bool:
     names (a killed write's lock file or staging folder) are not counted."""
     folders = [folder for folder in folders if not folder.name.startswith(".")]
     return bool(folders) and all(folder.is_dir() and is_ours(folder) for folder in folders)
+
+
+CREATED_BY = {"created_by": "memory-models"}  # in every JSON result a command writes at a path the user names
+
+
+def check_result_file(path, *, option: str = "--output", beside: tuple[str, ...] = (".png", ".svg")) -> Path:
+    """Refuse to overwrite a result file that memory-models did not write: `path` must be new, or a JSON object
+    carrying [`CREATED_BY`] (a result of ours, replaced by a rerun); the pictures drawn beside it (`path` with
+    the `beside` suffixes) may be replaced only together with such a result. Returns `path` as a `Path`."""
+    path = Path(path)
+    if path.exists():
+        try:
+            ours = json.loads(path.read_text(encoding="utf-8")).get("created_by") == CREATED_BY["created_by"]
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            ours = False
+        if not ours:
+            raise ValueError(f"{option} {str(path)!r} exists and memory-models did not write it (no "
+                             f"\"created_by\": \"memory-models\" in it): refusing to overwrite it. Choose a new file.")
+        return path
+    taken = [str(path.with_suffix(suffix)) for suffix in beside if path.with_suffix(suffix).exists()]
+    if taken:
+        raise ValueError(f"{option} {str(path)!r}: the pictures drawn beside it would replace {taken}, which were "
+                         "not drawn with a result of memory-models there: refusing to overwrite them. Choose another "
+                         "name.")
+    return path
 
 
 # ----------------------------------------------------------------------------------------------- locks

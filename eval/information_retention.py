@@ -27,7 +27,7 @@ from transformers import AutoModel, AutoModelForCausalLM, LlamaConfig, PreTraine
 
 from memory_models.configuration.presets import llama
 from memory_models.conversion.loading import load_config, load_model, load_tokenizer
-from memory_models.conversion.safe_io import write_text_atomic
+from memory_models.conversion.safe_io import CREATED_BY, check_result_file, write_text_atomic
 from memory_models.eval.arguments import retention_parser
 from memory_models.modeling_memory import IGNORE_INDEX, MemoryAutoencoder, capabilities
 from memory_models.training.data.corpora import load_corpus
@@ -249,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = retention_parser().parse_args(argv)
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.output:
+        check_result_file(args.output)  # before the probes train: never over a file of the user's
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     results = measure_retention(
         args.encoder, args.tokenizer, contexts=args.context, dataset=args.dataset, train_steps=args.steps,
@@ -261,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Information retention of {args.encoder} on {args.dataset} ({args.steps} decoder steps per context)")
     print(format_table(results))
     if args.output:
-        payload = {"settings": {k: v for k, v in vars(args).items() if k != "output"},
+        payload = {**CREATED_BY, "settings": {k: v for k, v in vars(args).items() if k != "output"},
                    "results": [asdict(r) for r in results]}
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         write_text_atomic(args.output, json.dumps(payload, indent=2))

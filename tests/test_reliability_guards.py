@@ -3,6 +3,7 @@ weights, one writer per folder, no foreign code without consent, modes from the 
 checks that name what is wrong, and one line for an interrupt or a full disk. Each case goes through the command
 line as a user types it and checks the one line the user sees."""
 
+import argparse
 import errno
 import fcntl
 import json
@@ -49,7 +50,11 @@ def run(capsys, *argv) -> tuple[int, str]:
     assert "Traceback" not in err, err
     lines = [line for line in err.splitlines() if line.strip()]
     last = lines[-1] if lines else ""
-    options = {flag for action in COMMANDS[argv[0]].parser()._actions for flag in action.option_strings}
+    parsers = [COMMANDS[argv[0]].parser()]
+    for action in parsers[0]._actions:  # a command with subcommands (`benchmark memory`): the named one's options too
+        if isinstance(action, argparse._SubParsersAction) and len(argv) > 1 and str(argv[1]) in action.choices:
+            parsers.append(action.choices[str(argv[1])])
+    options = {flag for parser in parsers for action in parser._actions for flag in action.option_strings}
     for flag in re.findall(r"(?<![\w/-])--[a-z][a-z-]*", last):
         assert flag in options, f"{argv[0]}'s message names {flag}, which it does not have: {last}"
     return code, last
@@ -167,6 +172,45 @@ def test_a_folder_an_earlier_version_wrote_is_claimed_by_what_it_holds(tmp_path)
     fresh = safe_io.claim_folder(tmp_path / "new" / "folder", kind="demo")
     assert fresh.is_dir() and safe_io.folder_kind(fresh) == "demo"
     assert safe_io.claim_folder(fresh, kind="demo") == fresh  # ours of its kind: a rerun goes on in it
+
+
+@pytest.mark.parametrize("command", [["retention", "--encoder", "model", "--context", "8"],
+                                     ["benchmark", "memory", "--quick"],
+                                     ["bank-retention", "--model", "model", "--memories", "bank"]])
+def test_a_result_file_of_the_users_is_never_overwritten(command, workspace, tmp_path, capsys, monkeypatch):
+    """`retention --output` and `benchmark` (its default file in the current folder too) refuse a file they did
+    not write, before any work, and pictures beside a new result that were not drawn with it."""
+    monkeypatch.chdir(workspace)
+    name, mine = command[0], tmp_path / "mine.json"
+    mine.write_text('{"my": "numbers"}')
+    code, line = run(capsys, *command, "--output", mine)
+    assert code == 2 and line == (f"memory-models {name}: error: --output '{mine}' exists and memory-models did not "
+                                  'write it (no "created_by": "memory-models" in it): refusing to overwrite it. '
+                                  "Choose a new file.")
+    assert mine.read_text() == '{"my": "numbers"}'
+    if name == "bank-retention":  # draws no picture
+        return
+    (tmp_path / "new.png").write_bytes(b"my picture")
+    code, line = run(capsys, *command, "--output", tmp_path / "new.json")
+    assert code == 2 and "would replace" in line and "new.png" in line
+    assert (tmp_path / "new.png").read_bytes() == b"my picture" and not (tmp_path / "new.json").exists()
+
+
+def test_a_result_of_ours_is_replaced_with_its_pictures(tmp_path):
+    """A JSON result that carries memory-models' `created_by` (and the pictures beside it) may be written again;
+    anything else at the path (another JSON, a folder, text) may not."""
+    ours = tmp_path / "retention.json"
+    ours.write_text(json.dumps({**safe_io.CREATED_BY, "results": []}))
+    (tmp_path / "retention.png").write_bytes(b"drawn with it")
+    assert safe_io.check_result_file(ours) == ours
+    for content in ('{"created_by": "someone"}', "[1, 2]", "not json"):
+        ours.write_text(content)
+        with pytest.raises(ValueError, match="did not write it"):
+            safe_io.check_result_file(ours)
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(ValueError, match="did not write it"):
+        safe_io.check_result_file(tmp_path / "folder.json")
+    assert safe_io.check_result_file(tmp_path / "fresh.json") == tmp_path / "fresh.json"
 
 
 def test_every_writer_has_overwrite_and_every_loader_asks_consent():

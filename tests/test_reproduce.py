@@ -87,8 +87,14 @@ def test_readback_oracle_memories_are_exactly_decodable_and_replace_the_encoder(
                           str(output)]) == 0
     saved = json.loads(output.read_text())
     assert [step for step, _ in saved["curves"]["0"]] == [1, 2] and len(saved["final"]) == 1
-    with pytest.raises(ValueError, match="exists"):
-        readback.main(["--steps", "1", "--output", str(output)])
+    assert readback.main(["--steps", "1", "--eval-every", "1", "--hidden", "32", "--layers", "1", "--output",
+                          str(output)]) == 0  # a rerun replaces its own result
+    assert [step for step, _ in json.loads(output.read_text())["curves"]["0"]] == [1]
+    mine = tmp_path / "mine.json"
+    mine.write_text('{"my": "numbers"}')
+    with pytest.raises(ValueError, match="memory-models did not write it"):  # before any training
+        readback.main(["--steps", "1", "--output", str(mine)])
+    assert mine.read_text() == '{"my": "numbers"}'
 
 
 def test_readback_options_reach_the_model():

@@ -22,7 +22,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from memory_models.conversion.safe_io import write_text_atomic
+from memory_models.conversion.safe_io import CREATED_BY, check_result_file, write_text_atomic
 from memory_models.eval.banks.arguments import read_back_parser
 from memory_models.eval.banks.bank import load_memory_bank, load_model_and_tokenizer
 from memory_models.training.objectives.batch import CopySettings
@@ -119,12 +119,14 @@ def format_table(result: dict, limit: int = 20) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = read_back_parser().parse_args(argv)
+    if args.output:
+        check_result_file(args.output, beside=())  # new, or a result of ours: never a file of the user's
     model, tokenizer = load_model_and_tokenizer(args.model, args.tokenizer, trust_remote_code=args.trust_remote_code)
     bank = load_memory_bank(args.memories, model, tokenizer)
     ids = bank.ids if args.num_documents is None else bank.ids[: args.num_documents]
     result = bank_retention(model, bank, ids, args.batch_size)
     if args.output:
-        write_text_atomic(args.output, json.dumps(result, indent=2))
+        write_text_atomic(args.output, json.dumps({**CREATED_BY, **result}, indent=2))
     print(format_table(result))
     return 0
 

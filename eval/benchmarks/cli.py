@@ -25,6 +25,7 @@ import torch
 from memory_models.eval.benchmarks import (
     autoencoder, banks, checkpointing, convert, long_context, memory, objectives, rmt_generation, serving,
 )
+from memory_models.conversion.safe_io import CREATED_BY, check_result_file
 from memory_models.eval.benchmarks.arguments import benchmark_parser
 from memory_models.eval.benchmarks.reports import format_autoencoder, format_memory_table
 from memory_models.eval.benchmarks.timing import load_average
@@ -68,10 +69,10 @@ def main(argv=None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda: no CUDA device is available")
     workload = WORKLOADS[args.benchmark]
+    output = check_result_file(args.output or f"benchmark-{args.benchmark}.json")  # new, or a result of ours
     load = load_average()
-    result = workload.run(args)
+    result = {**CREATED_BY, **workload.run(args)}
     result["settings"]["load_average"] = [load, load_average()]  # the whole run's, before and after
-    output = args.output or f"benchmark-{args.benchmark}.json"
     with open(output, "w") as handle:  # before printing, so a closed stdout cannot lose the measurements
         json.dump(result, handle, indent=2)
     print(workload.format(result))

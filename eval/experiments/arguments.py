@@ -80,7 +80,7 @@ def readback_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--output", help="JSON of the curves (written only if the file does not exist yet)")
+    parser.add_argument("--output", help="JSON of the curves (a new file, or one this command wrote)")
     refuse_renamed(parser, "--chunk", "--slots", "--vocab")
     return parser
 

@@ -31,7 +31,7 @@ import torch
 from transformers import LlamaConfig, TrainerCallback
 
 from memory_models.configuration.presets import llama
-from memory_models.conversion.safe_io import write_text_atomic
+from memory_models.conversion.safe_io import CREATED_BY, check_result_file, write_text_atomic
 from memory_models.eval.experiments.arguments import readback_parser
 from memory_models.modeling_memory import MaskedMixerConfig, MemoryConfig, MemoryForCausalLM
 from memory_models.training.loop import BatchStream, fit
@@ -141,9 +141,9 @@ def run(args) -> dict:
 
 def main(argv=None) -> int:
     args = readback_parser().parse_args(argv)
-    if args.output and Path(args.output).exists():
-        raise ValueError(f"--output {args.output} exists: choose a new file (nothing is overwritten)")
-    result = run(args)
+    if args.output:
+        check_result_file(args.output, beside=())  # new, or a result of ours (a rerun replaces it)
+    result = {**CREATED_BY, **run(args)}
     print(f"{args.decoder} decoder{' (positional blanks)' if args.positional_blanks else ''}: held-out blank copy "
           f"after {args.steps} steps: {', '.join(f'{v:.3f}' for v in result['final'])} (mean {result['mean']:.3f})")
     if args.output:
