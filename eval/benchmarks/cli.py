@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
+from memory_models.conversion.safe_io import CREATED_BY, check_result_file
 from memory_models.eval.benchmarks import (
     autoencoder, banks, checkpointing, convert, long_context, memory, objectives, rmt_generation, serving,
 )
-from memory_models.conversion.safe_io import CREATED_BY, check_result_file
 from memory_models.eval.benchmarks.arguments import benchmark_parser
 from memory_models.eval.benchmarks.reports import format_autoencoder, format_memory_table
 from memory_models.eval.benchmarks.timing import load_average

@@ -35,9 +35,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from memory_models.conversion.safe_io import all_ours, claim_folder, locked
 from memory_models.eval.experiments import reproduce_parts as parts_module
 from memory_models.eval.experiments import reproduce_table4
-from memory_models.conversion.safe_io import all_ours, claim_folder, locked
 from memory_models.eval.experiments.arguments import REPRODUCE_PARTS, reproduce_parser
 from memory_models.eval.experiments.reproduce_stages import (
     SCALES, Context, Scale, available_cpus, corpus_tokenizer, set_threads,
@@ -223,12 +223,15 @@ def run(args) -> dict:
         raise ValueError(f"--seeds must be a positive integer, got {args.seeds}")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be a positive integer, got {args.jobs}")
-    # A folder of a version before the marker: its trained models (models/<name>-seed<k>/) are ours.
-    output_dir = claim_folder(args.output_dir, kind="reproduce",
-                              earlier=lambda folder: all_ours((folder / "models").iterdir())
-                              if (folder / "models").is_dir() else False)
+    output_dir = claim_folder(args.output_dir, kind="reproduce", earlier=_earlier_reproduction)
     with locked(output_dir):
         return _run(args, output_dir)
+
+
+def _earlier_reproduction(folder: Path) -> bool:
+    """A folder `reproduce` wrote before it marked its folders: its trained models (`models/<name>-seed<k>/`) are
+    all ours."""
+    return (folder / "models").is_dir() and all_ours((folder / "models").iterdir())
 
 
 def _run(args, output_dir: Path) -> dict:
