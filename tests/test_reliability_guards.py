@@ -154,7 +154,8 @@ def test_experiments_never_write_into_a_users_folder_or_the_current_one(command,
 def test_a_folder_an_earlier_version_wrote_is_claimed_by_what_it_holds(tmp_path):
     """An unmarked folder whose model folders are all ours (a reproduction from before the marker) is accepted and
     marked, so that a rerun resumes in it; one that also holds a folder of the user's is not."""
-    earlier = lambda folder: safe_io.all_ours((folder / "models").iterdir())  # noqa: E731 (reproduce's test)
+    from memory_models.eval.experiments.reproduce import _earlier_reproduction as earlier
+
     resumed = tmp_path / "resumed"
     (resumed / "models" / "a-seed0").mkdir(parents=True)
     safe_io.mark(resumed / "models" / "a-seed0", "export")
