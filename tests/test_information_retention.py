@@ -1,7 +1,6 @@
 """Information-retention probe and CLI on tiny offline checkpoints (spec §3, Tables 1-2)."""
 
 import json
-import logging
 import random
 
 import pytest
@@ -26,6 +25,7 @@ from memory_models.eval.information_retention import (
 from memory_models.modeling_memory import (
     MaskedMixerConfig, MaskedMixerForCausalLM, MemoryAutoencoder, MemoryAutoencoderConfig,
 )
+from test_reliability_loading import transformers_warnings
 
 WORDS = ("the cat dog bird sees eats likes a big small red blue green fast slow old new house tree river "
          "stone moon sun runs jumps sleeps under over near far and or with").split()
@@ -125,15 +125,9 @@ def test_a_saved_encoder_loads_quietly_with_its_own_weights(kind, tokenizer, tmp
     torch.manual_seed(0)
     saved = tiny_encoder(kind, tokenizer)
     folder = save_checkpoint(saved, tokenizer, tmp_path / kind)
-    reports = []  # what transformers logs, wherever pytest or the user sends its output
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = reports.append
-    logging.getLogger("transformers").addHandler(handler)
-    try:
-        module, _ = load_encoder(folder)
-    finally:
-        logging.getLogger("transformers").removeHandler(handler)
-    assert not [record.getMessage() for record in reports if "LOAD REPORT" in record.getMessage()]
+    loaded = []
+    assert not [m for m in transformers_warnings(lambda: loaded.append(load_encoder(folder))) if "LOAD REPORT" in m]
+    module, _ = loaded[0]
     expected = base_encoder(saved).state_dict()
     assert type(module) is type(base_encoder(saved)) and module.state_dict().keys() == expected.keys()
     for key, tensor in module.state_dict().items():
