@@ -1,10 +1,23 @@
-"""The suite runs offline, and its session fixtures."""
+"""The suite runs offline, a file per worker (pytest-xdist: `-n auto --dist loadfile` in pytest.ini), and its
+session fixtures."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # Before anything imports huggingface_hub or datasets, which read these once: no test may reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# Before torch and transformers are imported: each worker gets its share of the cores (two workers with two
+# threads each on two cores spin against each other) and a remote-code module cache of its own (workers loading
+# exported folders at once would otherwise copy files into one cache while the other imports them).
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _CORES // _WORKERS)))
+    os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="memory-models-tests-modules-")
+    atexit.register(shutil.rmtree, os.environ["HF_MODULES_CACHE"], True)
 
 from pathlib import Path  # noqa: E402
 
@@ -22,3 +35,4 @@ def warm_server(tmp_path_factory):
     server = WarmServer(tmp_path_factory.mktemp("warm"), env)
     yield server
     server.close()
+
