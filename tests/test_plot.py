@@ -76,6 +76,44 @@ def test_the_training_plot_keeps_its_legends_under_the_panels(tmp_path, monkeypa
     assert len(boxes) == 2 and not boxes[0].overlaps(boxes[1])
 
 
+def drawn_training_figure(summary, monkeypatch):
+    """The figure `plot_training` draws for `summary`, drawn, and its renderer."""
+    figures = []
+    monkeypatch.setattr(plot, "save_figure", lambda figure, output: figures.append(figure) or [])
+    plot.plot_training(summary, "unused")
+    (figure,) = figures
+    figure.canvas.draw()
+    return figure, figure.canvas.get_renderer()
+
+
+def test_tiny_accuracies_keep_the_panels_apart_and_steps_are_whole(monkeypatch):
+    """A 2-step run's accuracies of about 1% (0.0125-style tick labels) do not push the accuracy panel's label into
+    the loss panel, and its step axis shows 1 and 2, not 1.0, 1.2, ..."""
+    tiny = {**SUMMARY, "steps": 2, "train_loss_history": [[1, 5.71], [2, 5.68]],
+            "eval_history": {"eval_blank_copy_accuracy": [[1, 0.0179], [2, 0.0179]],
+                             "eval_clm_accuracy": [[1, 0.0081], [2, 0.0162]], "eval_copy_accuracy": [[1, 0], [2, 0]]}}
+    figure, renderer = drawn_training_figure(tiny, monkeypatch)
+    loss, accuracy = figure.axes
+    assert loss.get_window_extent(renderer).x1 < accuracy.yaxis.label.get_window_extent(renderer).x0
+    for axis in (loss, accuracy):
+        low, high = axis.get_xlim()
+        shown = [label.get_text() for label in axis.get_xticklabels() if low <= label.get_position()[0] <= high]
+        assert shown == ["1", "2"], shown
+
+
+def test_both_files_are_cropped_as_a_tight_crop_would(tmp_path, monkeypatch):
+    """`save_figure` measures the crop once for the PNG and the SVG; the PNG matches matplotlib's own
+    `bbox_inches="tight"` within a few pixels."""
+    figure, _ = drawn_training_figure(SUMMARY, monkeypatch)
+    figure.savefig(tmp_path / "tight.png", dpi=150, bbox_inches="tight")
+    monkeypatch.undo()
+    png, svg = plot.save_figure(figure, tmp_path / "once")
+    (height, width, _), (tight_height, tight_width, _) = png_size(png), png_size(tmp_path / "tight.png")
+    assert abs(width - tight_width) <= 8 and abs(height - tight_height) <= 8, (width, height, tight_width, tight_height)
+    points = [float(v) for v in re.search(r'width="([\d.]+)pt" height="([\d.]+)pt"', svg_text(svg)).groups()]
+    assert points == pytest.approx([width * 72 / 150, height * 72 / 150], abs=1.0)
+
+
 def test_an_eval_loss_far_above_training_stays_off_the_loss_axis(tmp_path):
     """An evaluation of a stream the run does not train (a blank-copy model's next-token loss, ~20 nats) does not
     stretch the loss axis: a series over twice the highest training loss is named off scale and the axis ends just
