@@ -38,7 +38,6 @@ def warm_server(tmp_path_factory):
     server.close()
 
 
-
 def pytest_collection_finish(session):
     """Every test module is imported now: move those objects (torch, transformers, lm-eval, ours: ~600k) out of the
     garbage collector's sight. The Trainer calls `gc.collect()` at the start and end of every training; each call

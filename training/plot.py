@@ -113,8 +113,9 @@ def plot_training(summary: dict, output) -> list[Path]:
     if not losses:
         raise ValueError(f"nothing to plot: no finite loss in {sorted(summary)}")
     plt = pyplot()
+    # One step axis (a single final evaluation sits at the end of it); panels apart enough for 0.0125-style ticks.
     figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False,
-                                sharex=True, gridspec_kw={"wspace": 0.3})  # one step axis: a single final evaluation sits at the end of it
+                                sharex=True, gridspec_kw={"wspace": 0.3})
     top, above = loss_axis_top(losses)
     for index, (name, points) in enumerate(losses.items()):  # eval curves dashed: equal ones stay visible
         label = f"{name} (off scale: last {points[-1][1]:.1f})" if name in above else name
@@ -128,7 +129,8 @@ def plot_training(summary: dict, output) -> list[Path]:
     if accuracies:
         axes[0, 1].set(xlabel="optimizer step", ylabel="token accuracy (held out)", title="accuracy")
     for axis in axes.flat:
-        axis.grid(alpha=0.3)  # matplotlib's default ticks, whole steps only (a 2-step run: 1, 2, not 1.0, 1.2, ...)
+        axis.grid(alpha=0.3)
+        # matplotlib's default tick steps, whole steps only (a 2-step run: 1, 2, not 1.0, 1.2, ...)
         axis.xaxis.set_major_locator(ticker().MaxNLocator("auto", integer=True, steps=[1, 2, 2.5, 5, 10]))
     for axis, columns in zip(axes[0], (2, 1)):  # under each panel (inside, they hid curves); loss: 2 columns
         axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns)
