@@ -15,6 +15,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 # exported folders at once would otherwise copy files into one cache while the other imports them).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
+    # reproduce_stages.available_cpus() counts the same, but importing it would import torch first.
     _CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _CORES // _WORKERS)))
     os.environ["HF_MODULES_CACHE"] = tempfile.mkdtemp(prefix="memory-models-tests-modules-")

@@ -32,12 +32,6 @@ def pyplot():
     return plt
 
 
-def ticker():
-    import matplotlib.ticker
-
-    return matplotlib.ticker
-
-
 def have_matplotlib() -> bool:
     try:
         pyplot()
@@ -113,6 +107,8 @@ def plot_training(summary: dict, output) -> list[Path]:
     if not losses:
         raise ValueError(f"nothing to plot: no finite loss in {sorted(summary)}")
     plt = pyplot()
+    from matplotlib.ticker import MaxNLocator  # matplotlib is importable once pyplot() returned
+
     # One step axis (a single final evaluation sits at the end of it); panels apart enough for 0.0125-style ticks.
     figure, axes = plt.subplots(1, 2 if accuracies else 1, figsize=(10 if accuracies else 5.5, 3.8), squeeze=False,
                                 sharex=True, gridspec_kw={"wspace": 0.3})
@@ -131,7 +127,7 @@ def plot_training(summary: dict, output) -> list[Path]:
     for axis in axes.flat:
         axis.grid(alpha=0.3)
         # matplotlib's default tick steps, whole steps only (a 2-step run: 1, 2, not 1.0, 1.2, ...)
-        axis.xaxis.set_major_locator(ticker().MaxNLocator("auto", integer=True, steps=[1, 2, 2.5, 5, 10]))
+        axis.xaxis.set_major_locator(MaxNLocator("auto", integer=True, steps=[1, 2, 2.5, 5, 10]))
     for axis, columns in zip(axes[0], (2, 1)):  # under each panel (inside, they hid curves); loss: 2 columns
         axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=columns)
     config = summary.get("config", {})
