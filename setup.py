@@ -36,7 +36,7 @@ setup(
         "plot": ["matplotlib>=3.7"],  # loss curves, retention and benchmark plots (training/plot.py)
         # tensorboard: the report_to test reads its event files; setuptools>=70.1 builds wheels without `wheel`
         # (the packaging test builds the sdist and the wheel); pytest-xdist runs the suite in one worker per core
-        # (pytest.ini): 272 s on two idle cores against 374 s in one process.
+        # (pytest.ini): 272 s on two idle cores against 374 s in one process, back to back.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboard>=2.14", "setuptools>=70.1"],
         "dev": ["pytest>=8", "pytest-xdist>=3.5", "tensorboard>=2.14", "setuptools>=70.1", "lm_eval>=0.4.9", "jieba", "fuzzywuzzy", "rouge", "matplotlib>=3.7"],
     },
