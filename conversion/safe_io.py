@@ -21,8 +21,10 @@ Every folder memory-models creates holds the marker file [`MARKER`], which recor
   moment leaves the old or the new complete folder at the target, or (between the two renames) the old one aside,
   which [`recover`] renames back before anything reads or writes the target again; [`recover`] also removes
   leftover staging folders and stale lock files. Only folders carrying our marker are ever removed.
-* [`write_text_atomic`] writes a file next to its target and renames it into place ([`recover_all`] removes the
-  temporary files of a killed write).
+* [`write_text_atomic`] / [`write_file_atomic`] write a file next to its target and rename it into place
+  ([`recover_all`] removes the temporary files of a killed write).
+* [`check_pictures`]: a picture drawn at a path the user names (`plot --output`) replaces only a picture of ours
+  (its metadata says [`DRAWN_BY`]).
 * Symbolic links: a target whose last component is a link is resolved ([`real_target`]): the folder it points to
   is checked, locked and replaced in place, and the link stays as it is (a link that cannot be followed is
   refused). Hidden names beside a target never follow a link: a lock file that is a link (or a hard link, or not a
@@ -245,7 +247,8 @@ CREATED_BY = {"created_by": "memory-models"}  # in every JSON result a command w
 def check_result_file(path, *, option: str = "--output", beside: tuple[str, ...] = (".png", ".svg")) -> Path:
     """Refuse to overwrite a result file that memory-models did not write: `path` must be new, or a JSON object
     carrying [`CREATED_BY`] (a result of ours, replaced by a rerun); the pictures drawn beside it (`path` with
-    the `beside` suffixes) may be replaced only together with such a result. Returns `path` as a `Path`."""
+    the `beside` suffixes) may be replaced together with such a result, or when they are pictures of ours
+    ([`is_our_picture`]). Returns `path` as a `Path`."""
     path = Path(path)
     if path.exists():
         try:
@@ -256,12 +259,35 @@ def check_result_file(path, *, option: str = "--output", beside: tuple[str, ...]
             raise ValueError(f"{option} {str(path)!r} exists and memory-models did not write it (no "
                              f"\"created_by\": \"memory-models\" in it): refusing to overwrite it. Choose a new file.")
         return path
-    taken = [str(path.with_suffix(suffix)) for suffix in beside if path.with_suffix(suffix).exists()]
+    taken = [str(picture) for picture in (path.with_suffix(suffix) for suffix in beside)
+             if (picture.exists() or picture.is_symlink()) and not (picture.is_file() and is_our_picture(picture))]
     if taken:
-        raise ValueError(f"{option} {str(path)!r}: the pictures drawn beside it would replace {taken}, which were "
-                         "not drawn with a result of memory-models there: refusing to overwrite them. Choose another "
-                         "name.")
+        raise ValueError(f"{option} {str(path)!r}: the pictures drawn beside it would replace {taken}, which "
+                         "memory-models did not draw: refusing to overwrite them. Choose another name.")
     return path
+
+
+DRAWN_BY = "drawn by memory-models"  # in the metadata of every picture the package draws (PNG text, SVG creator)
+PICTURE_HEAD_BYTES = 4096  # where that metadata sits in a PNG (a text chunk before the image data) and an SVG
+
+
+def is_our_picture(path) -> bool:
+    """True if the file at `path` carries [`DRAWN_BY`] in its metadata (a picture memory-models drew)."""
+    try:
+        with open(path, "rb") as file:
+            return DRAWN_BY.encode() in file.read(PICTURE_HEAD_BYTES)
+    except OSError:
+        return False
+
+
+def check_pictures(paths: Iterable, *, option: str = "--output") -> None:
+    """Refuse to replace a picture that memory-models did not draw: each of `paths` must be new, or a file whose
+    metadata says [`DRAWN_BY`] (a picture of ours, redrawn by a rerun)."""
+    taken = [str(path) for path in map(Path, paths) if (path.exists() or path.is_symlink()) and
+             not (path.is_file() and is_our_picture(path))]
+    if taken:
+        raise ValueError(f"{option}: {taken} exist and memory-models did not draw them (no {DRAWN_BY!r} in their "
+                         "metadata): refusing to overwrite them. Choose another name.")
 
 
 # ----------------------------------------------------------------------------------------------- locks
@@ -522,17 +548,26 @@ def write_folder(target, write: Callable[[Path], None], *, kind: str, overwrite:
         return replace_folder(staging, target)
 
 
-def write_text_atomic(path, text: str) -> Path:
-    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
+def write_file_atomic(path, write: Callable[[Path], None]) -> Path:
+    """Have `write(temporary)` write a hidden file next to `path`, then rename it into place: a failed or killed
+    write leaves `path` as it was ([`recover_all`] removes a killed write's temporary file)."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    temporary = path.with_name(hidden_name(path, f".{os.getpid()}-{secrets.token_hex(4)}.tmp"))
     try:
-        with open(temporary, "x", encoding="utf-8") as file:  # permissions follow the umask
-            file.write(text)
-            file.flush()
+        write(temporary)
+        with open(temporary, "rb+") as file:
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_text_atomic(path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file in the same folder and an atomic rename."""
+    def write(temporary: Path) -> None:
+        with open(temporary, "x", encoding="utf-8") as file:  # permissions follow the umask
+            file.write(text)
+
+    return write_file_atomic(path, write)

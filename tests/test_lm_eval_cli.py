@@ -15,6 +15,7 @@ import torch
 
 pytest.importorskip("lm_eval")
 
+from memory_models.conversion.safe_io import is_our_picture  # noqa: E402
 from memory_models.eval.harness.runner import evaluate_model, metric_table  # noqa: E402
 from memory_models.eval.harness.lookalike import write_lookalike_tasks  # noqa: E402
 
@@ -224,7 +225,7 @@ def test_memory_models_eval_writes_side_by_side_table(workspace, capsys):
             loglikelihoods(ablated["samples"]["mmlu_abstract_algebra"])).any(), label
     png = output / "comparison.png"
     if summary_has_matplotlib():
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and is_our_picture(png)
     else:
         assert not png.exists() and "matplotlib is not installed" in capsys.readouterr().err
 

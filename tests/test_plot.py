@@ -3,9 +3,11 @@
 import builtins
 import json
 import re
+from pathlib import Path
 
 import pytest
 
+from memory_models.conversion import safe_io
 from memory_models.training import plot
 
 pytest.importorskip("matplotlib")
@@ -186,3 +188,41 @@ def test_accuracy_curves_share_one_legend_and_a_model_keeps_its_colour(tmp_path)
     # data lines (and their legend handles) are the 1.5-wide strokes: the first model (one panel) has 2, the others 3
     strokes = re.findall(r"stroke: (#[0-9a-f]{6}); stroke-width: 1.5", text)
     assert {colour: strokes.count(colour) for colour in set(strokes)} == {"#1f77b4": 2, "#ff7f0e": 3, "#2ca02c": 3}
+
+
+def test_plot_replaces_its_own_pictures_and_never_a_file_of_yours(tmp_path):
+    """Every picture carries memory-models' mark in its metadata, so `plot --output STEM` draws again over its own
+    STEM.png / STEM.svg; a file it did not draw at either path is a ValueError naming it, and stays as it was."""
+    (tmp_path / "metrics.json").write_text(json.dumps(SUMMARY))
+    command = ["training", str(tmp_path / "metrics.json"), "--output", str(tmp_path / "curve")]
+    assert plot.main(command) == 0
+    for name in ("curve.png", "curve.svg"):
+        assert safe_io.is_our_picture(tmp_path / name), name
+    assert plot.main(command) == 0  # a rerun over its own pictures
+    (tmp_path / "curve.svg").write_text("<svg>my drawing</svg>")
+    with pytest.raises(ValueError, match=r"curve\.svg.*did not draw"):
+        plot.main(command)
+    assert (tmp_path / "curve.svg").read_text() == "<svg>my drawing</svg>"
+    (tmp_path / "mine.png").write_bytes(b"\x89PNG my picture")
+    with pytest.raises(ValueError, match=r"mine\.png.*did not draw"):
+        plot.main(["training", str(tmp_path / "metrics.json"), "--output", str(tmp_path / "mine.png")])
+    assert (tmp_path / "mine.png").read_bytes() == b"\x89PNG my picture" and not (tmp_path / "mine.svg").exists()
+
+
+def test_a_failed_save_leaves_the_pictures_as_they_were(tmp_path, monkeypatch):
+    """A picture is written to a hidden file and renamed into place: a save that fails half-way (here after
+    writing part of the file) leaves the earlier picture untouched and no temporary file behind."""
+    png, _ = plot.plot_training(SUMMARY, tmp_path / "curve")
+    before = png.read_bytes()
+    figure, _ = drawn_training_figure(SUMMARY, monkeypatch)
+    monkeypatch.undo()
+
+    def broken(path, **kwargs):
+        Path(path).write_bytes(b"half a picture")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(figure, "savefig", broken)
+    with pytest.raises(OSError, match="No space left"):
+        plot.save_figure(figure, tmp_path / "curve")
+    assert png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png", "curve.svg"]

@@ -212,6 +212,12 @@ def test_a_result_of_ours_is_replaced_with_its_pictures(tmp_path):
     with pytest.raises(ValueError, match="did not write it"):
         safe_io.check_result_file(tmp_path / "folder.json")
     assert safe_io.check_result_file(tmp_path / "fresh.json") == tmp_path / "fresh.json"
+    # beside a new result: a picture memory-models drew (its metadata says so) may be redrawn, another may not
+    (tmp_path / "drawn.png").write_bytes(b"\x89PNG\r\n\x1a\ntEXtSoftware\x00" + safe_io.DRAWN_BY.encode() + b" 0.1.0")
+    assert safe_io.check_result_file(tmp_path / "drawn.json") == tmp_path / "drawn.json"
+    (tmp_path / "drawn.svg").write_text("<svg>drawn by someone else</svg>")
+    with pytest.raises(ValueError, match=r"drawn\.svg.*did not draw"):
+        safe_io.check_result_file(tmp_path / "drawn.json")
 
 
 def test_every_writer_has_overwrite_and_every_loader_asks_consent():

@@ -4,8 +4,9 @@
     memory-models plot retention ae.json clm.json --output docs/retention       # accuracy and H_r vs n_ctx
     memory-models plot benchmark benchmark-memory.json --output docs/benchmark  # speed and KV bytes vs context
 
-Each writes `OUTPUT.png` and `OUTPUT.svg`. `memory-models train` draws `loss_curve.png` this way, and
-`memory-models retention` / `benchmark` draw their plot beside their JSON, whenever matplotlib is installed.
+Each writes `OUTPUT.png` and `OUTPUT.svg`: new files, or pictures memory-models drew there before (never a file of
+yours). `memory-models train` draws `loss_curve.png` this way, and `memory-models retention` / `benchmark` draw their
+plot beside their JSON, whenever matplotlib is installed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from memory_models import __version__
+from memory_models.conversion.safe_io import DRAWN_BY, check_pictures, write_file_atomic
 from memory_models.training.arguments import plot_parser
 
 INSTALL_HINT = "plots need matplotlib: pip install -c constraints.txt -e '.[plot]' (included in '.[eval]')"
@@ -40,19 +43,35 @@ def have_matplotlib() -> bool:
     return True
 
 
-def save_figure(figure, output) -> list[Path]:
-    """Write `figure` as `output.png` (150 dpi) and `output.svg`, cropped to what it draws; returns both paths."""
+def picture_paths(output) -> list[Path]:
+    """`output.png` and `output.svg` (`output` without extension, or ending in .png / .svg)."""
     stem = Path(output)
     stem = stem.with_suffix("") if stem.suffix in (".png", ".svg") else stem
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+    return [stem.with_suffix(".png"), stem.with_suffix(".svg")]
+
+
+def picture_metadata(suffix: str) -> dict:
+    """`savefig` metadata of a `.png` or `.svg` that marks it as ours (`safe_io.DRAWN_BY`, so that a rerun may
+    replace it) and keeps an SVG free of a timestamp."""
+    import matplotlib
+
+    drawn_by = f"{DRAWN_BY} {__version__} with Matplotlib {matplotlib.__version__}"
+    return {"Software": drawn_by} if suffix == ".png" else {"Creator": drawn_by, "Date": None}
+
+
+def save_figure(figure, output) -> list[Path]:
+    """Write `figure` as `output.png` (150 dpi) and `output.svg`, cropped to what it draws, each through a
+    temporary file renamed into place and marked as ours in its metadata (`safe_io.DRAWN_BY`); returns both paths."""
+    paths = picture_paths(output)
+    paths[0].parent.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
     with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, restylable
         # The crop of bbox_inches="tight", measured once for both files ("tight" draws the whole figure once more
         # per file to measure it: a third of the time of every loss curve).
         crop = figure.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
         for path in paths:
-            figure.savefig(path, dpi=150, bbox_inches=crop, metadata={"Date": None} if path.suffix == ".svg" else None)
+            write_file_atomic(path, lambda temporary: figure.savefig(
+                temporary, format=path.suffix[1:], dpi=150, bbox_inches=crop, metadata=picture_metadata(path.suffix)))
     plt.close(figure)
     return paths
 
@@ -299,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loaded = [read_result(path, args.kind) for path in args.inputs]
     if args.kind != "retention" and len(loaded) > 1:
         raise ValueError(f"`plot {args.kind}` takes one JSON file, got {len(loaded)}: {args.inputs}")
+    check_pictures(picture_paths(args.output))  # new, or pictures of ours: never a file of the user's
     if args.kind == "training":
         paths = plot_training(loaded[0], args.output)
     elif args.kind == "benchmark":

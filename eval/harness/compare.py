@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from memory_models.eval.harness.arguments import compare_parser
 from memory_models.eval.harness.runner import (
     check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for, with_rolling_window,
 )
+from memory_models.training.plot import picture_metadata
 
 
 def model_labels(model_dirs: list[str]) -> list[str]:
@@ -72,10 +72,9 @@ def comparison_png(tables: dict[str, dict[tuple[str, str], float]], path: Path) 
     axis.set_ylabel("score")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # safe_io's temporary names
-    figure.savefig(tmp, dpi=120, format="png")
+    safe_io.write_file_atomic(path, lambda temporary: figure.savefig(temporary, dpi=120, format="png",
+                                                                     metadata=picture_metadata(".png")))
     plt.close(figure)
-    os.replace(tmp, path)
     return True
 
 
