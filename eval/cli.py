@@ -37,6 +37,7 @@ from memory_models.eval.experiments.arguments import (
 )
 from memory_models.eval.harness.arguments import compare_parser, lookalike_parser
 from memory_models.eval.serving.arguments import serve_parser
+from memory_models.training.allocator import keep_freed_memory
 from memory_models.training.arguments import plot_parser, tokenizer_parser, train_parser
 
 
@@ -161,6 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--debug" in rest:  # ours wherever it stands (TrainingArguments' own --debug is not reachable from here)
         debug, rest = True, [arg for arg in rest if arg != "--debug"]
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    keep_freed_memory()  # CPU training steps reuse their memory instead of faulting it in again (identical numbers)
     return run_command(name, rest, debug)
 
 

@@ -3,8 +3,11 @@ decode clock times the decode steps alone; the paper's sequential loop equals th
 
 import itertools
 import json
+import math
 import os
+import platform
 import queue
+import subprocess
 import sys
 
 import pytest
@@ -352,3 +355,55 @@ def test_checkpointing_measure_spreads_the_timed_figures(monkeypatch):
         assert result[name]["seconds"]["min"] <= result[name]["seconds"]["median"] <= result[name]["seconds"]["max"]
     assert result["same_gradients"] is True and result["saved_ratio"] < 0.5
     assert "median (min-max) over 2 processes" in checkpointing.format_checkpointing({"checkpointing": result})
+
+
+FAULTS_SCRIPT = """
+import resource, sys, torch
+from memory_models.training.allocator import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "kept" else False
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.GELU(), torch.nn.Linear(256, 512))
+x, t = torch.randn(4096, 64), torch.randint(0, 512, (4096,))  # 8 MiB of logits: above glibc's default thresholds
+def step():
+    torch.nn.functional.cross_entropy(model(x), t).backward()
+for _ in range(3):  # the heap grows to the step's size
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, repr(model[0].weight.grad.sum().item()))
+"""
+
+
+def test_kept_memory_takes_fewer_page_faults_for_the_same_gradients(tmp_path):
+    """`keep_freed_memory` (glibc): once the heap has grown to a step's size, ten training steps that allocate and
+    free 8 MiB of logits each fault far fewer pages in than with glibc's defaults (which fault each step's memory in
+    again), for bit-identical gradients; elsewhere it reports that it changed nothing."""
+    script = tmp_path / "faults.py"
+    script.write_text(FAULTS_SCRIPT)
+    runs = {}
+    for setting in ("defaults", "kept"):
+        done = subprocess.run([sys.executable, str(script), setting], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        kept, faults, gradient = done.stdout.split()
+        runs[setting] = (kept == "True", int(faults), gradient)
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert runs["kept"][0] is glibc and runs["defaults"][0] is False
+    assert runs["kept"][2] == runs["defaults"][2]  # the same arithmetic
+    if glibc:
+        assert runs["kept"][1] < runs["defaults"][1] / 2, runs
+
+
+def test_allocator_quick_run_times_both_settings_in_fresh_processes(tmp_path, capsys):
+    """`allocator --quick`: each setting timed in its own process per round, as spreads of ms and page faults per
+    step with the per-round speed-up; both settings end on the same loss (checked by the run)."""
+    result, stdout = run_quick("allocator", tmp_path, capsys, "--threads", "1", "--repeats", "1")  # 2 processes
+    (case,) = result["cases"]
+    assert (case["preset"], case["objective"]) == ("memory-transformer-tiny", "combined")
+    figures = assert_spreads(result, 1, {"/speedup", "/seconds_per_step/glibc defaults",
+                                               "/seconds_per_step/freed memory kept",
+                                               "/page_faults_per_step/glibc defaults",
+                                               "/page_faults_per_step/freed memory kept"})
+    assert len(figures) == 5 and result["settings"]["threads"] == 1
+    assert math.isfinite(case["loss"]) and "| memory-transformer-tiny | combined |" in stdout

@@ -19,6 +19,7 @@ BENCHMARKS = {
     "checkpointing": "masked mixer: training-step memory with and without gradient checkpointing",
     "serving": "vLLM server: TTFT and tokens/s, bank vs full-context Llama, 1 and 8 concurrent requests",
     "objectives": "training steps per objective: the decoder on the chunks with targets only vs on every chunk",
+    "allocator": "CPU training steps: glibc's malloc defaults vs freed memory kept for reuse (fresh process each)",
 }
 
 

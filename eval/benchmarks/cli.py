@@ -3,11 +3,11 @@
     python -m memory_models.eval.benchmarks memory [--quick] [--device cpu|cuda] [--dtype fp32|bf16] \\
         [--output bench.json]
     python -m memory_models.eval.benchmarks autoencoder | convert | long-context | rmt-generation | checkpointing \\
-        | banks | serving | objectives [--quick] ...
+        | banks | serving | objectives | allocator [--quick] ...
 
 Each workload is a module of this package (`memory`, `autoencoder`, `convert`, `long_context`,
-`rmt_generation`, `checkpointing`, `banks`, `serving`, `objectives`) with `run(args) -> dict`; this module maps the names to them
-(`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
+`rmt_generation`, `checkpointing`, `banks`, `serving`, `objectives`, `allocator`) with `run(args) -> dict`; this
+module maps the names to them (`WORKLOADS`). Every workload takes the common options --quick, --device, --dtype (bf16 = autocast), --output,
 --repeats, --warmup and --threads (`arguments.py`), and reports every timed figure as the median and the min-max
 over its repeats (`timing.spread`). The timing harness is `timing.py`, the shared model builders `models.py`, the
 targets and tables `reports.py`.
@@ -24,7 +24,7 @@ import torch
 
 from memory_models.conversion.safe_io import CREATED_BY, check_result_file
 from memory_models.eval.benchmarks import (
-    autoencoder, banks, checkpointing, convert, long_context, memory, objectives, rmt_generation, serving,
+    allocator, autoencoder, banks, checkpointing, convert, long_context, memory, objectives, rmt_generation, serving,
 )
 from memory_models.eval.benchmarks.arguments import benchmark_parser
 from memory_models.eval.benchmarks.reports import format_autoencoder, format_memory_table
@@ -52,6 +52,7 @@ WORKLOADS: dict[str, Workload] = {
     "banks": Workload(banks.run, banks.format_banks),
     "serving": Workload(serving.run, serving.format_table),
     "objectives": Workload(objectives.run, objectives.format_table),
+    "allocator": Workload(allocator.run, allocator.format_table),
 }
 
 

@@ -40,7 +40,8 @@ QUICK_CASES = tuple(replace(case, preset=case.preset.replace("-small", "-tiny"))
 SETTINGS = {"only chunks with targets": True, "every chunk": False}
 
 
-def _batch(model, objective: str, rows: int, seed: int = 0) -> dict:
+def random_batch(model, objective: str, rows: int, seed: int = 0) -> dict:
+    """A training batch of `objective` for `model` from `rows` rows of random token ids (the same for a seed)."""
     config = model.config
     generator = torch.Generator().manual_seed(seed)
     context = config.chunk_size * config.num_memory_slots
@@ -63,7 +64,7 @@ def measure(case: Case, rows: int, repeats: int, warmup: int, device: str, dtype
     config = get_preset(case.preset)
     config.freeze_encoder = case.freeze_encoder
     model = build_model(config).to(device).train()
-    batch = {key: value.to(device) for key, value in _batch(model, case.objective, rows).items()}
+    batch = {key: value.to(device) for key, value in random_batch(model, case.objective, rows).items()}
     decoder_rows = []  # chunks decoded by each of the two forwards
     hook = model.decoder.model.register_forward_pre_hook(
         lambda module, args, kwargs: decoder_rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)

@@ -19,6 +19,8 @@ import traceback
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.managers import SyncManager
 
+from memory_models.training.allocator import keep_freed_memory
+
 ORPHANED_EXIT_CODE = 143  # as if terminated by SIGTERM (128 + 15)
 
 
@@ -35,10 +37,17 @@ def stop_with_parent() -> None:
     threading.Thread(target=watch, name="stop-with-parent", daemon=True).start()
 
 
+def start_worker() -> None:
+    """A pool worker's set-up: it ends with its parent and keeps freed memory for reuse, as the command does
+    (`training.allocator`)."""
+    stop_with_parent()
+    keep_freed_memory()
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
     """A pool of `workers` spawned processes (a fresh interpreter each: no inherited threads or CUDA state) that
     end with this process."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=stop_with_parent)
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker)
 
 
 def worker_manager() -> SyncManager:
