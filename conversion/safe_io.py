@@ -259,8 +259,7 @@ def check_result_file(path, *, option: str = "--output", beside: tuple[str, ...]
             raise ValueError(f"{option} {str(path)!r} exists and memory-models did not write it (no "
                              f"\"created_by\": \"memory-models\" in it): refusing to overwrite it. Choose a new file.")
         return path
-    taken = [str(picture) for picture in (path.with_suffix(suffix) for suffix in beside)
-             if (picture.exists() or picture.is_symlink()) and not (picture.is_file() and is_our_picture(picture))]
+    taken = foreign_files([path.with_suffix(suffix) for suffix in beside])
     if taken:
         raise ValueError(f"{option} {str(path)!r}: the pictures drawn beside it would replace {taken}, which "
                          "memory-models did not draw: refusing to overwrite them. Choose another name.")
@@ -280,11 +279,16 @@ def is_our_picture(path) -> bool:
         return False
 
 
+def foreign_files(paths: Iterable) -> list[str]:
+    """Those of `paths` that exist (a dangling link too) and are not pictures of ours ([`is_our_picture`])."""
+    return [str(path) for path in map(Path, paths)
+            if (path.exists() or path.is_symlink()) and not (path.is_file() and is_our_picture(path))]
+
+
 def check_pictures(paths: Iterable, *, option: str = "--output") -> None:
     """Refuse to replace a picture that memory-models did not draw: each of `paths` must be new, or a file whose
     metadata says [`DRAWN_BY`] (a picture of ours, redrawn by a rerun)."""
-    taken = [str(path) for path in map(Path, paths) if (path.exists() or path.is_symlink()) and
-             not (path.is_file() and is_our_picture(path))]
+    taken = foreign_files(paths)
     if taken:
         raise ValueError(f"{option}: {taken} exist and memory-models did not draw them (no {DRAWN_BY!r} in their "
                          "metadata): refusing to overwrite them. Choose another name.")
