@@ -376,8 +376,7 @@ def test_allocator_quick_run_times_both_settings_in_fresh_processes(tmp_path, ca
     (case,) = result["cases"]
     assert (case["preset"], case["objective"]) == ("memory-transformer-tiny", "combined")
     figures = assert_spreads(result, 1, {"/speedup", "/seconds_per_step/glibc defaults",
-                                               "/seconds_per_step/freed memory kept",
-                                               "/page_faults_per_step/glibc defaults",
-                                               "/page_faults_per_step/freed memory kept"})
+                                         "/seconds_per_step/freed memory kept", "/page_faults_per_step/glibc defaults",
+                                         "/page_faults_per_step/freed memory kept"})
     assert len(figures) == 5 and result["settings"]["threads"] == 1
     assert math.isfinite(case["loss"]) and "| memory-transformer-tiny | combined |" in stdout
