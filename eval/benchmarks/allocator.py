@@ -22,8 +22,7 @@ from dataclasses import replace
 
 import torch
 
-from memory_models.configuration import build_model, get_preset
-from memory_models.eval.benchmarks.objectives import Case, random_batch
+from memory_models.eval.benchmarks.objectives import Case, case_model_and_batch
 from memory_models.eval.benchmarks.reports import fmt_spread
 from memory_models.eval.benchmarks.timing import paired_ratio, progress, settings, spread
 from memory_models.eval.experiments.reproduce_stages import SCALES
@@ -40,11 +39,7 @@ def train_steps(case: Case, rows: int, steps: int, warmup: int, threads: int, ke
     """In a fresh process: seconds and page faults per training step of `case`, and the last step's loss."""
     kept = keep_freed_memory() if keep else False
     torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    config = get_preset(case.preset, vocab_size=VOCAB_SIZE)
-    config.freeze_encoder = case.freeze_encoder
-    model = build_model(config).train()
-    batch = random_batch(model, case.objective, rows)
+    model, batch = case_model_and_batch(case, rows, vocab_size=VOCAB_SIZE)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
 
     def step() -> float:
@@ -77,12 +72,12 @@ def measure(case: Case, rows: int, steps: int, repeats: int, warmup: int, thread
         progress(f"{case.preset} {case.objective}: round {index + 1}/{repeats}")
         for name, keep in SETTINGS.items():
             samples[name].append(in_fresh_process(case, rows, steps, warmup, threads, keep))
+        if not samples["freed memory kept"][-1]["kept"]:
+            raise RuntimeError("keep_freed_memory() changed nothing here (not glibc?): nothing to compare")
         losses = {name: runs[-1]["loss"] for name, runs in samples.items()}
         if len(set(losses.values())) != 1:  # the figures are never written
             raise RuntimeError(f"{case.preset} {case.objective}: the settings ended on different losses {losses}")
     kept = samples["freed memory kept"]
-    if not all(sample["kept"] for sample in kept):
-        raise RuntimeError("keep_freed_memory() changed nothing here (not glibc?): nothing to compare")
     seconds = {name: [sample["seconds_per_step"] for sample in runs] for name, runs in samples.items()}
     default, kept_seconds = (seconds[name] for name in SETTINGS)
     return {**vars(case), "batch_rows": rows, "loss": kept[-1]["loss"],

@@ -40,14 +40,23 @@ QUICK_CASES = tuple(replace(case, preset=case.preset.replace("-small", "-tiny"))
 SETTINGS = {"only chunks with targets": True, "every chunk": False}
 
 
-def random_batch(model, objective: str, rows: int, seed: int = 0) -> dict:
-    """A training batch of `objective` for `model` from `rows` rows of random token ids (the same for a seed)."""
+def _batch(model, objective: str, rows: int, seed: int = 0) -> dict:
     config = model.config
     generator = torch.Generator().manual_seed(seed)
     context = config.chunk_size * config.num_memory_slots
     ids = torch.randint(5, config.vocab_size, (rows, context), generator=generator)
     return get_objective(objective).build_batch(ids, settings=CopySettings.from_config(config),
                                                 pad_token_id=config.pad_token_id)
+
+
+def case_model_and_batch(case: Case, rows: int, device: str = "cpu", vocab_size: int | None = None) -> tuple:
+    """The model of `case` (built after seed 0, its encoder frozen as the case says; the preset's vocabulary unless
+    `vocab_size` is given) in training mode on `device`, and its batch of `rows` random rows there."""
+    torch.manual_seed(0)
+    config = get_preset(case.preset, **({} if vocab_size is None else {"vocab_size": vocab_size}))
+    config.freeze_encoder = case.freeze_encoder
+    model = build_model(config).to(device).train()
+    return model, {key: value.to(device) for key, value in _batch(model, case.objective, rows).items()}
 
 
 def _loss_and_grads(model, batch, only_targets: bool):
@@ -60,11 +69,7 @@ def _loss_and_grads(model, batch, only_targets: bool):
 
 def measure(case: Case, rows: int, repeats: int, warmup: int, device: str, dtype: str) -> dict:
     """Steps/s of both settings on one batch, after checking they give the same loss and gradients."""
-    torch.manual_seed(0)
-    config = get_preset(case.preset)
-    config.freeze_encoder = case.freeze_encoder
-    model = build_model(config).to(device).train()
-    batch = {key: value.to(device) for key, value in random_batch(model, case.objective, rows).items()}
+    model, batch = case_model_and_batch(case, rows, device)
     decoder_rows = []  # chunks decoded by each of the two forwards
     hook = model.decoder.model.register_forward_pre_hook(
         lambda module, args, kwargs: decoder_rows.append(kwargs["inputs_embeds"].shape[0]), with_kwargs=True)

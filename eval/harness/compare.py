@@ -23,7 +23,7 @@ from memory_models.eval.harness.arguments import compare_parser
 from memory_models.eval.harness.runner import (
     check_causal_lm, check_has_memory, evaluate_model, json_safe, metric_table, task_manager_for, with_rolling_window,
 )
-from memory_models.training.plot import picture_metadata
+from memory_models.training.plot import picture_metadata, pyplot
 
 
 def model_labels(model_dirs: list[str]) -> list[str]:
@@ -53,10 +53,7 @@ def markdown_table(tables: dict[str, dict[tuple[str, str], float]]) -> str:
 def comparison_png(tables: dict[str, dict[tuple[str, str], float]], path: Path) -> bool:
     """A grouped bar chart of the same comparison; False (with a message) when matplotlib is missing."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
     except ImportError:
         print(f"matplotlib is not installed: {path.name} skipped (pip install matplotlib); the table and JSON "
               f"are written", file=sys.stderr)
